@@ -1,0 +1,3 @@
+from nli_cot_hub.cli import main
+
+main()

@@ -1,0 +1,386 @@
+"""Loading, label mapping and validation of NLI pairs.
+
+Every loader returns a pandas DataFrame with the columns ``id, premise, hypothesis, label``
+(``label`` is 1 = entailment, 0 = no entailment, or <NA> for unlabeled data) plus any extra
+columns the source had (e.g. ``explanation`` for e-SNLI). Bad input raises :class:`DataError`
+whose message names the file, the row and the field.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+LABEL_SCHEMES = ("binary", "inverted", "glue3")
+THREE_CLASS_POLICIES = ("strict", "non-contradiction")
+
+# Word labels seen in NLI corpora. Neutral is ambiguous for a binary task: its meaning depends
+# on the data set (MNLI-derived coursework rows use neutral -> 1), so it needs an explicit policy.
+_ENTAILMENT_WORDS = {"entailment", "entailed", "entails", "yes", "true"}
+_NOT_ENTAILMENT_WORDS = {
+    "not_entailment", "not entailment", "no entailment", "no_entailment", "non-entailment",
+    "non_entailment", "not entailed", "not-entailment", "no", "false",
+}
+_CONTRADICTION_WORDS = {"contradiction", "contradicts", "contradictory"}
+_NEUTRAL_WORDS = {"neutral"}
+
+
+class DataError(ValueError):
+    """Bad input data; the message names the file, row and field."""
+
+
+@dataclass(frozen=True)
+class LabelMapping:
+    """How raw labels become 1 (entailment) / 0 (no entailment).
+
+    scheme:
+        ``binary``   1/0 (ints, "1"/"0", booleans) with 1 = entailment; the default.
+        ``inverted`` 0 = entailment, 1 = not entailment (GLUE RTE / QNLI integer labels).
+        ``glue3``    0 = entailment, 1 = neutral, 2 = contradiction (GLUE MNLI / HF SNLI integers).
+    three_class: what a neutral label becomes: ``strict`` (neutral -> 0, only entailment is 1) or
+        ``non-contradiction`` (neutral -> 1, as the COMP34812 data treats MNLI neutral pairs).
+    custom: explicit raw-value -> label overrides, checked first (e.g. {"yes": 1, "no": 0}).
+    """
+
+    scheme: str = "binary"
+    three_class: str | None = None
+    custom: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.scheme not in LABEL_SCHEMES:
+            raise ValueError(f"unknown label scheme {self.scheme!r}; choose one of {LABEL_SCHEMES}")
+        if self.three_class is not None and self.three_class not in THREE_CLASS_POLICIES:
+            raise ValueError(
+                f"unknown three-class policy {self.three_class!r}; choose one of {THREE_CLASS_POLICIES}"
+            )
+        bad = {k: v for k, v in self.custom.items() if v not in (0, 1)}
+        if bad:
+            raise ValueError(f"custom label map values must be 0 or 1, got {bad}")
+
+    def _neutral(self) -> int | None:
+        return {"strict": 0, "non-contradiction": 1}.get(self.three_class or "")
+
+    def map(self, raw) -> int:
+        """Map one raw label to 0/1; raise ValueError with the reason if it cannot be mapped."""
+        if raw is None or (isinstance(raw, float) and math.isnan(raw)):
+            raise ValueError("label is missing")
+        text = str(raw).strip()
+        key = text.lower()
+        if key in {k.lower() for k in self.custom}:
+            return next(v for k, v in self.custom.items() if k.lower() == key)
+        if isinstance(raw, bool):
+            return int(raw)
+        number = _as_int(text)
+        if number is not None:
+            return self._map_int(number, text)
+        if key in _ENTAILMENT_WORDS:
+            return 1
+        if key in _NOT_ENTAILMENT_WORDS or key in _CONTRADICTION_WORDS:
+            return 0
+        if key in _NEUTRAL_WORDS:
+            mapped = self._neutral()
+            if mapped is None:
+                raise ValueError(
+                    "label 'neutral' is ambiguous for binary NLI; pass --three-class strict "
+                    "(neutral -> 0) or --three-class non-contradiction (neutral -> 1)"
+                )
+            return mapped
+        raise ValueError(f"unknown label {text!r}")
+
+    def _map_int(self, number: int, text: str) -> int:
+        if self.scheme == "binary" and number in (0, 1):
+            return number
+        if self.scheme == "inverted" and number in (0, 1):
+            return 1 - number
+        if self.scheme == "glue3" and number in (0, 1, 2):
+            if number == 1:
+                return self.map("neutral")
+            return 1 if number == 0 else 0
+        allowed = {"binary": "0 or 1", "inverted": "0 or 1", "glue3": "0, 1 or 2"}[self.scheme]
+        raise ValueError(f"unknown label {text!r} (scheme {self.scheme!r} expects {allowed})")
+
+
+def _as_int(text: str) -> int | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return int(value) if value.is_integer() else None
+
+
+def parse_label_map(spec: str | None) -> dict[str, int]:
+    """Parse ``"yes=1,no=0"`` into a dict."""
+    if not spec:
+        return {}
+    mapping = {}
+    for part in spec.split(","):
+        raw, sep, value = part.partition("=")
+        if not sep or value.strip() not in ("0", "1"):
+            raise ValueError(f"bad --label-map entry {part!r}: expected RAW=0 or RAW=1")
+        mapping[raw.strip()] = int(value.strip())
+    return mapping
+
+
+@dataclass(frozen=True)
+class Columns:
+    premise: str = "premise"
+    hypothesis: str = "hypothesis"
+    label: str = "label"
+    id: str | None = None
+
+
+# ---------------------------------------------------------------- readers
+
+def _read_delimited(path: Path, sep: str) -> pd.DataFrame:
+    try:
+        # utf-8-sig: the coursework trial file starts with a BOM.
+        return pd.read_csv(
+            path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8-sig",
+            quoting=csv.QUOTE_MINIMAL if sep == "," else csv.QUOTE_NONE,
+        )
+    except (pd.errors.ParserError, UnicodeDecodeError, csv.Error) as error:
+        raise DataError(f"{path}: cannot be read as {'CSV' if sep == ',' else 'TSV'}: {_one_line(error)}") from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: file is empty") from None
+
+
+def _read_jsonl(path: Path) -> pd.DataFrame:
+    rows = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as error:
+                raise DataError(f"{path}: line {number}: invalid JSON: {error.msg}") from None
+    return pd.DataFrame(rows)
+
+
+def _read_json(path: Path) -> pd.DataFrame:
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise DataError(f"{path}: invalid JSON: {error.msg} (line {error.lineno})") from None
+    if isinstance(payload, dict):
+        payload = payload.get("data", payload.get("rows", [payload]))
+    return pd.DataFrame(payload)
+
+
+def _read_line_aligned(folder: Path) -> pd.DataFrame:
+    """e-SNLI / MNLI-hard style folders: s1.*, s2.*, labels.* (+ preproc1_expl_N.*) line-aligned."""
+
+    def lines(prefix: str) -> list[str] | None:
+        found = sorted(folder.glob(f"{prefix}.*"))
+        if not found:
+            return None
+        text = found[0].read_text(encoding="utf-8")
+        rows = text.split("\n")
+        if rows and rows[-1] == "":
+            rows.pop()
+        return [row.strip() for row in rows]
+
+    premises, hypotheses, labels = lines("s1"), lines("s2"), lines("labels")
+    if premises is None or hypotheses is None:
+        raise DataError(f"{folder}: a line-aligned folder needs s1.* and s2.* files")
+    columns = {"premise": premises, "hypothesis": hypotheses}
+    if labels is not None:
+        columns["label"] = labels
+    for n in (1, 2, 3):
+        explanation = lines(f"preproc1_expl_{n}")
+        if explanation is not None:
+            columns[f"explanation_{n}"] = explanation
+    sizes = {name: len(values) for name, values in columns.items()}
+    if len(set(sizes.values())) != 1:
+        raise DataError(f"{folder}: line-aligned files differ in length: {sizes}")
+    return pd.DataFrame(columns)
+
+
+def _read_dataset_folder(folder: Path, config: str | None, split: str) -> pd.DataFrame:
+    import datasets
+
+    if (folder / "dataset_info.json").exists() or (folder / "state.json").exists():
+        loaded = datasets.load_from_disk(str(folder))
+    else:
+        loaded = datasets.load_dataset(str(folder), config)
+    if isinstance(loaded, datasets.DatasetDict):
+        if split not in loaded:
+            raise DataError(f"{folder}: no split {split!r}; it has {sorted(loaded)}")
+        loaded = loaded[split]
+    return loaded.to_pandas()
+
+
+def _read_hub(repo_id: str, config: str | None, split: str, revision: str | None) -> pd.DataFrame:
+    import datasets
+
+    try:
+        loaded = datasets.load_dataset(repo_id, config, split=split, revision=revision)
+    except Exception as error:  # the Hub client raises many types; name the source in one line
+        raise DataError(f"{repo_id}: cannot load from the Hub: {_one_line(error)}") from None
+    return loaded.to_pandas()
+
+
+def read_table(source: str | Path, *, config: str | None = None, split: str = "train",
+               revision: str | None = None) -> pd.DataFrame:
+    """Read a file, folder or Hub repo id into a raw DataFrame (no validation)."""
+    path = Path(source)
+    if path.is_dir():
+        if list(path.glob("s1.*")):
+            return _read_line_aligned(path)
+        return _read_dataset_folder(path, config, split)
+    if path.exists():
+        suffix = "".join(path.suffixes[-1:]).lower()
+        if suffix == ".csv":
+            return _read_delimited(path, ",")
+        if suffix in (".tsv", ".tab"):
+            return _read_delimited(path, "\t")
+        if suffix in (".jsonl", ".ndjson"):
+            return _read_jsonl(path)
+        if suffix == ".json":
+            return _read_json(path)
+        if suffix == ".parquet":
+            try:
+                return pd.read_parquet(path)
+            except Exception as error:
+                raise DataError(f"{path}: cannot be read as Parquet: {_one_line(error)}") from None
+        raise DataError(f"{path}: unknown file type {suffix!r} (use .csv, .tsv, .jsonl, .json or .parquet)")
+    if re.fullmatch(r"[\w.-]+/[\w.-]+", str(source)) and not str(source).startswith("."):
+        return _read_hub(str(source), config, split, revision)
+    raise DataError(f"{source}: no such file or folder (and not a Hub repo id)")
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())[:300]
+
+
+# ---------------------------------------------------------------- normalising
+
+def load_pairs(
+    source: str | Path,
+    *,
+    columns: Columns = Columns(),
+    labels: LabelMapping = LabelMapping(),
+    require_labels: bool = True,
+    config: str | None = None,
+    split: str = "train",
+    revision: str | None = None,
+) -> pd.DataFrame:
+    """Load NLI pairs from any supported source and validate them.
+
+    Raises DataError naming the file, row (1-based data row, header not counted) and field for a
+    missing column, an empty text or an unknown label. Nothing is dropped silently.
+    """
+    raw = read_table(source, config=config, split=split, revision=revision)
+    return normalise_pairs(raw, str(source), columns=columns, labels=labels, require_labels=require_labels)
+
+
+def normalise_pairs(raw: pd.DataFrame, name: str, *, columns: Columns = Columns(),
+                    labels: LabelMapping = LabelMapping(), require_labels: bool = True) -> pd.DataFrame:
+    wanted = {"premise": columns.premise, "hypothesis": columns.hypothesis}
+    for field_name, column in wanted.items():
+        if column not in raw.columns:
+            raise DataError(
+                f"{name}: missing column {column!r} for the {field_name} "
+                f"(columns are {list(map(str, raw.columns))}; map it with --{field_name}-col)"
+            )
+    has_labels = columns.label in raw.columns
+    if require_labels and not has_labels:
+        raise DataError(
+            f"{name}: missing column {columns.label!r} for the label (columns are "
+            f"{list(map(str, raw.columns))}; map it with --label-col, or pass --unlabeled)"
+        )
+    if columns.id is not None and columns.id not in raw.columns:
+        raise DataError(f"{name}: missing id column {columns.id!r}")
+
+    out = pd.DataFrame()
+    out["id"] = (raw[columns.id].astype(str) if columns.id else pd.Series(range(len(raw))).astype(str)).values
+    for field_name, column in wanted.items():
+        values = raw[column].tolist()
+        for index, value in enumerate(values):
+            if value is None or (isinstance(value, float) and math.isnan(value)) or not str(value).strip():
+                raise DataError(f"{name}: row {index + 1}: field {column!r} ({field_name}) is empty")
+        out[field_name] = [str(v) for v in values]
+    if has_labels:
+        mapped = []
+        for index, value in enumerate(raw[columns.label].tolist()):
+            try:
+                mapped.append(labels.map(value))
+            except ValueError as error:
+                raise DataError(f"{name}: row {index + 1}: field {columns.label!r}: {error}") from None
+        out["label"] = pd.array(mapped, dtype="Int64")
+    else:
+        out["label"] = pd.array([None] * len(raw), dtype="Int64")
+    if out["id"].duplicated().any():
+        duplicate = out["id"][out["id"].duplicated()].iloc[0]
+        raise DataError(f"{name}: id {duplicate!r} appears more than once in column {columns.id!r}")
+    used = set(wanted.values()) | {columns.label, columns.id}
+    for extra in raw.columns:
+        if extra not in used and extra not in out.columns:
+            out[extra] = raw[extra].values
+    return out
+
+
+# ---------------------------------------------------------------- checks
+
+def normalise_text(text: str) -> str:
+    """Lower-case, alphanumerics only: tokenised SNLI text and raw coursework text compare equal."""
+    return re.sub(r"[^a-z0-9]+", "", str(text).lower())
+
+
+def pair_key(premise: str, hypothesis: str) -> str:
+    return normalise_text(premise) + "\x1f" + normalise_text(hypothesis)
+
+
+@dataclass
+class Overlap:
+    count: int
+    left_rows: int
+    right_rows: int
+    left_ids: list[str]
+    label_agreement: float | None
+
+    @property
+    def fraction_of_left(self) -> float:
+        return self.count / self.left_rows if self.left_rows else 0.0
+
+
+def contamination(left: pd.DataFrame, right: pd.DataFrame) -> Overlap:
+    """Pairs of ``left`` whose normalised premise + hypothesis also occur in ``right``."""
+    right_keys = {}
+    for premise, hypothesis, label in zip(right["premise"], right["hypothesis"], right["label"]):
+        right_keys.setdefault(pair_key(premise, hypothesis), label)
+    ids, agree, compared = [], 0, 0
+    for row_id, premise, hypothesis, label in zip(left["id"], left["premise"], left["hypothesis"], left["label"]):
+        key = pair_key(premise, hypothesis)
+        if key in right_keys:
+            ids.append(row_id)
+            other = right_keys[key]
+            if not pd.isna(label) and not pd.isna(other):
+                compared += 1
+                agree += int(label == other)
+    return Overlap(len(ids), len(left), len(right), ids, agree / compared if compared else None)
+
+
+def describe(pairs: pd.DataFrame) -> dict:
+    """Rows, label balance and text-length statistics of validated pairs."""
+    stats: dict = {"rows": int(len(pairs))}
+    labelled = pairs["label"].dropna()
+    stats["labelled"] = int(len(labelled))
+    stats["label_counts"] = {int(k): int(v) for k, v in labelled.value_counts().sort_index().items()}
+    keys = [pair_key(p, h) for p, h in zip(pairs["premise"], pairs["hypothesis"])]
+    stats["duplicate_pairs"] = int(len(keys) - len(set(keys)))
+    for column in ("premise", "hypothesis"):
+        words = pairs[column].str.split().str.len()
+        stats[f"{column}_words"] = {
+            "mean": round(float(words.mean()), 1) if len(words) else 0.0,
+            "p50": float(words.quantile(0.5)) if len(words) else 0.0,
+            "p95": float(words.quantile(0.95)) if len(words) else 0.0,
+            "max": int(words.max()) if len(words) else 0,
+        }
+    return stats

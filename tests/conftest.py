@@ -1,0 +1,25 @@
+"""Shared fixtures: the real data in ../shared/data and the embedded model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("NLI_COT_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def shared(relative: str) -> Path:
+    path = SHARED_DATA / relative
+    if not path.exists():
+        pytest.fail(f"real test data missing: {path} (CI lays ../shared beside the clone)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def embedded_model_path() -> str:
+    from nli_cot_hub.models import embedded_model_dir
+
+    return str(embedded_model_dir())
