@@ -22,11 +22,11 @@ LABEL_DEFINITION = (
     "0 (no entailment): the hypothesis conflicts with the premise, so both cannot be true."
 )
 
+# Kept short on purpose: it is repeated in every training and inference example, so each token
+# here costs throughput; the fine-tuned model learns the task from the completions.
 FINETUNE_SYSTEM = (
-    "You judge natural language inference. Reason briefly in three steps: (1) the key facts of "
-    "the premise, (2) what the hypothesis claims, (3) whether the claim follows from or conflicts "
-    "with those facts. Labels: " + LABEL_DEFINITION + " "
-    'Reply with JSON only: {"thought_process": "<your steps>", "predicted_label": 0 or 1}.'
+    "Decide if the premise entails the hypothesis (1) or not (0). Think in three short steps, then "
+    'answer as JSON: {"thought_process": "...", "predicted_label": 0 or 1}.'
 )
 
 
