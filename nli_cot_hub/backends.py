@@ -1,0 +1,483 @@
+"""Chat backends behind one async interface: Mistral API, OpenAI-compatible servers, TGI, local transformers.
+
+Every backend turns chat ``messages`` into a :class:`Completion` and every failure into a
+:class:`BackendError` that says whether trying again may help (429, 5xx, timeouts, dropped
+connections) and how long the server asked us to wait (``Retry-After``). Retrying is the engine's
+job, so the clients' own retries are switched off here.
+
+``make_backend(spec)`` builds one from a string:
+
+=====================================  ==============================================================
+``mistral:open-mistral-7b``             Mistral API (key from ``MISTRAL_API_KEY``)
+``mistral:http://host:8000#model``      the ``mistralai`` client against another server (``server_url``)
+``openai:http://host:8000/v1#model``    any OpenAI-compatible server: vLLM, SGLang, TGI Messages API,
+                                        ``transformers serve`` (JSON schema via ``response_format``)
+``llamacpp:http://host:8080/v1#model``  llama.cpp / llama-cpp-python server (``{"type": "json_object",
+                                        "schema": ...}``, the form it honours)
+``tgi:http://host:8080#tokenizer``      TGI native ``/generate`` with ``grammar``; the chat template comes
+                                        from ``tokenizer`` (a folder, Hub id or ``embedded``)
+``local:embedded`` / ``local:PATH``     transformers ``generate`` in this process, batched
+=====================================  ==============================================================
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Message = dict[str, str]
+JsonMode = Literal["auto", "schema", "object", "none"]
+KINDS = ("mistral", "openai", "llamacpp", "tgi", "local")
+RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529}
+DEFAULT_TIMEOUT_S = 120.0
+
+
+@dataclass
+class Completion:
+    text: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    model: str = ""
+    finish_reason: str | None = None
+
+
+class BackendError(Exception):
+    """A failed request. ``retryable``: trying again may succeed; ``retry_after``: seconds the
+    server asked us to wait, if it said."""
+
+    def __init__(self, message: str, *, retryable: bool, status: int | None = None,
+                 retry_after: float | None = None):
+        super().__init__(message)
+        self.retryable = retryable
+        self.status = status
+        self.retry_after = retry_after
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """``Retry-After`` as seconds: either a number or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def http_error(status: int, headers: Any, detail: str) -> BackendError:
+    retry_after = parse_retry_after(headers.get("retry-after") if headers is not None else None)
+    return BackendError(f"HTTP {status}: {detail[:300]}", retryable=status in RETRYABLE_STATUS,
+                        status=status, retry_after=retry_after)
+
+
+def transport_error(error: BaseException) -> BackendError:
+    return BackendError(f"{type(error).__name__}: {error}"[:300] or type(error).__name__, retryable=True)
+
+
+class ChatBackend:
+    """One chat model behind one interface."""
+
+    kind: str = "base"
+    model: str = ""
+    # What the backend can do with a JSON schema: "schema" (constrained/validated), or "none".
+    json_support: str = "none"
+
+    async def complete(self, messages: list[Message], *, json_schema: dict | None = None,
+                       temperature: float = 0.0, max_tokens: int = 512,
+                       seed: int | None = None) -> Completion:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        return None
+
+    def describe(self) -> str:
+        return f"{self.kind}:{self.model}"
+
+
+# ---------------------------------------------------------------- Mistral API
+
+class MistralBackend(ChatBackend):
+    kind = "mistral"
+
+    def __init__(self, model: str, *, server_url: str | None = None, api_key: str | None = None,
+                 timeout_s: float = DEFAULT_TIMEOUT_S, json_mode: JsonMode = "auto"):
+        from mistralai.client import Mistral
+
+        self.model = model
+        key = api_key or os.environ.get("MISTRAL_API_KEY")
+        if not key and server_url is None:
+            raise ValueError("the Mistral API needs MISTRAL_API_KEY in the environment")
+        self.json_mode = "schema" if json_mode == "auto" else json_mode
+        self.json_support = self.json_mode
+        self._client = Mistral(api_key=key or "unused", server_url=server_url, retry_config=None,
+                               timeout_ms=int(timeout_s * 1000))
+
+    async def complete(self, messages, *, json_schema=None, temperature=0.0, max_tokens=512, seed=None):
+        from mistralai.client.errors import MistralError, NoResponseError
+
+        kwargs: dict[str, Any] = {}
+        if json_schema is not None and self.json_mode == "schema":
+            kwargs["response_format"] = {"type": "json_schema", "json_schema": {
+                "name": json_schema.get("title", "answer"), "schema": json_schema, "strict": True}}
+        elif json_schema is not None and self.json_mode == "object":
+            kwargs["response_format"] = {"type": "json_object"}
+        if seed is not None:
+            kwargs["random_seed"] = seed
+        try:
+            response = await self._client.chat.complete_async(
+                model=self.model, messages=messages, temperature=temperature, max_tokens=max_tokens,
+                retries=None, **kwargs)
+        except MistralError as error:
+            raise http_error(error.status_code, error.headers, error.body or str(error)) from None
+        except NoResponseError as error:
+            raise transport_error(error) from None
+        except Exception as error:
+            if _is_transport_error(error):
+                raise transport_error(error) from None
+            raise
+        choice = response.choices[0]
+        usage = response.usage
+        return Completion(text=_content_text(choice.message.content),
+                          prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+                          completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
+                          model=response.model or self.model, finish_reason=str(choice.finish_reason))
+
+    async def aclose(self):
+        await _maybe_close(self._client)
+
+
+def _content_text(content) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    # Newer APIs may return a list of chunks; keep the text ones.
+    return "".join(getattr(chunk, "text", "") or "" for chunk in content)
+
+
+# ---------------------------------------------------------------- OpenAI-compatible servers
+
+class OpenAICompatibleBackend(ChatBackend):
+    """vLLM, SGLang, TGI's Messages API, ``transformers serve``, llama.cpp server, hosted routers."""
+
+    kind = "openai"
+
+    def __init__(self, base_url: str, model: str, *, api_key: str | None = None,
+                 timeout_s: float = DEFAULT_TIMEOUT_S, json_mode: JsonMode = "auto", flavour: str = "openai"):
+        from openai import AsyncOpenAI
+
+        self.kind = flavour
+        self.base_url = base_url
+        self.model = model
+        default = "object" if flavour == "llamacpp" else "schema"
+        self.json_mode = default if json_mode == "auto" else json_mode
+        self.json_support = self.json_mode
+        self._client = AsyncOpenAI(base_url=base_url, api_key=api_key or _openai_key(base_url),
+                                   max_retries=0, timeout=timeout_s)
+
+    def response_format(self, json_schema: dict | None) -> dict | None:
+        if json_schema is None or self.json_mode == "none":
+            return None
+        if self.json_mode == "object":
+            # llama.cpp's server constrains decoding with a schema given this way.
+            return {"type": "json_object", "schema": json_schema}
+        return {"type": "json_schema", "json_schema": {
+            "name": json_schema.get("title", "answer"), "schema": json_schema, "strict": True}}
+
+    async def complete(self, messages, *, json_schema=None, temperature=0.0, max_tokens=512, seed=None):
+        import openai
+
+        kwargs: dict[str, Any] = {}
+        response_format = self.response_format(json_schema)
+        if response_format is not None:
+            kwargs["response_format"] = response_format
+        if seed is not None:
+            kwargs["seed"] = seed
+        try:
+            response = await self._client.chat.completions.create(
+                model=self.model, messages=messages, temperature=temperature, max_tokens=max_tokens, **kwargs)
+        except openai.APIStatusError as error:
+            raise http_error(error.status_code, error.response.headers, _body_text(error.response)) from None
+        except (openai.APITimeoutError, openai.APIConnectionError) as error:
+            raise transport_error(error) from None
+        except openai.APIResponseValidationError as error:
+            raise BackendError(f"malformed response: {error}", retryable=True) from None
+        if not response.choices:
+            raise BackendError("response has no choices", retryable=True)
+        choice = response.choices[0]
+        usage = response.usage
+        return Completion(text=choice.message.content or "",
+                          prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+                          completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
+                          model=response.model or self.model, finish_reason=choice.finish_reason)
+
+    async def aclose(self):
+        await self._client.close()
+
+
+def _openai_key(base_url: str) -> str:
+    if "huggingface.co" in base_url and os.environ.get("HF_TOKEN"):
+        return os.environ["HF_TOKEN"]
+    # Local servers (vLLM, llama.cpp, transformers serve) accept any key unless started with one.
+    return os.environ.get("OPENAI_API_KEY") or "EMPTY"
+
+
+def _body_text(response) -> str:
+    try:
+        return response.text
+    except Exception:  # noqa: BLE001 - a streamed or closed body has no text; the status says enough
+        return ""
+
+
+# ---------------------------------------------------------------- TGI native
+
+class TGIBackend(ChatBackend):
+    """TGI's native ``/generate``: the chat template is applied here, JSON is forced by ``grammar``."""
+
+    kind = "tgi"
+    json_support = "schema"
+
+    def __init__(self, url: str, tokenizer: str | None = None, *, timeout_s: float = DEFAULT_TIMEOUT_S,
+                 json_mode: JsonMode = "auto"):
+        from huggingface_hub import AsyncInferenceClient
+
+        self.url = url.rstrip("/")
+        self.tokenizer_source = tokenizer
+        self.model = tokenizer or self.url
+        self.json_mode = "schema" if json_mode == "auto" else json_mode
+        self.json_support = "none" if self.json_mode == "none" else "schema"
+        token = os.environ.get("HF_TOKEN") if "huggingface.cloud" in url or "huggingface.co" in url else None
+        self._client = AsyncInferenceClient(model=self.url, token=token, timeout=timeout_s)
+        self._tokenizer = None
+
+    async def _load_tokenizer(self):
+        if self._tokenizer is None:
+            source = self.tokenizer_source
+            if source is None:
+                info = await self._client.get_endpoint_info()
+                source = info["model_id"]
+                self.model = source
+            self._tokenizer = await asyncio.to_thread(_load_tokenizer, source)
+        return self._tokenizer
+
+    async def complete(self, messages, *, json_schema=None, temperature=0.0, max_tokens=512, seed=None):
+        from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError, TextGenerationError
+
+        tokenizer = await self._load_tokenizer()
+        prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        kwargs: dict[str, Any] = {"max_new_tokens": max_tokens, "details": True, "seed": seed}
+        if temperature > 0:
+            kwargs.update(do_sample=True, temperature=temperature)
+        if json_schema is not None and self.json_mode != "none":
+            kwargs["grammar"] = {"type": "json", "value": json_schema}
+        try:
+            output = await self._client.text_generation(prompt, **kwargs)
+        except TextGenerationError as error:
+            cause = error.__cause__
+            response = getattr(cause, "response", None)
+            if response is not None:
+                raise http_error(response.status_code, response.headers, str(error)) from None
+            raise BackendError(str(error), retryable=type(error).__name__ == "OverloadedError") from None
+        except HfHubHTTPError as error:
+            response = error.response
+            raise http_error(response.status_code, response.headers, _body_text(response)) from None
+        except InferenceTimeoutError as error:
+            raise transport_error(error) from None
+        except Exception as error:
+            if _is_transport_error(error):
+                raise transport_error(error) from None
+            raise
+        details = output.details
+        prompt_tokens = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        return Completion(text=output.generated_text, prompt_tokens=prompt_tokens,
+                          completion_tokens=details.generated_tokens if details else 0,
+                          model=self.model, finish_reason=str(details.finish_reason) if details else None)
+
+    async def aclose(self):
+        await self._client.close()
+
+
+def _load_tokenizer(source: str):
+    from transformers import AutoTokenizer
+
+    from nli_cot_hub.models import resolve_model
+
+    return AutoTokenizer.from_pretrained(resolve_model(source))
+
+
+# ---------------------------------------------------------------- local transformers
+
+@dataclass
+class _Pending:
+    messages: list[Message]
+    temperature: float
+    max_tokens: int
+    seed: int | None
+    future: asyncio.Future = field(repr=False)
+
+
+class LocalBackend(ChatBackend):
+    """transformers ``generate`` in this process. Concurrent ``complete`` calls are gathered into
+    left-padded batches (same sampling settings) and run in a worker thread, so the event loop
+    keeps serving the engine while the model works. No constrained decoding: JSON is asked for in
+    the prompt only, and bad answers are re-asked by the engine."""
+
+    kind = "local"
+    json_support = "none"
+
+    def __init__(self, model: str = "embedded", *, adapter: str | None = None, batch_size: int = 8,
+                 device: str | None = None):
+        self.model_source = model
+        self.adapter = adapter
+        self.model = model if adapter is None else f"{model}+{adapter}"
+        self.batch_size = batch_size
+        self.device = device
+        self._queue: list[_Pending] = []
+        self._worker: asyncio.Task | None = None
+        self._loaded = None
+        self._lock = asyncio.Lock()
+
+    def _load(self):
+        if self._loaded is None:
+            import torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            from nli_cot_hub.models import resolve_model
+
+            path = resolve_model(self.model_source)
+            tokenizer = AutoTokenizer.from_pretrained(path)
+            tokenizer.padding_side = "left"
+            if tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
+                raise ValueError(f"{path}: the tokenizer needs a pad token distinct from EOS for batching")
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32 if self.device in (None, "cpu")
+                                                         else "auto")
+            if self.adapter:
+                from peft import PeftModel
+
+                model = PeftModel.from_pretrained(model, self.adapter)
+            if self.device:
+                model.to(self.device)
+            model.eval()
+            self._loaded = (tokenizer, model)
+        return self._loaded
+
+    async def complete(self, messages, *, json_schema=None, temperature=0.0, max_tokens=512, seed=None):
+        future = asyncio.get_running_loop().create_future()
+        self._queue.append(_Pending(messages, temperature, max_tokens, seed, future))
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self):
+        while self._queue:
+            await asyncio.sleep(0.02)  # let concurrent callers join the batch
+            head = self._queue[0]
+            batch = [p for p in self._queue if (p.temperature, p.max_tokens, p.seed) ==
+                     (head.temperature, head.max_tokens, head.seed)][: self.batch_size]
+            for pending in batch:
+                self._queue.remove(pending)
+            try:
+                results = await asyncio.to_thread(self._generate, batch)
+            except Exception as error:  # noqa: BLE001 - hand the failure to every caller of the batch
+                for pending in batch:
+                    if not pending.future.done():
+                        pending.future.set_exception(
+                            BackendError(f"local generation failed: {type(error).__name__}: {error}",
+                                         retryable=False))
+                continue
+            for pending, completion in zip(batch, results):
+                if not pending.future.done():
+                    pending.future.set_result(completion)
+
+    def _generate(self, batch: list[_Pending]) -> list[Completion]:
+        import torch
+
+        tokenizer, model = self._load()
+        prompts = [tokenizer.apply_chat_template(p.messages, tokenize=False, add_generation_prompt=True)
+                   for p in batch]
+        inputs = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+        head = batch[0]
+        options: dict[str, Any] = {"max_new_tokens": head.max_tokens, "pad_token_id": tokenizer.pad_token_id}
+        if head.temperature > 0:
+            options.update(do_sample=True, temperature=head.temperature)
+            if head.seed is not None:
+                torch.manual_seed(head.seed)
+        else:
+            options.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        with torch.inference_mode():
+            output = model.generate(**inputs, **options)
+        new_tokens = output[:, inputs["input_ids"].shape[1]:]
+        completions = []
+        for row, mask in zip(new_tokens, inputs["attention_mask"]):
+            generated = [int(t) for t in row if int(t) != tokenizer.pad_token_id]
+            text = tokenizer.decode(generated, skip_special_tokens=True)
+            completions.append(Completion(text=text, prompt_tokens=int(mask.sum()),
+                                          completion_tokens=len(generated), model=self.model,
+                                          finish_reason="length" if len(generated) >= head.max_tokens else "stop"))
+        return completions
+
+
+# ---------------------------------------------------------------- helpers and factory
+
+def _is_transport_error(error: BaseException) -> bool:
+    try:
+        import httpx2
+    except ImportError:  # pragma: no cover - every client we use depends on it
+        return isinstance(error, (ConnectionError, TimeoutError))
+    return isinstance(error, (httpx2.TransportError, ConnectionError, TimeoutError, asyncio.TimeoutError))
+
+
+async def _maybe_close(client) -> None:
+    closer = getattr(client, "__aexit__", None)
+    if closer is not None:
+        try:
+            await closer(None, None, None)
+        except Exception:  # noqa: BLE001 - closing a client that never opened a connection
+            pass
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    kind: str
+    url: str | None
+    model: str | None
+
+
+def parse_spec(spec: str) -> BackendSpec:
+    """``KIND:MODEL`` or ``KIND:URL#MODEL`` (see the module docstring)."""
+    kind, sep, rest = spec.partition(":")
+    if not sep or kind not in KINDS:
+        raise ValueError(f"backend {spec!r}: expected KIND:MODEL or KIND:URL#MODEL with KIND one of {KINDS}")
+    if rest.startswith(("http://", "https://")):
+        url, _, model = rest.partition("#")
+        return BackendSpec(kind, url, model or None)
+    if kind in ("openai", "llamacpp", "tgi"):
+        raise ValueError(f"backend {spec!r}: {kind} needs a server URL, e.g. {kind}:http://127.0.0.1:8000/v1#model")
+    if not rest:
+        raise ValueError(f"backend {spec!r}: no model given")
+    return BackendSpec(kind, None, rest)
+
+
+def make_backend(spec: str, *, timeout_s: float = DEFAULT_TIMEOUT_S, json_mode: JsonMode = "auto",
+                 adapter: str | None = None, batch_size: int = 8, device: str | None = None) -> ChatBackend:
+    parsed = parse_spec(spec)
+    if parsed.kind == "mistral":
+        from nli_cot_hub.models import DEFAULT_API_GENERATOR
+
+        return MistralBackend(parsed.model or DEFAULT_API_GENERATOR, server_url=parsed.url,
+                              timeout_s=timeout_s, json_mode=json_mode)
+    if parsed.kind in ("openai", "llamacpp"):
+        return OpenAICompatibleBackend(parsed.url, parsed.model or "default", timeout_s=timeout_s,
+                                       json_mode=json_mode, flavour=parsed.kind)
+    if parsed.kind == "tgi":
+        return TGIBackend(parsed.url, parsed.model, timeout_s=timeout_s, json_mode=json_mode)
+    return LocalBackend(parsed.model or "embedded", adapter=adapter, batch_size=batch_size, device=device)
