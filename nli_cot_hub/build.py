@@ -1,0 +1,368 @@
+"""Build the CoT data set from annotation records: configs, splits and the contamination guard.
+
+Three configs, all from :class:`~nli_cot_hub.records.CoTRecord`\\ s:
+
+* ``original``: every initial thought as generated (and human rationales), with its ``correct`` flag;
+* ``reflected``: the error cases: the initial thought and prediction, the ``error_analysis`` and the improved
+  thought with the label the reflection reached;
+* ``combined``: the training mix: correct originals plus reflected corrections, each pair once, with the
+  TRL prompt/completion columns of :func:`nli_cot_hub.chat_format.training_example` beside the flat fields.
+
+Splits are assigned per *pair* (normalised premise + hypothesis), stratified by label, from a seeded permutation
+of the sorted pair keys, so a pair lands in the same split in every config and the result does not depend on the
+order of the inputs. The output folder has the Hub layout (``{config}/{split}-00000-of-00001.parquet`` and a
+``README.md`` card whose YAML ``configs`` point at them), so ``load_dataset(folder, config)`` works on it as on
+the Hub repo.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Literal
+
+import numpy as np
+import pandas as pd
+
+from nli_cot_hub.chat_format import FORMAT_VERSION, training_example
+from nli_cot_hub.data import DataError, pair_key
+from nli_cot_hub.records import CoTRecord
+
+CONFIGS = ("original", "reflected", "combined")
+SPLITS = ("train", "validation", "test")
+USABLE_STATUSES = ("ok", "repaired", "label-only")
+# Which record wins when one pair has several candidates for the training mix.
+COMBINED_PRIORITY = {"reflected": 0, "original": 1, "human": 2}
+
+JD0G_GENERATOR = "open-mistral-7b"  # SOURCE.md: predictions and thoughts are open-mistral-7b outputs
+
+
+class ContaminationError(DataError):
+    """Pairs of the build also occur in the evaluation set, and the build was told to refuse."""
+
+
+@dataclass
+class SplitSpec:
+    seed: int = 42
+    validation: float = 0.1
+    test: float = 0.1
+
+    def __post_init__(self):
+        if not (0 <= self.validation < 1 and 0 <= self.test < 1 and self.validation + self.test < 1):
+            raise ValueError(f"split fractions must leave room for train: validation={self.validation}, "
+                             f"test={self.test}")
+
+
+@dataclass
+class BuildReport:
+    """What the build did, for the console and the card."""
+
+    inputs: dict[str, int] = field(default_factory=dict)
+    skipped_failed: int = 0
+    skipped_unlabelled: int = 0
+    unresolved_reflections: list[str] = field(default_factory=list)
+    duplicate_pairs_in_combined: int = 0
+    contaminated_pairs: int = 0
+    contaminated_ids: list[str] = field(default_factory=list)
+    eval_sources: list[str] = field(default_factory=list)
+
+
+@dataclass
+class BuiltDataset:
+    configs: dict[str, dict[str, pd.DataFrame]]  # config -> split -> rows
+    report: BuildReport
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        return {c: {s: len(rows) for s, rows in splits.items()} for c, splits in self.configs.items()}
+
+
+# -- importing the original author's artifacts ------------------------------------------------------------------
+
+
+def _read_json_rows(path: Path) -> list[dict]:
+    """The author's .json files are a JSON list or one object a line; accept both."""
+    text = path.read_text(encoding="utf-8").strip()
+    if text.startswith("["):
+        return json.loads(text)
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as error:
+                raise DataError(f"{path}: line {number}: not JSON ({error.msg})") from None
+    return rows
+
+
+def _field(path: Path, row_number: int, row: dict, name: str):
+    if name not in row or row[name] is None:
+        raise DataError(f"{path}: row {row_number}: field {name}: missing")
+    return row[name]
+
+
+def _label(path: Path, row_number: int, row: dict, name: str) -> int:
+    value = _field(path, row_number, row, name)
+    if str(value).strip() not in ("0", "1"):
+        raise DataError(f"{path}: row {row_number}: field {name}: expected 0 or 1, got {value!r}")
+    return int(str(value).strip())
+
+
+def import_jd0g(folder: str | Path, *, dev_missing: bool = False) -> list[CoTRecord]:
+    """Turn j-d0g's CoT artifacts into CoTRecords.
+
+    ``sample_thoughts.json`` gives original records, ``sample_reflections.json`` reflected ones (thought_process is
+    the improved thought, predicted_label the label the reflection reached); ids become ``sample-<row>`` (the row
+    of sample.csv). With ``dev_missing``, ``dev_missing_gold.csv`` adds original records ``dev-<row>``.
+    """
+    folder = Path(folder)
+    records: list[CoTRecord] = []
+    thoughts = folder / "sample_thoughts.json"
+    for number, row in enumerate(_read_json_rows(thoughts), start=1):
+        records.append(CoTRecord(
+            id=f"sample-{_field(thoughts, number, row, 'id')}",
+            premise=_field(thoughts, number, row, "premise"),
+            hypothesis=_field(thoughts, number, row, "hypothesis"),
+            label=_label(thoughts, number, row, "true_label"),
+            thought_process=_field(thoughts, number, row, "thought_process"),
+            predicted_label=_label(thoughts, number, row, "predicted_label"),
+            source="original", model=JD0G_GENERATOR, prompt_version="jd0g-cot",
+            reask_count=int(row.get("reprompt_counts") or 0),
+        ))
+    reflections = folder / "sample_reflections.json"
+    for number, row in enumerate(_read_json_rows(reflections), start=1):
+        records.append(CoTRecord(
+            id=f"sample-{_field(reflections, number, row, 'id')}",
+            premise=_field(reflections, number, row, "premise"),
+            hypothesis=_field(reflections, number, row, "hypothesis"),
+            label=_label(reflections, number, row, "true_label"),
+            thought_process=_field(reflections, number, row, "improved_thought_process"),
+            predicted_label=_label(reflections, number, row, "predicted_label"),
+            error_analysis=_field(reflections, number, row, "error_analysis"),
+            source="reflected", model=None, prompt_version="jd0g-reflect",
+        ))
+    if dev_missing:
+        path = folder / "dev_missing_gold.csv"
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        for number, row in enumerate(frame.to_dict("records"), start=2):  # line 1 is the header
+            records.append(CoTRecord(
+                id=f"dev-{row['id']}", premise=row["premise"], hypothesis=row["hypothesis"],
+                label=_label(path, number, row, "label"), thought_process=row["thoughts"] or None,
+                predicted_label=_label(path, number, row, "prediction"),
+                source="original", model=JD0G_GENERATOR, prompt_version="jd0g-cot",
+                status="ok" if row["thoughts"] else "label-only",
+            ))
+    return records
+
+
+def read_stores(paths: Iterable[str | Path]) -> list[CoTRecord]:
+    """Records from JSONL stores written by the generate / reflect / human-rationale stages."""
+    from nli_cot_hub.store import read_records
+
+    records: list[CoTRecord] = []
+    for path in paths:
+        if not Path(path).exists():
+            raise FileNotFoundError(f"{path}: no such store")
+        records.extend(read_records(path))
+    return records
+
+
+# -- configs ----------------------------------------------------------------------------------------------------
+
+
+def _words(text: str | None) -> int:
+    return len(text.split()) if text else 0
+
+
+def _base_row(record: CoTRecord) -> dict:
+    return {"id": record.id, "premise": record.premise, "hypothesis": record.hypothesis, "label": record.label}
+
+
+def _provenance(record: CoTRecord) -> dict:
+    return {"model": record.model or "", "prompt_version": record.prompt_version or "",
+            "reask_count": record.reask_count, "status": record.status}
+
+
+def _original_row(record: CoTRecord) -> dict:
+    return {**_base_row(record), "thought_process": record.thought_process or "",
+            "predicted_label": record.predicted_label, "correct": record.correct, "source": record.source,
+            **_provenance(record)}
+
+
+def _reflected_row(record: CoTRecord, initial: CoTRecord | None) -> dict:
+    return {**_base_row(record),
+            "initial_thought_process": (initial.thought_process or "") if initial else "",
+            "initial_predicted_label": initial.predicted_label if initial else None,
+            "error_analysis": record.error_analysis or "",
+            "thought_process": record.thought_process or "",
+            "predicted_label": record.predicted_label,
+            "corrected": record.correct, **_provenance(record)}
+
+
+def _combined_row(record: CoTRecord) -> dict:
+    return {**_base_row(record), "thought_process": record.thought_process or "", "source": record.source,
+            **_provenance(record), "format_version": FORMAT_VERSION,
+            **training_example(record.premise, record.hypothesis, record.thought_process, record.label)}
+
+
+def assemble_configs(records: list[CoTRecord], report: BuildReport) -> dict[str, pd.DataFrame]:
+    """Rows of each config (before splitting). Failed and unlabelled records are counted and left out."""
+    usable = []
+    for record in records:
+        if record.status not in USABLE_STATUSES:
+            report.skipped_failed += 1
+        elif record.label is None:
+            report.skipped_unlabelled += 1
+        else:
+            usable.append(record)
+    report.inputs = dict(Counter(r.source for r in records))
+    originals = [r for r in usable if r.source in ("original", "human")]
+    reflections = [r for r in usable if r.source == "reflected"]
+    initial_by_id = {r.id: r for r in originals if r.source == "original"}
+
+    # A reflection that did not reach the gold label argues for the other answer: it is kept in `reflected`
+    # (it is real data about label disagreement) but cannot teach the gold label in `combined`.
+    report.unresolved_reflections = sorted(r.id for r in reflections if not r.correct)
+    candidates = [r for r in reflections if r.correct]
+    candidates += [r for r in originals if r.source == "human" or r.correct]
+    candidates = [r for r in candidates if r.thought_process]
+    candidates.sort(key=lambda r: (COMBINED_PRIORITY[r.source], r.id))
+    chosen: dict[str, CoTRecord] = {}
+    for record in candidates:
+        key = pair_key(record.premise, record.hypothesis)
+        if key in chosen:
+            report.duplicate_pairs_in_combined += 1
+        else:
+            chosen[key] = record
+    return {
+        "original": pd.DataFrame([_original_row(r) for r in originals]),
+        "reflected": pd.DataFrame([_reflected_row(r, initial_by_id.get(r.id)) for r in reflections]),
+        "combined": pd.DataFrame([_combined_row(r) for r in sorted(chosen.values(), key=lambda r: r.id)]),
+    }
+
+
+# -- splits and contamination -----------------------------------------------------------------------------------
+
+
+def assign_splits(pairs: dict[str, int], spec: SplitSpec) -> dict[str, str]:
+    """Map each pair key to a split: per label, a seeded permutation of the sorted keys is cut by the fractions."""
+    rng = np.random.default_rng(spec.seed)
+    assignment: dict[str, str] = {}
+    for label in sorted(set(pairs.values())):
+        keys = sorted(k for k, v in pairs.items() if v == label)
+        order = rng.permutation(len(keys))
+        n_test = int(round(len(keys) * spec.test))
+        n_validation = int(round(len(keys) * spec.validation))
+        for rank, index in enumerate(order):
+            split = "test" if rank < n_test else "validation" if rank < n_test + n_validation else "train"
+            assignment[keys[index]] = split
+    return assignment
+
+
+def _keys(frame: pd.DataFrame) -> list[str]:
+    return [pair_key(p, h) for p, h in zip(frame["premise"], frame["hypothesis"])]
+
+
+def guard_contamination(configs: dict[str, pd.DataFrame], eval_pairs: pd.DataFrame | None, eval_name: str,
+                        policy: Literal["refuse", "drop"], report: BuildReport) -> dict[str, pd.DataFrame]:
+    """Refuse, or drop with a report, every pair that also occurs in the evaluation set."""
+    if eval_pairs is None:
+        return configs
+    report.eval_sources.append(eval_name)
+    eval_keys = set(_keys(eval_pairs))
+    leaked: set[str] = set()
+    ids: set[str] = set()
+    for frame in configs.values():
+        for key, row_id in zip(_keys(frame) if len(frame) else [], frame["id"] if len(frame) else []):
+            if key in eval_keys:
+                leaked.add(key)
+                ids.add(row_id)
+    if not leaked:
+        return configs
+    ids = sorted(ids)
+    if policy == "refuse":
+        shown = ", ".join(ids[:5]) + (" ..." if len(ids) > 5 else "")
+        raise ContaminationError(
+            f"{eval_name}: {len(leaked)} pairs of the build also occur in this evaluation set (ids {shown}); "
+            "remove them or pass --on-contamination drop")
+    report.contaminated_pairs += len(leaked)
+    report.contaminated_ids = sorted(set(report.contaminated_ids) | set(ids))
+    return {name: frame[[k not in leaked for k in _keys(frame)]].reset_index(drop=True) if len(frame) else frame
+            for name, frame in configs.items()}
+
+
+def build_dataset(records: list[CoTRecord], *, splits: SplitSpec = SplitSpec(),
+                  eval_sets: dict[str, pd.DataFrame] | None = None,
+                  on_contamination: Literal["refuse", "drop"] = "refuse") -> BuiltDataset:
+    if not records:
+        raise DataError("no records to build from: give --store and/or --jd0g")
+    ids = Counter((r.source, r.id) for r in records)
+    repeated = [f"{source}:{rid}" for (source, rid), n in ids.items() if n > 1]
+    if repeated:
+        raise DataError(f"record ids occur more than once within one source: {', '.join(sorted(repeated)[:5])}")
+    report = BuildReport()
+    configs = assemble_configs(records, report)
+    for name, frame in (eval_sets or {}).items():
+        configs = guard_contamination(configs, frame, name, on_contamination, report)
+
+    pair_labels: dict[str, int] = {}
+    for frame in configs.values():
+        for key, label in zip(_keys(frame) if len(frame) else [], frame["label"] if len(frame) else []):
+            pair_labels.setdefault(key, int(label))
+    assignment = assign_splits(pair_labels, splits)
+    result: dict[str, dict[str, pd.DataFrame]] = {}
+    for name, frame in configs.items():
+        if not len(frame):
+            continue
+        split_of = pd.Series([assignment[k] for k in _keys(frame)], index=frame.index)
+        result[name] = {s: frame[split_of == s].reset_index(drop=True) for s in SPLITS if (split_of == s).any()}
+    return BuiltDataset(result, report)
+
+
+# -- writing ----------------------------------------------------------------------------------------------------
+
+
+def data_file(config: str, split: str) -> str:
+    """The path `DatasetDict.push_to_hub(repo, config_name=config)` gives a one-shard split."""
+    return f"{config}/{split}-00000-of-00001.parquet"
+
+
+def to_dataset_dict(splits: dict[str, pd.DataFrame]):
+    import datasets
+
+    return datasets.DatasetDict({s: datasets.Dataset.from_pandas(f, preserve_index=False) for s, f in splits.items()})
+
+
+def write_local(built: BuiltDataset, output_dir: str | Path, card_text: str) -> list[Path]:
+    """Write the Hub layout to `output_dir`; returns the files written. Other files already there stay."""
+    output_dir = Path(output_dir)
+    written = []
+    for config, splits in built.configs.items():
+        for split, dataset in to_dataset_dict(splits).items():
+            path = output_dir / data_file(config, split)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".parquet.tmp")
+            dataset.to_parquet(str(tmp))
+            tmp.replace(path)
+            written.append(path)
+    card = output_dir / "README.md"
+    card.write_text(card_text, encoding="utf-8")
+    return written + [card]
+
+
+def push(built: BuiltDataset, repo_id: str, card_text: str, *, private: bool = False,
+         token: str | None = None) -> str:
+    """Push every config with `DatasetDict.push_to_hub(config_name=...)`, then replace the README with our card.
+
+    Returns the commit sha of the card commit (the final state of the repo).
+    """
+    from nli_cot_hub.hub import hub_api, hub_token
+
+    token = token or hub_token()
+    for config, splits in built.configs.items():
+        to_dataset_dict(splits).push_to_hub(repo_id, config_name=config, private=private, token=token,
+                                            commit_message=f"Upload config {config}")
+    info = hub_api(token).upload_file(path_or_fileobj=card_text.encode("utf-8"), path_in_repo="README.md",
+                                      repo_id=repo_id, repo_type="dataset", commit_message="Dataset card")
+    return info.oid

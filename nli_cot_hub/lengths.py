@@ -1,0 +1,154 @@
+"""Token lengths of training examples (prompt + completion under a chat template) and a max_length to train with.
+
+Rows without ``prompt``/``completion`` columns (the ``original`` and ``reflected`` configs) are turned into the
+fine-tuning chat format from their thought and the label they argue for, so every config can be measured.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from nli_cot_hub.chat_format import training_example
+from nli_cot_hub.data import DataError
+
+
+@dataclass
+class LengthReport:
+    lengths: np.ndarray
+    ids: list[str]
+    quantile: float
+    recommended: int
+    truncated: int
+    accuracy_by_bucket: list[dict] = field(default_factory=list)
+
+    @property
+    def longest(self) -> tuple[str, int]:
+        index = int(np.argmax(self.lengths))
+        return self.ids[index], int(self.lengths[index])
+
+    def summary_rows(self) -> list[tuple[str, str]]:
+        q = np.percentile(self.lengths, [50, 90, 95, 99])
+        longest_id, longest = self.longest
+        return [
+            ("examples", f"{len(self.lengths):,}"),
+            ("mean", f"{self.lengths.mean():.1f}"),
+            ("p50 / p90 / p95 / p99", " / ".join(f"{v:.0f}" for v in q)),
+            ("min / max", f"{self.lengths.min()} / {self.lengths.max()}"),
+            ("longest example", f"{longest_id} ({longest} tokens)"),
+            (f"recommended max_length (covers p{self.quantile * 100:g})", str(self.recommended)),
+            ("examples it truncates", f"{self.truncated:,} ({self.truncated / len(self.lengths):.2%})"),
+        ]
+
+
+def load_rows(dataset: str, config: str, split: str) -> pd.DataFrame:
+    """Rows of a built data set (local folder or Hub repo); split 'all' joins every split."""
+    import datasets
+
+    try:
+        loaded = datasets.load_dataset(dataset, config)
+    except (ValueError, FileNotFoundError) as error:
+        raise DataError(f"{dataset}: cannot load config {config!r}: {str(error).splitlines()[0]}") from None
+    if split == "all":
+        return pd.concat([loaded[s].to_pandas() for s in loaded], ignore_index=True)
+    if split not in loaded:
+        raise DataError(f"{dataset}: config {config!r} has no split {split!r}; it has {sorted(loaded)}")
+    return loaded[split].to_pandas()
+
+
+def example_messages(row: dict) -> list[dict]:
+    """The conversation trained on: the row's prompt + completion, or one made from its thought."""
+    if row.get("prompt") is not None and row.get("completion") is not None:
+        return list(row["prompt"]) + list(row["completion"])
+    label = row.get("predicted_label")
+    if label is None or (isinstance(label, float) and math.isnan(label)):
+        label = row["label"]
+    example = training_example(row["premise"], row["hypothesis"], row.get("thought_process"), int(label))
+    return example["prompt"] + example["completion"]
+
+
+def _as_list(value):
+    # datasets -> pandas gives numpy arrays of dicts for list columns
+    return [dict(m) for m in value] if value is not None else None
+
+
+def token_lengths(rows: pd.DataFrame, tokenizer) -> np.ndarray:
+    texts = []
+    for row in rows.to_dict("records"):
+        for column in ("prompt", "completion"):
+            if column in row:
+                row[column] = _as_list(row[column])
+        texts.append(tokenizer.apply_chat_template(example_messages(row), tokenize=False))
+    encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    return np.array([len(ids) for ids in encoded], dtype=int)
+
+
+def recommend_max_length(lengths: np.ndarray, quantile: float, multiple_of: int) -> tuple[int, int]:
+    """The smallest multiple of `multiple_of` covering `quantile` of the examples, and how many it truncates."""
+    if not 0 < quantile <= 1:
+        raise ValueError(f"quantile must be in (0, 1], got {quantile}")
+    target = float(np.quantile(lengths, quantile, method="higher"))
+    recommended = int(math.ceil(target / multiple_of) * multiple_of)
+    return recommended, int((lengths > recommended).sum())
+
+
+def accuracy_by_thought_length(rows: pd.DataFrame, tokenizer, buckets: int = 4) -> list[dict]:
+    """Accuracy (predicted_label == label) per thought-length quantile bucket; [] when there are no predictions."""
+    if "predicted_label" not in rows or "label" not in rows:
+        return []
+    known = rows.dropna(subset=["predicted_label", "label"])
+    if not len(known):
+        return []
+    thought_tokens = np.array([len(ids) for ids in tokenizer(known["thought_process"].fillna("").tolist(),
+                                                             add_special_tokens=False)["input_ids"]])
+    groups = pd.qcut(thought_tokens, q=min(buckets, len(known)), duplicates="drop")
+    correct = (known["predicted_label"].astype(int).to_numpy() == known["label"].astype(int).to_numpy())
+    result = []
+    for interval in groups.categories:
+        mask = np.asarray(groups == interval)
+        if mask.any():
+            low, high = int(thought_tokens[mask].min()), int(thought_tokens[mask].max())
+            result.append({"range": f"{low}-{high}", "count": int(mask.sum()),
+                           "accuracy": float(correct[mask].mean())})
+    return result
+
+
+def measure(rows: pd.DataFrame, tokenizer_name: str, *, quantile: float = 0.99, multiple_of: int = 64) -> LengthReport:
+    from transformers import AutoTokenizer
+
+    from nli_cot_hub.models import resolve_model
+
+    if not len(rows):
+        raise DataError("no rows to measure")
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(tokenizer_name))
+    lengths = token_lengths(rows, tokenizer)
+    recommended, truncated = recommend_max_length(lengths, quantile, multiple_of)
+    ids = [str(i) for i in rows["id"]] if "id" in rows else [str(i) for i in range(len(rows))]
+    return LengthReport(lengths, ids, quantile, recommended, truncated,
+                        accuracy_by_thought_length(rows, tokenizer))
+
+
+def plot_histogram(report: LengthReport, path: str | Path, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    ax.hist(report.lengths, bins=min(50, max(10, len(report.lengths) // 5)), color="#4C72B0", alpha=0.85)
+    ax.axvline(report.recommended, color="#C44E52", linestyle="--",
+               label=f"max_length {report.recommended} (truncates {report.truncated})")
+    ax.set_xlabel("tokens (prompt + completion, chat template applied)")
+    ax.set_ylabel("examples")
+    ax.set_title(title, fontsize=10)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
