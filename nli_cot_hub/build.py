@@ -236,10 +236,21 @@ def assemble_configs(records: list[CoTRecord], report: BuildReport) -> dict[str,
         else:
             chosen[key] = record
     return {
-        "original": pd.DataFrame([_original_row(r) for r in originals]),
-        "reflected": pd.DataFrame([_reflected_row(r, initial_by_id.get(r.id)) for r in reflections]),
-        "combined": pd.DataFrame([_combined_row(r) for r in sorted(chosen.values(), key=lambda r: r.id)]),
+        "original": _typed(pd.DataFrame([_original_row(r) for r in originals])),
+        "reflected": _typed(pd.DataFrame([_reflected_row(r, initial_by_id.get(r.id)) for r in reflections])),
+        "combined": _typed(pd.DataFrame([_combined_row(r) for r in sorted(chosen.values(), key=lambda r: r.id)])),
     }
+
+
+def _typed(frame: pd.DataFrame) -> pd.DataFrame:
+    """Labels stay integers (with nulls) and flags booleans (with nulls) instead of becoming floats/objects."""
+    for column in ("label", "predicted_label", "initial_predicted_label"):
+        if column in frame:
+            frame[column] = frame[column].astype("Int64")
+    for column in ("correct", "corrected"):
+        if column in frame:
+            frame[column] = frame[column].astype("boolean")
+    return frame
 
 
 # -- splits and contamination -----------------------------------------------------------------------------------
@@ -331,7 +342,14 @@ def data_file(config: str, split: str) -> str:
 def to_dataset_dict(splits: dict[str, pd.DataFrame]):
     import datasets
 
-    return datasets.DatasetDict({s: datasets.Dataset.from_pandas(f, preserve_index=False) for s, f in splits.items()})
+    def plain_strings(dataset: datasets.Dataset) -> datasets.Dataset:
+        # pandas' Arrow-backed strings arrive as large_string; plain string is what the rest of the ecosystem uses.
+        features = datasets.Features({name: datasets.Value("string") if feature == datasets.Value("large_string")
+                                      else feature for name, feature in dataset.features.items()})
+        return dataset.cast(features) if features != dataset.features else dataset
+
+    return datasets.DatasetDict({s: plain_strings(datasets.Dataset.from_pandas(f, preserve_index=False))
+                                 for s, f in splits.items()})
 
 
 def write_local(built: BuiltDataset, output_dir: str | Path, card_text: str) -> list[Path]:

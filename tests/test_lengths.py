@@ -1,0 +1,66 @@
+"""`nli-cot lengths` on a data set built from the author's real artifacts, with the embedded model's tokenizer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from nli_cot_hub.build import build_dataset, import_jd0g, write_local
+from nli_cot_hub.dataset_card import CardInfo, render_card
+from nli_cot_hub.lengths import example_messages, load_rows, measure, recommend_max_length
+from tests.conftest import shared
+
+
+@pytest.fixture(scope="module")
+def built_dir(tmp_path_factory) -> str:
+    built = build_dataset(import_jd0g(shared("comp34812_nli_jd0g_cot")))
+    out = tmp_path_factory.mktemp("built")
+    write_local(built, out, render_card(built, CardInfo()))
+    return str(out)
+
+
+def test_recommendation_covers_the_quantile_and_counts_truncation():
+    lengths = np.array(list(range(100, 200)) + [900])
+    recommended, truncated = recommend_max_length(lengths, 0.99, 64)
+    assert recommended % 64 == 0 and recommended >= np.quantile(lengths, 0.99)
+    assert truncated == int((lengths > recommended).sum()) == 1
+    assert recommend_max_length(lengths, 1.0, 64) == (960, 0)
+    with pytest.raises(ValueError):
+        recommend_max_length(lengths, 0, 64)
+
+
+def test_lengths_match_the_tokenizer_and_accuracy_buckets_add_up(built_dir, embedded_model_path):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(embedded_model_path)
+    combined = load_rows(built_dir, "combined", "train")
+    report = measure(combined, embedded_model_path)
+    for i in (0, 7, len(combined) - 1):
+        row = combined.iloc[i].to_dict()
+        row["prompt"], row["completion"] = [dict(m) for m in row["prompt"]], [dict(m) for m in row["completion"]]
+        ids = tokenizer.apply_chat_template(example_messages(row), tokenize=True, return_dict=True)["input_ids"]
+        assert report.lengths[i] == len(ids)
+    assert report.longest[1] == report.lengths.max() and report.accuracy_by_bucket == []
+
+    original = load_rows(built_dir, "original", "all")
+    assert len(original) == 100
+    buckets = measure(original, embedded_model_path).accuracy_by_bucket
+    assert sum(b["count"] for b in buckets) == 100
+    overall = (original["predicted_label"] == original["label"]).mean()
+    assert sum(b["accuracy"] * b["count"] for b in buckets) / 100 == pytest.approx(overall)
+
+
+def test_cli_prints_a_recommendation_and_writes_the_png(built_dir, tmp_path):
+    from nli_cot_hub.cli import app, build_app
+
+    build_app()
+    png = tmp_path / "lengths.png"
+    result = CliRunner().invoke(app, ["lengths", built_dir, "--tokenizer", "embedded", "--config", "original",
+                                      "--split", "all", "--png", str(png)])
+    assert result.exit_code == 0, result.output
+    assert "recommended max_length:" in result.output and "accuracy by thought length" in result.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    missing = CliRunner().invoke(app, ["lengths", built_dir, "--config", "combined", "--split", "dev"])
+    assert missing.exit_code == 2 and "no split 'dev'" in missing.output
