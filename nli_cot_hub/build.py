@@ -17,6 +17,7 @@ the Hub repo.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import Counter
 from dataclasses import dataclass, field
@@ -348,20 +349,53 @@ def to_dataset_dict(splits: dict[str, pd.DataFrame]):
                                       else feature for name, feature in dataset.features.items()})
         return dataset.cast(features) if features != dataset.features else dataset
 
-    return datasets.DatasetDict({s: plain_strings(datasets.Dataset.from_pandas(f, preserve_index=False))
-                                 for s, f in splits.items()})
+    with quiet_datasets():
+        return datasets.DatasetDict({s: plain_strings(datasets.Dataset.from_pandas(f, preserve_index=False))
+                                     for s, f in splits.items()})
 
 
-def write_local(built: BuiltDataset, output_dir: str | Path, card_text: str) -> list[Path]:
-    """Write the Hub layout to `output_dir`; returns the files written. Other files already there stay."""
+@contextlib.contextmanager
+def quiet_datasets():
+    """No progress bars for the instant in-memory steps (casting, writing a small Parquet file)."""
+    from datasets.utils import logging as ds_logging
+
+    was_enabled = ds_logging.is_progress_bar_enabled()
+    ds_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            ds_logging.enable_progress_bar()
+
+
+def check_output_dir(output_dir: str | Path, overwrite: bool) -> list[Path]:
+    """The files of an earlier build in `output_dir`; an error if there are some and `overwrite` is off."""
     output_dir = Path(output_dir)
+    previous = [output_dir / "README.md"] + [p for c in CONFIGS for p in sorted((output_dir / c).glob("*.parquet"))]
+    previous = [p for p in previous if p.exists()]
+    if previous and not overwrite:
+        raise DataError(f"{output_dir}: already holds a built data set ({previous[0].name}, ...); "
+                        "pass --overwrite to replace it")
+    return previous
+
+
+def write_local(built: BuiltDataset, output_dir: str | Path, card_text: str, *, overwrite: bool = False) -> list[Path]:
+    """Write the Hub layout to `output_dir`; returns the files written.
+
+    An earlier build there is only replaced with `overwrite` (then its card and config Parquet files go first, so
+    no stale split survives); other files in the folder are never touched.
+    """
+    output_dir = Path(output_dir)
+    for path in check_output_dir(output_dir, overwrite):
+        path.unlink()
     written = []
     for config, splits in built.configs.items():
         for split, dataset in to_dataset_dict(splits).items():
             path = output_dir / data_file(config, split)
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".parquet.tmp")
-            dataset.to_parquet(str(tmp))
+            with quiet_datasets():
+                dataset.to_parquet(str(tmp))
             tmp.replace(path)
             written.append(path)
     card = output_dir / "README.md"

@@ -234,6 +234,13 @@ def test_cli_build_writes_the_hub_layout_that_load_dataset_reads(tmp_path, jd0g_
         assert loaded[split].to_pandas().equals(frame.astype(loaded[split].to_pandas().dtypes))
     assert sum(len(s) for s in load_dataset(str(out), "original", cache_dir=str(tmp_path / "cache")).values()) == 100
 
+    again = CliRunner().invoke(app, ["build", "--jd0g", str(jd0g_dir), "--output-dir", str(out)])
+    assert again.exit_code == 2 and "--overwrite" in again.output  # an earlier build is never replaced silently
+    replaced = CliRunner().invoke(app, ["build", "--jd0g", str(jd0g_dir), "--output-dir", str(out), "--overwrite",
+                                        "--test-fraction", "0"])
+    assert replaced.exit_code == 0, replaced.output
+    assert not list(out.glob("*/test-*.parquet"))  # no stale split survives the replacement
+
     refused = CliRunner().invoke(app, ["build", "--jd0g", str(jd0g_dir), "--output-dir", str(tmp_path / "x"),
                                        "--eval-set", str(shared("comp34812_nli/dev_jd0g.csv"))])
     assert refused.exit_code == 2 and "18 pairs" in refused.output and "Traceback" not in refused.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -29,6 +30,8 @@ def build(
     push_to_hub: Annotated[Optional[str], typer.Option(
         "--push-to-hub", help="Hub repo id (namespace/name) to push to; token from HF_TOKEN, endpoint from "
         "HF_ENDPOINT.")] = None,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace an earlier build in --output-dir (otherwise that is an error).")] = False,
     private: Annotated[bool, typer.Option("--private", help="Create the Hub repo as private.")] = False,
     eval_set: Annotated[Optional[list[str]], typer.Option(
         "--eval-set", help="Evaluation data (any format `nli-cot data check` reads) that no built pair may "
@@ -53,9 +56,12 @@ def build(
     from rich.console import Console
     from rich.table import Table
 
-    from nli_cot_hub.build import SplitSpec, build_dataset, import_jd0g, push, read_stores, write_local
+    from nli_cot_hub.build import (
+        SplitSpec, build_dataset, check_output_dir, import_jd0g, push, read_stores, write_local,
+    )
     from nli_cot_hub.data import load_pairs
     from nli_cot_hub.dataset_card import CardInfo, render_card, stats_rows
+    from nli_cot_hub.hub import hub_token
 
     if on_contamination not in ("refuse", "drop"):
         raise typer.BadParameter("--on-contamination must be refuse or drop")
@@ -65,6 +71,10 @@ def build(
         splits = SplitSpec(seed=seed, validation=validation_fraction, test=test_fraction)
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
+    if output_dir is not None:
+        check_output_dir(output_dir, overwrite)
+    if push_to_hub is not None and not hub_token():
+        raise typer.BadParameter("--push-to-hub needs a token: set HF_TOKEN (or run `hf auth login`)")
     console = Console(stderr=True)
     records = read_stores(store or [])
     if jd0g is not None:
@@ -91,10 +101,16 @@ def build(
         console.print(f"dropped {report.contaminated_pairs} pair(s) that occur in the evaluation set(s)")
 
     if output_dir is not None:
-        written = write_local(built, output_dir, card)
+        written = write_local(built, output_dir, card, overwrite=overwrite)
         console.print(f"wrote {len(written)} files to {output_dir}")
     if push_to_hub is not None:
-        sha = push(built, push_to_hub, card, private=private)
+        from huggingface_hub.errors import HfHubHTTPError
+
+        try:
+            sha = push(built, push_to_hub, card, private=private)
+        except HfHubHTTPError as error:
+            print(f"error: push to {push_to_hub} failed: {str(error).splitlines()[0]}", file=sys.stderr)
+            raise typer.Exit(1) from None
         console.print(f"pushed to {push_to_hub} (dataset) at commit {sha}")
 
 
