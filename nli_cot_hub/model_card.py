@@ -1,0 +1,156 @@
+"""The model card of a trained adapter: Hub metadata + the ``model_card/template.md`` body, filled from
+a training output folder (recipe_resolved.yaml, training_metrics.json, adapter_config.json) and,
+when given, the evaluation metrics (accuracy, precision, recall, f1, parse_rate).
+
+Nothing local reaches the card: data sets and models given as local paths are named by their
+folder name (or the public id passed in), and no value is read from the environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+TEMPLATE = Path(__file__).resolve().parents[1] / "model_card" / "template.md"
+EVAL_METRICS = ("accuracy", "precision", "recall", "f1", "parse_rate")
+TAGS = ["nli", "natural-language-inference", "chain-of-thought", "lora", "qlora", "peft", "trl", "sft",
+        "nli-cot-hub"]
+HYPERPARAMETERS = [
+    ("model", "load_in_4bit"), ("model", "bnb_4bit_quant_type"), ("model", "use_bnb_nested_quant"),
+    ("model", "dtype"), ("model", "lora_r"), ("model", "lora_alpha"), ("model", "lora_dropout"),
+    ("model", "lora_target_modules"), ("training", "max_length"), ("training", "completion_only_loss"),
+    ("training", "packing"), ("training", "padding_free"), ("training", "per_device_train_batch_size"),
+    ("training", "gradient_accumulation_steps"), ("training", "num_train_epochs"), ("training", "max_steps"),
+    ("training", "learning_rate"), ("training", "lr_scheduler_type"), ("training", "warmup_steps"),
+    ("training", "weight_decay"), ("training", "max_grad_norm"), ("training", "optim"), ("training", "bf16"),
+    ("training", "gradient_checkpointing"), ("training", "eval_steps"), ("training", "load_best_model_at_end"),
+    ("training", "seed"),
+]
+
+
+def is_local_path(value: str) -> bool:
+    return value.startswith(("/", "./", "../", "~")) or os.path.exists(value)
+
+
+def public_name(value: str | None) -> str | None:
+    """A Hub id as is; a local path reduced to its last component (no directories leak)."""
+    if not value:
+        return None
+    if is_local_path(value):
+        return Path(value.rstrip("/")).name
+    return value
+
+
+def looks_like_hub_id(value: str | None) -> bool:
+    return bool(value) and not is_local_path(value) and re.fullmatch(r"[\w.-]+/[\w.-]+", value) is not None
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def read_recipe(output_dir: Path) -> dict[str, dict[str, Any]]:
+    import yaml
+
+    path = output_dir / "recipe_resolved.yaml"
+    return yaml.safe_load(path.read_text()) if path.exists() else {"script": {}, "training": {}, "model": {}}
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(item) for item in value)
+    return str(value)
+
+
+def eval_results(metrics: dict[str, Any], dataset_id: str, dataset_label: str, split: str) -> list:
+    from huggingface_hub import EvalResult
+
+    return [
+        EvalResult(task_type="text-classification", task_name="Natural Language Inference",
+                   dataset_type=dataset_id, dataset_name=dataset_label, dataset_split=split,
+                   metric_type=name, metric_name=name, metric_value=float(metrics[name]))
+        for name in EVAL_METRICS if isinstance(metrics.get(name), (int, float))
+    ]
+
+
+def render_card(output_dir: str | Path, eval_metrics: dict[str, Any] | None = None,
+                hub_model_id: str | None = None, dataset_id: str | None = None,
+                eval_dataset: str | None = None, eval_split: str = "validation",
+                license: str = "apache-2.0", template: str | Path = TEMPLATE) -> str:
+    """The card text (YAML metadata + Markdown) for the adapter in ``output_dir``."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    from nli_cot_hub.chat_format import FORMAT_VERSION, LABEL_DEFINITION
+
+    output_dir = Path(output_dir)
+    recipe = read_recipe(output_dir)
+    script, training, model = recipe.get("script", {}), recipe.get("training", {}), recipe.get("model", {})
+    summary = read_json(output_dir / "training_metrics.json").get("summary", {})
+    adapter = read_json(output_dir / "adapter_config.json")
+
+    base_model = public_name(summary.get("base_model") or adapter.get("base_model_name_or_path")
+                             or model.get("model_name_or_path")) or "unknown"
+    dataset_id = dataset_id or script.get("hub_dataset_id") or script.get("dataset_name")
+    dataset_label = public_name(dataset_id) or "unknown"
+    hub_dataset = dataset_id if looks_like_hub_id(dataset_id) else None
+    repo_id = hub_model_id or training.get("hub_model_id") or f"<your-user>/{output_dir.name}"
+    model_name = repo_id.split("/")[-1]
+
+    metrics = {key: value for key, value in (eval_metrics or {}).items() if key in EVAL_METRICS}
+    results = eval_results(metrics, hub_dataset or dataset_label, public_name(eval_dataset) or dataset_label,
+                           eval_split) if metrics else None
+    card_data = ModelCardData(
+        base_model=base_model if looks_like_hub_id(base_model) else None,
+        library_name="peft", pipeline_tag="text-generation", license=license, language="en",
+        datasets=[hub_dataset] if hub_dataset else None, tags=list(TAGS), model_name=model_name,
+        eval_results=results, metrics=list(metrics) or None,
+    )
+    lora_modules = adapter.get("target_modules") or model.get("lora_target_modules") or []
+    if isinstance(lora_modules, (list, set, tuple)):
+        lora_modules = ", ".join(sorted(lora_modules))
+    hyperparameters = [(name, format_value(section_values[name]))
+                       for section, name in HYPERPARAMETERS
+                       for section_values in [{"model": model, "training": training}[section]]
+                       if section_values.get(name) is not None]
+    per_device = training.get("per_device_train_batch_size") or 1
+    accumulation = training.get("gradient_accumulation_steps") or 1
+    processes = summary.get("processes") or 1
+    hyperparameters.append(("effective batch", str(per_device * accumulation * processes)))
+    run_facts = [(label, format_value(summary[key])) for key, label in (
+        ("train_examples", "training examples"), ("eval_examples", "validation examples"),
+        ("global_steps", "optimizer steps"), ("processes", "processes (GPUs)"),
+        ("trainable_parameters", "trainable parameters"), ("total_parameters", "total parameters"),
+        ("median_tokens", "median tokens per example"), ("max_tokens", "longest example (tokens)"),
+        ("train_runtime_s", "training time (s)"), ("train_samples_per_second", "samples / s"),
+        ("peak_memory_gib", "peak GPU memory (GiB)"), ("first_train_loss", "first train loss"),
+        ("last_train_loss", "last train loss"), ("best_eval_loss", "best validation loss"),
+    ) if summary.get(key) is not None]
+    card = ModelCard.from_template(
+        card_data, template_path=str(template),
+        model_title=f"{model_name}: chain-of-thought NLI adapter for {base_model}",
+        base_model=base_model, repo_id=repo_id, dataset_id=hub_dataset, dataset_label=dataset_label,
+        license=license, label_definition=LABEL_DEFINITION, format_version=FORMAT_VERSION,
+        lora_r=adapter.get("r", model.get("lora_r")), lora_alpha=adapter.get("lora_alpha", model.get("lora_alpha")),
+        lora_dropout=adapter.get("lora_dropout", model.get("lora_dropout")), target_modules=lora_modules,
+        load_in_4bit=model.get("load_in_4bit"), completion_only_loss=training.get("completion_only_loss"),
+        max_length=training.get("max_length"), truncated_examples=summary.get("truncated_examples", "?"),
+        train_examples=summary.get("train_examples", "?"), hyperparameters=hyperparameters, run_facts=run_facts,
+        eval_rows=[(name, f"{float(value):.4f}") for name, value in metrics.items()],
+        eval_dataset=public_name(eval_dataset), best_eval_loss=format_value(summary.get("best_eval_loss", "n/a")),
+    )
+    return str(card)
+
+
+def write_card(output_dir: str | Path, **options: Any) -> Path:
+    """Render the card into ``output_dir/README.md``; picks up ``output_dir/metrics.json`` when present."""
+    output_dir = Path(output_dir)
+    if "eval_metrics" not in options:
+        options["eval_metrics"] = read_json(output_dir / "metrics.json") or None
+    path = output_dir / "README.md"
+    path.write_text(render_card(output_dir, **options), encoding="utf-8")
+    return path

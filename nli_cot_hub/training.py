@@ -1,0 +1,523 @@
+"""What ``train.py`` needs besides TRL: data preparation, model/tokenizer loading, exact-resume
+helpers, signal checkpointing and the training outputs (metrics JSON, curves PNG, resolved recipe).
+
+TRL's ``SFTTrainer`` does the training itself; everything here is the part it leaves to the script.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nli_cot_hub.data import DataError
+
+# ---------------------------------------------------------------------------------------------
+# Script arguments (the recipe's data/model extras on top of TRL's ScriptArguments)
+# ---------------------------------------------------------------------------------------------
+
+try:  # TRL is a hard dependency; the guard only keeps `import nli_cot_hub.training` cheap to inspect.
+    from trl import ScriptArguments
+except ImportError:  # pragma: no cover
+    ScriptArguments = object  # type: ignore[misc,assignment]
+
+
+@dataclass
+class NliScriptArguments(ScriptArguments):
+    """Recipe fields that are neither ``SFTConfig`` nor ``ModelConfig``."""
+
+    dataset_test_split: str = field(
+        default="validation",
+        metadata={"help": "Evaluation split; when the data set lacks it, eval_fraction of train is held out."},
+    )
+    eval_fraction: float = field(
+        default=0.05, metadata={"help": "Share of train held out for evaluation when no eval split exists."})
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Keep only the first N training examples (smoke runs)."})
+    max_eval_samples: int | None = field(
+        default=None, metadata={"help": "Keep only the first N evaluation examples."})
+    tokenizer_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "Tokenizer to use instead of the model's; 'mistral-common:v3' builds the "
+                          "Mistral-7B-v0.3 tokenizer from the mistral-common package (no download)."},
+    )
+    random_init: bool = field(
+        default=False,
+        metadata={"help": "BENCHMARKS ONLY: build the model from its config with random weights "
+                          "instead of loading weights (for machines that cannot download them)."},
+    )
+    hub_dataset_id: str | None = field(
+        default=None, metadata={"help": "Hub id of the training data, named in the model card when "
+                                        "dataset_name is a local folder."})
+    model_card: bool = field(
+        default=True, metadata={"help": "Write README.md (the model card) into output_dir after training."})
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------------------------
+
+FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
+LABEL_ALIASES = ("label", "true_label", "gold_label")
+
+
+def load_raw_dataset(source: str, config: str | None = None):
+    """A ``DatasetDict`` from a data file, a ``save_to_disk`` folder, a Hub-layout folder or a Hub repo."""
+    from datasets import DatasetDict, load_dataset, load_from_disk
+
+    path = Path(source)
+    if path.is_file():
+        builder = FILE_BUILDERS.get(path.suffix.lower())
+        if builder is None:
+            raise DataError(f"{source}: unsupported file type {path.suffix!r} (use json, jsonl, csv or parquet)")
+        return load_dataset(builder, data_files={"train": str(path)})
+    if path.is_dir():
+        saved = path / config if config and (path / config).is_dir() else path
+        if (saved / "dataset_dict.json").exists():
+            return load_from_disk(str(saved))
+        if (saved / "state.json").exists():
+            return DatasetDict({"train": load_from_disk(str(saved))})
+        return load_dataset(str(path), name=config)
+    if source.startswith((".", "/", "~")):
+        raise FileNotFoundError(f"{source}: no such data file or folder")
+    return load_dataset(source, name=config)
+
+
+def _row_label(row: dict[str, Any]) -> Any:
+    for name in LABEL_ALIASES:
+        if row.get(name) is not None:
+            return row[name]
+    return row.get("predicted_label")
+
+
+def flat_row_to_example(row: dict[str, Any], where: str) -> dict[str, Any]:
+    """One flat NLI row (premise, hypothesis, thought_process, label) as a prompt/completion pair."""
+    from nli_cot_hub.chat_format import training_example
+
+    for name in ("premise", "hypothesis"):
+        if not isinstance(row.get(name), str) or not row[name].strip():
+            raise DataError(f"{where}, field {name!r}: missing or empty")
+    label = _row_label(row)
+    try:
+        label = int(label)
+    except (TypeError, ValueError):
+        raise DataError(f"{where}, field 'label': expected 0 or 1, got {label!r}") from None
+    if label not in (0, 1):
+        raise DataError(f"{where}, field 'label': expected 0 or 1, got {label!r}")
+    return training_example(row["premise"], row["hypothesis"], row.get("thought_process"), label)
+
+
+def to_prompt_completion(dataset, source: str = "dataset", split: str = "train"):
+    """Keep only TRL's conversational ``prompt``/``completion`` columns, building them from flat rows
+    with the shared chat format when the data set has none."""
+    columns = dataset.column_names
+    if "prompt" in columns and "completion" in columns:
+        return dataset.select_columns(["prompt", "completion"])
+    if not {"premise", "hypothesis"} <= set(columns):
+        raise DataError(f"{source} [{split}]: needs prompt/completion columns or premise/hypothesis/label "
+                        f"(has {', '.join(columns)})")
+
+    def convert(row, index):
+        return flat_row_to_example(row, f"{source} [{split}] row {index}")
+
+    return dataset.map(convert, with_indices=True, remove_columns=columns,
+                       desc=f"chat format for {split}")
+
+
+def prepare_splits(script_args: NliScriptArguments, seed: int, want_eval: bool):
+    """Train and eval splits in the fine-tuning chat format (eval is None when not wanted)."""
+    raw = load_raw_dataset(script_args.dataset_name, script_args.dataset_config)
+    source = script_args.dataset_name
+    train_split = script_args.dataset_train_split
+    if train_split not in raw:
+        raise DataError(f"{source}: no split {train_split!r} (has {', '.join(raw)})")
+    train = to_prompt_completion(raw[train_split], source, train_split)
+    evaluation = None
+    if want_eval:
+        candidates = [script_args.dataset_test_split, "validation", "dev", "test"]
+        eval_split = next((name for name in candidates if name in raw and name != train_split), None)
+        if eval_split is not None:
+            evaluation = to_prompt_completion(raw[eval_split], source, eval_split)
+        else:
+            held = train.train_test_split(test_size=script_args.eval_fraction, seed=seed)
+            train, evaluation = held["train"], held["test"]
+    if script_args.max_train_samples:
+        train = train.select(range(min(script_args.max_train_samples, len(train))))
+    if evaluation is not None and script_args.max_eval_samples:
+        evaluation = evaluation.select(range(min(script_args.max_eval_samples, len(evaluation))))
+    return train, evaluation
+
+
+def token_lengths(dataset, tokenizer) -> list[int]:
+    """Tokens of each prompt + completion as the chat template renders them for training."""
+    lengths = []
+    for example in dataset:
+        ids = tokenizer.apply_chat_template(example["prompt"] + example["completion"], tokenize=True,
+                                            return_dict=True)["input_ids"]
+        lengths.append(len(ids))
+    return lengths
+
+
+@dataclass
+class TruncationReport:
+    examples: int
+    truncated: int
+    max_tokens: int
+    median_tokens: float
+    max_length: int | None
+
+    def line(self) -> str:
+        return (f"max_length {self.max_length}: {self.truncated} of {self.examples} examples would be truncated "
+                f"(longest {self.max_tokens} tokens, median {self.median_tokens:g})")
+
+
+def truncation_report(dataset, tokenizer, max_length: int | None) -> TruncationReport:
+    import statistics
+
+    lengths = token_lengths(dataset, tokenizer)
+    truncated = sum(length > max_length for length in lengths) if max_length else 0
+    return TruncationReport(len(lengths), truncated, max(lengths, default=0),
+                            statistics.median(lengths) if lengths else 0, max_length)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tokenizer and model
+# ---------------------------------------------------------------------------------------------
+
+MISTRAL_COMMON_PREFIX = "mistral-common:"
+# Mistral-7B-v0.3 uses the v3 SentencePiece vocabulary (32,768 tokens) that mistral-common ships.
+MISTRAL_COMMON_FILES = {"v3": "mistral_instruct_tokenizer_240323.model.v3"}
+# The v3 instruct format: system text goes in front of the last user turn, as Mistral's own template does.
+MISTRAL_V3_CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{% set system = messages | selectattr('role', 'equalto', 'system') | map(attribute='content') | list %}"
+    "{% set turns = messages | rejectattr('role', 'equalto', 'system') | list %}"
+    "{% set last_user = namespace(index=-1) %}"
+    "{% for message in turns %}{% if message.role == 'user' %}{% set last_user.index = loop.index0 %}{% endif %}"
+    "{% endfor %}"
+    "{% for message in turns %}"
+    "{% if message.role == 'user' %}[INST] "
+    "{% if loop.index0 == last_user.index and system %}{{ system | join('\n\n') }}\n\n{% endif %}"
+    "{{ message.content }}[/INST]"
+    "{% elif message.role == 'assistant' %}"
+    " {% generation %}{{ message.content }}{{ eos_token }}{% endgeneration %}"
+    "{% endif %}{% endfor %}"
+)
+
+
+def mistral_common_tokenizer(version: str = "v3"):
+    """A transformers tokenizer for Mistral models built from the tokenizer file that the
+    ``mistral-common`` package ships (no Hub download), with the v3 chat template and ``<unk>`` as pad.
+
+    SentencePiece conversion needs ``sentencepiece`` and ``protobuf``. Ids match mistral-common's own
+    encoder on ordinary text; runs of several spaces after a newline may split differently.
+    """
+    import shutil
+    import tempfile
+
+    import mistral_common
+    from transformers import LlamaTokenizer
+
+    if version not in MISTRAL_COMMON_FILES:
+        raise ValueError(f"unknown mistral-common tokenizer {version!r}; known: {', '.join(MISTRAL_COMMON_FILES)}")
+    source = Path(mistral_common.__file__).parent / "data" / MISTRAL_COMMON_FILES[version]
+    with tempfile.TemporaryDirectory() as folder:
+        shutil.copy(source, Path(folder) / "tokenizer.model")
+        tokenizer = LlamaTokenizer.from_pretrained(folder, legacy=False, add_bos_token=True, add_eos_token=False)
+    tokenizer.pad_token = tokenizer.unk_token
+    tokenizer.chat_template = MISTRAL_V3_CHAT_TEMPLATE
+    tokenizer.name_or_path = f"{MISTRAL_COMMON_PREFIX}{version}"
+    return tokenizer
+
+
+def ensure_distinct_pad(tokenizer) -> None:
+    """Padding with EOS masks EOS out of the loss, and the model never learns to stop."""
+    if tokenizer.pad_token is not None and tokenizer.pad_token != tokenizer.eos_token:
+        return
+    for candidate in ("<|finetune_right_pad_id|>", "<|endoftext|>", "<pad>", tokenizer.unk_token):
+        if candidate and candidate != tokenizer.eos_token and candidate in tokenizer.get_vocab():
+            tokenizer.pad_token = candidate
+            return
+    raise ValueError(f"tokenizer {tokenizer.name_or_path!r} has no token to pad with other than EOS; "
+                     "set one with --tokenizer_name_or_path or add a pad token to it")
+
+
+def load_tokenizer(model_path: str, tokenizer_name: str | None = None, revision: str = "main"):
+    from transformers import AutoTokenizer
+
+    from nli_cot_hub.models import resolve_model
+
+    if tokenizer_name and tokenizer_name.startswith(MISTRAL_COMMON_PREFIX):
+        tokenizer = mistral_common_tokenizer(tokenizer_name.removeprefix(MISTRAL_COMMON_PREFIX))
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(resolve_model(tokenizer_name or model_path), revision=revision)
+    ensure_distinct_pad(tokenizer)
+    return tokenizer
+
+
+# Architectures known without any download, so --random_init works on a machine with no Hub access.
+KNOWN_CONFIGS: dict[str, dict[str, Any]] = {
+    "mistralai/Mistral-7B-v0.3": dict(
+        model_type="mistral", vocab_size=32768, hidden_size=4096, intermediate_size=14336,
+        num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8, head_dim=128,
+        max_position_embeddings=32768, rope_theta=1_000_000.0, sliding_window=None, rms_norm_eps=1e-5,
+        hidden_act="silu", tie_word_embeddings=False, bos_token_id=1, eos_token_id=2,
+    ),
+}
+
+
+def model_config(model_name: str):
+    from transformers import AutoConfig, CONFIG_MAPPING
+
+    if model_name in KNOWN_CONFIGS:
+        values = dict(KNOWN_CONFIGS[model_name])
+        return CONFIG_MAPPING[values.pop("model_type")](**values)
+    from nli_cot_hub.models import resolve_model
+
+    return AutoConfig.from_pretrained(resolve_model(model_name))
+
+
+def random_init_checkpoint(model_name: str, dtype: str = "bfloat16", seed: int = 0) -> str:
+    """BENCHMARKS ONLY: save a randomly initialised model of ``model_name``'s architecture once (in the
+    cache) and return its folder, so the normal loading path, 4-bit quantization included, applies."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from nli_cot_hub.models import cache_dir
+
+    slug = model_name.strip("/").replace("/", "--")
+    target = cache_dir() / "random-init" / f"{slug}-{dtype}-seed{seed}"
+    if (target / "config.json").exists():
+        return str(target)
+    torch.manual_seed(seed)
+    config = model_config(model_name)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    with torch.device(device):  # initialising 7B parameters on the GPU takes seconds, not minutes
+        model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype))
+    scratch = target.with_name(target.name + f".partial-{os.getpid()}")
+    model.save_pretrained(scratch)
+    del model
+    scratch.rename(target)
+    return str(target)
+
+
+def quantization_config(model_args):
+    """TRL's BitsAndBytesConfig from the recipe, with the 4-bit storage dtype FSDP needs when set."""
+    from trl import get_quantization_config
+
+    return get_quantization_config(model_args)
+
+
+def model_init_kwargs(model_args, training_args) -> dict[str, Any]:
+    """Keyword arguments for ``AutoModelForCausalLM.from_pretrained`` from the recipe."""
+    import torch
+
+    kwargs: dict[str, Any] = {
+        "revision": model_args.model_revision,
+        "attn_implementation": model_args.attn_implementation,
+        "dtype": model_args.dtype if model_args.dtype in ("auto", None) else getattr(torch, model_args.dtype),
+    }
+    quantization = quantization_config(model_args)
+    if quantization is not None:
+        kwargs["quantization_config"] = quantization
+        from trl import get_kbit_device_map
+
+        # FSDP shards the quantized weights itself and needs them on no fixed device.
+        if not os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
+            kwargs["device_map"] = get_kbit_device_map()
+    if training_args.model_init_kwargs:
+        kwargs.update(training_args.model_init_kwargs)
+    return {key: value for key, value in kwargs.items() if value is not None}
+
+
+def load_model(model_args, training_args, random_init: bool = False, seed: int = 0):
+    from transformers import AutoModelForCausalLM
+
+    from nli_cot_hub.models import resolve_model
+
+    path = resolve_model(model_args.model_name_or_path)
+    kwargs = model_init_kwargs(model_args, training_args)
+    if random_init:
+        path = random_init_checkpoint(model_args.model_name_or_path, "bfloat16", seed)
+        kwargs.pop("revision", None)
+    return AutoModelForCausalLM.from_pretrained(path, **kwargs)
+
+
+def hub_base_model(model_name: str | None) -> str:
+    """The base model's public name (never a local path) for cards and adapter configs."""
+    from nli_cot_hub.models import EMBEDDED_ALIASES, EMBEDDED_NAME
+
+    if model_name is None or model_name in EMBEDDED_ALIASES:
+        return EMBEDDED_NAME
+    return model_name
+
+
+# ---------------------------------------------------------------------------------------------
+# Resume and signals
+# ---------------------------------------------------------------------------------------------
+
+def resolve_resume(value: str | bool | None, output_dir: str) -> str | None:
+    """``latest`` (or ``true``) -> the newest checkpoint in output_dir, or None when there is none yet;
+    a path is checked; None/false -> no resume."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if value in (None, False, "", "false", "False", "none", "None"):
+        return None
+    if value in (True, "latest", "true", "True", "last"):
+        if not os.path.isdir(output_dir):
+            return None
+        return get_last_checkpoint(output_dir)
+    if not os.path.isdir(str(value)):
+        raise FileNotFoundError(f"--resume_from_checkpoint {value}: no such checkpoint folder")
+    return str(value)
+
+
+def learning_rate_at(step: int, peak: float, warmup_steps: int, total_steps: int,
+                     scheduler: str = "cosine") -> float:
+    """The LR the optimizer uses for optimizer step ``step`` (0-based) — a pure function of the step,
+    so a resumed run continues the very same schedule. Mirrors transformers' schedulers."""
+    if step < warmup_steps:
+        return peak * step / max(1, warmup_steps)
+    if scheduler == "constant_with_warmup":
+        return peak
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    if scheduler == "linear":
+        return peak * max(0.0, 1.0 - progress)
+    if scheduler == "cosine":
+        return peak * max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
+    raise ValueError(f"unsupported scheduler {scheduler!r}")
+
+
+def make_signal_callback():
+    from transformers import TrainerCallback
+
+    class SignalCheckpointCallback(TrainerCallback):
+        """On SIGTERM/SIGINT, finish the current optimizer step, save a checkpoint and stop.
+
+        The handler only sets a flag; the Trainer saves at the step boundary, so the checkpoint holds
+        a consistent adapter, optimizer, scheduler, RNG and data position."""
+
+        def __init__(self) -> None:
+            self.received: int | None = None
+            self._previous: dict[int, Any] = {}
+
+        def _handle(self, signum, frame) -> None:
+            if self.received is not None and signum == signal.SIGINT:
+                raise KeyboardInterrupt  # a second Ctrl-C means: stop now
+            self.received = signum
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                try:
+                    self._previous[signum] = signal.signal(signum, self._handle)
+                except ValueError:  # not the main thread: leave signals alone
+                    pass
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self.received is not None:
+                control.should_save = True
+                control.should_training_stop = True
+            return control
+
+        def on_train_end(self, args, state, control, **kwargs):
+            for signum, handler in self._previous.items():
+                signal.signal(signum, handler)
+            self._previous.clear()
+
+    return SignalCheckpointCallback()
+
+
+# ---------------------------------------------------------------------------------------------
+# Outputs
+# ---------------------------------------------------------------------------------------------
+
+SECRET_FIELDS = {"hub_token", "push_to_hub_token", "token"}
+
+
+def resolved_recipe(script_args, training_args, model_args) -> dict[str, Any]:
+    """The three argument groups as plain data, secrets removed, for recipe_resolved.yaml."""
+    def plain(args) -> dict[str, Any]:
+        values = args.to_dict() if hasattr(args, "to_dict") else asdict(args)
+        return {key: value for key, value in values.items() if key not in SECRET_FIELDS}
+
+    return {"script": plain(script_args), "training": plain(training_args), "model": plain(model_args)}
+
+
+def write_resolved_recipe(recipe: dict[str, Any], output_dir: str) -> Path:
+    import yaml
+
+    path = Path(output_dir) / "recipe_resolved.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(json.loads(json.dumps(recipe, default=str)), sort_keys=False))
+    return path
+
+
+def training_summary(log_history: list[dict[str, Any]], extra: dict[str, Any]) -> dict[str, Any]:
+    train_losses = [entry["loss"] for entry in log_history if "loss" in entry]
+    eval_losses = [entry["eval_loss"] for entry in log_history if "eval_loss" in entry]
+    final = next((entry for entry in reversed(log_history) if "train_runtime" in entry), {})
+    return {
+        "first_train_loss": train_losses[0] if train_losses else None,
+        "last_train_loss": train_losses[-1] if train_losses else None,
+        "best_eval_loss": min(eval_losses) if eval_losses else None,
+        "train_runtime_s": final.get("train_runtime"),
+        "train_samples_per_second": final.get("train_samples_per_second"),
+        "train_steps_per_second": final.get("train_steps_per_second"),
+        **extra,
+    }
+
+
+def write_metrics(log_history: list[dict[str, Any]], summary: dict[str, Any], output_dir: str) -> Path:
+    path = Path(output_dir) / "training_metrics.json"
+    path.write_text(json.dumps({"summary": summary, "log_history": log_history}, indent=2, default=str))
+    return path
+
+
+def plot_training_curves(log_history: list[dict[str, Any]], output_path: str | Path) -> Path:
+    """Train/eval loss and learning rate against the optimizer step, one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def series(key: str) -> tuple[list[int], list[float]]:
+        points = [(entry["step"], entry[key]) for entry in log_history if key in entry and "step" in entry]
+        return [step for step, _ in points], [value for _, value in points]
+
+    figure, (loss_axis, lr_axis) = plt.subplots(2, 1, figsize=(8, 6), sharex=True,
+                                                gridspec_kw={"height_ratios": [2, 1]})
+    for key, label, style in (("loss", "train loss", "-"), ("eval_loss", "eval loss", "o-")):
+        steps, values = series(key)
+        if steps:
+            loss_axis.plot(steps, values, style, label=label)
+    loss_axis.set_ylabel("loss (completion tokens)")
+    loss_axis.legend()
+    loss_axis.grid(alpha=0.3)
+    steps, values = series("learning_rate")
+    lr_axis.plot(steps, values, color="tab:green")
+    lr_axis.set_ylabel("learning rate")
+    lr_axis.set_xlabel("optimizer step")
+    lr_axis.grid(alpha=0.3)
+    figure.tight_layout()
+    output_path = Path(output_path)
+    figure.savefig(output_path, dpi=120)
+    plt.close(figure)
+    return output_path
+
+
+def peak_memory_gib() -> float | None:
+    import torch
+
+    if torch.cuda.is_available():
+        return round(torch.cuda.max_memory_allocated() / 2**30, 2)
+    return None
+
+
+def trainable_parameters(model) -> dict[str, int]:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return {"trainable_parameters": trainable, "total_parameters": total}

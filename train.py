@@ -1,0 +1,123 @@
+"""QLoRA fine-tuning of a chain-of-thought NLI model with TRL's SFTTrainer + PEFT + bitsandbytes.
+
+    accelerate launch train.py --config recipes/mistral7b_qlora.yaml [--any_field value ...]
+    accelerate launch --config_file accelerate_configs/multi_gpu.yaml train.py --config recipes/mistral7b_qlora.yaml
+    python train.py --config recipes/smollm2_demo.yaml          # the embedded model, CPU, minutes
+    nli-cot train --config recipes/smollm2_demo.yaml            # the same through the CLI
+
+A recipe is a YAML file of ScriptArguments (data, extras), SFTConfig (training) and ModelConfig
+(model, LoRA, 4-bit) fields; command-line flags override it. Outputs in ``output_dir``: the adapter
+(safetensors) and tokenizer, recipe_resolved.yaml, training_metrics.json, training_curves.png and
+README.md (the model card). ``--resume_from_checkpoint latest`` continues an interrupted run exactly;
+SIGTERM/SIGINT saves a checkpoint first.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+
+def make_parser():
+    from trl import ModelConfig, SFTConfig, TrlParser
+
+    from nli_cot_hub.training import NliScriptArguments
+
+    return TrlParser((NliScriptArguments, SFTConfig, ModelConfig))
+
+
+def main(script_args, training_args, model_args) -> dict[str, Any]:
+    """Train; return what happened ({"status": "completed"|"interrupted", ...})."""
+    from transformers import set_seed
+    from trl import SFTTrainer, get_peft_config
+
+    from nli_cot_hub import training
+
+    set_seed(training_args.seed)
+    started = time.time()
+
+    tokenizer = training.load_tokenizer(model_args.model_name_or_path, script_args.tokenizer_name_or_path,
+                                        model_args.model_revision)
+    train_data, eval_data = training.prepare_splits(
+        script_args, training_args.seed, want_eval=training_args.eval_strategy != "no")
+    truncation = training.truncation_report(train_data, tokenizer, training_args.max_length)
+    print(f"train {len(train_data)} examples, eval {len(eval_data) if eval_data else 0}; {truncation.line()}",
+          flush=True)
+
+    model = training.load_model(model_args, training_args, script_args.random_init, training_args.seed)
+    signal_callback = training.make_signal_callback()
+
+    class NliSFTTrainer(SFTTrainer):
+        def create_model_card(self, *args, **kwargs):  # our card instead of TRL's generic one
+            if self.is_world_process_zero() and script_args.model_card:
+                from nli_cot_hub.model_card import write_card
+
+                write_card(self.args.output_dir)
+
+    trainer = NliSFTTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_data,
+        eval_dataset=eval_data,
+        processing_class=tokenizer,
+        peft_config=get_peft_config(model_args),
+        callbacks=[signal_callback],
+    )
+    # Adapter configs and cards name the public base model, never a local folder.
+    base_name = training.hub_base_model(model_args.model_name_or_path)
+    for peft_config in getattr(trainer.model, "peft_config", {}).values():
+        peft_config.base_model_name_or_path = base_name
+    parameters = training.trainable_parameters(trainer.model)
+
+    recipe = training.resolved_recipe(script_args, training_args, model_args)
+    if trainer.is_world_process_zero():
+        training.write_resolved_recipe(recipe, training_args.output_dir)
+
+    resume = training.resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
+    if resume:
+        print(f"resuming from {resume}", flush=True)
+    trainer.train(resume_from_checkpoint=resume)
+
+    if signal_callback.received is not None:
+        checkpoint = training.resolve_resume("latest", training_args.output_dir)
+        print(f"stopped by signal {signal_callback.received}; checkpoint saved in {checkpoint}; "
+              "continue with --resume_from_checkpoint latest", flush=True)
+        return {"status": "interrupted", "signal": signal_callback.received, "checkpoint": checkpoint}
+
+    trainer.save_model(training_args.output_dir)  # adapter (safetensors) + tokenizer
+    result: dict[str, Any] = {"status": "completed", "output_dir": training_args.output_dir}
+    if trainer.is_world_process_zero():
+        summary = training.training_summary(trainer.state.log_history, {
+            **parameters,
+            "base_model": base_name,
+            "train_examples": len(train_data),
+            "eval_examples": len(eval_data) if eval_data else 0,
+            "truncated_examples": truncation.truncated,
+            "median_tokens": truncation.median_tokens,
+            "max_tokens": truncation.max_tokens,
+            "global_steps": trainer.state.global_step,
+            "processes": trainer.accelerator.num_processes,
+            "peak_memory_gib": training.peak_memory_gib(),
+            "wall_time_s": round(time.time() - started, 1),
+            "best_checkpoint": trainer.state.best_model_checkpoint and "best",
+        })
+        training.write_metrics(trainer.state.log_history, summary, training_args.output_dir)
+        training.plot_training_curves(trainer.state.log_history,
+                                      f"{training_args.output_dir}/training_curves.png")
+        if script_args.model_card:
+            from nli_cot_hub.model_card import write_card
+
+            write_card(training_args.output_dir)
+        result["summary"] = summary
+    if training_args.push_to_hub:
+        trainer.push_to_hub(commit_message="Adapter, tokenizer, metrics and model card")
+        result["hub_model_id"] = trainer.hub_model_id
+    return result
+
+
+if __name__ == "__main__":
+    script_args, training_args, model_args = make_parser().parse_args_and_config()
+    outcome = main(script_args, training_args, model_args)
+    # 128 + signal number, as a shell reports a process ended by that signal.
+    sys.exit(128 + outcome["signal"] if outcome["status"] == "interrupted" else 0)
