@@ -139,6 +139,28 @@ def card_metadata(built: BuiltDataset, info: CardInfo) -> dict:
     }
 
 
+def add_dataset_info(data, built: BuiltDataset) -> None:
+    """Features and split sizes per config (the `dataset_info` YAML that `push_to_hub` would write), so the card
+    on the Hub and the local copy are the same file and the Hub viewer knows the schema."""
+    from datasets import DatasetInfo, SplitDict, SplitInfo
+    from datasets.info import DatasetInfosDict
+
+    from nli_cot_hub.build import to_dataset_dict
+
+    infos = DatasetInfosDict()
+    for config, splits in built.configs.items():
+        datasets = to_dataset_dict(splits)
+        split_dict = SplitDict()
+        for split in SPLITS:
+            if split in datasets:
+                split_dict.add(SplitInfo(name=split, num_examples=len(datasets[split]),
+                                         num_bytes=datasets[split].data.nbytes))
+        first = next(iter(datasets.values()))
+        infos[config] = DatasetInfo(features=first.features, splits=split_dict, config_name=config,
+                                    dataset_size=sum(d.data.nbytes for d in datasets.values()))
+    infos.to_dataset_card_data(data)
+
+
 def render_card(built: BuiltDataset, info: CardInfo) -> str:
     """The README.md text; raises ValueError if huggingface_hub cannot read back what we wrote."""
     from huggingface_hub import DatasetCard, DatasetCardData
@@ -146,6 +168,7 @@ def render_card(built: BuiltDataset, info: CardInfo) -> str:
     from nli_cot_hub.chat_format import FORMAT_VERSION
 
     data = DatasetCardData(**card_metadata(built, info))
+    add_dataset_info(data, built)
     has_human = any((f["source"] == "human").any() for f in built.configs.get("original", {}).values())
     card = DatasetCard.from_template(
         data, template_path=str(TEMPLATE), repo_id=info.repo_id, seed=info.seed,
@@ -174,5 +197,10 @@ def validate_card(text: str, built: BuiltDataset) -> None:
     expected = {c: {s: data_file(c, s) for s in splits} for c, splits in built.configs.items()}
     if declared != expected:
         raise ValueError(f"dataset card: configs {declared} do not match the files {expected}")
+    infos = metadata.get("dataset_info") or []
+    sizes = {i["config_name"]: {s["name"]: s["num_examples"] for s in i["splits"]}
+             for i in (infos if isinstance(infos, list) else [infos])}
+    if sizes and sizes != built.counts():
+        raise ValueError(f"dataset card: dataset_info sizes {sizes} do not match the data {built.counts()}")
     if not card.text.strip():
         raise ValueError("dataset card: no prose")

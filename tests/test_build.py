@@ -210,6 +210,10 @@ def test_card_yaml_and_prose(jd0g_records):
             assert f"| `{config}` | {split} | {len(frame)} |" in card.text
     assert "open-mistral-7b" in card.text and "jd0g-reflect" in card.text and "sample-90" in card.text
     assert "neutral" in card.text and "subjective" in card.text
+    infos = {i["config_name"]: {s["name"]: s["num_examples"] for s in i["splits"]} for i in meta["dataset_info"]}
+    assert infos == built.counts()
+    features = {f["name"] for f in next(i for i in meta["dataset_info"] if i["config_name"] == "combined")["features"]}
+    assert {"prompt", "completion", "thought_process", "label"} <= features
 
     broken = text.replace(data_file("reflected", "test"), "reflected/elsewhere.parquet")
     with pytest.raises(ValueError, match="do not match"):

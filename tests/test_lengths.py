@@ -12,6 +12,13 @@ from nli_cot_hub.lengths import example_messages, load_rows, measure, recommend_
 from tests.conftest import shared
 
 
+@pytest.fixture(autouse=True)
+def private_datasets_cache(tmp_path_factory, monkeypatch):
+    import datasets.config
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path_factory.getbasetemp() / "datasets_cache")
+
+
 @pytest.fixture(scope="module")
 def built_dir(tmp_path_factory) -> str:
     built = build_dataset(import_jd0g(shared("comp34812_nli_jd0g_cot")))
