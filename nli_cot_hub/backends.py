@@ -326,10 +326,12 @@ class _Pending:
 
 
 class LocalBackend(ChatBackend):
-    """transformers ``generate`` in this process. Concurrent ``complete`` calls are gathered into
-    left-padded batches (same sampling settings) and run in a worker thread, so the event loop
-    keeps serving the engine while the model works. No constrained decoding: JSON is asked for in
-    the prompt only, and bad answers are re-asked by the engine."""
+    """transformers ``generate`` in this process, through :class:`nli_cot_hub.local_engine.LocalEngine`.
+
+    Concurrent ``complete`` calls are gathered into batches (same sampling settings) and run in a
+    worker thread, so the event loop keeps serving the engine while the model works. No constrained
+    decoding: JSON is asked for in the prompt only, and bad answers are re-asked by the engine.
+    """
 
     kind = "local"
     json_support = "none"
@@ -343,32 +345,15 @@ class LocalBackend(ChatBackend):
         self.device = device
         self._queue: list[_Pending] = []
         self._worker: asyncio.Task | None = None
-        self._loaded = None
-        self._lock = asyncio.Lock()
+        self._engine = None
 
     def _load(self):
-        if self._loaded is None:
-            import torch
-            from transformers import AutoModelForCausalLM, AutoTokenizer
+        if self._engine is None:
+            from nli_cot_hub.local_engine import LocalEngine
 
-            from nli_cot_hub.models import resolve_model
-
-            path = resolve_model(self.model_source)
-            tokenizer = AutoTokenizer.from_pretrained(path)
-            tokenizer.padding_side = "left"
-            if tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
-                raise ValueError(f"{path}: the tokenizer needs a pad token distinct from EOS for batching")
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32 if self.device in (None, "cpu")
-                                                         else "auto")
-            if self.adapter:
-                from peft import PeftModel
-
-                model = PeftModel.from_pretrained(model, self.adapter)
-            if self.device:
-                model.to(self.device)
-            model.eval()
-            self._loaded = (tokenizer, model)
-        return self._loaded
+            self._engine = LocalEngine(self.model_source, self.adapter, batch_size=self.batch_size,
+                                       device=self.device, progress=False)
+        return self._engine
 
     async def complete(self, messages, *, json_schema=None, temperature=0.0, max_tokens=512, seed=None):
         future = asyncio.get_running_loop().create_future()
@@ -399,31 +384,14 @@ class LocalBackend(ChatBackend):
                     pending.future.set_result(completion)
 
     def _generate(self, batch: list[_Pending]) -> list[Completion]:
-        import torch
-
-        tokenizer, model = self._load()
-        prompts = [tokenizer.apply_chat_template(p.messages, tokenize=False, add_generation_prompt=True)
-                   for p in batch]
-        inputs = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+        engine = self._load()
         head = batch[0]
-        options: dict[str, Any] = {"max_new_tokens": head.max_tokens, "pad_token_id": tokenizer.pad_token_id}
-        if head.temperature > 0:
-            options.update(do_sample=True, temperature=head.temperature)
-            if head.seed is not None:
-                torch.manual_seed(head.seed)
-        else:
-            options.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        with torch.inference_mode():
-            output = model.generate(**inputs, **options)
-        new_tokens = output[:, inputs["input_ids"].shape[1]:]
-        completions = []
-        for row, mask in zip(new_tokens, inputs["attention_mask"]):
-            generated = [int(t) for t in row if int(t) != tokenizer.pad_token_id]
-            text = tokenizer.decode(generated, skip_special_tokens=True)
-            completions.append(Completion(text=text, prompt_tokens=int(mask.sum()),
-                                          completion_tokens=len(generated), model=self.model,
-                                          finish_reason="length" if len(generated) >= head.max_tokens else "stop"))
-        return completions
+        generations = engine.generate([p.messages for p in batch], max_new_tokens=head.max_tokens,
+                                      temperature=head.temperature, seed=head.seed)
+        return [Completion(text=samples[0].text, prompt_tokens=samples[0].prompt_tokens,
+                           completion_tokens=samples[0].completion_tokens, model=self.model,
+                           finish_reason="stop" if samples[0].finished else "length")
+                for samples in generations]
 
 
 # ---------------------------------------------------------------- helpers and factory

@@ -1,0 +1,301 @@
+"""Stages 1-2: chain-of-thought generation, reflection on wrong answers, judging, human rationales.
+
+Every stage reads pairs (or records), skips the ids its output store already holds, asks the
+backend through the :class:`~nli_cot_hub.engine.Engine`, and appends one :class:`CoTRecord` per
+pair, failures included, so a rerun after a crash picks up exactly where the last one stopped.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from nli_cot_hub import prompts
+from nli_cot_hub.backends import ChatBackend
+from nli_cot_hub.engine import Answer, Engine, EngineConfig, Ledger, RunReport, run_jobs, subset
+from nli_cot_hub.extract import Extraction
+from nli_cot_hub.records import CoTRecord, TokenUsage
+from nli_cot_hub.store import RecordStore, read_records
+
+
+@dataclass
+class StageResult:
+    report: RunReport
+    output: Path
+    ledger_path: Path
+    ledger: dict
+    pending: int
+    already_done: int
+    dropped_failed: int
+
+
+def ledger_path_for(output: str | Path) -> Path:
+    output = Path(output)
+    return output.with_name(output.name + ".ledger.json")
+
+
+def _raw_if_not_ok(answer: Answer) -> str | None:
+    return None if answer.status == "ok" else answer.text
+
+
+def _label(value) -> int | None:
+    return None if value is None or pd.isna(value) else int(value)
+
+
+# ---------------------------------------------------------------- generation
+
+def cot_record(row: dict, answer: Answer) -> CoTRecord:
+    extraction = answer.extraction
+    return CoTRecord(
+        id=str(row["id"]), premise=row["premise"], hypothesis=row["hypothesis"], label=_label(row.get("label")),
+        thought_process=extraction.thought, predicted_label=extraction.label, source="original",
+        model=answer.model, prompt_version=prompts.COT_VERSION, reask_count=answer.reask_count,
+        usage=answer.usage, status=answer.status, error=answer.problem, raw_output=_raw_if_not_ok(answer),
+    )
+
+
+async def generate_one(engine: Engine, row: dict) -> CoTRecord:
+    messages = prompts.cot_messages(row["premise"], row["hypothesis"])
+    answer = await engine.ask(messages, json_schema=prompts.COT_SCHEMA)
+    return cot_record(row, answer)
+
+
+def failed_pair(row: dict, error: BaseException, *, model: str, source: str = "original",
+                prompt_version: str = prompts.COT_VERSION) -> CoTRecord:
+    return CoTRecord(id=str(row["id"]), premise=row["premise"], hypothesis=row["hypothesis"],
+                     label=_label(row.get("label")), source=source, model=model, prompt_version=prompt_version,
+                     status="failed", error=f"request failed: {error}")
+
+
+def pair_rows(pairs: pd.DataFrame) -> list[dict]:
+    return pairs[["id", "premise", "hypothesis", "label"]].to_dict("records")
+
+
+# ---------------------------------------------------------------- reflection
+
+def needs_reflection(record: CoTRecord, include_correct: bool = False) -> bool:
+    if record.label is None:
+        return False
+    return include_correct or record.predicted_label != record.label
+
+
+def _reflection_check(label: int) -> Callable[[Extraction], str | None]:
+    def check(extraction: Extraction) -> str | None:
+        if extraction.label != label:
+            return f"predicted_label must be the correct label {label}"
+        if not str(extraction.fields.get("error_analysis") or "").strip():
+            return "error_analysis is missing or empty"
+        if not str(extraction.fields.get("improved_thought_process") or "").strip():
+            return "improved_thought_process is missing or empty"
+        return None
+    return check
+
+
+async def reflect_one(engine: Engine, record: CoTRecord) -> CoTRecord:
+    messages = prompts.reflect_messages(record.premise, record.hypothesis, record.thought_process,
+                                        record.predicted_label, record.label)
+    answer = await engine.ask(messages, json_schema=prompts.REFLECT_SCHEMA, check=_reflection_check(record.label))
+    fields = answer.extraction.fields
+    improved = str(fields.get("improved_thought_process") or "").strip() or answer.extraction.thought
+    return CoTRecord(
+        id=record.id, premise=record.premise, hypothesis=record.hypothesis, label=record.label,
+        thought_process=improved, predicted_label=answer.extraction.label,
+        error_analysis=str(fields.get("error_analysis") or "").strip() or None, source="reflected",
+        model=answer.model, prompt_version=prompts.REFLECT_VERSION, reask_count=answer.reask_count,
+        usage=answer.usage, status=answer.status, error=answer.problem, raw_output=_raw_if_not_ok(answer),
+    )
+
+
+def failed_reflection(record: CoTRecord, error: BaseException, *, model: str) -> CoTRecord:
+    return CoTRecord(id=record.id, premise=record.premise, hypothesis=record.hypothesis, label=record.label,
+                     source="reflected", model=model, prompt_version=prompts.REFLECT_VERSION,
+                     status="failed", error=f"request failed: {error}")
+
+
+# ---------------------------------------------------------------- judging
+
+def judge_scores(fields: dict) -> tuple[dict, str | None]:
+    """The 1-5 scores of a judge answer (digits in strings accepted), or what is wrong with them."""
+    scores = {}
+    for name in prompts.JUDGE_SCORES:
+        value = fields.get(name)
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value.strip())
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 5:
+            return {}, f"{name} must be an integer from 1 to 5, got {value!r}"
+        scores[name] = value
+    return scores, None
+
+
+def _judge_check(extraction: Extraction) -> str | None:
+    if not extraction.fields:
+        return extraction.reason or "no JSON object in the reply"
+    if not str(extraction.fields.get("analysis") or "").strip():
+        return "analysis is missing or empty"
+    return judge_scores(extraction.fields)[1]
+
+
+async def judge_one(engine: Engine, record: CoTRecord) -> CoTRecord:
+    messages = prompts.judge_messages(record.premise, record.hypothesis, record.thought_process,
+                                      record.predicted_label, record.label)
+    answer = await engine.ask(messages, json_schema=prompts.JUDGE_SCHEMA, check=_judge_check, needs_label=False)
+    fields = answer.extraction.fields
+    scores, _ = judge_scores(fields)
+    verdict = {
+        "analysis": str(fields.get("analysis") or "").strip() or None,
+        **scores,
+        "improved_thought_process": str(fields.get("improved_thought_process") or "").strip() or None,
+        "model": answer.model, "prompt_version": prompts.JUDGE_VERSION, "reask_count": answer.reask_count,
+        "usage": answer.usage.model_dump(),
+        "status": "failed" if answer.problem else "ok", "error": answer.problem,
+        "raw_output": answer.text if answer.problem else None,
+    }
+    return record.model_copy(update={"judge": verdict})
+
+
+def failed_judgement(record: CoTRecord, error: BaseException, *, model: str) -> CoTRecord:
+    return record.model_copy(update={"judge": {
+        "model": model, "prompt_version": prompts.JUDGE_VERSION, "status": "failed",
+        "error": f"request failed: {error}"}})
+
+
+# ---------------------------------------------------------------- running a stage
+
+async def run_stage(jobs: list, *, key: Callable[[object], str], handle, on_error, output: str | Path,
+                    backend: ChatBackend, config: EngineConfig, prices: dict | None = None,
+                    retry_failed: bool = False, desc: str = "pairs", progress: bool = True) -> StageResult:
+    """Run ``handle`` on every job whose id is not yet in ``output``; write the ledger beside it."""
+    ledger = Ledger(prices)
+    engine = Engine(backend, config, ledger)
+    ledger_path = ledger_path_for(output)
+    with RecordStore(output) as store:
+        dropped = store.drop(store.failed_ids() & {key(job) for job in jobs}) if retry_failed else 0
+        done = store.done_ids()
+        pending = [job for job in jobs if key(job) not in done]
+        try:
+            report = await run_jobs(pending, handle=lambda job: handle(engine, job),
+                                    on_error=lambda job, error: on_error(job, error, model=backend.model),
+                                    store=store, engine=engine, desc=desc, progress=progress)
+        finally:
+            total = ledger.merge_into_file(ledger_path) if ledger.models else {}
+            await backend.aclose()
+    return StageResult(report, Path(output), ledger_path, total, len(pending), len(jobs) - len(pending), dropped)
+
+
+async def generate(pairs: pd.DataFrame, output: str | Path, backend: ChatBackend, config: EngineConfig, *,
+                   limit: int | None = None, sample: int | None = None, seed: int = 0,
+                   prices: dict | None = None, retry_failed: bool = False, progress: bool = True) -> StageResult:
+    rows = subset(pair_rows(pairs), limit=limit, sample=sample, seed=seed)
+    return await run_stage(rows, key=lambda row: str(row["id"]), handle=generate_one, on_error=failed_pair,
+                           output=output, backend=backend, config=config, prices=prices,
+                           retry_failed=retry_failed, desc="generate", progress=progress)
+
+
+async def reflect(source: str | Path, output: str | Path, backend: ChatBackend, config: EngineConfig, *,
+                  include_correct: bool = False, limit: int | None = None, sample: int | None = None,
+                  seed: int = 0, prices: dict | None = None, retry_failed: bool = False,
+                  progress: bool = True) -> StageResult:
+    records = [r for r in read_records(source) if needs_reflection(r, include_correct)]
+    records = subset(records, limit=limit, sample=sample, seed=seed)
+    return await run_stage(records, key=lambda r: r.id, handle=reflect_one, on_error=failed_reflection,
+                           output=output, backend=backend, config=config, prices=prices,
+                           retry_failed=retry_failed, desc="reflect", progress=progress)
+
+
+async def judge(source: str | Path, output: str | Path, backend: ChatBackend, config: EngineConfig, *,
+                limit: int | None = None, sample: int | None = None, seed: int = 0,
+                prices: dict | None = None, retry_failed: bool = False, progress: bool = True) -> StageResult:
+    records = [r for r in read_records(source) if r.thought_process]
+    records = subset(records, limit=limit, sample=sample, seed=seed)
+    if retry_failed:
+        # A failed judgement is a stored record whose judge.status is "failed".
+        with RecordStore(output) as store:
+            store.drop({r.id for r in store.records() if (r.judge or {}).get("status") == "failed"})
+    return await run_stage(records, key=lambda r: r.id, handle=judge_one, on_error=failed_judgement,
+                           output=output, backend=backend, config=config, prices=prices,
+                           retry_failed=False, desc="judge", progress=progress)
+
+
+# ---------------------------------------------------------------- human rationales (e-SNLI)
+
+NEUTRAL_POLICIES = ("drop", "strict", "non-contradiction")
+_SPACE_BEFORE_PUNCT = re.compile(r"\s+([.,;:!?')])")
+_SPACE_AFTER_OPEN = re.compile(r"([(])\s+")
+
+
+def tidy_explanation(text: str) -> str:
+    """e-SNLI explanations are lower-cased and tokenised ("a man is outside , so ..."): undo the
+    spacing, capitalise the first letter and end with a full stop."""
+    text = " ".join(str(text).split())
+    text = _SPACE_BEFORE_PUNCT.sub(r"\1", text)
+    text = _SPACE_AFTER_OPEN.sub(r"\1", text)
+    text = re.sub(r"\s+n't\b", "n't", text)
+    text = re.sub(r"\s+'(s|re|ve|ll|d|m)\b", r"'\1", text)
+    if not text:
+        return text
+    text = text[0].upper() + text[1:]
+    return text if text[-1] in ".!?" else text + "."
+
+
+def load_rationale_pairs(source: str | Path, neutral: str = "drop") -> pd.DataFrame:
+    """e-SNLI pairs (line-aligned folder) with their explanations; ids are the 0-based line numbers.
+
+    ``neutral``: ``drop`` (default: the COMP34812 data has no SNLI neutral pair, and a neutral
+    explanation argues "cannot tell", which fits neither binary label cleanly), ``strict`` (-> 0)
+    or ``non-contradiction`` (-> 1)."""
+    from nli_cot_hub.data import Columns, DataError, LabelMapping, normalise_pairs, read_table
+
+    if neutral not in NEUTRAL_POLICIES:
+        raise ValueError(f"unknown neutral policy {neutral!r}; choose one of {NEUTRAL_POLICIES}")
+    raw = read_table(source)
+    if "label" not in raw.columns:
+        raise DataError(f"{source}: human rationales need gold labels (a labels.* file)")
+    if not any(column.startswith("explanation_") for column in raw.columns):
+        raise DataError(f"{source}: no explanations found (expected preproc1_expl_N.* files or explanation_N columns)")
+    raw = raw.assign(line=[str(i) for i in range(len(raw))])
+    if neutral == "drop":
+        raw = raw[raw["label"].astype(str).str.strip().str.lower() != "neutral"]
+    mapping = LabelMapping(three_class=None if neutral == "drop" else neutral)
+    return normalise_pairs(raw.reset_index(drop=True), str(source), columns=Columns(id="line"), labels=mapping)
+
+
+def human_records(pairs: pd.DataFrame, explanation: int = 1) -> list[CoTRecord]:
+    column = f"explanation_{explanation}"
+    if column not in pairs.columns:
+        from nli_cot_hub.data import DataError
+
+        raise DataError(f"no column {column!r}: this split has {sorted(c for c in pairs.columns if c.startswith('explanation_'))}")
+    records = []
+    for row in pairs.to_dict("records"):
+        text = str(row[column] or "").strip()
+        label = _label(row["label"])
+        if text:
+            records.append(CoTRecord(
+                id=str(row["id"]), premise=row["premise"], hypothesis=row["hypothesis"], label=label,
+                thought_process=tidy_explanation(text), predicted_label=label, source="human",
+                model=None, prompt_version=f"{prompts.HUMAN_VERSION}:{column}", usage=TokenUsage()))
+        else:
+            records.append(CoTRecord(
+                id=str(row["id"]), premise=row["premise"], hypothesis=row["hypothesis"], label=label,
+                predicted_label=label, source="human", prompt_version=f"{prompts.HUMAN_VERSION}:{column}",
+                status="label-only", error=f"{column} is empty for this pair"))
+    return records
+
+
+def write_human_rationales(source: str | Path, output: str | Path, *, explanation: int = 1, neutral: str = "drop",
+                           limit: int | None = None, sample: int | None = None, seed: int = 0) -> tuple[int, int]:
+    """Append the e-SNLI explanations of ``source`` to ``output``; returns (written, already there)."""
+    records = subset(human_records(load_rationale_pairs(source, neutral), explanation),
+                     limit=limit, sample=sample, seed=seed)
+    with RecordStore(output) as store:
+        done = store.done_ids()
+        new = [record for record in records if record.id not in done]
+        for start in range(0, len(new), 1000):
+            store.append_many(new[start:start + 1000])
+    return len(new), len(records) - len(new)
