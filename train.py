@@ -35,6 +35,9 @@ def main(script_args, training_args, model_args) -> dict[str, Any]:
     from nli_cot_hub import training
 
     set_seed(training_args.seed)
+    if script_args.effective_batch_size:
+        training_args.gradient_accumulation_steps = training.accumulation_steps(
+            script_args.effective_batch_size, training_args.per_device_train_batch_size, training_args.world_size)
     started = time.time()
 
     tokenizer = training.load_tokenizer(model_args.model_name_or_path, script_args.tokenizer_name_or_path,

@@ -40,6 +40,12 @@ class NliScriptArguments(ScriptArguments):
         default=None, metadata={"help": "Keep only the first N training examples (smoke runs)."})
     max_eval_samples: int | None = field(
         default=None, metadata={"help": "Keep only the first N evaluation examples."})
+    effective_batch_size: int | None = field(
+        default=None,
+        metadata={"help": "Examples per optimizer step over all processes; sets gradient_accumulation_steps "
+                          "= effective / (per_device_train_batch_size x processes), so 1 GPU and N GPUs take "
+                          "the same optimizer steps with the same LR schedule."},
+    )
     tokenizer_name_or_path: str | None = field(
         default=None,
         metadata={"help": "Tokenizer to use instead of the model's; 'mistral-common:v3' builds the "
@@ -150,6 +156,15 @@ def prepare_splits(script_args: NliScriptArguments, seed: int, want_eval: bool):
     if evaluation is not None and script_args.max_eval_samples:
         evaluation = evaluation.select(range(min(script_args.max_eval_samples, len(evaluation))))
     return train, evaluation
+
+
+def accumulation_steps(effective_batch_size: int, per_device_batch_size: int, processes: int) -> int:
+    """Gradient accumulation that makes one optimizer step see exactly ``effective_batch_size`` examples."""
+    per_step = per_device_batch_size * processes
+    if effective_batch_size % per_step:
+        raise ValueError(f"effective_batch_size {effective_batch_size} is not a multiple of "
+                         f"per_device_train_batch_size {per_device_batch_size} x {processes} processes")
+    return effective_batch_size // per_step
 
 
 def token_lengths(dataset, tokenizer) -> list[int]:
