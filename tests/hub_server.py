@@ -703,6 +703,12 @@ def use_hub_server(server: HubServer, monkeypatch: pytest.MonkeyPatch, cache_dir
         monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
         monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", cache_dir / "datasets")
         monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", False, raising=False)
+    with contextlib.suppress(ImportError):
+        import evaluate.config
+
+        monkeypatch.setattr(evaluate.config, "HF_ENDPOINT", server.url)
+        monkeypatch.setattr(evaluate.config, "HF_LIST_ENDPOINT", server.url + "/api/spaces?filter={type}")
+        monkeypatch.setattr(evaluate.config, "HUB_EVALUATE_URL", server.url + "/spaces/{path}/resolve/{revision}/{name}")
     yield server
 
 

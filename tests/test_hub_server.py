@@ -205,3 +205,28 @@ print(sum(p.numel() for p in model.parameters()))
 """
     out = run_python(code, hub_server.env(tmp_path / "cache"))
     assert int(out.strip().splitlines()[-1]) == parameter_count
+
+
+def test_evaluate_loads_a_metric_from_a_space(hub_server, tmp_path):
+    from huggingface_hub import HfApi
+
+    api = HfApi(endpoint=hub_server.url, token=hub_server.token)
+    space = api.create_repo(unique("agreement"), repo_type="space", space_sdk="gradio").repo_id
+    name = space.split("/")[1]
+    script = (
+        "import datasets\nimport evaluate\n\n\n"
+        "class Agreement(evaluate.Metric):\n"
+        "    def _info(self):\n"
+        "        return evaluate.MetricInfo(description='share of equal labels', citation='', inputs_description='',\n"
+        "            features=datasets.Features({'predictions': datasets.Value('int64'),\n"
+        "                                        'references': datasets.Value('int64')}))\n\n"
+        "    def _compute(self, predictions, references):\n"
+        "        return {'agreement': sum(p == r for p, r in zip(predictions, references)) / len(references)}\n"
+    )
+    api.upload_file(path_or_fileobj=script.encode(), path_in_repo=f"{name}.py", repo_id=space, repo_type="space")
+    code = f"""
+import evaluate
+print(evaluate.load({space!r}).compute(predictions=[1, 0, 1, 1], references=[1, 1, 1, 0])["agreement"])
+"""
+    out = run_python(code, hub_server.env(tmp_path / "cache"))
+    assert float(out.strip().splitlines()[-1]) == 0.5
