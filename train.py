@@ -27,8 +27,9 @@ def make_parser():
     return TrlParser((NliScriptArguments, SFTConfig, ModelConfig))
 
 
-def main(script_args, training_args, model_args) -> dict[str, Any]:
-    """Train; return what happened ({"status": "completed"|"interrupted", ...})."""
+def main(script_args, training_args, model_args, callbacks: list | None = None) -> dict[str, Any]:
+    """Train; return what happened ({"status": "completed"|"interrupted", ...}). ``callbacks`` are extra
+    TrainerCallbacks, run before the signal handler's."""
     from transformers import set_seed
     from trl import SFTTrainer, get_peft_config
 
@@ -65,7 +66,7 @@ def main(script_args, training_args, model_args) -> dict[str, Any]:
         eval_dataset=eval_data,
         processing_class=tokenizer,
         peft_config=get_peft_config(model_args),
-        callbacks=[signal_callback],
+        callbacks=[*(callbacks or []), signal_callback],
     )
     # Adapter configs and cards name the public base model, never a local folder.
     base_name = training.hub_base_model(model_args.model_name_or_path)

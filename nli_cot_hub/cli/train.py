@@ -1,0 +1,127 @@
+"""``nli-cot train|merge|card``: fine-tune (train.py), merge the adapter for serving, write the model card."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from nli_cot_hub.cli.common import clean_errors
+
+TRAIN_SCRIPT = Path(__file__).resolve().parents[2] / "train.py"
+
+
+def load_train_script():
+    """The repository's ``train.py`` as a module (it is a script, not part of the package)."""
+    if not TRAIN_SCRIPT.exists():
+        raise FileNotFoundError(f"{TRAIN_SCRIPT} not found: nli-cot train runs from a source checkout")
+    spec = importlib.util.spec_from_file_location("nli_cot_train_script", TRAIN_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def train(context: typer.Context) -> None:
+    """Fine-tune with train.py: every option is passed through to it.
+
+    Usage: nli-cot train --config recipes/smollm2_demo.yaml [--field value ...]. The recipe fields are
+    those of TRL's SFTConfig, ModelConfig and train.py's script arguments (dataset_name,
+    dataset_config, effective_batch_size, random_init, tokenizer_name_or_path, ...); run
+    `python train.py --help` for the full list. For several GPUs use `accelerate launch train.py ...`.
+    Exit code 128+N when signal N stopped it after saving a checkpoint.
+    """
+    arguments = list(context.args)
+    if not arguments:
+        print(train.__doc__)
+        raise typer.Exit(2)
+    script = load_train_script()
+    try:
+        script_args, training_args, model_args = script.make_parser().parse_args_and_config(arguments)
+    except ValueError as error:  # bad recipe or flag value: one line, no traceback
+        print(f"error: {error}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    outcome = clean_errors(script.main)(script_args, training_args, model_args)
+    if outcome["status"] == "interrupted":
+        raise typer.Exit(128 + outcome["signal"])
+    print(json.dumps({key: value for key, value in outcome.items() if key != "summary"}))
+
+
+@clean_errors
+def merge(
+    adapter: Annotated[str, typer.Argument(help="Adapter folder (train.py's output_dir or a checkpoint) or Hub repo.")],
+    output_dir: Annotated[Path, typer.Option(help="Where the merged model and tokenizer are written.")] = Path("merged"),
+    base_model: Annotated[Optional[str], typer.Option(
+        help="Base model id or folder; default: the adapter's base_model_name_or_path ('embedded' works).")] = None,
+    dtype: Annotated[str, typer.Option(help="Weights dtype of the merged model: bfloat16, float16 or float32.")] = "bfloat16",
+) -> None:
+    """Merge a LoRA adapter into its base model and save a plain model for serving (bf16 by default)."""
+    import torch
+    from peft import PeftConfig, PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from nli_cot_hub.models import EMBEDDED_NAME, resolve_model
+
+    if dtype not in ("bfloat16", "float16", "float32"):
+        raise typer.BadParameter(f"--dtype must be bfloat16, float16 or float32, got {dtype!r}")
+    config = PeftConfig.from_pretrained(adapter)
+    base_name = base_model or config.base_model_name_or_path
+    # The embedded model's adapters name its public id; it is available locally.
+    base_path = resolve_model("embedded" if base_name == EMBEDDED_NAME and base_model is None else base_name)
+    base = AutoModelForCausalLM.from_pretrained(base_path, dtype=getattr(torch, dtype))
+    merged = PeftModel.from_pretrained(base, adapter).merge_and_unload()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    merged.save_pretrained(output_dir)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(adapter)
+    except (OSError, ValueError):  # adapters saved without a tokenizer
+        tokenizer = AutoTokenizer.from_pretrained(base_path)
+    tokenizer.save_pretrained(output_dir)
+    print(f"merged {adapter} into {base_name} ({dtype}) -> {output_dir}")
+
+
+@clean_errors
+def card(
+    output_dir: Annotated[Path, typer.Argument(help="train.py's output folder (adapter, recipe_resolved.yaml, training_metrics.json).")],
+    eval_metrics: Annotated[Optional[Path], typer.Option(
+        help="metrics.json from evaluation (accuracy, precision, recall, f1, parse_rate); "
+             "default: OUTPUT_DIR/metrics.json when present.")] = None,
+    hub_model_id: Annotated[Optional[str], typer.Option(help="Repo id named in the card (default: the recipe's hub_model_id).")] = None,
+    dataset_id: Annotated[Optional[str], typer.Option(help="Hub id of the training data (default: the recipe's).")] = None,
+    eval_dataset: Annotated[Optional[str], typer.Option(help="Name of the evaluation data set shown with the results.")] = None,
+    eval_split: Annotated[str, typer.Option(help="Split the evaluation metrics were computed on.")] = "validation",
+    license: Annotated[str, typer.Option(help="License identifier for the card metadata.")] = "apache-2.0",
+    push: Annotated[bool, typer.Option(help="Also upload README.md to --hub-model-id (token from HF_TOKEN).")] = False,
+) -> None:
+    """Write (or rewrite) the model card README.md of a trained adapter, optionally with evaluation results."""
+    from nli_cot_hub.model_card import write_card
+
+    if not output_dir.is_dir():
+        raise FileNotFoundError(f"{output_dir}: no such output folder")
+    metrics = None
+    if eval_metrics is not None:
+        metrics = json.loads(eval_metrics.read_text())
+    options = dict(hub_model_id=hub_model_id, dataset_id=dataset_id, eval_dataset=eval_dataset,
+                   eval_split=eval_split, license=license)
+    if metrics is not None:
+        options["eval_metrics"] = metrics
+    path = write_card(output_dir, **options)
+    print(f"wrote {path}")
+    if push:
+        if not hub_model_id:
+            raise typer.BadParameter("--push needs --hub-model-id")
+        from huggingface_hub import HfApi
+
+        HfApi().upload_file(path_or_fileobj=str(path), path_in_repo="README.md", repo_id=hub_model_id,
+                            commit_message="Update model card")
+        print(f"pushed the card to {hub_model_id}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train", context_settings={"allow_extra_args": True, "ignore_unknown_options": True,
+                                           "help_option_names": []})(train)
+    app.command("merge")(merge)
+    app.command("card")(card)
