@@ -453,11 +453,20 @@ def make_signal_callback():
 SECRET_FIELDS = {"hub_token", "push_to_hub_token", "token"}
 
 
+def shareable_path(value: Any) -> Any:
+    """Absolute paths (which name this machine's folders) become relative to the working directory when
+    inside it, else ``.../<last part>``; the recipe is pushed to the Hub with the adapter."""
+    if not isinstance(value, str) or not os.path.isabs(value):
+        return value
+    relative = os.path.relpath(value)
+    return relative if not relative.startswith("..") else f".../{Path(value).name}"
+
+
 def resolved_recipe(script_args, training_args, model_args) -> dict[str, Any]:
     """The three argument groups as plain data, secrets removed, for recipe_resolved.yaml."""
     def plain(args) -> dict[str, Any]:
         values = args.to_dict() if hasattr(args, "to_dict") else asdict(args)
-        return {key: value for key, value in values.items() if key not in SECRET_FIELDS}
+        return {key: shareable_path(value) for key, value in values.items() if key not in SECRET_FIELDS}
 
     return {"script": plain(script_args), "training": plain(training_args), "model": plain(model_args)}
 

@@ -1,0 +1,404 @@
+"""Training (train.py + nli_cot_hub/training.py) on CPU: data preparation, the Mistral tokenizer from
+mistral-common, the LR schedule, real LoRA and 4-bit QLoRA runs on the embedded model, exact resume
+after SIGTERM, and accelerate launch (1 process, and 2 gloo processes).
+
+Runs that only exercise mechanics (resume, 2 processes) use a 2-layer model with the embedded model's
+architecture and tokenizer: a real model, just small enough to take seconds a step on 2 cores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, shared
+
+SAMPLE = "comp34812_nli_jd0g_cot/sample_thoughts.json"
+
+
+def parse(*overrides: str, recipe: str = "recipes/smollm2_demo.yaml"):
+    sys.path.insert(0, str(REPO))
+    from train import make_parser
+
+    return make_parser().parse_args_and_config(["--config", str(REPO / recipe), *overrides])
+
+
+def build_tiny_model(embedded_path: str, target: Path) -> str:
+    """A 2-layer, 64-wide model of the embedded model's architecture (random weights) + its tokenizer."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    if (target / "config.json").exists():
+        return str(target)
+    config = AutoConfig.from_pretrained(embedded_path)
+    config.update(dict(num_hidden_layers=2, hidden_size=64, intermediate_size=128, num_attention_heads=4,
+                       num_key_value_heads=2, head_dim=16))
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(config, dtype=torch.float32).save_pretrained(target)
+    AutoTokenizer.from_pretrained(embedded_path).save_pretrained(target)
+    return str(target)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(embedded_model_path, tmp_path_factory) -> str:
+    return build_tiny_model(embedded_model_path, tmp_path_factory.mktemp("tiny") / "model")
+
+
+def tiny_run_args(model: str, output_dir: Path, *extra: str) -> list[str]:
+    return ["--model_name_or_path", model, "--dataset_name", str(shared(SAMPLE)), "--output_dir", str(output_dir),
+            "--max_train_samples", "8", "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "1",
+            "--max_length", "256", "--eval_strategy", "no", "--load_best_model_at_end", "false",
+            "--save_steps", "1000", "--logging_steps", "1", "--learning_rate", "1e-3", *extra]
+
+
+def read_adapter(folder: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "adapter_model.safetensors"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Data, tokenizers, schedule (no training)
+# ---------------------------------------------------------------------------------------------
+
+def test_flat_rows_become_the_shared_chat_format():
+    from datasets import load_dataset
+
+    from nli_cot_hub.chat_format import prompt_messages
+    from nli_cot_hub.training import to_prompt_completion
+
+    raw = load_dataset("json", data_files=str(shared(SAMPLE)), split="train")
+    converted = to_prompt_completion(raw, "sample", "train")
+    assert converted.column_names == ["prompt", "completion"]
+    for row, example in zip(raw.select(range(5)), converted.select(range(5))):
+        assert example["prompt"] == prompt_messages(row["premise"], row["hypothesis"])
+        answer = json.loads(example["completion"][0]["content"])
+        assert answer["predicted_label"] == int(row["true_label"])  # the gold label, not the model's guess
+        assert answer["thought_process"] == row["thought_process"]
+
+
+def test_bad_row_names_source_row_and_field(tmp_path):
+    from datasets import Dataset
+
+    from nli_cot_hub.data import DataError
+    from nli_cot_hub.training import to_prompt_completion
+
+    rows = Dataset.from_list([
+        {"premise": "A dog runs.", "hypothesis": "An animal moves.", "label": 1, "thought_process": "ok"},
+        {"premise": "A cat sleeps.", "hypothesis": "A cat naps.", "label": 7, "thought_process": "ok"},
+    ])
+    with pytest.raises(DataError, match=r"mine\.jsonl \[train\] row 1, field 'label'"):
+        to_prompt_completion(rows, "mine.jsonl", "train")
+    with pytest.raises(DataError, match="needs prompt/completion columns"):
+        to_prompt_completion(Dataset.from_list([{"text": "x"}]), "mine.jsonl", "train")
+
+
+def test_loads_save_to_disk_folders_and_holds_out_eval(tmp_path):
+    from datasets import Dataset, DatasetDict, load_dataset
+
+    from nli_cot_hub.training import NliScriptArguments, prepare_splits
+
+    raw = load_dataset("json", data_files=str(shared(SAMPLE)), split="train").select(range(40))
+    DatasetDict({"train": raw.select(range(30)), "validation": raw.select(range(30, 40))}).save_to_disk(tmp_path / "dd")
+    train, evaluation = prepare_splits(NliScriptArguments(dataset_name=str(tmp_path / "dd")), 0, want_eval=True)
+    assert (len(train), len(evaluation)) == (30, 10)
+
+    raw.to_parquet(str(tmp_path / "rows.parquet"))
+    train, evaluation = prepare_splits(
+        NliScriptArguments(dataset_name=str(tmp_path / "rows.parquet"), eval_fraction=0.25), 0, want_eval=True)
+    assert (len(train), len(evaluation)) == (30, 10)
+    train_prompts = {json.dumps(row["prompt"]) for row in train}
+    assert not any(json.dumps(row["prompt"]) in train_prompts for row in evaluation)
+
+
+def test_truncation_report_counts_examples_over_max_length(embedded_model_path):
+    from datasets import load_dataset
+
+    from nli_cot_hub.training import load_tokenizer, to_prompt_completion, token_lengths, truncation_report
+
+    tokenizer = load_tokenizer(embedded_model_path)
+    data = to_prompt_completion(load_dataset("json", data_files=str(shared(SAMPLE)), split="train"))
+    lengths = token_lengths(data, tokenizer)
+    cut = sorted(lengths)[len(lengths) // 2]
+    report = truncation_report(data, tokenizer, cut)
+    assert report.truncated == sum(length > cut for length in lengths) > 0
+    assert report.max_tokens == max(lengths)
+    assert "would be truncated" in report.line()
+    # Each length is the exact sequence SFTTrainer trains on: it ends with the end-of-turn token.
+    ids = tokenizer.apply_chat_template(data[0]["prompt"] + data[0]["completion"], return_dict=True)["input_ids"]
+    assert len(ids) == lengths[0] and tokenizer.convert_ids_to_tokens(ids).count("<|im_end|>") == 3
+
+
+def test_pad_token_is_never_eos(embedded_model_path):
+    from transformers import AutoTokenizer
+
+    from nli_cot_hub.training import ensure_distinct_pad
+
+    tokenizer = AutoTokenizer.from_pretrained(embedded_model_path)
+    tokenizer.pad_token = tokenizer.eos_token
+    ensure_distinct_pad(tokenizer)
+    assert tokenizer.pad_token != tokenizer.eos_token and tokenizer.pad_token_id is not None
+
+
+def test_mistral_tokenizer_from_mistral_common_matches_its_encoder():
+    import mistral_common
+    from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
+
+    from nli_cot_hub.chat_format import prompt_messages
+    from nli_cot_hub.data import load_pairs
+    from nli_cot_hub.training import MISTRAL_COMMON_FILES, load_tokenizer
+
+    tokenizer = load_tokenizer("mistralai/Mistral-7B-v0.3", "mistral-common:v3")
+    assert len(tokenizer) == 32768
+    assert (tokenizer.bos_token_id, tokenizer.eos_token_id) == (1, 2)
+    assert tokenizer.pad_token_id not in (None, tokenizer.eos_token_id)
+    reference = MistralTokenizer.from_file(
+        str(Path(mistral_common.__file__).parent / "data" / MISTRAL_COMMON_FILES["v3"])).instruct_tokenizer.tokenizer
+    pairs = load_pairs(shared("comp34812_nli/trial_jd0g.csv")).head(20)
+    for text in list(pairs["premise"]) + list(pairs["hypothesis"]):
+        assert tokenizer(text).input_ids == reference.encode(text, bos=True, eos=False), text
+    # The chat template: system text before the user turn inside [INST], answer then </s>; the prompt
+    # alone is a prefix of prompt + answer, so completion-only masking is exact.
+    prompt = prompt_messages(pairs["premise"][0], pairs["hypothesis"][0])
+    answer = [{"role": "assistant", "content": '{"thought_process": "x", "predicted_label": 1}'}]
+    prompt_ids = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, return_dict=True)["input_ids"]
+    full_ids = tokenizer.apply_chat_template(prompt + answer, return_dict=True)["input_ids"]
+    assert full_ids[:len(prompt_ids)] == prompt_ids and full_ids[-1] == 2
+    assert tokenizer.convert_ids_to_tokens(prompt_ids[:2]) == ["<s>", "[INST]"]
+    assert tokenizer.convert_ids_to_tokens(prompt_ids[-1:]) == ["[/INST]"]
+
+
+def test_lr_schedule_is_a_pure_function_of_the_step():
+    """Transformers' cosine-with-warmup scheduler, restored from a state dict at step k (as resume does),
+    gives the same LR per step as the uninterrupted one, and both equal learning_rate_at()."""
+    import torch
+    from transformers import get_cosine_schedule_with_warmup
+
+    from nli_cot_hub.training import learning_rate_at
+
+    def optimizer():
+        return torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=2e-4)
+
+    total, warmup, k = 40, 15, 13
+    first = optimizer()
+    scheduler = get_cosine_schedule_with_warmup(first, warmup, total)
+    uninterrupted = []
+    for _ in range(total):
+        uninterrupted.append(first.param_groups[0]["lr"])
+        first.step(), scheduler.step()
+
+    second = optimizer()
+    scheduler = get_cosine_schedule_with_warmup(second, warmup, total)
+    resumed = []
+    for _ in range(k):
+        resumed.append(second.param_groups[0]["lr"])
+        second.step(), scheduler.step()
+    saved_optimizer, saved_scheduler = second.state_dict(), scheduler.state_dict()
+    # The Trainer's order on resume: build both, then load the optimizer state (which holds the current LR:
+    # building a scheduler resets it to the step-0 value) and then the scheduler state.
+    third = optimizer()
+    scheduler = get_cosine_schedule_with_warmup(third, warmup, total)
+    third.load_state_dict(saved_optimizer)
+    scheduler.load_state_dict(saved_scheduler)
+    for _ in range(total - k):
+        resumed.append(third.param_groups[0]["lr"])
+        third.step(), scheduler.step()
+
+    assert resumed == pytest.approx(uninterrupted, rel=1e-12)
+    assert uninterrupted == pytest.approx([learning_rate_at(step, 2e-4, warmup, total) for step in range(total)])
+    assert max(uninterrupted) == pytest.approx(2e-4) and uninterrupted.index(max(uninterrupted)) == warmup
+
+
+def test_effective_batch_size_sets_accumulation():
+    from nli_cot_hub.training import accumulation_steps
+
+    assert accumulation_steps(64, 16, 1) == 4
+    assert accumulation_steps(64, 16, 2) == 2
+    with pytest.raises(ValueError, match="not a multiple"):
+        accumulation_steps(64, 16, 3)
+
+
+def test_recipes_parse_with_their_documented_values():
+    script, training, model = parse("--use_cpu", "true", recipe="recipes/mistral7b_qlora.yaml")
+    assert (model.load_in_4bit, model.bnb_4bit_quant_type, model.use_bnb_nested_quant, model.dtype) == \
+        (True, "nf4", True, "bfloat16")
+    assert (model.lora_r, model.lora_alpha, model.lora_dropout) == (32, 64, 0.05)
+    assert sorted(model.lora_target_modules) == sorted(
+        ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    assert (training.max_length, training.warmup_steps, training.max_grad_norm) == (512, 150, 1.0)
+    assert training.lr_scheduler_type == "cosine" and training.completion_only_loss is True
+    assert training.load_best_model_at_end and script.effective_batch_size == 64
+    _, _, ablation = parse("--use_cpu", "true", recipe="recipes/mistral7b_qlora_r16.yaml")
+    assert (ablation.lora_r, ablation.lora_alpha) == (16, 32)
+    script, training, model = parse("--max_steps", "7")  # CLI flags override the recipe
+    assert training.max_steps == 7 and model.model_name_or_path == "embedded"
+
+
+def test_accelerate_configs_load():
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    configs = {path.stem: load_config_from_file(str(path)) for path in (REPO / "accelerate_configs").glob("*.yaml")}
+    assert {"single_gpu", "cpu", "multi_gpu", "fsdp_qlora", "deepspeed_zero2", "deepspeed_zero3"} <= set(configs)
+    assert configs["fsdp_qlora"].distributed_type == "FSDP"
+    assert configs["fsdp_qlora"].fsdp_config["fsdp_use_orig_params"] is False
+    assert configs["deepspeed_zero3"].deepspeed_config["zero_stage"] == 3
+    assert configs["multi_gpu"].distributed_type == "MULTI_GPU" and configs["cpu"].use_cpu
+
+
+# ---------------------------------------------------------------------------------------------
+# Real training
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_qlora_4bit_gradients_reach_the_lora_weights(embedded_model_path):
+    """NF4 base on CPU (bitsandbytes): frozen 4-bit weights, gradients on every LoRA matrix."""
+    import bitsandbytes as bnb
+    import torch
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM
+    from trl import ModelConfig, get_peft_config
+
+    from nli_cot_hub.training import load_tokenizer, quantization_config
+
+    model_args = ModelConfig(model_name_or_path=embedded_model_path, dtype="float32", load_in_4bit=True,
+                             use_bnb_nested_quant=True, use_peft=True, lora_r=8, lora_alpha=16, lora_dropout=0.0,
+                             lora_target_modules=["q_proj", "v_proj", "down_proj"])
+    model = AutoModelForCausalLM.from_pretrained(embedded_model_path, quantization_config=quantization_config(model_args),
+                                                 dtype=torch.float32)
+    assert model.is_loaded_in_4bit
+    model = get_peft_model(model, get_peft_config(model_args))
+    quantized = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    assert quantized and all(not m.weight.requires_grad for m in quantized)
+    tokenizer = load_tokenizer(embedded_model_path)
+    batch = tokenizer(["Premise: A man plays a guitar on stage. Hypothesis: Someone makes music."], return_tensors="pt")
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    for round_ in range(2):  # lora_B starts at zero, so lora_A only gets a gradient after one update
+        optimizer.zero_grad()
+        model(**batch, labels=batch["input_ids"]).loss.backward()
+        grads = {n: p.grad for n, p in model.named_parameters() if "lora_" in n}
+        assert len(grads) == 2 * 3 * model.config.num_hidden_layers
+        assert all(g is not None and g.abs().sum() > 0 for n, g in grads.items() if "lora_B" in n)
+        optimizer.step()
+    assert all(g.abs().sum() > 0 for g in grads.values())
+
+
+@pytest.mark.slow
+def test_accelerate_launch_trains_saves_and_reloads(embedded_model_path, tmp_path):
+    """train.py end to end under `accelerate launch` (single-process config) on the embedded model:
+    the loss on one repeated example falls, the adapter changes, and it reloads and generates."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    output = tmp_path / "run"
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+               str(REPO / "accelerate_configs/cpu.yaml"), str(REPO / "train.py"),
+               "--config", str(REPO / "recipes/smollm2_demo.yaml"),
+               "--dataset_name", str(shared(SAMPLE)), "--output_dir", str(output), "--max_train_samples", "1",
+               "--max_eval_samples", "1", "--per_device_train_batch_size", "1", "--gradient_accumulation_steps", "1",
+               "--max_steps", "4", "--warmup_steps", "0", "--learning_rate", "1e-3", "--lora_dropout", "0",
+               "--max_length", "256", "--eval_steps", "4", "--save_steps", "4"]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "HF_TOKEN": "hf_secret_never_written"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "would be truncated" in done.stdout
+
+    metrics = json.loads((output / "training_metrics.json").read_text())
+    losses = [entry["loss"] for entry in metrics["log_history"] if "loss" in entry]
+    assert len(losses) == 4 and losses[-1] < losses[0]
+    assert metrics["summary"]["best_eval_loss"] is not None
+    adapter = read_adapter(output)
+    assert any("lora_B" in name and tensor.abs().sum() > 0 for name, tensor in adapter.items())
+    assert (output / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
+    for name in ("recipe_resolved.yaml", "README.md", "adapter_config.json", "training_metrics.json"):
+        text = (output / name).read_text()
+        assert "hf_secret_never_written" not in text and str(tmp_path) not in text, name
+    assert json.loads((output / "adapter_config.json").read_text())["base_model_name_or_path"] == \
+        "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+    tokenizer = AutoTokenizer.from_pretrained(output)
+    assert tokenizer.pad_token != tokenizer.eos_token
+    base = AutoModelForCausalLM.from_pretrained(embedded_model_path, dtype=torch.float32)
+    model = PeftModel.from_pretrained(base, output)
+    reloaded = dict(model.named_parameters())
+    name = next(n for n in adapter if "lora_B" in n)
+    assert torch.equal(reloaded[name.replace(".weight", ".default.weight")].detach(), adapter[name])
+    inputs = tokenizer.apply_chat_template([{"role": "user", "content": "Premise: A dog runs.\nHypothesis: An animal moves."}],
+                                           add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    generated = model.generate(**inputs, max_new_tokens=6, do_sample=False)
+    assert generated.shape[1] > inputs["input_ids"].shape[1]
+
+
+@pytest.mark.slow
+def test_resume_after_sigterm_is_exact(tiny_model, tmp_path):
+    """N steps straight vs k steps, SIGTERM (checkpoint saved), resume to N: same LR per step, same
+    losses (data position and RNG restored), same final adapter."""
+    from transformers import TrainerCallback
+
+    sys.path.insert(0, str(REPO))
+    from train import main
+
+    steps, stop_at = 5, 2
+    common = ["--max_steps", str(steps), "--warmup_steps", "2", "--lora_dropout", "0.1"]
+
+    straight = parse(*tiny_run_args(tiny_model, tmp_path / "straight", *common))
+    assert main(*straight)["status"] == "completed"
+
+    class SendSigterm(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == stop_at:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    outcome = main(*parse(*tiny_run_args(tiny_model, tmp_path / "split", *common)), callbacks=[SendSigterm()])
+    assert outcome["status"] == "interrupted" and outcome["signal"] == signal.SIGTERM
+    assert Path(outcome["checkpoint"]).name == f"checkpoint-{stop_at}"
+    assert not (tmp_path / "split" / "adapter_model.safetensors").exists()
+    assert signal.getsignal(signal.SIGTERM) is not None  # handler restored after training
+
+    resumed = main(*parse(*tiny_run_args(tiny_model, tmp_path / "split", *common,
+                                         "--resume_from_checkpoint", "latest")))
+    assert resumed["status"] == "completed"
+
+    def per_step(folder: Path, key: str) -> dict[int, float]:
+        history = json.loads((folder / "training_metrics.json").read_text())["log_history"]
+        return {entry["step"]: entry[key] for entry in history if key in entry}
+
+    straight_lr, resumed_lr = per_step(tmp_path / "straight", "learning_rate"), per_step(tmp_path / "split", "learning_rate")
+    assert sorted(resumed_lr) == list(range(1, steps + 1))
+    assert resumed_lr == pytest.approx(straight_lr, rel=1e-9)
+    assert per_step(tmp_path / "split", "loss") == pytest.approx(per_step(tmp_path / "straight", "loss"), rel=1e-4)
+    first, second = read_adapter(tmp_path / "straight"), read_adapter(tmp_path / "split")
+    assert first.keys() == second.keys()
+    for name in first:
+        assert (first[name] - second[name]).abs().max() < 1e-5, name
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_follow_the_single_process_lr(tiny_model, tmp_path):
+    """accelerate launch --num_processes 2 on CPU: with effective_batch_size fixed, the optimizer step count
+    and the LR per optimizer step equal the single-process run (accumulation is halved)."""
+    def launch(processes: int, output: Path) -> dict:
+        command = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", str(processes),
+                   "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                   str(REPO / "train.py"), "--config", str(REPO / "recipes/smollm2_demo.yaml"),
+                   *tiny_run_args(tiny_model, output, "--effective_batch_size", "4", "--per_device_train_batch_size",
+                                  "1", "--max_steps", "3", "--warmup_steps", "2", "--no_model_card")]
+        done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return json.loads((output / "training_metrics.json").read_text())
+
+    single, double = launch(1, tmp_path / "one"), launch(2, tmp_path / "two")
+    assert double["summary"]["processes"] == 2 and single["summary"]["processes"] == 1
+
+    def lrs(metrics):
+        return [entry["learning_rate"] for entry in metrics["log_history"] if "learning_rate" in entry]
+
+    assert len(lrs(single)) == 3 and lrs(double) == pytest.approx(lrs(single), rel=1e-9)
+    recipe = (tmp_path / "two" / "recipe_resolved.yaml").read_text()
+    assert "gradient_accumulation_steps: 2" in recipe
