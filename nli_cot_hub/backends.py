@@ -256,6 +256,7 @@ class TGIBackend(ChatBackend):
         self.json_mode = "schema" if json_mode == "auto" else json_mode
         self.json_support = "none" if self.json_mode == "none" else "schema"
         token = os.environ.get("HF_TOKEN") if "huggingface.cloud" in url or "huggingface.co" in url else None
+        self._token = token
         self._client = AsyncInferenceClient(model=self.url, token=token, timeout=timeout_s)
         self._tokenizer = None
 
@@ -263,11 +264,24 @@ class TGIBackend(ChatBackend):
         if self._tokenizer is None:
             source = self.tokenizer_source
             if source is None:
-                info = await self._client.get_endpoint_info()
-                source = info["model_id"]
+                source = await self._served_model_id()
                 self.model = source
             self._tokenizer = await asyncio.to_thread(_load_tokenizer, source)
         return self._tokenizer
+
+    async def _served_model_id(self) -> str:
+        """TGI's ``GET /info`` names the model it serves; its tokenizer renders our chat template."""
+        import httpx2
+
+        try:
+            async with httpx2.AsyncClient(timeout=30) as client:
+                headers = {"Authorization": f"Bearer {self._token}"} if self._token else None
+                response = await client.get(f"{self.url}/info", headers=headers)
+                response.raise_for_status()
+                return response.json()["model_id"]
+        except (httpx2.HTTPError, KeyError, ValueError) as error:
+            raise BackendError(f"{self.url}/info did not name the served model ({error}); "
+                               f"give the tokenizer as tgi:URL#TOKENIZER", retryable=False) from None
 
     async def complete(self, messages, *, json_schema=None, temperature=0.0, max_tokens=512, seed=None):
         from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError, TextGenerationError

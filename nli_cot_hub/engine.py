@@ -140,6 +140,13 @@ class Answer:
 Check = Callable[[Extraction], str | None]
 
 
+def retry_wait(error: BaseException | None, backoff_s: float, backoff_max_s: float) -> float:
+    """Seconds before the next try: the exponential backoff, but at least what the server asked
+    for in ``Retry-After`` (capped at five times the backoff cap, against absurd values)."""
+    asked = getattr(error, "retry_after", None) or 0.0
+    return max(backoff_s, min(asked, backoff_max_s * 5))
+
+
 def reask_message(problem: str, schema: dict | None) -> dict[str, str]:
     keys = ", ".join(f'"{key}"' for key in (schema or {}).get("properties", {})) or "the requested keys"
     return {"role": "user", "content": (
@@ -180,9 +187,7 @@ class Engine:
         backoff = wait_exponential_jitter(initial=c.backoff_initial_s, max=c.backoff_max_s, jitter=c.backoff_initial_s)
 
         def wait(state) -> float:
-            error = state.outcome.exception()
-            asked = getattr(error, "retry_after", None) or 0.0
-            return max(backoff(state), min(asked, c.backoff_max_s * 5))
+            return retry_wait(state.outcome.exception(), backoff(state), c.backoff_max_s)
 
         def before_sleep(state) -> None:
             usage.retries += 1

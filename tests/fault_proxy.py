@@ -4,6 +4,7 @@ number *n* as the cyclic ``--schedule`` says:
 ``ok``       forward unchanged;
 ``429``      answer 429 with ``Retry-After: 1`` (and do not forward);
 ``500``      answer 500;
+``401``      answer 401 (a bad API key: the client must stop, not retry);
 ``drop``     close the connection without answering;
 ``stall``    say nothing for ``--stall-s`` seconds, then close (the client's timeout must fire first);
 ``badjson``  forward, then replace the reply text with prose that is not JSON (OpenAI chat format).
@@ -21,7 +22,7 @@ import json
 
 from aiohttp import ClientSession, ClientTimeout, web
 
-ACTIONS = {"ok", "429", "500", "drop", "stall", "badjson"}
+ACTIONS = {"ok", "401", "429", "500", "drop", "stall", "badjson"}
 BAD_REPLY = "Well, I think the hypothesis is probably fine, but it is hard to say for sure."
 HOP_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "keep-alive", "content-encoding"}
 
@@ -58,6 +59,8 @@ def build_app(upstream: str, schedule: list[str], stall_s: float) -> web.Applica
         if action == "429":
             return web.json_response({"error": {"message": "rate limited (injected)", "type": "rate_limit"}},
                                      status=429, headers={"Retry-After": "1"})
+        if action == "401":
+            return web.json_response({"error": {"message": "invalid api key (injected)"}}, status=401)
         if action == "500":
             return web.json_response({"error": {"message": "internal error (injected)"}}, status=500)
         if action == "drop":

@@ -24,6 +24,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
 
@@ -137,3 +139,30 @@ def proxy_counts(proxy: Server) -> dict:
 
     with urllib.request.urlopen(proxy.url + "/__proxy/counts", timeout=5) as response:
         return json.loads(response.read())
+
+
+# ---------------------------------------------------------------- session fixtures (imported by conftest)
+
+
+@pytest.fixture(scope="session")
+def openai_server(embedded_model_path):
+    """``transformers serve`` on the embedded model, started once per test session."""
+    with transformers_serve(embedded_model_path) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def tgi_test_server(embedded_model_path):
+    with tgi_server(embedded_model_path) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def llama_server():
+    """llama-cpp-python's server on the embedded GGUF; skipped where it is not built (see Makefile)."""
+    if not llama_cpp_available():
+        pytest.skip("llama-cpp-python[server] is not installed (make setup builds it)")
+    from nli_cot_hub.models import embedded_gguf_path
+
+    with llama_cpp_server(str(embedded_gguf_path())) as server:
+        yield server
