@@ -62,13 +62,16 @@ class LocalEngine:
     model: a model folder, a Hub id, ``embedded``, or a PEFT adapter folder (its base is loaded).
     adapter: a PEFT adapter folder or Hub id applied on top of ``model``; ``merge`` folds it into the
         weights (faster generation, no way back).
+    cache: ``generate``'s ``cache_implementation`` (e.g. ``static``); pad_multiple: pad prompt widths
+        to a multiple, so a static cache / compiled graph sees few distinct shapes.
     threads: CPU threads for torch (process-wide). On a busy machine 1 thread is often much faster
         than several competing for the same cores.
     """
 
     def __init__(self, model: str | None = "embedded", adapter: str | None = None, *, merge: bool = False,
                  batch_size: int = 8, dtype: str = "auto", device: str | None = None, mode: str = "padded",
-                 cache: str | None = None, progress: bool = True, threads: int | None = None):
+                 cache: str | None = None, pad_multiple: int | None = None, progress: bool = True,
+                 threads: int | None = None):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -81,6 +84,7 @@ class LocalEngine:
         self.model_name = model or "embedded"
         self.adapter = adapter
         self.batch_size, self.mode, self.cache, self.progress = batch_size, mode, cache, progress
+        self.pad_multiple = pad_multiple
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         if threads:
             torch.set_num_threads(threads)
@@ -180,7 +184,8 @@ class LocalEngine:
         with tqdm(total=len(encoded), desc="generating", unit="prompt", disable=not self.progress) as bar:
             for start in range(0, len(order), self.batch_size):
                 indices = order[start:start + self.batch_size]
-                batch = self.tokenizer.pad({"input_ids": [encoded[i] for i in indices]}, return_tensors="pt")
+                batch = self.tokenizer.pad({"input_ids": [encoded[i] for i in indices]}, return_tensors="pt",
+                                           pad_to_multiple_of=self.pad_multiple)
                 batch = {key: value.to(self.device) for key, value in batch.items()}
                 with torch.inference_mode():
                     output = self.model.generate(**batch, generation_config=config)
