@@ -47,6 +47,10 @@ class CoTRecord(BaseModel):
     error: str | None = None
     raw_output: str | None = None
     judge: dict | None = None
+    # Self-consistency (predict --num-samples k): each sample's label (None: unparsed) and the
+    # share of samples that voted for predicted_label.
+    votes: list[int | None] | None = None
+    vote_share: float | None = None
     created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
     @property

@@ -1,0 +1,156 @@
+import csv
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from nli_cot_hub.cli import build_app
+from nli_cot_hub.data import load_pairs
+from nli_cot_hub.extract import extract_answer
+from nli_cot_hub.predict import (
+    PredictConfig, fallback_for, majority_vote, predict, record_from_samples, write_submission,
+)
+from nli_cot_hub.records import CoTRecord, TokenUsage
+from nli_cot_hub.store import read_records
+from tests.conftest import shared
+
+TRIAL = "comp34812_nli/trial_jd0g.csv"
+
+
+def _submission(path) -> list[str]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == ["prediction"]
+    return [row[0] for row in rows[1:]]
+
+
+# ---------------------------------------------------------------- pure parts
+
+@pytest.mark.parametrize("labels, expected", [
+    ([1, 1, 0], (1, 2 / 3)), ([0, None, 0, 1], (0, 0.5)), ([None, None], (None, 0.0)),
+    ([0, 1], (0, 0.5)), ([1, 0, 0, 1], (1, 0.5)), ([None, 1], (1, 0.5)),
+])
+def test_majority_vote(labels, expected):
+    winner, share = majority_vote(labels)
+    assert (winner, share) == (expected[0], pytest.approx(expected[1]))
+
+
+def test_self_consistency_record_keeps_votes_and_the_winning_thought():
+    texts = ['{"thought_process": "a", "predicted_label": 0}', "no answer",
+             '{"thought_process": "b", "predicted_label": 1}', '{"thought_process": "c", "predicted_label": 1}']
+    row = {"id": 7, "premise": "p", "hypothesis": "h", "label": 1}
+    record = record_from_samples(row, texts, [extract_answer(t) for t in texts], model="m", version="v",
+                                 usage=TokenUsage(prompt_tokens=3, completion_tokens=9))
+    assert (record.id, record.label, record.predicted_label) == ("7", 1, 1)
+    assert record.votes == [0, None, 1, 1] and record.vote_share == 0.5
+    assert record.thought_process == "b" and record.raw_output == texts[2] and record.status == "ok"
+    single = record_from_samples(row, texts[1:2], [extract_answer(texts[1])], model="m", version="v", usage=TokenUsage())
+    assert (single.predicted_label, single.status, single.votes) == (None, "failed", None)
+    assert single.error and single.raw_output == "no answer"
+
+
+def test_config_rejects_sampling_without_temperature():
+    with pytest.raises(ValueError, match="temperature"):
+        PredictConfig(num_samples=3)
+    with pytest.raises(ValueError, match="prompt"):
+        PredictConfig(prompt="fancy")
+
+
+def test_submission_order_fallback_and_missing_rows(tmp_path):
+    pairs = pd.DataFrame({"id": ["a", "b", "c", "d"], "premise": "p", "hypothesis": "h", "label": pd.NA})
+    records = [CoTRecord(id="d", premise="p", hypothesis="h", predicted_label=0),
+               CoTRecord(id="a", premise="p", hypothesis="h", predicted_label=0),
+               CoTRecord(id="b", premise="p", hypothesis="h", status="failed")]
+    result = write_submission(pairs, records, tmp_path / "out.csv")
+    # Most common predicted label is 0, so the failed row b and the never-predicted row c get 0.
+    assert _submission(tmp_path / "out.csv") == ["0", "0", "0", "0"]
+    assert (result.rows, result.fallback_label, result.fallback_rows, result.missing_rows) == (4, 0, ["b", "c"], ["c"])
+    write_submission(pairs, records, tmp_path / "one.csv", fallback="1")
+    assert _submission(tmp_path / "one.csv") == ["0", "1", "1", "0"]
+    assert fallback_for([], "majority") == 1
+    with pytest.raises(ValueError):
+        fallback_for(records, "2")
+
+
+# ---------------------------------------------------------------- local engine on real trial rows
+
+@pytest.mark.slow
+def test_cli_predicts_30_trial_rows_resumably(tmp_path):
+    import torch
+
+    data = shared(TRIAL)
+    output, submission = tmp_path / "pred.jsonl", tmp_path / "submission.csv"
+    threads = torch.get_num_threads()
+    runner = CliRunner()
+    common = ["predict", str(data), "-o", str(output), "--submission", str(submission), "--max-new-tokens", "48",
+              "--batch-size", "10", "--threads", "1", "--no-progress"]
+    try:
+        first = runner.invoke(build_app(), common + ["--limit", "12"])
+        assert first.exit_code == 0, first.output
+        assert len(read_records(output)) == 12
+        second = runner.invoke(build_app(), common + ["--limit", "30"])
+        assert second.exit_code == 0, second.output
+    finally:
+        torch.set_num_threads(threads)
+    said = " ".join(second.output.split())
+    assert "18 written" in said and "12 already" in said
+
+    records = {r.id: r for r in read_records(output)}
+    pairs = load_pairs(data, require_labels=False).iloc[:30]
+    assert set(records) == set(pairs["id"])
+    for record in records.values():
+        assert record.predicted_label in (0, 1) or (record.status == "failed" and record.error)
+        assert record.raw_output is not None and record.usage.completion_tokens <= 48
+        assert record.label is not None and record.model == "embedded" and record.prompt_version == "ft-v1"
+    predictions = _submission(submission)
+    assert len(predictions) == 30
+    fallback = fallback_for(list(records.values()), "majority")
+    expected = [str(records[i].predicted_label if records[i].predicted_label is not None else fallback)
+                for i in pairs["id"]]
+    assert predictions == expected
+    failed = sum(r.predicted_label is None for r in records.values())
+    assert f"{failed} got the fallback label {fallback}" in said
+
+
+# ---------------------------------------------------------------- remote backends against real servers
+
+_PAIRS = pd.DataFrame({
+    "id": ["x1", "x2", "x3"],
+    "premise": ["A man is sleeping on a bench.", "Two kids play football in the rain.", "The shop is closed today."],
+    "hypothesis": ["A person rests.", "Children are indoors.", "The shop is open today."],
+    "label": pd.array([1, 0, 0], dtype="Int64"),
+})
+
+
+def _check_remote_records(records, samples: int):
+    assert [r.id for r in sorted(records, key=lambda r: r.id)] == ["x1", "x2", "x3"]
+    for record in records:
+        assert record.predicted_label in (0, 1) or (record.status == "failed" and record.error)
+        assert record.raw_output is not None and record.usage.completion_tokens > 0
+        if samples > 1:
+            assert len(record.votes) == samples and 0 <= record.vote_share <= 1
+
+
+@pytest.mark.server
+def test_openai_compatible_backend_with_self_consistency(openai_server, embedded_model_path, tmp_path):
+    output = tmp_path / "openai.jsonl"
+    config = PredictConfig(max_new_tokens=40, temperature=0.8, num_samples=2, seed=3, concurrency=3)
+    result = predict(_PAIRS, output, backend=f"openai:{openai_server.url}/v1#{embedded_model_path}", config=config,
+                     progress=False)
+    assert result.written == 3
+    _check_remote_records(read_records(output), samples=2)
+    again = predict(_PAIRS, output, backend=f"openai:{openai_server.url}/v1#{embedded_model_path}", config=config,
+                    progress=False)
+    assert (again.written, again.already_done) == (0, 3)
+
+
+@pytest.mark.server
+def test_tgi_generate_backend_with_json_grammar(tgi_test_server, embedded_model_path, tmp_path):
+    output = tmp_path / "tgi.jsonl"
+    config = PredictConfig(max_new_tokens=40, concurrency=2)
+    result = predict(_PAIRS, output, backend=f"tgi:{tgi_test_server.url}#{embedded_model_path}", config=config,
+                     progress=False)
+    assert result.written == 3
+    records = read_records(output)
+    _check_remote_records(records, samples=1)
+    assert all(r.prompt_version == "ft-v1" for r in records)
