@@ -1,0 +1,124 @@
+"""Shared pieces of the GPU benchmarks: a random-weight Mistral-7B-v0.3, synthetic CoT-length data,
+and the environment record written next to every result.
+
+No weights or tokenizer can be downloaded on the GPU machine, and speed does not depend on the
+values of the weights, so the benchmarks build the real architecture with random weights once
+(saved under ``$BENCH_CACHE``, default /tmp/bench-cache) and draw token ids at random with the
+(prompt, completion) lengths measured on real records by ``bench/cot_lengths.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+BENCH_DIR = Path(__file__).resolve().parent
+LENGTHS_FILE = BENCH_DIR / "results" / "cot_lengths_mistral_v3.json"
+CACHE = Path(os.environ.get("BENCH_CACHE", "/tmp/bench-cache"))
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+TINY = os.environ.get("BENCH_TINY") == "1"  # CPU smoke test of the scripts with a 2-layer model
+DEVICE = "cpu" if TINY else "cuda"
+
+
+def sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def mistral_7b_v03_config():
+    from transformers import MistralConfig
+
+    if TINY:
+        return MistralConfig(vocab_size=32768, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                             num_attention_heads=4, num_key_value_heads=2, head_dim=16, sliding_window=None,
+                             bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    # Mistral-7B-v0.3's published shape: 32 layers, d=4096, GQA 32/8 heads, SwiGLU 14336, vocab 32768.
+    return MistralConfig(
+        vocab_size=32768, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+        num_attention_heads=32, num_key_value_heads=8, head_dim=128, max_position_embeddings=32768,
+        rope_theta=1_000_000.0, sliding_window=None, rms_norm_eps=1e-5, tie_word_embeddings=False,
+        bos_token_id=1, eos_token_id=2, pad_token_id=0,
+    )
+
+
+def random_mistral_dir() -> Path:
+    """A saved random-weight Mistral-7B-v0.3 (bf16), built on the GPU the first time."""
+    from transformers import MistralForCausalLM
+
+    target = CACHE / ("tiny-mistral-random" if TINY else "mistral-7b-v0.3-random")
+    if (target / "config.json").exists():
+        return target
+    started = time.perf_counter()
+    torch.manual_seed(0)
+    with torch.device(DEVICE):
+        model = MistralForCausalLM(mistral_7b_v03_config()).to(torch.bfloat16)
+    model.save_pretrained(target)
+    print(f"built and saved random Mistral-7B-v0.3 in {time.perf_counter() - started:.0f}s", flush=True)
+    del model
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return target
+
+
+def stub_tokenizer():
+    """A tokenizer carrying only Mistral's special ids; the data are token ids already."""
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2}
+    return PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer(WordLevel(vocab, unk_token="<unk>")),
+        unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="<unk>",
+    )
+
+
+def measured_length_pairs() -> list[tuple[int, int]]:
+    return [tuple(pair) for pair in json.loads(LENGTHS_FILE.read_text())["pairs"]]
+
+
+def synthetic_examples(count: int, seed: int = 0, vocab: int = 32768) -> list[dict]:
+    """``count`` examples whose (prompt, completion) lengths are drawn from the measured records."""
+    rng = random.Random(seed)
+    pairs = measured_length_pairs()
+    examples = []
+    for _ in range(count):
+        prompt_len, completion_len = rng.choice(pairs)
+        ids = [1] + [rng.randrange(3, vocab) for _ in range(prompt_len + completion_len - 2)] + [2]
+        examples.append({"input_ids": ids, "completion_mask": [0] * prompt_len + [1] * completion_len})
+    return examples
+
+
+def environment() -> dict:
+    import transformers
+
+    info = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "card": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+    }
+    for name in ("peft", "trl", "bitsandbytes", "liger_kernel"):
+        try:
+            info[name] = __import__(name).__version__
+        except Exception:  # not installed or no version attribute
+            info[name] = None
+    return info
+
+
+def write_result(name: str, payload: dict) -> Path:
+    out_dir = Path(os.environ.get("OUT", BENCH_DIR / "results"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{name}.json"
+    path.write_text(json.dumps({"environment": environment(), **payload}, indent=2))
+    return path

@@ -1,0 +1,180 @@
+"""CoT prediction throughput on one GPU: the seed's evaluation path against faster local engines.
+
+All runs use the random-weight Mistral-7B-v0.3, prompts whose lengths follow the real fine-tuning
+prompts (bench/results/cot_lengths_mistral_v3.json) and exactly 160 new tokens each (EOS is
+switched off, since random weights would stop at arbitrary places), greedy decoding.
+
+    python bench/predict_throughput.py [--engines seed_like,bf16_b256,...] [--prompts 1024]
+
+Predictions written before the run (bench/README.md keeps them with the outcomes):
+  seed_like      NF4 + unmerged LoRA, HF generate, batch 16: ~100-150 new tok/s (dequantising 4-bit
+                 weights and the LoRA side path on every decode step, tiny batch).
+  bf16_b256      merged bf16, length-sorted, batch 256, dynamic cache: ~2,400 (the issue's number).
+  static_b256    + static KV cache, which generate compiles on CUDA: no cache re-allocation and fused
+                 decode kernels, ~3x over dynamic, if the compile is warmed at the timed shape.
+  static_b512    twice the rows per weight read; KV reads begin to dominate: ~1.3x over b256.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import random
+import time
+
+import torch
+
+from bench.common import LORA_TARGETS, measured_length_pairs, random_mistral_dir, sync, write_result
+
+NEW_TOKENS = 160
+DEV_ROWS = 6737  # the coursework dev set
+
+
+def synthetic_prompts(count: int, seed: int = 2) -> list[list[int]]:
+    rng = random.Random(seed)
+    pairs = measured_length_pairs()
+    return [[1] + [rng.randrange(3, 32768) for _ in range(rng.choice(pairs)[0] - 1)] for _ in range(count)]
+
+
+def left_pad(batch: list[list[int]], buckets: tuple[int, ...] = ()) -> tuple[torch.Tensor, torch.Tensor]:
+    longest = max(len(ids) for ids in batch)
+    # A static cache compiles one graph per shape: a few fixed widths keep the shapes few.
+    width = min((b for b in buckets if b >= longest), default=longest)
+    ids = torch.zeros(len(batch), width, dtype=torch.long)
+    mask = torch.zeros(len(batch), width, dtype=torch.long)
+    for row, prompt in enumerate(batch):
+        ids[row, width - len(prompt):] = torch.tensor(prompt)
+        mask[row, width - len(prompt):] = 1
+    return ids.cuda(), mask.cuda()
+
+
+def run_generate(model, prompts, batch_size: int, sort: bool, buckets: tuple[int, ...] = (), **generate_kwargs) -> dict:
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i])) if sort else list(range(len(prompts)))
+    batches = [[prompts[i] for i in order[start:start + batch_size]] for start in range(0, len(order), batch_size)]
+    # Warm-up at every timed shape: the first call of a compiled static-cache path at a shape pays for it.
+    warmed = set()
+    for batch in batches:
+        ids, mask = left_pad(batch, buckets)
+        if tuple(ids.shape) not in warmed:
+            warmed.add(tuple(ids.shape))
+            model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=NEW_TOKENS,
+                           min_new_tokens=NEW_TOKENS, do_sample=False, **generate_kwargs)
+    sync()
+    started = time.perf_counter()
+    new_tokens = 0
+    for batch in batches:
+        ids, mask = left_pad(batch, buckets)
+        out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=NEW_TOKENS,
+                             min_new_tokens=NEW_TOKENS, do_sample=False, **generate_kwargs)
+        new_tokens += (out.shape[1] - ids.shape[1]) * out.shape[0]
+    sync()
+    return summarise(new_tokens, len(prompts), time.perf_counter() - started)
+
+
+def summarise(new_tokens: int, examples: int, seconds: float) -> dict:
+    per_s = new_tokens / seconds
+    return {
+        "examples": examples, "new_tokens": new_tokens, "seconds": round(seconds, 1),
+        "new_tokens_per_s": round(per_s), "examples_per_s": round(examples / seconds, 2),
+        "minutes_for_dev_set": round(DEV_ROWS * NEW_TOKENS / per_s / 60, 1),
+        "peak_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+    }
+
+
+def load_bf16(model_dir):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16, device_map={"": 0},
+                                                 attn_implementation="sdpa")
+    model.generation_config.eos_token_id = None
+    model.generation_config.pad_token_id = 0
+    return model.eval()
+
+
+def load_seed_like(model_dir):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                      bnb_4bit_compute_dtype=torch.bfloat16)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, quantization_config=quantization, dtype=torch.bfloat16,
+                                                 device_map={"": 0})
+    # init_lora_weights=False: non-zero B, so the unmerged adapter path does real work as a trained one would.
+    lora = LoraConfig(r=32, lora_alpha=64, target_modules=LORA_TARGETS, task_type="CAUSAL_LM", init_lora_weights=False)
+    model = get_peft_model(model, lora)
+    model.generation_config.eos_token_id = None
+    model.generation_config.pad_token_id = 0
+    return model.eval()
+
+
+def run_continuous(model, prompts, max_batch: int) -> dict:
+    from transformers import GenerationConfig
+    from transformers.generation.configuration_utils import ContinuousBatchingConfig
+
+    config = GenerationConfig(max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, do_sample=False,
+                              eos_token_id=None, pad_token_id=0)
+    batching = ContinuousBatchingConfig(max_requests_per_batch=max_batch, default_compile_level=1)
+    model.generate_batch(prompts[:max_batch], generation_config=config, continuous_batching_config=batching)
+    sync()
+    started = time.perf_counter()
+    outputs = model.generate_batch(prompts, generation_config=config, continuous_batching_config=batching)
+    sync()
+    new_tokens = sum(len(output.generated_tokens) for output in outputs.values())
+    return summarise(new_tokens, len(prompts), time.perf_counter() - started)
+
+
+ENGINES = {
+    "seed_like": ("seed", dict(batch_size=16, sort=False)),
+    "bf16_b256": ("bf16", dict(batch_size=256, sort=True)),
+    "bf16_b512": ("bf16", dict(batch_size=512, sort=True)),
+    "static_b256": ("bf16", dict(batch_size=256, sort=True, buckets=(128, 384), cache_implementation="static")),
+    "static_b512": ("bf16", dict(batch_size=512, sort=True, buckets=(128, 384), cache_implementation="static")),
+    "continuous_b512": ("bf16", dict(continuous=512)),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="CoT prediction throughput (GPU).")
+    parser.add_argument("--engines", default=",".join(ENGINES))
+    parser.add_argument("--prompts", type=int, default=1024)
+    parser.add_argument("--seed-prompts", type=int, default=64, help="prompts for the slow seed-like path")
+    args = parser.parse_args()
+    model_dir = random_mistral_dir()
+    prompts = synthetic_prompts(args.prompts)
+    results, loaded, model = {}, None, None
+    for name in args.engines.split(","):
+        kind, options = ENGINES[name]
+        if kind != loaded:
+            del model
+            gc.collect()
+            torch.cuda.empty_cache()
+            model = load_seed_like(model_dir) if kind == "seed" else load_bf16(model_dir)
+            loaded = kind
+        torch.cuda.reset_peak_memory_stats()
+        print(f"=== {name}", flush=True)
+        try:
+            if "continuous" in options:
+                results[name] = run_continuous(model, prompts, options["continuous"])
+            else:
+                subset = prompts[: args.seed_prompts] if kind == "seed" else prompts
+                results[name] = run_generate(model, subset, **options)
+        except Exception as error:  # one failing engine must not cost the others' numbers
+            results[name] = {"error": f"{type(error).__name__}: {error}"[:500]}
+        results[name]["options"] = {k: v for k, v in options.items()}
+        print(name, results[name], flush=True)
+        write_result("predict_throughput", {"partial": True, "new_tokens_each": NEW_TOKENS, "results": results})
+    path = write_result("predict_throughput", {"new_tokens_each": NEW_TOKENS, "results": results})
+    base = results.get("seed_like", {}).get("new_tokens_per_s")
+    print(f"\n{'engine':18s} {'new tok/s':>9s} {'ex/s':>7s} {'dev-set min':>11s} {'peak GiB':>8s} {'x seed':>7s}")
+    for name, row in results.items():
+        if "error" in row:
+            print(f"{name:18s} ERROR {row['error'][:90]}")
+            continue
+        speedup = row["new_tokens_per_s"] / base if base else float("nan")
+        print(f"{name:18s} {row['new_tokens_per_s']:>9,} {row['examples_per_s']:>7} {row['minutes_for_dev_set']:>11} "
+              f"{row['peak_memory_gib']:>8} {speedup:>7.2f}")
+    print(f"written {path}")
+
+
+if __name__ == "__main__":
+    main()

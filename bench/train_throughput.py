@@ -1,0 +1,180 @@
+"""QLoRA training throughput on one GPU: a seed-like configuration against the project's levers.
+
+Each configuration trains the random-weight Mistral-7B-v0.3 (NF4, double quant, bf16 compute,
+LoRA r=32/alpha=64 on the 7 projections, completion-only loss, effective batch 64) with TRL's
+SFTTrainer on synthetic examples whose lengths follow real CoT records, and reports real
+(non-pad) tokens/s, padded tokens/s, peak memory and minutes per epoch of 25k examples.
+
+    python bench/train_throughput.py [--configs seed_like,padding_free_b16] [--steps 4]
+
+Predictions written before the run (bench/README.md keeps them with the outcomes):
+  seed_like          pads every row to 512; real rows median ~294 tokens -> ~57% of compute is real.
+  group_b16          pad to the longest in length-grouped micro-batches of 16: ~1.7x real tok/s.
+  padding_free_b16   no pad at all (one flattened row, block-diagonal mask under SDPA): ~1.8x.
+  padding_free_b16_liger  + Liger RMSNorm/SwiGLU/RoPE/fused linear-CE: a further ~10-20%.
+  padding_free_b32_liger  bigger micro-batch amortises 4-bit dequantisation: a further ~10%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import time
+
+import torch
+
+from bench.common import DEVICE, LORA_TARGETS, TINY, sync, random_mistral_dir, stub_tokenizer, synthetic_examples, write_result
+
+EFFECTIVE_BATCH = 64
+EPOCH_EXAMPLES = 25_000
+
+CONFIGS = {
+    "seed_like": dict(per_device_train_batch_size=4, pad_to_multiple_of=512, gradient_checkpointing=True),
+    "group_b16": dict(per_device_train_batch_size=16, train_sampling_strategy="group_by_length",
+                      gradient_checkpointing=True),
+    "padding_free_b16": dict(per_device_train_batch_size=16, padding_free=True, gradient_checkpointing=True),
+    "padding_free_b16_liger": dict(per_device_train_batch_size=16, padding_free=True, gradient_checkpointing=True,
+                                   use_liger_kernel=True),
+    "group_b32_liger": dict(per_device_train_batch_size=32, train_sampling_strategy="group_by_length",
+                            gradient_checkpointing=True, use_liger_kernel=True),
+    # Round 2 (after round 1 on an H100): keep the norms and lm_head in bf16 (prepare_model_for_kbit_training
+    # upcasts them to fp32: a 32768x4096 fp32 matmul per micro-batch), and trade recompute for memory.
+    "group_b32_liger_bf16": dict(per_device_train_batch_size=32, train_sampling_strategy="group_by_length",
+                                 gradient_checkpointing=True, use_liger_kernel=True, keep_bf16=True),
+    "group_b64_liger_bf16": dict(per_device_train_batch_size=64, train_sampling_strategy="group_by_length",
+                                 gradient_checkpointing=True, use_liger_kernel=True, keep_bf16=True),
+    "group_b8_liger_bf16_nockpt": dict(per_device_train_batch_size=8, train_sampling_strategy="group_by_length",
+                                       gradient_checkpointing=False, use_liger_kernel=True, keep_bf16=True),
+    "padding_free_b32_liger": dict(per_device_train_batch_size=32, padding_free=True, gradient_checkpointing=True,
+                                   use_liger_kernel=True),
+}
+
+
+def load_qlora_model(model_dir, checkpointing: bool = True, keep_bf16: bool = False):
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    if TINY:  # bitsandbytes on CPU is too slow to smoke-test the loop; 4-bit is the GPU path
+        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+        return get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=LORA_TARGETS, task_type="CAUSAL_LM"))
+    quantization = BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )
+    model = AutoModelForCausalLM.from_pretrained(
+        model_dir, quantization_config=quantization, dtype=torch.bfloat16, device_map={"": 0},
+        attn_implementation="sdpa",
+    )
+    if keep_bf16:
+        # What prepare_model_for_kbit_training does, minus its fp32 upcast of every non-quantized weight.
+        for parameter in model.parameters():
+            parameter.requires_grad_(False)
+        if checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    else:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing,
+                                                gradient_checkpointing_kwargs={"use_reentrant": False})
+    lora = LoraConfig(r=32, lora_alpha=64, lora_dropout=0.05, target_modules=LORA_TARGETS, task_type="CAUSAL_LM")
+    return get_peft_model(model, lora)
+
+
+def run_config(name: str, overrides: dict, model_dir, steps: int) -> dict:
+    from datasets import Dataset
+    from transformers import TrainerCallback
+    from trl import SFTConfig, SFTTrainer
+
+    micro = overrides["per_device_train_batch_size"]
+    examples = synthetic_examples(EFFECTIVE_BATCH * (steps + 1), seed=1)
+    if overrides.get("padding_free"):  # TRL leaves truncation to us in padding-free mode
+        examples = [{key: value[:512] for key, value in example.items()} for example in examples]
+    dataset = Dataset.from_list(examples)
+    step_times: list[float] = []
+    counts = {"real": 0, "padded": 0}
+
+    class StepClock(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            sync()
+            self.started = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            sync()
+            step_times.append(time.perf_counter() - self.started)
+
+    class CountingTrainer(SFTTrainer):
+        def training_step(self, model, inputs, num_items_in_batch=None):
+            if len(step_times) >= 1:  # step 0 is warm-up and not counted
+                ids = inputs["input_ids"]
+                counts["padded"] += ids.numel()
+                mask = inputs.get("attention_mask")
+                counts["real"] += int(mask.sum()) if mask is not None else ids.numel()
+            return super().training_step(model, inputs, num_items_in_batch)
+
+    config = SFTConfig(
+        output_dir=f"/tmp/bench-train/{name}", max_steps=steps + 1, learning_rate=2e-4,
+        gradient_accumulation_steps=EFFECTIVE_BATCH // micro, warmup_steps=150, lr_scheduler_type="cosine",
+        max_grad_norm=1.0, bf16=not TINY, use_cpu=TINY, max_length=None if overrides.get("padding_free") else 512, completion_only_loss=True, logging_steps=1,
+        save_strategy="no", report_to="none", dataloader_num_workers=2, seed=0,
+        gradient_checkpointing_kwargs={"use_reentrant": False},
+        **{k: v for k, v in overrides.items() if k not in ("per_device_train_batch_size", "keep_bf16")},
+        per_device_train_batch_size=micro,
+    )
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    model = load_qlora_model(model_dir, overrides.get("gradient_checkpointing", True), overrides.get("keep_bf16", False))
+    trainer = CountingTrainer(model=model, args=config, train_dataset=dataset, processing_class=stub_tokenizer(),
+                              callbacks=[StepClock()])
+    trainer.train()
+    timed = sum(step_times[1:])
+    real_per_s = counts["real"] / timed
+    mean_real_len = counts["real"] / (EFFECTIVE_BATCH * steps)
+    result = {
+        "config": overrides,
+        "step_seconds": [round(t, 2) for t in step_times],
+        "real_tokens_per_s": round(real_per_s),
+        "padded_tokens_per_s": round(counts["padded"] / timed),
+        "peak_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if not TINY else None,
+        "peak_reserved_gib": round(torch.cuda.max_memory_reserved() / 2**30, 2) if not TINY else None,
+        "minutes_per_epoch_25k": round(EPOCH_EXAMPLES * mean_real_len / real_per_s / 60, 1),
+        "final_loss": trainer.state.log_history[-2].get("loss") if len(trainer.state.log_history) > 1 else None,
+    }
+    del trainer, model
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="QLoRA training throughput (GPU).")
+    parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument("--steps", type=int, default=3, help="timed optimizer steps per config (one more warms up)")
+    args = parser.parse_args()
+    model_dir = random_mistral_dir()
+    results = {}
+    for name in args.configs.split(","):
+        print(f"=== {name}", flush=True)
+        try:
+            results[name] = run_config(name, CONFIGS[name], model_dir, args.steps)
+        except Exception as error:  # one failing lever must not cost the others' numbers
+            results[name] = {"config": CONFIGS[name], "error": f"{type(error).__name__}: {error}"[:500]}
+            gc.collect()
+        print(name, {k: v for k, v in results[name].items() if k != "config"}, flush=True)
+        write_result("train_throughput", {"partial": True, "results": results})
+    path = write_result("train_throughput", {"effective_batch": EFFECTIVE_BATCH, "max_length": 512,
+                                             "lora": {"r": 32, "alpha": 64, "targets": LORA_TARGETS},
+                                             "results": results})
+    base = results.get("seed_like", {}).get("real_tokens_per_s")
+    print(f"\n{'config':28s} {'real tok/s':>10s} {'padded':>8s} {'peak GiB':>8s} {'min/epoch':>9s} {'x seed':>7s}")
+    for name, row in results.items():
+        if "error" in row:
+            print(f"{name:28s} ERROR {row['error'][:80]}")
+            continue
+        speedup = row["real_tokens_per_s"] / base if base else float("nan")
+        print(f"{name:28s} {row['real_tokens_per_s']:>10,} {row['padded_tokens_per_s']:>8,} "
+              f"{row['peak_memory_gib']:>8} {row['minutes_per_epoch_25k']:>9} {speedup:>7.2f}")
+    print(f"written {path}")
+
+
+if __name__ == "__main__":
+    main()
