@@ -121,15 +121,23 @@ def mcnemar(correct_a: list[bool], correct_b: list[bool]) -> dict:
 
 
 def compare(a: Model, b: Model, gold: dict[str, int] | None) -> dict:
-    common = [key for key in a.records if key in b.records and gold_of(a.records[key], gold) is not None]
+    shared_ids = [key for key in a.records if key in b.records]
+    # The same id must mean the same pair, or the files come from different data.
+    same = [key for key in shared_ids if _same_pair(a.records[key], b.records[key])]
+    common = [key for key in same if gold_of(a.records[key], gold) is not None]
     right_a = [a.records[k].predicted_label == gold_of(a.records[k], gold) for k in common]
     right_b = [b.records[k].predicted_label == gold_of(b.records[k], gold) for k in common]
     result = {"a": a.name, "b": b.name, "rows": len(common),
               "accuracy_a": sum(right_a) / len(common) if common else None,
               "accuracy_b": sum(right_b) / len(common) if common else None,
               "both_right": sum(x and y for x, y in zip(right_a, right_b)),
-              "both_wrong": sum(not x and not y for x, y in zip(right_a, right_b))}
+              "both_wrong": sum(not x and not y for x, y in zip(right_a, right_b)),
+              "different_pairs_same_id": len(shared_ids) - len(same)}
     return result | mcnemar(right_a, right_b)
+
+
+def _same_pair(x: CoTRecord, y: CoTRecord) -> bool:
+    return (x.premise.strip(), x.hypothesis.strip()) == (y.premise.strip(), y.hypothesis.strip())
 
 
 # ---------------------------------------------------------------- audit
@@ -147,6 +155,7 @@ def disagreement_audit(models: list[Model], gold: dict[str, int] | None, min_vot
     flagged = []
     for key in ids:
         present = [(m, m.records[key]) for m in models if key in m.records]
+        present = [(m, r) for m, r in present if _same_pair(r, present[0][1])]
         truth = next((gold_of(r, gold) for _, r in present if gold_of(r, gold) is not None), None)
         if truth is None:
             continue
@@ -196,9 +205,10 @@ def plot_model(name: str, metrics: dict, buckets: list[dict], records: list[CoTR
     figure, axis = plt.subplots(figsize=(4.6, 3.6))
     matrix = metrics["confusion_matrix"]
     axis.imshow(matrix, cmap="Blues")
+    darkest = max(max(row) for row in matrix) or 1
     for i, row in enumerate(matrix):
         for j, value in enumerate(row):
-            axis.text(j, i, str(value), ha="center", va="center", color="black")
+            axis.text(j, i, str(value), ha="center", va="center", color="white" if value > darkest / 2 else "black")
     axis.set_xticks(range(3), ["pred 0", "pred 1", "no label"])
     axis.set_yticks(range(2), ["gold 0", "gold 1"])
     axis.set_title(f"{name}: confusion matrix")
@@ -306,6 +316,9 @@ def render_report(summary: dict, models: list[Model], plots: dict, errors: dict,
             lines.append(f"| {c['a']} | {c['b']} | {c['rows']} | {_number(c['accuracy_a'])} | "
                          f"{_number(c['accuracy_b'])} | {c['both_right']} | {c['both_wrong']} | {c['only_a_right']} | "
                          f"{c['only_b_right']} | {c['test']} | {c['p_value']:.4g} |")
+            if c["different_pairs_same_id"]:
+                lines.append(f"\n{c['different_pairs_same_id']} ids of {c['a']} and {c['b']} name different pairs "
+                             "and were left out: are the files from the same data?")
     audit = summary["audit"]
     lines += ["", "## Label-disagreement audit", "",
               f"{audit['flagged']} pairs where at least {audit['min_votes']} predictions (files or samples) all "

@@ -1,0 +1,119 @@
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from nli_cot_hub.cli import build_app
+from nli_cot_hub.records import CoTRecord
+from nli_cot_hub.report import evaluate_files, length_buckets, mcnemar
+from tests.conftest import shared
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _write(path, records):
+    path.write_text("".join(r.model_dump_json() + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def mistral_rows():
+    """open-mistral-7b's real CoT answers on 100 coursework pairs, with the data set's own `correct` column."""
+    path = shared("comp34812_nli_jd0g_cot/sample_thoughts.json")
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _mistral_records(rows, with_gold=True):
+    return [CoTRecord(id=str(r["id"]), premise=r["premise"], hypothesis=r["hypothesis"],
+                      label=r["true_label"] if with_gold else None, thought_process=r["thought_process"],
+                      predicted_label=r["predicted_label"], model="open-mistral-7b", status="ok") for r in rows]
+
+
+def test_mcnemar_exact_and_chi_square():
+    # b = 1 (only A right), c = 5: exact two-sided binomial p = 2 * (C(6,0) + C(6,1)) / 2^6 = 14/64.
+    a = [True] + [False] * 5 + [True] * 4
+    b = [False] + [True] * 5 + [True] * 4
+    exact = mcnemar(a, b)
+    assert (exact["only_a_right"], exact["only_b_right"], exact["test"]) == (1, 5, "exact binomial")
+    assert exact["p_value"] == pytest.approx(14 / 64)
+    # b = 30, c = 10: statistic (|30 - 10| - 1)^2 / 40 = 9.025; chi-square(1) tail 0.002663.
+    a = [True] * 30 + [False] * 10
+    b = [False] * 30 + [True] * 10
+    chi = mcnemar(a, b)
+    assert chi["statistic"] == pytest.approx(9.025)
+    assert chi["p_value"] == pytest.approx(0.002663, abs=2e-6)
+    assert mcnemar([True, False], [True, False])["p_value"] == 1.0
+
+
+def test_length_buckets_count_and_score():
+    records = [CoTRecord(id=str(i), premise="p", hypothesis="h", label=1, predicted_label=pred,
+                         thought_process=" ".join(["w"] * words) if words else None)
+               for i, (words, pred) in enumerate([(5, 1), (10, 0), (25, 1), (0, 1), (130, 0)])]
+    assert length_buckets(records, None) == [
+        {"bucket": "no thought", "rows": 1, "accuracy": 1.0}, {"bucket": "0-19", "rows": 2, "accuracy": 0.5},
+        {"bucket": "20-39", "rows": 1, "accuracy": 1.0}, {"bucket": "120+", "rows": 1, "accuracy": 0.0}]
+
+
+def test_report_on_real_mistral_answers_against_self_consistency(mistral_rows, tmp_path):
+    mistral = _mistral_records(mistral_rows)
+    # A hand-made self-consistency run on the same pairs: 3 votes each; on the first 40 pairs all
+    # three votes go against gold, elsewhere two of three agree with gold.
+    sampled = []
+    for index, r in enumerate(mistral_rows):
+        gold = r["true_label"]
+        votes = [1 - gold] * 3 if index < 40 else [gold, gold, 1 - gold]
+        sampled.append(CoTRecord(id=str(r["id"]), premise=r["premise"], hypothesis=r["hypothesis"], label=gold,
+                                 thought_process="one two three", predicted_label=votes[0], votes=votes,
+                                 vote_share=1.0 if index < 40 else round(2 / 3, 4), status="repaired"))
+    files = [_write(tmp_path / "mistral.jsonl", mistral), _write(tmp_path / "sc.jsonl", sampled)]
+    out = tmp_path / "eval"
+    summary = evaluate_files([str(f) for f in files], out, worst=5)
+
+    expected_accuracy = sum(r["correct"] for r in mistral_rows) / len(mistral_rows)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["models"]["mistral"]["accuracy"] == pytest.approx(expected_accuracy)
+    assert metrics["models"]["mistral"]["rows"] == 100
+    assert metrics["models"]["sc"]["accuracy"] == pytest.approx(0.6)
+    assert metrics["models"]["sc"]["status_counts"]["repaired"] == 100
+    assert metrics["models"]["sc"]["mean_thought_words"] == 3
+    assert metrics["models"]["sc"]["mean_vote_share"] == pytest.approx((40 * 1.0 + 60 * 0.6667) / 100, abs=1e-3)
+
+    comparison = metrics["comparisons"][0]
+    right_a = [r["correct"] for r in mistral_rows]
+    right_b = [i >= 40 for i in range(100)]
+    assert comparison["only_a_right"] == sum(a and not b for a, b in zip(right_a, right_b))
+    assert comparison["only_b_right"] == sum(b and not a for a, b in zip(right_a, right_b))
+    assert 0 <= comparison["p_value"] <= 1
+
+    # Audit: mistral's label and all three samples stand against gold -> flagged.
+    flagged = {json.loads(line)["id"] for line in (out / "label_audit.jsonl").read_text().splitlines()}
+    expected = {str(r["id"]) for i, r in enumerate(mistral_rows) if i < 40 and not r["correct"]}
+    assert flagged == expected and summary["audit"]["flagged"] == len(expected)
+    assert (out / "label_audit.csv").read_text().splitlines()[0].endswith("review_label")
+
+    report = (out / "report.md").read_text()
+    for name in ("mistral", "sc"):
+        for kind in ("confusion", "length", "labels", "status"):
+            png = out / f"{name}_{kind}.png"
+            assert png.read_bytes()[:8] == PNG_MAGIC
+            assert f"({png.name})" in report
+    assert "Worst errors (5)" in report and "McNemar" in report
+
+
+def test_cli_evaluate_with_separate_gold_file(mistral_rows, tmp_path):
+    import pandas as pd
+
+    predictions = _write(tmp_path / "p.jsonl", _mistral_records(mistral_rows, with_gold=False))
+    gold = tmp_path / "gold.csv"
+    pd.DataFrame({"id": [r["id"] for r in mistral_rows], "premise": [r["premise"] for r in mistral_rows],
+                  "hypothesis": [r["hypothesis"] for r in mistral_rows],
+                  "label": [r["true_label"] for r in mistral_rows]}).to_csv(gold, index=False)
+    result = CliRunner().invoke(build_app(), ["evaluate", str(predictions), "--gold", str(gold), "--id-col", "id",
+                                              "--names", "mistral-7b", "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())["models"]["mistral-7b"]
+    assert metrics["accuracy"] == pytest.approx(sum(r["correct"] for r in mistral_rows) / 100)
+    assert "mistral-7b: accuracy" in result.output
+
+    missing = CliRunner().invoke(build_app(), ["evaluate", str(tmp_path / "nope.jsonl"), "-o", str(tmp_path / "x")])
+    assert missing.exit_code == 2 and "nope.jsonl" in missing.output
