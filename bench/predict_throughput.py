@@ -138,6 +138,7 @@ def main() -> None:
     parser.add_argument("--engines", default=",".join(ENGINES))
     parser.add_argument("--prompts", type=int, default=1024)
     parser.add_argument("--seed-prompts", type=int, default=64, help="prompts for the slow seed-like path")
+    parser.add_argument("--tag", default="", help="suffix of the result file name")
     args = parser.parse_args()
     model_dir = random_mistral_dir()
     prompts = synthetic_prompts(args.prompts)
@@ -162,8 +163,8 @@ def main() -> None:
             results[name] = {"error": f"{type(error).__name__}: {error}"[:500]}
         results[name]["options"] = {k: v for k, v in options.items()}
         print(name, results[name], flush=True)
-        write_result("predict_throughput", {"partial": True, "new_tokens_each": NEW_TOKENS, "results": results})
-    path = write_result("predict_throughput", {"new_tokens_each": NEW_TOKENS, "results": results})
+        write_result("predict_throughput" + args.tag, {"partial": True, "new_tokens_each": NEW_TOKENS, "results": results})
+    path = write_result("predict_throughput" + args.tag, {"new_tokens_each": NEW_TOKENS, "results": results})
     base = results.get("seed_like", {}).get("new_tokens_per_s")
     print(f"\n{'engine':18s} {'new tok/s':>9s} {'ex/s':>7s} {'dev-set min':>11s} {'peak GiB':>8s} {'x seed':>7s}")
     for name, row in results.items():
