@@ -41,10 +41,10 @@ def main(script_args, training_args, model_args, callbacks: list | None = None) 
             script_args.effective_batch_size, training_args.per_device_train_batch_size, training_args.world_size)
     started = time.time()
 
+    train_data, eval_data = training.prepare_splits(  # first: bad data fails before any model loads
+        script_args, training_args.seed, want_eval=training_args.eval_strategy != "no")
     tokenizer = training.load_tokenizer(model_args.model_name_or_path, script_args.tokenizer_name_or_path,
                                         model_args.model_revision)
-    train_data, eval_data = training.prepare_splits(
-        script_args, training_args.seed, want_eval=training_args.eval_strategy != "no")
     truncation = training.truncation_report(train_data, tokenizer, training_args.max_length)
     print(f"train {len(train_data)} examples, eval {len(eval_data) if eval_data else 0}; {truncation.line()}",
           flush=True)

@@ -1,0 +1,93 @@
+"""``nli-cot train|merge|card``: train and push the adapter + card to the Hub-protocol server, load it back
+with PeftModel.from_pretrained(repo), merge it for serving, re-render and push the card with metrics."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.conftest import REPO, shared
+from tests.test_training import SAMPLE, build_tiny_model, tiny_run_args
+
+
+def cli(*args: str):
+    from nli_cot_hub.cli import build_app
+
+    return CliRunner().invoke(build_app(), list(args))
+
+
+def test_train_rejects_bad_input_in_one_line(tmp_path):
+    missing = cli("train", "--config", str(REPO / "recipes/smollm2_demo.yaml"),
+                  "--dataset_name", str(tmp_path / "nowhere.jsonl"), "--output_dir", str(tmp_path / "out"))
+    assert missing.exit_code == 2 and "nowhere.jsonl" in missing.output and "Traceback" not in missing.output
+    unknown = cli("train", "--config", str(REPO / "recipes/smollm2_demo.yaml"), "--no_such_field", "1")
+    assert unknown.exit_code == 2
+    assert cli("train").exit_code == 2
+
+
+def test_merge_and_card_help_describe_their_options():
+    merge_help = cli("merge", "--help").output
+    assert "--base-model" in merge_help and "--dtype" in merge_help
+    card_help = cli("card", "--help").output
+    assert "--eval-metrics" in card_help and "--push" in card_help
+
+
+@pytest.mark.slow
+@pytest.mark.server
+def test_train_push_load_merge_and_card(embedded_model_path, tmp_path, hub_server):
+    import torch
+    from huggingface_hub import HfApi, ModelCard, hf_hub_download
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base_path = build_tiny_model(embedded_model_path, tmp_path / "tiny")
+    output = tmp_path / "run"
+    repo = f"{hub_server.user}/tiny-nli-cot-{os.getpid()}"
+    trained = cli("train", "--config", str(REPO / "recipes/smollm2_demo.yaml"),
+                  *tiny_run_args(base_path, output, "--max_steps", "2", "--warmup_steps", "1"),
+                  "--push_to_hub", "true", "--hub_model_id", repo, "--hub_strategy", "end",
+                  "--hub_dataset_id", "tester/nli-cot")
+    assert trained.exit_code == 0, trained.output
+    outcome = re.findall(r'\{"status".*\}', trained.output)[-1]  # progress bars share the line
+    assert json.loads(outcome)["hub_model_id"] == repo
+
+    files = set(HfApi().list_repo_files(repo))
+    assert {"adapter_model.safetensors", "adapter_config.json", "README.md", "tokenizer.json",
+            "training_metrics.json", "training_curves.png", "recipe_resolved.yaml"} <= files
+    assert not any(name.startswith("checkpoint-") for name in files)
+    card = ModelCard.load(repo)
+    assert card.data.library_name == "peft" and card.data.datasets == ["tester/nli-cot"]
+    assert hub_server.token not in card.content and str(tmp_path) not in card.content
+
+    base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
+    pulled = PeftModel.from_pretrained(base, repo)  # from the server, not the local folder
+    local = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32), str(output))
+    tokenizer = AutoTokenizer.from_pretrained(repo)
+    batch = tokenizer(["Premise: A dog runs.\nHypothesis: An animal moves."], return_tensors="pt")
+    with torch.no_grad():
+        adapter_logits = pulled(**batch).logits
+        assert torch.allclose(adapter_logits, local(**batch).logits)
+
+    merged_dir = tmp_path / "merged"
+    merged = cli("merge", str(output), "--output-dir", str(merged_dir), "--base-model", base_path,
+                 "--dtype", "float32")
+    assert merged.exit_code == 0, merged.output
+    merged_model = AutoModelForCausalLM.from_pretrained(merged_dir)
+    assert not any("lora" in name for name in merged_model.state_dict())
+    with torch.no_grad():
+        assert torch.allclose(merged_model(**batch).logits, adapter_logits, atol=1e-4)
+    assert cli("merge", str(output), "--output-dir", str(tmp_path / "bf16"), "--base-model", base_path).exit_code == 0
+    assert AutoModelForCausalLM.from_pretrained(tmp_path / "bf16").dtype == torch.bfloat16
+
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(json.dumps({"accuracy": 0.61, "precision": 0.6, "recall": 0.7, "f1": 0.646, "parse_rate": 0.9}))
+    carded = cli("card", str(output), "--eval-metrics", str(metrics), "--hub-model-id", repo, "--push")
+    assert carded.exit_code == 0, carded.output
+    pushed = ModelCard.load(repo)
+    assert {r.metric_type: r.metric_value for r in pushed.data.eval_results}["accuracy"] == 0.61
+    assert pushed.content == (output / "README.md").read_text()
+    assert hf_hub_download(repo, "adapter_config.json")  # the adapter is still there
