@@ -19,7 +19,7 @@ app = typer.Typer(
 )
 
 # One module per stage under nli_cot_hub/cli/; each defines register(app).
-STAGES = ["data", "demo", "generate", "build", "train", "predict"]
+STAGES = ["data", "demo", "generate", "build", "train", "predict", "hub"]
 
 
 def build_app() -> typer.Typer:
