@@ -98,7 +98,8 @@ def _reflection_check(label: int) -> Callable[[Extraction], str | None]:
 async def reflect_one(engine: Engine, record: CoTRecord) -> CoTRecord:
     messages = prompts.reflect_messages(record.premise, record.hypothesis, record.thought_process,
                                         record.predicted_label, record.label)
-    answer = await engine.ask(messages, json_schema=prompts.REFLECT_SCHEMA, check=_reflection_check(record.label))
+    answer = await engine.ask(messages, json_schema=prompts.reflect_schema(record.label),
+                              check=_reflection_check(record.label))
     fields = answer.extraction.fields
     improved = str(fields.get("improved_thought_process") or "").strip() or answer.extraction.thought
     return CoTRecord(
@@ -233,14 +234,18 @@ def tidy_explanation(text: str) -> str:
     """e-SNLI explanations are lower-cased and tokenised ("a man is outside , so ..."): undo the
     spacing, capitalise the first letter and end with a full stop."""
     text = " ".join(str(text).split())
+    # PTB-style quotes: `` opens, '' closes.
+    text = re.sub(r"``\s*", '"', text)
+    text = re.sub(r"\s*''", '"', text)
     text = _SPACE_BEFORE_PUNCT.sub(r"\1", text)
     text = _SPACE_AFTER_OPEN.sub(r"\1", text)
     text = re.sub(r"\s+n't\b", "n't", text)
     text = re.sub(r"\s+'(s|re|ve|ll|d|m)\b", r"'\1", text)
     if not text:
         return text
-    text = text[0].upper() + text[1:]
-    return text if text[-1] in ".!?" else text + "."
+    first = next((i for i, char in enumerate(text) if char.isalpha()), 0)
+    text = text[:first] + text[first].upper() + text[first + 1:]
+    return text if text.rstrip('"')[-1:] in (".", "!", "?") else text + "."
 
 
 def load_rationale_pairs(source: str | Path, neutral: str = "drop") -> pd.DataFrame:

@@ -42,6 +42,14 @@ REFLECT_SCHEMA = {
     "additionalProperties": False,
 }
 
+
+def reflect_schema(label: int) -> dict:
+    """The reflection schema for one pair: constrained backends can then only answer its true label."""
+    schema = json.loads(json.dumps(REFLECT_SCHEMA))
+    schema["properties"]["predicted_label"]["enum"] = [label]
+    return schema
+
+
 SCORE = {"type": "integer", "minimum": 1, "maximum": 5}
 JUDGE_SCORES = ("coherence", "correctness", "brevity")
 JUDGE_SCHEMA = {

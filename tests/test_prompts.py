@@ -71,3 +71,11 @@ def test_judge_prompt_asks_for_every_score():
         assert score in prompts.JUDGE_SCHEMA["required"]
     user = prompts.judge_messages("P.", "H.", "T.", None, None)[1]["content"]
     assert "<predicted_label>none</predicted_label>" in user and "<correct_label>unknown</correct_label>" in user
+
+
+def test_reflection_schema_admits_only_the_true_label():
+    schema = prompts.reflect_schema(0)
+    jsonschema.validate({"error_analysis": "a", "improved_thought_process": "b", "predicted_label": 0}, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"error_analysis": "a", "improved_thought_process": "b", "predicted_label": 1}, schema)
+    assert prompts.REFLECT_SCHEMA["properties"]["predicted_label"]["enum"] == [0, 1]  # the shared one is untouched
