@@ -281,6 +281,7 @@ def test_push_to_hub_round_trip_matches_the_local_copy(hub_server, tmp_path, jd0
 import json
 from datasets import load_dataset
 from huggingface_hub import HfApi, hf_hub_download
+from nli_cot_hub.lengths import load_rows
 hub = load_dataset({repo!r}, "reflected")
 local = load_dataset({str(local)!r}, "reflected")
 api = HfApi()
@@ -289,6 +290,7 @@ print(json.dumps({{
     "hub_splits": sorted(hub), "files": api.list_repo_files({repo!r}, repo_type="dataset"),
     "private": api.dataset_info({repo!r}).private,
     "card": open(hf_hub_download({repo!r}, "README.md", repo_type="dataset"), encoding="utf-8").read(),
+    "lengths_rows": len(load_rows({repo!r}, "combined", "all")),
 }}))
 """
     checked = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
@@ -299,3 +301,4 @@ print(json.dumps({{
     assert result["files"] == sorted(local_files + [".gitattributes"])
     assert result["private"] is True
     assert result["card"] == (local / "README.md").read_text(encoding="utf-8")
+    assert result["lengths_rows"] == 99  # `nli-cot lengths` reads the Hub repo too
