@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test clean
+.PHONY: setup setup-llama demo test clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -20,10 +20,25 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# llama-cpp-python's server: real JSON-schema constrained output for the generate/reflect tests.
+# PyPI has no wheel, so it builds from source (library only: no llama.cpp tools, tests or llava).
+# `make test WITH_LLAMA=0` skips the build; its tests then skip.
+WITH_LLAMA ?= 1
+LLAMA_STAMP := $(VENV)/.llama-cpp
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+	-DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_OPENSSL=OFF -DGGML_OPENMP=OFF
+
+$(LLAMA_STAMP): | $(STAMP)
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
+		$(BIN)/pip install -q 'llama-cpp-python[server]==0.3.36'
+	touch $(LLAMA_STAMP)
+
+setup-llama: $(LLAMA_STAMP)
+
 demo: setup
 	$(BIN)/nli-cot demo --output-dir demo_output
 
-test: setup
+test: setup $(if $(filter 1,$(WITH_LLAMA)),setup-llama)
 	$(BIN)/python -m pytest -q -ra
 
 clean:
