@@ -130,8 +130,18 @@ def to_prompt_completion(dataset, source: str = "dataset", split: str = "train")
     def convert(row, index):
         return flat_row_to_example(row, f"{source} [{split}] row {index}")
 
-    return dataset.map(convert, with_indices=True, remove_columns=columns,
-                       desc=f"chat format for {split}")
+    converted = dataset.map(convert, with_indices=True, remove_columns=columns, desc=f"chat format for {split}")
+    # A thought that reached another label than the gold one argues for the wrong answer: training on it
+    # with the gold label would teach the model to contradict its own reasoning.
+    gold = next((name for name in LABEL_ALIASES if name in columns), None)
+    if gold and "predicted_label" in columns:
+        keep = [index for index, (truth, predicted) in enumerate(zip(dataset[gold], dataset["predicted_label"]))
+                if predicted is None or str(predicted) == str(truth)]
+        if len(keep) < len(converted):
+            print(f"{source} [{split}]: left out {len(converted) - len(keep)} of {len(converted)} rows whose "
+                  f"thought reached another label than the gold one", flush=True)
+            converted = converted.select(keep)
+    return converted
 
 
 def prepare_splits(script_args: NliScriptArguments, seed: int, want_eval: bool):

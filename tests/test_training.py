@@ -76,7 +76,9 @@ def test_flat_rows_become_the_shared_chat_format():
     raw = load_dataset("json", data_files=str(shared(SAMPLE)), split="train")
     converted = to_prompt_completion(raw, "sample", "train")
     assert converted.column_names == ["prompt", "completion"]
-    for row, example in zip(raw.select(range(5)), converted.select(range(5))):
+    consistent = raw.filter(lambda row: row["correct"])  # thoughts that reached the gold label
+    assert 0 < len(converted) == len(consistent) < len(raw)
+    for row, example in zip(consistent.select(range(5)), converted.select(range(5))):
         assert example["prompt"] == prompt_messages(row["premise"], row["hypothesis"])
         answer = json.loads(example["completion"][0]["content"])
         assert answer["predicted_label"] == int(row["true_label"])  # the gold label, not the model's guess
@@ -104,7 +106,8 @@ def test_loads_save_to_disk_folders_and_holds_out_eval(tmp_path):
 
     from nli_cot_hub.training import NliScriptArguments, prepare_splits
 
-    raw = load_dataset("json", data_files=str(shared(SAMPLE)), split="train").select(range(40))
+    raw = load_dataset("json", data_files=str(shared(SAMPLE)), split="train").filter(lambda r: r["correct"])
+    raw = raw.select(range(40))
     DatasetDict({"train": raw.select(range(30)), "validation": raw.select(range(30, 40))}).save_to_disk(tmp_path / "dd")
     train, evaluation = prepare_splits(NliScriptArguments(dataset_name=str(tmp_path / "dd")), 0, want_eval=True)
     assert (len(train), len(evaluation)) == (30, 10)
