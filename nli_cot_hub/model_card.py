@@ -78,6 +78,21 @@ def eval_results(metrics: dict[str, Any], dataset_id: str, dataset_label: str, s
     ]
 
 
+def flat_eval_metrics(data: dict[str, Any], model_name: str | None = None) -> dict[str, Any]:
+    """Metrics as the card reads them: a flat mapping, or ``nli-cot evaluate``'s metrics.json, which nests
+    them under ``models`` (then ``model_name`` picks one; it may be left out when there is only one)."""
+    if "models" not in data:
+        return data
+    models = data["models"]
+    if model_name is None:
+        if len(models) != 1:
+            raise ValueError(f"the metrics hold several models ({', '.join(models)}): name one")
+        model_name = next(iter(models))
+    if model_name not in models:
+        raise ValueError(f"no model {model_name!r} in the metrics (has {', '.join(models)})")
+    return models[model_name]
+
+
 def render_card(output_dir: str | Path, eval_metrics: dict[str, Any] | None = None,
                 hub_model_id: str | None = None, dataset_id: str | None = None,
                 eval_dataset: str | None = None, eval_split: str = "validation",
@@ -150,7 +165,7 @@ def write_card(output_dir: str | Path, **options: Any) -> Path:
     """Render the card into ``output_dir/README.md``; picks up ``output_dir/metrics.json`` when present."""
     output_dir = Path(output_dir)
     if "eval_metrics" not in options:
-        options["eval_metrics"] = read_json(output_dir / "metrics.json") or None
+        options["eval_metrics"] = flat_eval_metrics(read_json(output_dir / "metrics.json")) or None
     path = output_dir / "README.md"
     path.write_text(render_card(output_dir, **options), encoding="utf-8")
     return path

@@ -84,8 +84,21 @@ def test_card_without_evaluation_has_no_model_index(tmp_path, monkeypatch):
     assert "model-index" not in text and ModelCard(text).data.eval_results is None
     assert "No held-out evaluation" in text and "0.72" in text  # best validation loss instead
 
-    (output / "metrics.json").write_text(json.dumps(EVAL))  # what evaluation writes next to the adapter
+    (output / "metrics.json").write_text(json.dumps(EVAL))  # flat metrics next to the adapter
     assert "model-index" in write_card(output).read_text()
+    # nli-cot evaluate's metrics.json nests the values per model
+    (output / "metrics.json").write_text(json.dumps({"unparsed": "wrong", "models": {"adapter": EVAL}}))
+    assert "| f1 | 0.8760 |" in write_card(output).read_text()
+
+
+def test_evaluate_metrics_pick_one_model():
+    from nli_cot_hub.model_card import flat_eval_metrics
+
+    nested = {"models": {"base": {"accuracy": 0.5}, "fine-tuned": EVAL}}
+    assert flat_eval_metrics(nested, "fine-tuned") == EVAL
+    with pytest.raises(ValueError, match="several models"):
+        flat_eval_metrics(nested)
+    assert flat_eval_metrics(EVAL) == EVAL
 
 
 def test_no_local_path_or_token_leaks(tmp_path, monkeypatch):

@@ -91,19 +91,24 @@ def card(
              "default: OUTPUT_DIR/metrics.json when present.")] = None,
     hub_model_id: Annotated[Optional[str], typer.Option(help="Repo id named in the card (default: the recipe's hub_model_id).")] = None,
     dataset_id: Annotated[Optional[str], typer.Option(help="Hub id of the training data (default: the recipe's).")] = None,
+    eval_model: Annotated[Optional[str], typer.Option(
+        help="Which model's results to take when the metrics file is nli-cot evaluate's (several models).")] = None,
     eval_dataset: Annotated[Optional[str], typer.Option(help="Name of the evaluation data set shown with the results.")] = None,
     eval_split: Annotated[str, typer.Option(help="Split the evaluation metrics were computed on.")] = "validation",
     license: Annotated[str, typer.Option(help="License identifier for the card metadata.")] = "apache-2.0",
     push: Annotated[bool, typer.Option(help="Also upload README.md to --hub-model-id (token from HF_TOKEN).")] = False,
 ) -> None:
     """Write (or rewrite) the model card README.md of a trained adapter, optionally with evaluation results."""
-    from nli_cot_hub.model_card import write_card
+    from nli_cot_hub.model_card import flat_eval_metrics, write_card
 
     if not output_dir.is_dir():
         raise FileNotFoundError(f"{output_dir}: no such output folder")
     metrics = None
     if eval_metrics is not None:
-        metrics = json.loads(eval_metrics.read_text())
+        try:
+            metrics = flat_eval_metrics(json.loads(eval_metrics.read_text()), eval_model)
+        except ValueError as error:
+            raise typer.BadParameter(f"{eval_metrics}: {error}") from None
     options = dict(hub_model_id=hub_model_id, dataset_id=dataset_id, eval_dataset=eval_dataset,
                    eval_split=eval_split, license=license)
     if metrics is not None:
