@@ -97,10 +97,10 @@ def test_peft_adapter_loaded_merged_or_as_model(engine, embedded_model_path, tmp
 
 
 def test_continuous_batching_matches_padded_greedy(engine):
-    padded = engine.generate(_conversations()[:2], max_new_tokens=4)
+    padded = engine.generate(_conversations()[:2], max_new_tokens=3)
     engine.mode = "continuous"
     try:
-        continuous = engine.generate(_conversations()[:2], max_new_tokens=4)
+        continuous = engine.generate(_conversations()[:2], max_new_tokens=3)
     finally:
         engine.mode = "padded"
     assert [g[0].text for g in continuous] == [g[0].text for g in padded]

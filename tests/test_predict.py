@@ -83,7 +83,7 @@ def test_cli_predicts_30_trial_rows_resumably(tmp_path):
     threads = torch.get_num_threads()
     runner = CliRunner()
     common = ["predict", str(data), "-o", str(output), "--submission", str(submission), "--max-new-tokens", "48",
-              "--batch-size", "10", "--threads", "1", "--no-progress"]
+              "--batch-size", "15", "--threads", "1", "--no-progress"]
     try:
         first = runner.invoke(build_app(), common + ["--limit", "12"])
         assert first.exit_code == 0, first.output
@@ -134,7 +134,7 @@ def _check_remote_records(records, samples: int):
 @pytest.mark.server
 def test_openai_compatible_backend_with_self_consistency(openai_server, embedded_model_path, tmp_path):
     output = tmp_path / "openai.jsonl"
-    config = PredictConfig(max_new_tokens=40, temperature=0.8, num_samples=2, seed=3, concurrency=3)
+    config = PredictConfig(max_new_tokens=24, temperature=0.8, num_samples=2, seed=3, concurrency=3)
     result = predict(_PAIRS, output, backend=f"openai:{openai_server.url}/v1#{embedded_model_path}", config=config,
                      progress=False)
     assert result.written == 3
