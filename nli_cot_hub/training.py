@@ -349,11 +349,12 @@ def model_init_kwargs(model_args, training_args) -> dict[str, Any]:
     quantization = quantization_config(model_args)
     if quantization is not None:
         kwargs["quantization_config"] = quantization
-        from trl import get_kbit_device_map
+        # FSDP shards the quantized weights itself and needs them on no fixed device; otherwise each
+        # process puts its 4-bit copy on its own GPU.
+        if not os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true" and torch.cuda.is_available():
+            from accelerate import PartialState
 
-        # FSDP shards the quantized weights itself and needs them on no fixed device.
-        if not os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
-            kwargs["device_map"] = get_kbit_device_map()
+            kwargs["device_map"] = {"": PartialState().local_process_index}
     if training_args.model_init_kwargs:
         kwargs.update(training_args.model_init_kwargs)
     return {key: value for key, value in kwargs.items() if value is not None}
@@ -443,10 +444,27 @@ def make_signal_callback():
                     pass
 
         def on_step_end(self, args, state, control, **kwargs):
-            if self.received is not None:
-                control.should_save = True
-                control.should_training_stop = True
+            signalled = self._any_rank_signalled(args)  # every rank joins the collective, every step
+            if self.received is None and not signalled:
+                return control
+            if self.received is None:  # another rank got it: stop at this same step with it
+                self.received = signal.SIGTERM
+            control.should_save = True
+            control.should_training_stop = True
             return control
+
+        def _any_rank_signalled(self, args) -> bool:
+            """Ranks may see a signal at different steps; they must all stop at the same one, or the
+            others would wait forever in the next collective."""
+            import torch.distributed as dist
+
+            if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+                return self.received is not None
+            import torch
+
+            flag = torch.tensor([0.0 if self.received is None else 1.0], device=args.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            return bool(flag.item())
 
         def on_train_end(self, args, state, control, **kwargs):
             for signum, handler in self._previous.items():
