@@ -137,6 +137,8 @@ def predict(pairs: pd.DataFrame, output: str | Path, *, backend: str = "local", 
     from nli_cot_hub.store import RecordStore
 
     config = config or PredictConfig()
+    if backend.startswith("local:"):  # the backends spec form: same engine, model named in the spec
+        backend, model = "local", backend.split(":", 1)[1] or model
     started = time.monotonic()
     with RecordStore(output) as store:
         result = PredictResult(Path(output))

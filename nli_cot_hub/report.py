@@ -352,3 +352,28 @@ def evaluate_files(paths: list[str], output_dir: str | Path, *, gold: dict[str, 
     summary["report"] = str(report)
     (folder / "metrics.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return summary
+
+
+# ---------------------------------------------------------------- the metric on the Hub
+
+def push_metric(repo_id: str, *, private: bool = False, token: str | None = None) -> str:
+    """Publish the ``nli_cot`` metric as a Hub Space that ``evaluate.load(repo_id)`` can load.
+
+    ``evaluate`` looks for ``<space name>.py``, so the script is uploaded under the Space's name;
+    the token comes from ``HF_TOKEN`` (or the login cache) unless given.
+    """
+    from huggingface_hub import CommitOperationAdd, HfApi
+
+    api = HfApi(token=token)
+    repo = api.create_repo(repo_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True).repo_id
+    name = repo.split("/")[-1]
+    app = ("import evaluate\nfrom evaluate.utils import launch_gradio_widget\n\n"
+           f"module = evaluate.load({repo!r})\nlaunch_gradio_widget(module)\n")
+    operations = [
+        CommitOperationAdd(path_in_repo=f"{name}.py", path_or_fileobj=str(METRIC_DIR / "nli_cot.py")),
+        CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=str(METRIC_DIR / "README.md")),
+        CommitOperationAdd(path_in_repo="requirements.txt", path_or_fileobj=str(METRIC_DIR / "requirements.txt")),
+        CommitOperationAdd(path_in_repo="app.py", path_or_fileobj=app.encode("utf-8")),
+    ]
+    api.create_commit(repo, operations=operations, repo_type="space", commit_message="Upload the nli_cot metric")
+    return repo

@@ -80,3 +80,23 @@ def test_metric_card_and_requirements():
     assert "evaluate" in header["tags"] and header["app_file"] == "app.py"
     requirements = (METRIC_DIR / "requirements.txt").read_text(encoding="utf-8")
     assert "nli-cot-hub" in requirements and "json-repair" in requirements
+
+
+def test_metric_pushed_to_a_space_loads_with_evaluate(hub_server, tmp_path):
+    import uuid
+
+    from typer.testing import CliRunner
+
+    from nli_cot_hub.cli import build_app
+    from tests.test_hub_server import run_python
+
+    space = f"{hub_server.user}/nli_cot_{uuid.uuid4().hex[:6]}"
+    result = CliRunner().invoke(build_app(), ["push-metric", space])
+    assert result.exit_code == 0, result.output
+    code = f"""
+import evaluate
+metric = evaluate.load({space!r})
+print(metric.compute(predictions={TEXTS!r}, references={GOLD!r})["accuracy"])
+"""
+    out = run_python(code, hub_server.env(tmp_path / "cache"))
+    assert float(out.strip().splitlines()[-1]) == pytest.approx(0.4)

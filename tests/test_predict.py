@@ -112,6 +112,26 @@ def test_cli_predicts_30_trial_rows_resumably(tmp_path):
     assert f"{failed} got the fallback label {fallback}" in said
 
 
+@pytest.mark.slow
+def test_local_self_consistency_keeps_every_vote(embedded_model_path, tmp_path):
+    config = PredictConfig(max_new_tokens=8, temperature=0.9, num_samples=3, seed=0, batch_size=3)
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        result = predict(_PAIRS, tmp_path / "sc.jsonl", backend=f"local:{embedded_model_path}", config=config,
+                         progress=False, engine_options={"threads": 1})
+    finally:
+        torch.set_num_threads(threads)
+    assert result.written == 3
+    records = read_records(tmp_path / "sc.jsonl")
+    _check_remote_records(records, samples=3)
+    for record in records:
+        expected_share = max(record.votes.count(0), record.votes.count(1)) / 3
+        assert record.vote_share == pytest.approx(expected_share, abs=1e-4)
+        assert record.model == embedded_model_path
+
+
 # ---------------------------------------------------------------- remote backends against real servers
 
 _PAIRS = pd.DataFrame({

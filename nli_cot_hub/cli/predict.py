@@ -148,3 +148,21 @@ def register(app: typer.Typer) -> None:
             console.print(f"McNemar {comparison['a']} vs {comparison['b']}: b={comparison['only_a_right']} "
                           f"c={comparison['only_b_right']} p={comparison['p_value']:.4g} ({comparison['test']})")
         console.print(f"audit: {summary['audit']['flagged']} pairs flagged; report: {summary['report']}")
+
+    @app.command("push-metric")
+    def push_metric_command(
+        repo_id: Annotated[str, typer.Argument(help="Space to create or update, e.g. your-name/nli_cot.")],
+        private: Annotated[bool, typer.Option(help="Create the Space private.")] = False,
+    ) -> None:
+        """Publish the nli_cot evaluate metric as a Hub Space (token from HF_TOKEN); then
+        evaluate.load(REPO_ID) loads it (with nli-cot-hub installed)."""
+        from huggingface_hub.errors import HfHubHTTPError
+
+        from nli_cot_hub.report import push_metric
+
+        try:
+            repo = push_metric(repo_id, private=private)
+        except HfHubHTTPError as error:
+            print(f"error: pushing the metric to {repo_id} failed: {str(error).splitlines()[0]}", file=sys.stderr)
+            raise typer.Exit(1) from None
+        print(f"metric pushed: evaluate.load({repo!r})")
