@@ -175,3 +175,15 @@ def test_truncated_answer_after_few_shot_never_borrows_its_label(junk, cut, fews
     text = prompt + answer_start[: len('{"thought_process": ') + cut]
     assert extract_answer(text).label is None
     assert extract_answer(text, prompt=prompt).label is None
+
+
+# No digits, no braces, and no "e" or "l": no label word, key or JSON can appear, so no label may come out.
+_labelless = st.text(alphabet=st.characters(blacklist_categories=("Nd", "Cs"),
+                                            blacklist_characters="{}[]eElL0123456789"), max_size=200)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_labelless)
+def test_never_invents_a_label_from_text_without_one(text):
+    result = extract_answer(text)
+    assert result.label is None and result.status == "failed"

@@ -39,6 +39,7 @@ def test_pad_is_not_eos_and_padding_is_left(engine):
     assert tok.pad_token_id != tok.eos_token_id
     assert tok.padding_side == "left"
     assert tok.pad_token_id not in engine.eos_ids
+    assert str(engine.model.dtype) == "torch.float32"  # CPU: full precision (bf16 is for GPUs)
 
 
 def test_results_come_back_in_input_order_with_bounded_length(engine):
