@@ -133,12 +133,12 @@ def test_kill_9_at_random_points_loses_and_duplicates_nothing(openai_server, emb
 def test_reflect_only_wrong_predictions(generated, openai_server, embedded_model_path, tmp_path):
     output, _, _ = generated
     wrong = [r for r in read_records(output) if r.predicted_label != r.label]
+    assert wrong  # 12-token replies cannot hold a whole answer, so there is always something to reflect on
     reflected = tmp_path / "reflected.jsonl"
     nli_cot("reflect", output, "-o", reflected, "-b", f"openai:{openai_server.url}/v1#{embedded_model_path}",
             "--limit", 3, *FAST)
     records = read_records(reflected)
-    assert [r.id for r in records] == [r.id for r in wrong][:3] or \
-        sorted(r.id for r in records) == sorted(r.id for r in wrong[:3])
+    assert sorted(r.id for r in records) == sorted(r.id for r in wrong[:3])  # in input order, finished in any
     for record in records:
         assert record.source == "reflected" and record.prompt_version == "reflect-v1"
         if record.status in ("ok", "repaired"):
@@ -177,7 +177,7 @@ def test_judge_adds_scores_or_a_recorded_failure(openai_server, embedded_model_p
     judged = tmp_path / "judged.jsonl"
     nli_cot("judge", human, "-o", judged, "-b", f"openai:{openai_server.url}/v1#{embedded_model_path}", *FAST)
     originals = read_records(human)
-    records = read_records(judged)
+    records = sorted(read_records(judged), key=lambda r: [r.id for r in originals].index(r.id))
     assert [r.id for r in records] == [r.id for r in originals] and len(records) == 2
     for record, original in zip(records, originals):
         assert record.model_dump(exclude={"judge"}) == original.model_dump(exclude={"judge"})
