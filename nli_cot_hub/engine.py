@@ -82,6 +82,7 @@ class Ledger:
     def __init__(self, prices: dict[str, dict[str, float]] | None = None):
         self.prices = prices or {}
         self.models: dict[str, ModelUsage] = {}
+        self._merged: dict[str, dict[str, int]] = {}  # counts already added to the ledger file
 
     def of(self, model: str) -> ModelUsage:
         return self.models.setdefault(model, ModelUsage())
@@ -101,13 +102,16 @@ class Ledger:
         return report
 
     def merge_into_file(self, path: str | Path) -> dict[str, Any]:
-        """Add this run's counts to the ledger file beside the store (one per output file)."""
+        """Add the counts since the last merge to the ledger file beside the store (one per output
+        file), so calling it now and then during a run loses little to a crash and counts nothing twice."""
         path = Path(path)
         total = json.loads(path.read_text()) if path.exists() else {}
-        for model, counts in self.as_dict().items():
+        for model, usage in self.models.items():
+            counts = usage.__dict__
+            before = self._merged.get(model, {})
             previous = total.get(model, {})
-            merged = {key: (previous.get(key) or 0) + (value or 0) for key, value in counts.items()
-                      if key != "cost_usd"}
+            merged = {key: (previous.get(key) or 0) + value - before.get(key, 0) for key, value in counts.items()}
+            self._merged[model] = dict(counts)
             price = self.prices.get(model)
             merged["cost_usd"] = None if price is None else round(
                 (merged["prompt_tokens"] * price["input"] + merged["completion_tokens"] * price["output"]) / 1e6, 6)
@@ -267,10 +271,12 @@ class RunReport:
 
 async def run_jobs(jobs: Iterable[Any], handle: Callable[[Any], Awaitable[CoTRecord]],
                    on_error: Callable[[Any, BaseException], CoTRecord], store, engine: Engine, *,
-                   desc: str = "pairs", total: int | None = None, progress: bool = True) -> RunReport:
+                   desc: str = "pairs", total: int | None = None, progress: bool = True,
+                   checkpoint: Callable[[], None] | None = None, checkpoint_every_s: float = 30.0) -> RunReport:
     """Run ``handle(job)`` for every job with ``engine.config.concurrency`` workers; append each
     resulting record to ``store`` as soon as it is ready. A job whose request finally fails becomes
-    ``on_error(job, error)`` (a failed record). A fatal backend error cancels the run and re-raises."""
+    ``on_error(job, error)`` (a failed record). A fatal backend error cancels the run and re-raises.
+    ``checkpoint()`` (e.g. saving the ledger) runs at most every ``checkpoint_every_s`` seconds."""
     from tqdm.auto import tqdm
 
     report = RunReport()
@@ -280,6 +286,7 @@ async def run_jobs(jobs: Iterable[Any], handle: Callable[[Any], Awaitable[CoTRec
         queue.put_nowait(job)
     total = total if total is not None else queue.qsize()
     bar = tqdm(total=total, desc=desc, unit="pair", disable=not progress, dynamic_ncols=True)
+    last_checkpoint = [time.monotonic()]
 
     def postfix() -> None:
         usage = engine.ledger.of(engine.backend.model)
@@ -305,6 +312,9 @@ async def run_jobs(jobs: Iterable[Any], handle: Callable[[Any], Awaitable[CoTRec
                 report.failed += 1
             postfix()
             bar.update(1)
+            if checkpoint is not None and time.monotonic() - last_checkpoint[0] >= checkpoint_every_s:
+                last_checkpoint[0] = time.monotonic()
+                checkpoint()
 
     workers = [asyncio.create_task(worker()) for _ in range(max(1, engine.config.concurrency))]
     try:

@@ -182,7 +182,8 @@ async def run_stage(jobs: list, *, key: Callable[[object], str], handle, on_erro
         try:
             report = await run_jobs(pending, handle=lambda job: handle(engine, job),
                                     on_error=lambda job, error: on_error(job, error, model=backend.model),
-                                    store=store, engine=engine, desc=desc, progress=progress)
+                                    store=store, engine=engine, desc=desc, progress=progress,
+                                    checkpoint=lambda: ledger.merge_into_file(ledger_path))
         finally:
             total = ledger.merge_into_file(ledger_path) if ledger.models else {}
             await backend.aclose()

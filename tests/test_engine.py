@@ -47,8 +47,12 @@ def test_ledger_prices_and_merges_across_runs(tmp_path):
     assert ledger.cost("open-mistral-7b") == pytest.approx(1.0)
     path = tmp_path / "cot.jsonl.ledger.json"
     ledger.merge_into_file(path)
-    total = ledger.merge_into_file(path)
-    assert total["open-mistral-7b"]["requests"] == 4
+    usage.requests += 1  # checkpoints during a run add only what is new
+    assert ledger.merge_into_file(path)["open-mistral-7b"]["requests"] == 3
+    next_run = Ledger(prices)
+    next_run.of("open-mistral-7b").prompt_tokens = 4_000_000
+    total = next_run.merge_into_file(path)
+    assert total["open-mistral-7b"]["requests"] == 3
     assert total["open-mistral-7b"]["cost_usd"] == pytest.approx(2.0)
     assert total["my-local-model"]["cost_usd"] is None
     assert json.loads(path.read_text()) == total
