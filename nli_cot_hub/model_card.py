@@ -142,6 +142,7 @@ def render_card(output_dir: str | Path, eval_metrics: dict[str, Any] | None = No
         ("trainable_parameters", "trainable parameters"), ("total_parameters", "total parameters"),
         ("median_tokens", "median tokens per example"), ("max_tokens", "longest example (tokens)"),
         ("train_runtime_s", "training time (s)"), ("train_samples_per_second", "samples / s"),
+        ("train_tokens_per_second", "tokens / s (non-pad)"),
         ("peak_memory_gib", "peak GPU memory (GiB)"), ("first_train_loss", "first train loss"),
         ("last_train_loss", "last train loss"), ("best_eval_loss", "best validation loss"),
     ) if summary.get(key) is not None]

@@ -512,7 +512,12 @@ def training_summary(log_history: list[dict[str, Any]], extra: dict[str, Any]) -
     train_losses = [entry["loss"] for entry in log_history if "loss" in entry]
     eval_losses = [entry["eval_loss"] for entry in log_history if "eval_loss" in entry]
     final = next((entry for entry in reversed(log_history) if "train_runtime" in entry), {})
+    # TRL's num_tokens: non-pad tokens seen so far, all processes together.
+    tokens = next((entry["num_tokens"] for entry in reversed(log_history) if "num_tokens" in entry), None)
+    runtime = final.get("train_runtime")
     return {
+        "train_tokens": tokens,
+        "train_tokens_per_second": round(tokens / runtime, 1) if tokens and runtime else None,
         "first_train_loss": train_losses[0] if train_losses else None,
         "last_train_loss": train_losses[-1] if train_losses else None,
         "best_eval_loss": min(eval_losses) if eval_losses else None,

@@ -38,7 +38,8 @@ def test_merge_and_card_help_describe_their_options():
 
 @pytest.mark.slow
 @pytest.mark.server
-def test_train_push_load_merge_and_card(embedded_model_path, tmp_path, hub_server):
+def test_train_push_load_merge_and_card(embedded_model_path, tmp_path, hub_server, monkeypatch):
+    import huggingface_hub.hf_api
     import torch
     from huggingface_hub import HfApi, ModelCard, hf_hub_download
     from peft import PeftModel
@@ -63,6 +64,9 @@ def test_train_push_load_merge_and_card(embedded_model_path, tmp_path, hub_serve
     assert card.data.library_name == "peft" and card.data.datasets == ["tester/nli-cot"]
     assert hub_server.token not in card.content and str(tmp_path) not in card.content
 
+    # peft asks huggingface_hub's module-level HfApi, which took its endpoint when first imported
+    # (earlier tests may have imported it before the fixture pointed HF_ENDPOINT at the server).
+    monkeypatch.setattr(huggingface_hub.hf_api.api, "endpoint", hub_server.url)
     base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
     pulled = PeftModel.from_pretrained(base, repo)  # from the server, not the local folder
     local = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32), str(output))
