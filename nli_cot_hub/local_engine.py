@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 Messages = list[dict[str, str]]
 MODES = ("padded", "continuous")
+CPU_CACHE_MEMORY_SHARE = 0.02  # of RAM, for continuous batching's paged KV cache on a CPU
 
 
 @dataclass
@@ -202,7 +203,14 @@ class LocalEngine:
         return results  # type: ignore[return-value]
 
     def _generate_continuous(self, encoded, config, num_samples, on_batch) -> list[list[Generation]]:
-        outputs = self.model.generate_batch(inputs=encoded, generation_config=config, progress_bar=self.progress)
+        from transformers.generation.configuration_utils import ContinuousBatchingConfig
+
+        on_gpu = self.device.startswith("cuda")
+        # On a GPU transformers sizes the paged KV cache from free memory and warms up CUDA graphs.
+        # On a CPU that sizing takes half a minute per call, so a small fixed share of RAM is used.
+        batching = None if on_gpu else ContinuousBatchingConfig(max_memory_percent=CPU_CACHE_MEMORY_SHARE)
+        outputs = self.model.generate_batch(inputs=encoded, generation_config=config, progress_bar=self.progress,
+                                            continuous_batching_config=batching, warmup=on_gpu)
         # generate_batch returns requests in input order, each parent's sampled children first.
         flat = list(outputs.values())
         results = []
