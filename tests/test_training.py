@@ -430,3 +430,19 @@ def test_random_init_builds_the_architecture_without_weights(tiny_model, tmp_pat
     assert model.config.num_hidden_layers == original.config.num_hidden_layers == 2
     assert not torch.equal(model.model.layers[0].mlp.up_proj.weight, original.model.layers[0].mlp.up_proj.weight)
     assert list((tmp_path / "cache" / "random-init").iterdir())  # saved once, reused by later runs
+
+
+@pytest.mark.slow
+def test_qlora_recipe_path_trains_through_train_py(tiny_model, tmp_path):
+    """--load_in_4bit through train.py (the Mistral recipe's path, on CPU): the base is NF4, the adapter
+    trains and is saved."""
+    sys.path.insert(0, str(REPO))
+    from train import main
+
+    args = parse(*tiny_run_args(tiny_model, tmp_path / "q", "--max_steps", "2", "--load_in_4bit", "true",
+                                "--use_bnb_nested_quant", "true", "--no_model_card"))
+    assert args[2].load_in_4bit
+    outcome = main(*args)
+    assert outcome["status"] == "completed"
+    adapter = read_adapter(tmp_path / "q")
+    assert any("lora_B" in name and tensor.abs().sum() > 0 for name, tensor in adapter.items())
