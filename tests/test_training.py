@@ -439,8 +439,8 @@ def test_qlora_recipe_path_trains_through_train_py(tiny_model, tmp_path):
     sys.path.insert(0, str(REPO))
     from train import main
 
-    args = parse(*tiny_run_args(tiny_model, tmp_path / "q", "--max_steps", "2", "--load_in_4bit", "true",
-                                "--use_bnb_nested_quant", "true", "--no_model_card"))
+    args = parse(*tiny_run_args(tiny_model, tmp_path / "q", "--max_steps", "1", "--load_in_4bit", "true",
+                                "--use_bnb_nested_quant", "true", "--no_model_card", "--max_train_samples", "2"))
     assert args[2].load_in_4bit
     outcome = main(*args)
     assert outcome["status"] == "completed"
