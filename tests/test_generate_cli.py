@@ -112,7 +112,7 @@ def test_kill_9_at_random_points_loses_and_duplicates_nothing(openai_server, emb
         deadline = time.monotonic() + 180
         while process.poll() is None and len(read_records(output)) == already and time.monotonic() < deadline:
             time.sleep(0.1)
-        time.sleep(rng.uniform(0, 1.5))
+        time.sleep(rng.uniform(0, 0.8))
         if process.poll() is None:
             process.send_signal(signal.SIGKILL)
             kills += 1
