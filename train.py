@@ -14,6 +14,7 @@ SIGTERM/SIGINT saves a checkpoint first.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Any
@@ -104,7 +105,7 @@ def main(script_args, training_args, model_args, callbacks: list | None = None) 
             "processes": trainer.accelerator.num_processes,
             "peak_memory_gib": training.peak_memory_gib(),
             "wall_time_s": round(time.time() - started, 1),
-            "best_checkpoint": trainer.state.best_model_checkpoint and "best",
+            "best_checkpoint": os.path.basename(trainer.state.best_model_checkpoint or "") or None,
         })
         training.write_metrics(trainer.state.log_history, summary, training_args.output_dir)
         training.plot_training_curves(trainer.state.log_history,
