@@ -1,0 +1,421 @@
+"""The offline demo: every stage of the pipeline on the embedded model and real coursework rows.
+
+Each step is the very ``nli-cot`` command a user would type (run in this process, so the model and
+libraries load once); the demo prints it before running it and writes them all to ``commands.sh``, so
+the run can be repeated or adapted stage by stage. Steps that no command does (picking the adapter's
+numbers out of the evaluation report for the model card) are small functions, written to
+``commands.sh`` as their Python equivalent.
+
+The embedded model (SmolLM2-135M-Instruct) stands in for the API models: its chains of thought are real
+output of the real stages, but a 135M model seldom answers in the JSON the prompts ask for, so most of
+its records end as ``failed`` (kept, with their raw text). The data set therefore also imports the
+original author's real open-mistral-7b thoughts and reflections on coursework rows (``--jd0g``), as a
+real run's API output would be, so the training step has examples to learn from.
+
+Rerunning the demo into the same folder reuses the chain-of-thought stores (rows already annotated are
+skipped, as with any ``nli-cot generate`` rerun) and recomputes everything after them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RECIPE = REPO_ROOT / "recipes" / "smollm2_demo.yaml"
+HUB_SERVER_MODULE = REPO_ROOT / "tests" / "hub_server.py"
+TRIAL_FILE = Path("comp34812_nli") / "trial_jd0g.csv"
+DEV_FILE = Path("comp34812_nli") / "dev_jd0g.csv"
+# The original author's real open-mistral-7b thoughts and mistral reflections on coursework rows.
+JD0G_FOLDER = Path("comp34812_nli_jd0g_cot")
+HUB_DATASET_REPO = "nli-cot-demo"
+HUB_ADAPTER_REPO = "nli-cot-demo-adapter"
+
+
+def default_data_root() -> Path:
+    """``NLI_COT_SHARED_DATA``, else ``shared/data`` beside the source checkout (CI lays ``../shared`` there)."""
+    configured = os.environ.get("NLI_COT_SHARED_DATA")
+    return Path(configured) if configured else REPO_ROOT.parent / "shared" / "data"
+
+
+@dataclass(frozen=True)
+class DemoPlan:
+    """How much work each stage does. The defaults fit 15 minutes on 2 CPU cores with room to spare."""
+
+    rows: int = 50              # coursework trial rows annotated (all of trial_jd0g.csv)
+    eval_rows: int = 50         # coursework dev rows predicted and scored
+    generate_tokens: int = 96   # most answers of the embedded model end well before this
+    reflect_tokens: int = 128
+    judge_tokens: int = 64
+    predict_tokens: int = 96
+    max_reasks: int = 0         # each re-ask re-reads a ~500-token prompt: real runs use 2, the demo none
+    reflect_rows: int = 16      # the first N wrong answers
+    judge_rows: int = 10        # judging is a quality check on a sample, not a training input
+    train_steps: int = 16
+    train_batch: int = 4
+    baseline: bool = True       # also predict with the untrained base model (same prompt), so the report compares two
+
+    def quick(self) -> "DemoPlan":
+        """A few rows and steps through the same code: the smoke test CI runs."""
+        return replace(self, rows=8, eval_rows=8, generate_tokens=48, reflect_tokens=64, judge_tokens=32,
+                       predict_tokens=48, reflect_rows=2, judge_rows=2, train_steps=2, train_batch=2)
+
+
+@dataclass
+class Step:
+    name: str
+    title: str
+    argv: list[str] | None = None             # an nli-cot command line
+    action: Callable[[], None] | None = None  # or a small function
+    equivalent: str | None = None             # the action as a shell line, for commands.sh
+    outputs: dict[str, Path] = field(default_factory=dict)
+    subprocess_env: dict[str, str] | None = None  # run argv in a fresh process with this environment
+
+
+@dataclass
+class StepResult:
+    name: str
+    seconds: float
+    cpu_seconds: float
+
+
+@dataclass
+class Layout:
+    """Where every artifact of the demo lives."""
+
+    root: Path
+
+    def __post_init__(self):
+        self.root = Path(self.root)
+        self.cot = self.root / "cot"
+        self.generated = self.cot / "generated.jsonl"
+        self.reflected = self.cot / "reflected.jsonl"
+        self.judged = self.cot / "judged.jsonl"
+        self.dataset = self.root / "dataset"
+        self.lengths_png = self.root / "lengths.png"
+        self.adapter = self.root / "adapter"
+        self.predictions = self.root / "predictions"
+        self.adapter_predictions = self.predictions / "adapter.jsonl"
+        self.base_predictions = self.predictions / "base.jsonl"
+        self.submission = self.root / "submission.csv"
+        self.report = self.root / "report"
+        self.card_metrics = self.report / "adapter_card_metrics.json"
+        self.commands = self.root / "commands.sh"
+        self.summary = self.root / "demo_summary.json"
+        self.index = self.root / "README.md"
+        self.hub_download = self.root / "hub_download"
+
+
+def shown(path: Path | str) -> str:
+    """A path as the user would type it: relative to the current folder when it is below it."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def command_line(argv: list[str]) -> str:
+    return shlex.join(["nli-cot", *argv])
+
+
+# ---------------------------------------------------------------- the steps
+
+def card_metrics(report_metrics: Path, model_name: str, output: Path) -> dict:
+    """The flat metrics ``nli-cot card --eval-metrics`` reads, taken from ``nli-cot evaluate``'s metrics.json
+    (which nests them per model)."""
+    summary = json.loads(report_metrics.read_text(encoding="utf-8"))
+    metrics = summary["models"][model_name]
+    output.write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+    return metrics
+
+
+def plan_steps(plan: DemoPlan, layout: Layout, data_root: Path, hub_env: dict[str, str] | None = None,
+               hub_user: str | None = None) -> list[Step]:
+    trial, dev = data_root / TRIAL_FILE, data_root / DEV_FILE
+    local = "local:embedded"
+    common = ["--max-reasks", str(plan.max_reasks), "--concurrency", "8"]
+    steps = [
+        Step("generate", "chains of thought from the embedded model (the API model's job in real use)",
+             ["generate", shown(trial), "-o", shown(layout.generated), "--backend", local, "--limit", str(plan.rows),
+              "--max-tokens", str(plan.generate_tokens), *common],
+             outputs={"chains of thought": layout.generated}),
+        Step("reflect", "the wrong answers, repaired by a model told the gold label",
+             ["reflect", shown(layout.generated), "-o", shown(layout.reflected), "--backend", local,
+              "--limit", str(plan.reflect_rows), "--max-tokens", str(plan.reflect_tokens), *common],
+             outputs={"reflections": layout.reflected}),
+        Step("judge", "1-5 scores for coherence, correctness and brevity on a sample",
+             ["judge", shown(layout.generated), "-o", shown(layout.judged), "--backend", local,
+              "--limit", str(plan.judge_rows), "--max-tokens", str(plan.judge_tokens), *common],
+             outputs={"judgements": layout.judged}),
+        Step("build", "the Hub data set (with the original author's real API thoughts): configs, splits, card",
+             ["build", "--store", shown(layout.generated), "--store", shown(layout.reflected),
+              "--jd0g", shown(data_root / JD0G_FOLDER),
+              "--output-dir", shown(layout.dataset), "--overwrite", "--eval-set", shown(dev),
+              "--on-contamination", "drop", "--pretty-name", "NLI chain-of-thought (demo)"],
+             outputs={"data set + card": layout.dataset}),
+    ]
+    if hub_env is not None:
+        repo = f"{hub_user}/{HUB_DATASET_REPO}"
+        steps += [
+            Step("hub upload data set", "push the data set to the local Hub-protocol server",
+                 ["hub", "upload", shown(layout.dataset), repo, "--repo-type", "dataset"], subprocess_env=hub_env),
+            Step("hub download data set", "and fetch it back, as another machine would",
+                 ["hub", "download", repo, "--repo-type", "dataset", "--local-dir",
+                  shown(layout.hub_download / "dataset")], subprocess_env=hub_env,
+                 outputs={"data set from the Hub": layout.hub_download / "dataset"}),
+        ]
+    steps += [
+        Step("lengths", "token lengths under the chat template and a max_length recommendation",
+             ["lengths", shown(layout.dataset), "--tokenizer", "embedded", "--config", "combined", "--split", "all",
+              "--png", shown(layout.lengths_png)],
+             outputs={"length histogram": layout.lengths_png}),
+        Step("train", "LoRA on the embedded model with TRL's SFTTrainer (recipes/smollm2_demo.yaml)",
+             ["train", "--config", shown(RECIPE), "--dataset_name", shown(layout.dataset),
+              "--dataset_config", "combined", "--output_dir", shown(layout.adapter),
+              "--max_steps", str(plan.train_steps), "--per_device_train_batch_size", str(plan.train_batch),
+              "--gradient_accumulation_steps", "1", "--warmup_steps", str(max(1, plan.train_steps // 8)),
+              "--eval_steps", str(max(1, plan.train_steps // 2)), "--save_steps", str(max(1, plan.train_steps // 2))],
+             outputs={"adapter + model card": layout.adapter}),
+        Step("predict", "the fine-tuned adapter answers unseen dev pairs; the coursework CSV",
+             ["predict", shown(dev), "-o", shown(layout.adapter_predictions), "--adapter", shown(layout.adapter),
+              "--limit", str(plan.eval_rows), "--max-new-tokens", str(plan.predict_tokens),
+              "--submission", shown(layout.submission)],
+             outputs={"predictions": layout.adapter_predictions, "submission CSV": layout.submission}),
+    ]
+    names = "adapter"
+    predictions = [shown(layout.adapter_predictions)]
+    if plan.baseline:
+        steps.append(Step(
+            "predict (base)", "the base model without the adapter, same prompt and pairs: what training changed",
+            ["predict", shown(dev), "-o", shown(layout.base_predictions), "--model", "embedded",
+             "--limit", str(plan.eval_rows), "--max-new-tokens", str(plan.predict_tokens)],
+            outputs={"base-model predictions": layout.base_predictions}))
+        names += ",base"
+        predictions.append(shown(layout.base_predictions))
+    steps += [
+        Step("evaluate", "the nli_cot metric, plots, McNemar comparison, label-disagreement audit",
+             ["evaluate", *predictions, "-o", shown(layout.report), "--names", names],
+             outputs={"report + plots": layout.report / "report.md"}),
+        Step("card metrics", "the adapter's scores as the flat JSON the model card reads",
+             action=lambda: card_metrics(layout.report / "metrics.json", "adapter", layout.card_metrics),
+             equivalent=(f"python -c \"import json; m = json.load(open('{shown(layout.report / 'metrics.json')}'))"
+                         f"['models']['adapter']; json.dump(m, open('{shown(layout.card_metrics)}', 'w'))\"")),
+        Step("card", "the model card with the evaluation results in its metadata",
+             ["card", shown(layout.adapter), "--eval-metrics", shown(layout.card_metrics),
+              "--eval-dataset", "comp34812-nli-dev", "--eval-split", f"dev[:{plan.eval_rows}]"],
+             outputs={"model card": layout.adapter / "README.md"}),
+    ]
+    if hub_env is not None:
+        repo = f"{hub_user}/{HUB_ADAPTER_REPO}"
+        steps += [
+            Step("hub upload adapter", "push the adapter and its card to the local Hub-protocol server",
+                 ["hub", "upload", shown(layout.adapter), repo], subprocess_env=hub_env),
+            Step("hub upload results", "and the evaluation report beside it",
+                 ["hub", "upload", shown(layout.report), repo, "--repo-type", "model", "--path-in-repo", "results"],
+                 subprocess_env=hub_env),
+        ]
+    return steps
+
+
+# ---------------------------------------------------------------- running
+
+class StepFailed(RuntimeError):
+    pass
+
+
+def run_command(argv: list[str]) -> None:
+    """Run one ``nli-cot`` command in this process, as the console script would."""
+    import typer
+
+    from nli_cot_hub.cli import app, build_app
+
+    if not app.registered_commands:
+        build_app()
+    code = typer.main.get_command(app).main(args=argv, prog_name="nli-cot", standalone_mode=False)
+    if code not in (None, 0):
+        raise StepFailed(f"`{command_line(argv)}` exited with {code}")
+
+
+def run_step(step: Step) -> StepResult:
+    started, cpu_started = time.monotonic(), time.process_time()
+    if step.action is not None:
+        step.action()
+    elif step.subprocess_env is not None:
+        result = subprocess.run([sys.executable, "-m", "nli_cot_hub", *step.argv],
+                                env={**os.environ, **step.subprocess_env})
+        if result.returncode:
+            raise StepFailed(f"`{command_line(step.argv)}` exited with {result.returncode}")
+    else:
+        run_command(step.argv)
+    return StepResult(step.name, time.monotonic() - started, time.process_time() - cpu_started)
+
+
+def commands_script(steps: list[Step], hub_url: str | None = None) -> str:
+    lines = ["#!/usr/bin/env bash", "# The commands `nli-cot demo` ran, in order (from the folder it was started in).",
+             "set -euo pipefail", ""]
+    if hub_url:
+        lines += [f"# hub steps ran against the local Hub-protocol server at {hub_url}; for the real Hub set HF_TOKEN",
+                  "# and use your own namespace.", ""]
+    for step in steps:
+        lines.append(f"# {step.name}: {step.title}")
+        lines.append(step.equivalent if step.action is not None else command_line(step.argv))
+        lines.append("")
+    return "\n".join(lines)
+
+
+def clear_stale_outputs(layout: Layout) -> None:
+    """Predictions belong to one trained adapter: a rerun retrains, so they are redone too."""
+    for path in (layout.adapter_predictions, layout.base_predictions):
+        for stale in (path, path.with_name(path.name + ".lock")):
+            if stale.exists():
+                stale.unlink()
+
+
+# ---------------------------------------------------------------- summary
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
+def collect_summary(layout: Layout, plan: DemoPlan, results: list[StepResult], steps: list[Step]) -> dict:
+    from nli_cot_hub.store import read_records, summarize
+
+    summary: dict = {"plan": asdict(plan), "steps": [asdict(r) for r in results]}
+    summary["total_seconds"] = round(sum(r.seconds for r in results), 1)
+    summary["total_cpu_seconds"] = round(sum(r.cpu_seconds for r in results), 1)
+    stores = {}
+    for name, path in (("generated", layout.generated), ("reflected", layout.reflected), ("judged", layout.judged)):
+        if path.exists():
+            stores[name] = summarize(read_records(path))
+    if layout.judged.exists():
+        scores: dict[str, list[int]] = {}
+        for record in read_records(layout.judged):
+            for key in ("coherence", "correctness", "brevity"):
+                if isinstance((record.judge or {}).get(key), int):
+                    scores.setdefault(key, []).append(record.judge[key])
+        stores["judge_mean_scores"] = {k: round(sum(v) / len(v), 2) for k, v in scores.items()}
+    summary["cot"] = stores
+    training = read_json(layout.adapter / "training_metrics.json").get("summary", {})
+    summary["training"] = {key: training.get(key) for key in (
+        "train_examples", "eval_examples", "global_steps", "first_train_loss", "last_train_loss", "best_eval_loss",
+        "train_runtime_s", "trainable_parameters")}
+    summary["evaluation"] = read_json(layout.report / "metrics.json").get("models", {})
+    summary["artifacts"] = {label: str(path) for step in steps for label, path in step.outputs.items()}
+    summary["artifacts"].update({"commands": str(layout.commands), "summary": str(layout.summary)})
+    return summary
+
+
+METRIC_COLUMNS = (("rows", "rows"), ("accuracy", "accuracy"), ("macro_f1", "macro F1"), ("f1", "F1 (label 1)"),
+                  ("parse_rate", "parse rate"))
+
+
+def _format(value) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def metric_rows(summary: dict) -> list[list[str]]:
+    return [[name, *(_format(metrics.get(key)) for key, _ in METRIC_COLUMNS)]
+            for name, metrics in summary["evaluation"].items()]
+
+
+def index_markdown(summary: dict, layout: Layout) -> str:
+    """demo_output/README.md: what each artifact is, the metrics and the timings."""
+    def link(path: str) -> str:
+        relative = Path(path).resolve().relative_to(layout.root.resolve()).as_posix()
+        return f"[`{relative}`]({relative})"
+
+    lines = ["# nli-cot demo output", "",
+             "Every stage of nli-cot-hub, run offline by `nli-cot demo` on the embedded model "
+             "(SmolLM2-135M-Instruct) and real COMP34812 coursework rows. The numbers show that the pipeline works "
+             "end to end, not what a 7B model reaches: a 135M model after a few LoRA steps is near chance.", "",
+             "## Artifacts", "", "| what | where |", "|---|---|"]
+    for label, path in summary["artifacts"].items():
+        if Path(path).resolve().is_relative_to(layout.root.resolve()):
+            lines.append(f"| {label} | {link(path)} |")
+    lines += ["", "## Evaluation (coursework dev rows)", "",
+              "| model | " + " | ".join(title for _, title in METRIC_COLUMNS) + " |",
+              "|---" * (len(METRIC_COLUMNS) + 1) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in metric_rows(summary)]
+    cot = summary["cot"]
+    generated = cot.get("generated", {})
+    lines += ["", "## Chain-of-thought stages", "",
+              f"- generate: {generated.get('records', 0)} records, by status {generated.get('by_status', {})}, "
+              f"accuracy against gold {_format(generated.get('accuracy'))}",
+              f"- reflect: {cot.get('reflected', {}).get('records', 0)} records, by status "
+              f"{cot.get('reflected', {}).get('by_status', {})}",
+              f"- judge: mean scores {cot.get('judge_mean_scores', {})}"]
+    training = summary["training"]
+    lines += ["", "## Training", "",
+              f"- {training.get('train_examples')} training examples, {training.get('global_steps')} optimizer steps, "
+              f"train loss {_format(training.get('first_train_loss'))} -> {_format(training.get('last_train_loss'))}, "
+              f"best validation loss {_format(training.get('best_eval_loss'))}"]
+    lines += ["", "## Time per step", "", "| step | wall s | CPU s |", "|---|---|---|"]
+    lines += [f"| {s['name']} | {s['seconds']:.1f} | {s['cpu_seconds']:.1f} |" for s in summary["steps"]]
+    lines += [f"| total | {summary['total_seconds']:.1f} | {summary['total_cpu_seconds']:.1f} |", "",
+              "Repeat or adapt any stage with the commands in [`commands.sh`](commands.sh).", ""]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- hub server
+
+def start_hub_server(root: Path):
+    """The Hub-protocol test server of a source checkout (tests/hub_server.py; needs the dev extra)."""
+    import importlib.util
+
+    if not HUB_SERVER_MODULE.exists():
+        raise FileNotFoundError(f"{HUB_SERVER_MODULE}: --hub-server needs a source checkout")
+    spec = importlib.util.spec_from_file_location("nli_cot_demo_hub_server", HUB_SERVER_MODULE)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module.HubServer(root=root).start()
+
+
+def run_demo(output_dir: Path, data_root: Path, plan: DemoPlan, *, hub_server: bool = False, console=None) -> dict:
+    """Run every step, write commands.sh, demo_summary.json and README.md into ``output_dir``; return the summary."""
+    import tempfile
+
+    from rich.console import Console
+
+    console = console or Console(stderr=True)
+    for needed in (data_root / TRIAL_FILE, data_root / DEV_FILE, data_root / JD0G_FOLDER):
+        if not needed.exists():
+            raise FileNotFoundError(f"{needed}: the demo reads the coursework data there (set --data-root)")
+    layout = Layout(output_dir)
+    layout.cot.mkdir(parents=True, exist_ok=True)
+    clear_stale_outputs(layout)
+
+    server, scratch = None, None
+    if hub_server:
+        scratch = tempfile.TemporaryDirectory(prefix="nli_cot_demo_hub_")
+        server = start_hub_server(Path(scratch.name) / "server")
+        console.print(f"local Hub-protocol server at {server.url} (user {server.user})")
+    try:
+        steps = plan_steps(plan, layout, data_root, server.env(Path(scratch.name) / "cache") if server else None,
+                           server.user if server else None)
+        layout.commands.write_text(commands_script(steps, server.url if server else None), encoding="utf-8")
+        results = []
+        for number, step in enumerate(steps, 1):
+            console.rule(f"[bold][{number}/{len(steps)}] {step.name}[/bold]: {step.title}")
+            console.print(f"$ {step.equivalent if step.action is not None else command_line(step.argv)}",
+                          markup=False, highlight=False, soft_wrap=True)
+            results.append(run_step(step))
+            console.print(f"{step.name}: {results[-1].seconds:.1f} s", style="dim")
+    finally:
+        if server is not None:
+            server.stop()
+            scratch.cleanup()
+    summary = collect_summary(layout, plan, results, steps)
+    layout.summary.write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    layout.index.write_text(index_markdown(summary, layout), encoding="utf-8")
+    return summary
