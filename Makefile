@@ -35,8 +35,9 @@ $(LLAMA_STAMP): | $(STAMP)
 
 setup-llama: $(LLAMA_STAMP)
 
+# DEMO_ARGS: extra nli-cot demo options, e.g. DEMO_ARGS="--quick --hub-server" (README, Quick start).
 demo: setup
-	$(BIN)/nli-cot demo --output-dir demo_output
+	$(BIN)/nli-cot demo --output-dir demo_output $(DEMO_ARGS)
 
 test: setup $(if $(filter 1,$(WITH_LLAMA)),setup-llama)
 	$(BIN)/python -m pytest -q -ra
