@@ -117,7 +117,8 @@ def render_card(output_dir: str | Path, eval_metrics: dict[str, Any] | None = No
     model_name = repo_id.split("/")[-1]
 
     metrics = {key: value for key, value in (eval_metrics or {}).items() if key in EVAL_METRICS}
-    results = eval_results(metrics, hub_dataset or dataset_label, public_name(eval_dataset) or dataset_label,
+    eval_name = public_name(eval_dataset)  # the set the metrics were computed on, when named
+    results = eval_results(metrics, eval_name or hub_dataset or dataset_label, eval_name or dataset_label,
                            eval_split) if metrics else None
     card_data = ModelCardData(
         base_model=base_model if looks_like_hub_id(base_model) else None,

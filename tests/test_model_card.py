@@ -60,7 +60,7 @@ def test_card_metadata_parses_with_model_index(tmp_path, monkeypatch):
     results = {result.metric_type: result.metric_value for result in data.eval_results}
     assert results == {name: EVAL[name] for name in ("accuracy", "precision", "recall", "f1", "parse_rate")}
     assert data.model_name == "mistral7b-nli-cot"
-    assert {result.dataset_type for result in data.eval_results} == {"someone/nli-cot"}
+    assert {(r.dataset_type, r.dataset_name) for r in data.eval_results} == {("COMP34812 NLI dev",) * 2}
     # Body: the hyperparameters of the recipe, the effective batch, the evaluation table, how to load it.
     for row in ("| lora_r | 32 |", "| lora_alpha | 64 |", "| warmup_steps | 150 |", "| max_length | 512 |",
                 "| effective batch | 64 |", "| gradient_accumulation_steps | 4 |", "| load_in_4bit | True |",
