@@ -2,9 +2,8 @@
 
 Each step is the very ``nli-cot`` command a user would type (run in this process, so the model and
 libraries load once); the demo prints it before running it and writes them all to ``commands.sh``, so
-the run can be repeated or adapted stage by stage. Steps that no command does (picking the adapter's
-numbers out of the evaluation report for the model card) are small functions, written to
-``commands.sh`` as their Python equivalent.
+the run can be repeated or adapted stage by stage. A step no command covers can be a small function
+(``Step.action``), written to ``commands.sh`` as its shell equivalent.
 
 The embedded model (SmolLM2-135M-Instruct) stands in for the API models: its chains of thought are real
 output of the real stages, but a 135M model seldom answers in the JSON the prompts ask for, so most of
@@ -106,7 +105,6 @@ class Layout:
         self.base_predictions = self.predictions / "base.jsonl"
         self.submission = self.root / "submission.csv"
         self.report = self.root / "report"
-        self.card_metrics = self.report / "adapter_card_metrics.json"
         self.commands = self.root / "commands.sh"
         self.summary = self.root / "demo_summary.json"
         self.index = self.root / "README.md"
@@ -127,15 +125,6 @@ def command_line(argv: list[str]) -> str:
 
 
 # ---------------------------------------------------------------- the steps
-
-def card_metrics(report_metrics: Path, model_name: str, output: Path) -> dict:
-    """The flat metrics ``nli-cot card --eval-metrics`` reads, taken from ``nli-cot evaluate``'s metrics.json
-    (which nests them per model)."""
-    summary = json.loads(report_metrics.read_text(encoding="utf-8"))
-    metrics = summary["models"][model_name]
-    output.write_text(json.dumps(metrics, indent=2), encoding="utf-8")
-    return metrics
-
 
 def plan_steps(plan: DemoPlan, layout: Layout, data_root: Path, hub_env: dict[str, str] | None = None,
                hub_user: str | None = None) -> list[Step]:
@@ -204,12 +193,9 @@ def plan_steps(plan: DemoPlan, layout: Layout, data_root: Path, hub_env: dict[st
         Step("evaluate", "the nli_cot metric, plots, McNemar comparison, label-disagreement audit",
              ["evaluate", *predictions, "-o", shown(layout.report), "--names", names],
              outputs={"report + plots": layout.report / "report.md"}),
-        Step("card metrics", "the adapter's scores as the flat JSON the model card reads",
-             action=lambda: card_metrics(layout.report / "metrics.json", "adapter", layout.card_metrics),
-             equivalent=(f"python -c \"import json; m = json.load(open('{shown(layout.report / 'metrics.json')}'))"
-                         f"['models']['adapter']; json.dump(m, open('{shown(layout.card_metrics)}', 'w'))\"")),
         Step("card", "the model card with the evaluation results in its metadata",
-             ["card", shown(layout.adapter), "--eval-metrics", shown(layout.card_metrics),
+             ["card", shown(layout.adapter), "--eval-metrics", shown(layout.report / "metrics.json"),
+              "--eval-model", "adapter",
               "--eval-dataset", "comp34812-nli-dev", "--eval-split", f"dev[:{plan.eval_rows}]"],
              outputs={"model card": layout.adapter / "README.md"}),
     ]

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.hub_server import hub_server, hub_server_session  # noqa: F401  (fixtures)
+from tests.readme_run import readme_run  # noqa: F401  (fixture: README commands, run once per session)
 from tests.servers import llama_server, openai_server, tgi_test_server  # noqa: F401  (fixtures)
 
 REPO = Path(__file__).resolve().parents[1]
