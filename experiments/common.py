@@ -32,6 +32,7 @@ MANIFEST = "manifest.json"
 def cli(*arguments: str, log: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
     """Run one `nli-cot` stage as a separate process (`python -m nli_cot_hub`, so no console script is
     needed on the GPU machine); its output goes to the terminal and, when given, to ``log``."""
+    arguments = tuple(shorten(a) for a in arguments)  # the stages run in REPO, so logs stay machine-neutral
     command = [sys.executable, "-m", "nli_cot_hub", *arguments]
     print("$ nli-cot " + " ".join(arguments), flush=True)
     started = time.monotonic()
@@ -53,6 +54,11 @@ def cli(*arguments: str, log: Path | None = None, check: bool = True) -> subproc
     if check and done.returncode != 0:
         raise SystemExit(f"error: `nli-cot {arguments[0]}` failed with exit code {done.returncode}")
     return done
+
+
+def shorten(argument: str) -> str:
+    prefix = str(REPO) + os.sep
+    return argument[len(prefix):] if argument.startswith(prefix) else argument
 
 
 def sha256(path: Path) -> str:

@@ -1,0 +1,366 @@
+"""One of issue 8's runs: train, predict and evaluate with the project's own CLI stages.
+
+    python -m experiments.run <run> [<run> ...] [options]      # on the GPU machine: bash experiments/device.sh <run>
+
+Runs (same seed, same evaluation sets, prepared by ``python -m experiments.prepare_data``):
+
+=================  ==========================================================================================
+zero-shot          the embedded SmolLM2-135M-Instruct, no training, few-shot CoT prompt (``--prompt cot``)
+tfidf              TF-IDF + logistic regression on the training pairs (CPU, scikit-learn; no GPU needed)
+label-only         LoRA SFT on the same pairs with an empty thought: completion ``{"thought_process": "", ...}``
+cot-original       LoRA SFT on the author's open-mistral-7b thoughts that reached the gold label
+cot-reflected      as cot-original plus reflections on the wrong thoughts, written on the machine by the
+                   embedded model (``nli-cot reflect --backend local:embedded``), kept if they reach gold
+cot-esnli          as cot-original plus e-SNLI human explanations as thoughts (``nli-cot rationales``)
+self-consistency   ``--base`` run's adapter, 5 sampled answers per pair, majority vote
+=================  ==========================================================================================
+
+Each run writes ``<results>/<run>/``: the predictions JSONL per evaluation set, ``eval_<set>/``
+(``nli-cot evaluate``'s metrics.json + report.md + plots), ``metrics.json`` (the run's numbers per set,
+the card, the date, every command and its wall time), ``report.md`` and ``run.log``. The adapter of a
+trained run stays in ``<results>/<run>/adapter`` (ignored by git). Evaluation needs scikit-learn, scipy
+and matplotlib; where they are missing (the GPU machine) it is skipped and ``python -m
+experiments.summarise`` does it later with the same command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import platform
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from experiments.common import (
+    BUILD_JD0G, BUILD_JD0G_ESNLI, DEFAULT_RESULTS, DEFAULT_WORK, DEV_EVAL, JD0G_DIR, JD0G_ORIGINALS, LABEL_ONLY,
+    MANIFEST, MNLI_EVAL, MNLI_EVAL_STRICT, PAIRS, REPO, cli, read_json, write_json,
+)
+
+RECIPE = REPO / "experiments" / "recipe_smollm2_h100.yaml"
+EVAL_SETS = {"dev": DEV_EVAL, "mnli_hard": MNLI_EVAL}
+# Scored views of the prediction files: MNLI hard is scored with both binary mappings (same predictions).
+SCORED_VIEWS = {"dev": ("dev", None), "mnli_hard": ("mnli_hard", None), "mnli_hard_standard": ("mnli_hard", MNLI_EVAL_STRICT)}
+COT_RUNS = ("cot-original", "cot-reflected", "cot-esnli")
+EVALUATE_NEEDS = ("sklearn", "scipy", "matplotlib")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    description: str
+    data: str | None = None  # training data, relative to the work folder (None: no training)
+    config: str | None = None
+    prompt: str = "finetune"
+    max_new_tokens: int = 256
+    reflect: bool = False
+    samples: int = 1
+    classic: bool = False
+
+
+RUNS = {
+    "zero-shot": RunSpec("embedded SmolLM2-135M-Instruct, few-shot CoT prompt, no training", prompt="cot"),
+    "tfidf": RunSpec("TF-IDF + logistic regression on the training pairs", classic=True),
+    "label-only": RunSpec("LoRA SFT, label only (empty thought)", data=LABEL_ONLY, max_new_tokens=32),
+    "cot-original": RunSpec("LoRA SFT on the author's correct open-mistral-7b thoughts", data=BUILD_JD0G,
+                            config="original"),
+    "cot-reflected": RunSpec("LoRA SFT on correct thoughts + embedded-model reflections that reached gold",
+                             data="build", config="combined", reflect=True),
+    "cot-esnli": RunSpec("LoRA SFT on correct thoughts + e-SNLI human explanations", data=BUILD_JD0G_ESNLI,
+                         config="original"),
+    "self-consistency": RunSpec("--base run's adapter, k sampled answers per pair, majority vote", samples=5),
+}
+
+
+# ---------------------------------------------------------------- helpers
+
+def environment() -> dict:
+    info = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "python": platform.python_version(),
+            "host_cpu": platform.processor() or platform.machine(), "card": "CPU"}
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        if torch.cuda.is_available():
+            info["card"] = torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    for name in ("transformers", "peft", "trl", "datasets"):
+        try:
+            info[name] = __import__(name).__version__
+        except ImportError:
+            info[name] = None
+    return info
+
+
+def can_evaluate() -> list[str]:
+    """The modules `nli-cot evaluate` needs that this machine lacks."""
+    return [name for name in EVALUATE_NEEDS if importlib.util.find_spec(name) is None]
+
+
+def best_cot_run(results: Path) -> str | None:
+    """The CoT run with the highest dev accuracy among those already evaluated."""
+    scores = {}
+    for name in COT_RUNS:
+        path = results / name / "metrics.json"
+        if path.exists():
+            accuracy = (read_json(path).get("sets", {}).get("dev") or {}).get("accuracy")
+            if accuracy is not None:
+                scores[name] = accuracy
+    return max(scores, key=scores.get) if scores else None
+
+
+class Log:
+    """Commands, their wall times and the outcome of each stage, kept for metrics.json."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.path = folder / "run.log"
+        self.steps: list[dict] = []
+
+    def cli(self, stage: str, *arguments: str, check: bool = True) -> int:
+        done = cli(*arguments, log=self.path, check=False)
+        self.steps.append({"stage": stage, "command": "nli-cot " + " ".join(arguments),
+                           "seconds": done.seconds, "exit_code": done.returncode})
+        if check and done.returncode != 0:
+            raise SystemExit(f"error: {stage} failed (exit {done.returncode}); see {self.path}")
+        return done.returncode
+
+
+# ---------------------------------------------------------------- stages
+
+def train_arguments(args, data: Path, config: str | None, output: Path) -> list[str]:
+    arguments = ["train", "--config", str(args.recipe), "--dataset_name", str(data), "--output_dir", str(output),
+                 "--num_train_epochs", str(args.epochs), "--per_device_train_batch_size", str(args.train_batch_size),
+                 "--learning_rate", str(args.learning_rate), "--max_length", str(args.max_length),
+                 "--seed", str(args.seed), "--data_seed", str(args.seed)]
+    if config:
+        arguments += ["--dataset_config", config]
+    if args.max_steps:
+        arguments += ["--max_steps", str(args.max_steps)]
+    if args.max_train_samples:
+        arguments += ["--max_train_samples", str(args.max_train_samples)]
+    if args.device == "cpu":
+        arguments += ["--use_cpu", "true", "--bf16", "false", "--dtype", "float32"]
+    return arguments
+
+
+def reflect_and_build(args, log: Log, folder: Path) -> Path:
+    """Reflections on the author's wrong thoughts by the embedded model, then the combined data set."""
+    work = args.work
+    store = folder / "reflected.jsonl"
+    arguments = ["reflect", str(work / JD0G_ORIGINALS), "-o", str(store), "--backend", args.reflector,
+                 "--concurrency", str(args.reflect_concurrency), "--max-tokens", str(args.reflect_max_tokens),
+                 "--max-reasks", str(args.reflect_reasks), "--seed", str(args.seed)]
+    if args.reflect_sample:
+        arguments += ["--sample", str(args.reflect_sample)]
+    log.cli("reflect", *arguments)
+    build = folder / "build"
+    log.cli("build", "build", "--jd0g", str(work / JD0G_DIR), "--jd0g-dev-missing", "--store", str(store),
+            "--output-dir", str(build), "--overwrite", "--validation-fraction", "0", "--test-fraction", "0",
+            "--eval-set", str(work / DEV_EVAL), "--eval-set", str(work / MNLI_EVAL))
+    return build
+
+
+def predict(args, log: Log, spec: RunSpec, folder: Path, adapter: Path | None, sets: list[str]) -> dict[str, str]:
+    files = {}
+    for name in sets:
+        output = folder / f"predictions_{name}.jsonl"
+        arguments = ["predict", str(args.work / EVAL_SETS[name]), "-o", str(output), "--id-col", "id",
+                     "--model", "embedded", "--prompt", spec.prompt,
+                     "--max-new-tokens", str(args.max_new_tokens or spec.max_new_tokens),
+                     "--batch-size", str(args.predict_batch_size), "--no-progress"]
+        if adapter is not None:
+            arguments += ["--adapter", str(adapter)]
+        if spec.samples > 1:
+            arguments += ["--num-samples", str(args.samples), "--temperature", str(args.temperature),
+                          "--gen-seed", str(args.seed)]
+        if args.limit:
+            arguments += ["--limit", str(args.limit)]
+        if args.device == "cpu":
+            arguments += ["--threads", str(args.threads)]
+        log.cli(f"predict {name}", *arguments)
+        files[name] = str(output)
+    return files
+
+
+def evaluate(run: str, folder: Path, work: Path, log: Log | None = None) -> dict[str, dict]:
+    """`nli-cot evaluate` on every prediction file of the run (MNLI hard twice: both label mappings)."""
+    numbers = {}
+    for view, (name, gold) in SCORED_VIEWS.items():
+        predictions = folder / f"predictions_{name}.jsonl"
+        if not predictions.exists():
+            continue
+        arguments = ["evaluate", str(predictions), "-o", str(folder / f"eval_{view}"), "--names", run]
+        if gold:
+            arguments += ["--gold", str(work / gold), "--id-col", "id"]
+        if log is None:
+            cli(*arguments)
+        else:
+            log.cli(f"evaluate {view}", *arguments)
+        numbers[view] = read_json(folder / f"eval_{view}" / "metrics.json")["models"][run]
+    return numbers
+
+
+def classic(args, log: Log, folder: Path, sets: list[str]) -> None:
+    from experiments.tfidf_baseline import run as tfidf_run
+
+    started = time.monotonic()
+    summary = tfidf_run(args.work / PAIRS, {name: args.work / EVAL_SETS[name] for name in sets}, folder,
+                        seed=args.seed, limit_train=args.max_train_samples and max(args.max_train_samples, 400),
+                        limit_eval=args.limit)
+    log.steps.append({"stage": "tfidf fit + predict", "command": "python -m experiments.tfidf_baseline (in process)",
+                      "seconds": round(time.monotonic() - started, 1), "exit_code": 0, **summary})
+
+
+# ---------------------------------------------------------------- one run
+
+def make_run(run: str, args) -> dict:
+    spec = RUNS[run]
+    folder = args.results / run
+    folder.mkdir(parents=True, exist_ok=True)
+    log = Log(folder)
+    record = {"run": run, "description": spec.description, "environment": environment(),
+              "options": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "runs"},
+              "manifest": read_json(args.work / MANIFEST) if (args.work / MANIFEST).exists() else None}
+    started = time.monotonic()
+    sets = args.eval_sets or (["dev"] if spec.samples > 1 else list(EVAL_SETS))
+    adapter = None
+    if spec.classic:
+        classic(args, log, folder, sets)
+    else:
+        if spec.samples > 1:
+            base = args.base or best_cot_run(args.results)
+            if base is None:
+                raise SystemExit("error: self-consistency needs --base RUN (no evaluated CoT run found to pick from)")
+            adapter = args.results / base / "adapter"
+            if not (adapter / "adapter_config.json").exists():
+                raise SystemExit(f"error: {adapter}: no trained adapter; run `{base}` first on this machine")
+            record["base"] = base
+            record["samples"] = args.samples
+            record["temperature"] = args.temperature
+        elif spec.data is not None:
+            data = reflect_and_build(args, log, folder) if spec.reflect else args.work / spec.data
+            adapter = folder / "adapter"
+            log.cli("train", *train_arguments(args, data, spec.config, adapter))
+        predict(args, log, spec, folder, adapter, sets)
+    missing = can_evaluate()
+    if args.skip_evaluate or missing:
+        record["evaluation"] = ("skipped: " + ("--skip-evaluate" if args.skip_evaluate else
+                                               f"this machine lacks {', '.join(missing)}")
+                                + "; `python -m experiments.summarise` evaluates later")
+        record["sets"] = {}
+    else:
+        record["sets"] = evaluate(run, folder, args.work, log)
+        record["evaluation"] = "done"
+    record["steps"] = log.steps
+    record["seconds"] = round(time.monotonic() - started, 1)
+    if spec.reflect and (folder / "reflected.jsonl").exists():
+        record["reflection"] = reflection_summary(folder / "reflected.jsonl")
+    training = folder / "adapter" / "training_metrics.json"
+    if training.exists():
+        record["training"] = read_json(training).get("summary", {})
+    write_json(folder / "metrics.json", record)
+    write_report(folder, record)
+    return record
+
+
+def reflection_summary(store: Path) -> dict:
+    from collections import Counter
+
+    from nli_cot_hub.store import read_records
+
+    records = read_records(store)
+    return {"records": len(records), "by_status": dict(Counter(r.status for r in records)),
+            "reached_gold": sum(1 for r in records if r.status != "failed" and r.correct),
+            "model": records[0].model if records else None}
+
+
+def write_report(folder: Path, record: dict) -> Path:
+    lines = [f"# Run `{record['run']}`", "", record["description"], "",
+             f"Card: {record['environment']['card']}; date: {record['environment']['date']}; "
+             f"wall time {record.get('seconds', '?')} s.", ""]
+    if record.get("base"):
+        lines += [f"Base adapter: `{record['base']}`, {record['samples']} samples at temperature {record['temperature']}.", ""]
+    if record.get("reflection"):
+        lines += [f"Reflection: {record['reflection']}", ""]
+    if record["sets"]:
+        lines += ["| set | rows | accuracy | macro F1 | parse rate | report |", "|---|---|---|---|---|---|"]
+        for view, metrics in record["sets"].items():
+            lines.append(f"| {view} | {metrics['rows']} | {metrics['accuracy']:.4f} | {metrics['macro_f1']:.4f} | "
+                         f"{metrics['parse_rate']:.3f} | [report](eval_{view}/report.md) |")
+    else:
+        lines.append(f"Evaluation {record['evaluation']}")
+    lines += ["", "## Steps", "", "| stage | seconds | exit | command |", "|---|---|---|---|"]
+    for step in record.get("steps", []):
+        lines.append(f"| {step['stage']} | {step['seconds']} | {step['exit_code']} | `{step['command']}` |")
+    path = folder / "report.md"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+# ---------------------------------------------------------------- command line
+
+SMOKE = {"limit": 4, "max_steps": 2, "max_train_samples": 8, "train_batch_size": 2, "max_length": 384,
+         "predict_batch_size": 4, "max_new_tokens": 24, "reflect_sample": 2, "reflect_max_tokens": 24,
+         "samples": 2, "reflect_concurrency": 2}
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog="Runs: " + ", ".join(RUNS))
+    p.add_argument("runs", nargs="+", choices=list(RUNS), metavar="RUN", help=f"One or more of: {', '.join(RUNS)}.")
+    p.add_argument("--work", type=Path, default=DEFAULT_WORK, help="prepare_data's output (default .carry/exp).")
+    p.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="Results folder (default experiments/results).")
+    p.add_argument("--device", choices=("cuda", "cpu"), default="cuda", help="Where to train (predict picks the GPU when there is one).")
+    p.add_argument("--smoke", action="store_true", help="Tiny sizes for a CPU check of the whole path: " + str(SMOKE))
+    p.add_argument("--eval-sets", type=lambda s: s.split(","), default=None,
+                   help="Comma-separated subset of dev,mnli_hard (default: both; self-consistency: dev).")
+    p.add_argument("--limit", type=int, default=None, help="Predict only the first N rows of each set.")
+    p.add_argument("--recipe", type=Path, default=RECIPE, help="Training recipe (YAML).")
+    p.add_argument("--epochs", type=float, default=2.0)
+    p.add_argument("--train-batch-size", type=int, default=32)
+    p.add_argument("--learning-rate", type=float, default=2e-4)
+    p.add_argument("--max-length", type=int, default=512)
+    p.add_argument("--max-steps", type=int, default=None, help="Stop training after N optimizer steps.")
+    p.add_argument("--max-train-samples", type=int, default=None)
+    p.add_argument("--predict-batch-size", type=int, default=256)
+    p.add_argument("--max-new-tokens", type=int, default=None, help="Default: 256 for thoughts, 32 for label-only.")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads for prediction with --device cpu.")
+    p.add_argument("--reflector", default="local:embedded",
+                   help="nli-cot reflect backend (default: the embedded model on this machine, the best model "
+                        "available offline; mistral:mistral-small-latest where the API can be reached).")
+    p.add_argument("--reflect-sample", type=int, default=256,
+                   help="Reflect on a seeded sample of N of the 739 wrong thoughts (0 = all). The local backend "
+                        "batches 8 requests at a time, so all 739 take roughly 10 minutes on an H100.")
+    p.add_argument("--reflect-max-tokens", type=int, default=320)
+    p.add_argument("--reflect-reasks", type=int, default=1)
+    p.add_argument("--reflect-concurrency", type=int, default=64)
+    p.add_argument("--base", default=None, help="self-consistency: the run whose adapter samples (default: the "
+                                                 "CoT run with the best dev accuracy already evaluated).")
+    p.add_argument("--samples", type=int, default=5, help="self-consistency: answers per pair.")
+    p.add_argument("--temperature", type=float, default=0.7, help="self-consistency: sampling temperature.")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--skip-evaluate", action="store_true", help="Train and predict only.")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    if args.smoke:
+        for key, value in SMOKE.items():
+            setattr(args, key, value)
+    for name in args.eval_sets or []:
+        if name not in EVAL_SETS:
+            raise SystemExit(f"error: unknown evaluation set {name!r}; choose from {', '.join(EVAL_SETS)}")
+    if not (args.work / DEV_EVAL).exists():
+        raise SystemExit(f"error: {args.work / DEV_EVAL} missing: run `python -m experiments.prepare_data --work "
+                         f"{args.work}` first (and carry the folder to the GPU machine)")
+    for run in args.runs:
+        record = make_run(run, args)
+        shown = {view: round(m["accuracy"], 4) for view, m in record["sets"].items() if m.get("accuracy") is not None}
+        print(f"== {run}: {record['seconds']} s on {record['environment']['card']}; accuracy {shown or record['evaluation']}",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()

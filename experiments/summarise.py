@@ -1,0 +1,201 @@
+"""Collect issue 8's runs into ``docs/RESULTS.md``: one table per evaluation set and an accuracy-by-
+thought-length plot, from the prediction files the runs wrote.
+
+    python -m experiments.summarise [--results experiments/results] [--output docs/RESULTS.md]
+
+A run whose predictions were not evaluated where they were made (the GPU machine lacks scikit-learn,
+scipy and matplotlib) is evaluated here first with ``nli-cot evaluate``, exactly as ``experiments.run``
+would have. Per run and set: rows, accuracy with its 95% Wilson interval, macro F1, parse rate, and
+McNemar's test against the classic baseline on the rows both predicted
+(``nli_cot_hub.report.compare``). Only the part of RESULTS.md between the ``results:begin`` and
+``results:end`` markers is rewritten; the rest (the reading of the numbers) is left to a person.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from experiments.common import DEFAULT_RESULTS, DEFAULT_WORK, REPO, read_json, write_json
+from experiments.run import RUNS, SCORED_VIEWS, evaluate, write_report
+
+DEFAULT_OUTPUT = REPO / "docs" / "RESULTS.md"
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+VIEW_TITLES = {
+    "dev": "Coursework dev, held out (`dev_jd0g.csv` minus every training pair)",
+    "mnli_hard": "MNLI hard (matched + mismatched sample), COMP34812 labels: neutral -> 1",
+    "mnli_hard_standard": "MNLI hard, the same predictions, standard labels: only entailment -> 1",
+}
+
+
+def wilson_interval(correct: int, total: int) -> tuple[float, float]:
+    from scipy.stats import binomtest
+
+    interval = binomtest(correct, total).proportion_ci(confidence_level=0.95, method="wilson")
+    return float(interval.low), float(interval.high)
+
+
+def gold_labels(view: str, work: Path) -> dict[str, int] | None:
+    """Labels by id when a view scores with other labels than those stored in the predictions."""
+    gold_file = SCORED_VIEWS[view][1]
+    if gold_file is None:
+        return None
+    from nli_cot_hub.data import Columns, load_pairs
+
+    pairs = load_pairs(work / gold_file, columns=Columns(id="id"))
+    return dict(zip(pairs["id"].astype(str), pairs["label"].astype(int)))
+
+
+def collect(results: Path, work: Path) -> dict[str, dict]:
+    """Every run with predictions, evaluated (here if it was not yet); returns run -> metrics.json."""
+    runs = {}
+    others = sorted(p.name for p in results.iterdir() if p.is_dir() and p.name not in RUNS) if results.is_dir() else []
+    for name in [*RUNS, *others]:
+        folder = results / name
+        if not (folder / "metrics.json").exists() or not list(folder.glob("predictions_*.jsonl")):
+            continue
+        record = read_json(folder / "metrics.json")
+        if not record.get("sets"):
+            record["sets"] = evaluate(name, folder, work)
+            record["evaluation"] = "done by experiments.summarise (not where the predictions were made)"
+            write_json(folder / "metrics.json", record)
+            write_report(folder, record)
+        runs[name] = record
+    return runs
+
+
+def table_rows(view: str, runs: dict[str, dict], results: Path, work: Path, baseline: str) -> list[dict]:
+    from nli_cot_hub.report import compare, gold_of, load_models
+
+    name = SCORED_VIEWS[view][0]
+    gold = gold_labels(view, work)
+    models = {run: load_models([str(results / run / f"predictions_{name}.jsonl")], [run])[0]
+              for run in runs if (results / run / f"predictions_{name}.jsonl").exists()}
+    rows = []
+    for run, model in models.items():
+        scored = [r for r in model.records.values() if gold_of(r, gold) is not None]
+        correct = sum(r.predicted_label == gold_of(r, gold) for r in scored)
+        metrics = runs[run]["sets"].get(view, {})
+        row = {"run": run, "card": runs[run]["environment"]["card"], "date": runs[run]["environment"]["date"][:10],
+               "rows": len(scored), "accuracy": correct / len(scored) if scored else None,
+               "ci": wilson_interval(correct, len(scored)) if scored else None,
+               "macro_f1": metrics.get("macro_f1"), "parse_rate": metrics.get("parse_rate"),
+               "mcnemar_p": None, "mcnemar_rows": None}
+        if baseline in models and run != baseline:
+            comparison = compare(model, models[baseline], gold)
+            row["mcnemar_p"], row["mcnemar_rows"] = comparison["p_value"], comparison["rows"]
+        rows.append(row)
+    return rows
+
+
+def plot_lengths(runs: dict[str, dict], results: Path, path: Path) -> Path | None:
+    """Dev accuracy per thought-length bucket (words), one line per run that writes thoughts."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from nli_cot_hub.report import length_buckets, load_models
+
+    figure, axis = plt.subplots(figsize=(8, 4.5))
+    drawn = 0
+    order: list[str] = []
+    for run in runs:
+        predictions = results / run / "predictions_dev.jsonl"
+        if not predictions.exists():
+            continue
+        records = list(load_models([str(predictions)], [run])[0].records.values())
+        buckets = [b for b in length_buckets(records, None) if b["bucket"] != "no thought"]
+        if not buckets:
+            continue
+        for bucket in buckets:
+            if bucket["bucket"] not in order:
+                order.append(bucket["bucket"])
+        axis.plot([order.index(b["bucket"]) for b in buckets], [b["accuracy"] for b in buckets], marker="o",
+                  label=f"{run} ({sum(b['rows'] for b in buckets)} rows with a thought)")
+        drawn += 1
+    if not drawn:
+        plt.close(figure)
+        return None
+    axis.set_xticks(range(len(order)), order)
+    axis.set_xlabel("thought length (words)")
+    axis.set_ylabel("dev accuracy")
+    axis.set_ylim(0, 1)
+    axis.axhline(0.5, color="grey", linewidth=0.8, linestyle=":")
+    axis.legend(fontsize=8)
+    axis.set_title("Accuracy by thought length, coursework dev (held out)")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
+def _number(value, digits: int = 4) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def render(runs: dict[str, dict], tables: dict[str, list[dict]], plot: Path | None, output: Path, baseline: str) -> str:
+    cards = sorted({f"{r['environment']['card']}" for r in runs.values()})
+    lines = [BEGIN, "", "_Written by `python -m experiments.summarise` from the runs in `experiments/results/`; "
+             "do not edit between the markers._", "",
+             f"Runs: {len(runs)} ({', '.join(runs)}). Cards: {', '.join(cards)}. Model: SmolLM2-135M-Instruct "
+             "(the embedded model) + LoRA; classic baseline: TF-IDF + logistic regression.", ""]
+    for view, rows in tables.items():
+        if not rows:
+            continue
+        lines += [f"### {VIEW_TITLES[view]}", "",
+                  f"| run | card | date | rows | accuracy | 95% CI (Wilson) | macro F1 | parse rate | McNemar p vs {baseline} |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for row in rows:
+            ci = "–" if row["ci"] is None else f"{row['ci'][0]:.3f}–{row['ci'][1]:.3f}"
+            p = "–" if row["mcnemar_p"] is None else f"{row['mcnemar_p']:.3g} ({row['mcnemar_rows']} rows)"
+            lines.append(f"| {row['run']} | {row['card']} | {row['date']} | {row['rows']} | {_number(row['accuracy'])} | "
+                         f"{ci} | {_number(row['macro_f1'])} | {_number(row['parse_rate'], 3)} | {p} |")
+        lines.append("")
+    for run, record in runs.items():
+        if record.get("reflection"):
+            lines += [f"Reflection in `{run}`: {record['reflection']}", ""]
+        if record.get("base"):
+            lines += [f"`{run}` samples from `{record['base']}`'s adapter ({record['samples']} samples, temperature "
+                      f"{record['temperature']}).", ""]
+    if plot is not None:
+        lines += [f"![accuracy by thought length]({plot.relative_to(output.parent).as_posix()})", ""]
+    lines += ["Per-run details (commands, wall times, training summary, confusion matrices, worst errors): "
+              "`experiments/results/<run>/report.md`.", "", END]
+    return "\n".join(lines)
+
+
+def write_results(output: Path, block: str) -> Path:
+    text = output.read_text(encoding="utf-8") if output.exists() else f"# Results\n\n{BEGIN}\n{END}\n"
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"error: {output}: the markers {BEGIN} / {END} are missing")
+    head, rest = text.split(BEGIN, 1)
+    tail = rest.split(END, 1)[1]
+    output.write_text(head + block + tail, encoding="utf-8")
+    return output
+
+
+def summarise(results: Path, work: Path, output: Path, baseline: str = "tfidf") -> dict:
+    runs = collect(results, work)
+    if not runs:
+        raise SystemExit(f"error: no runs with predictions under {results}")
+    tables = {view: table_rows(view, runs, results, work, baseline) for view in SCORED_VIEWS}
+    plot = plot_lengths(runs, results, output.parent / "results_thought_length.png")
+    write_results(output, render(runs, tables, plot, output, baseline))
+    return {"runs": list(runs), "tables": tables, "plot": str(plot) if plot else None}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="Runs folder (default experiments/results).")
+    parser.add_argument("--work", type=Path, default=DEFAULT_WORK, help="prepare_data's output (for the gold labels).")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="Markdown file to fill in (default docs/RESULTS.md).")
+    parser.add_argument("--baseline", default="tfidf", help="Run that McNemar's test compares against.")
+    args = parser.parse_args(argv)
+    summary = summarise(args.results, args.work, args.output, args.baseline)
+    print(f"summarised {len(summary['runs'])} runs into {args.output}" + (f"; plot {summary['plot']}" if summary["plot"] else ""))
+
+
+if __name__ == "__main__":
+    main()

