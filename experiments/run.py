@@ -184,21 +184,34 @@ def predict(args, log: Log, spec: RunSpec, folder: Path, adapter: Path | None, s
     return files
 
 
-def evaluate(run: str, folder: Path, work: Path, log: Log | None = None) -> dict[str, dict]:
-    """`nli-cot evaluate` on every prediction file of the run (MNLI hard twice: both label mappings)."""
+def evaluate(run: str, folder: Path, work: Path, log: Log | None = None, in_process: bool = False) -> dict[str, dict]:
+    """`nli-cot evaluate` on every prediction file of the run (MNLI hard twice: both label mappings).
+
+    ``in_process`` calls the function behind the command (``nli_cot_hub.report.evaluate_files``) in this
+    process instead, with the same arguments: the summariser scores many files and saves the start-ups."""
     numbers = {}
     for view, (name, gold) in SCORED_VIEWS.items():
         predictions = folder / f"predictions_{name}.jsonl"
         if not predictions.exists():
             continue
-        arguments = ["evaluate", str(predictions), "-o", str(folder / f"eval_{view}"), "--names", run]
+        output = folder / f"eval_{view}"
+        arguments = ["evaluate", str(predictions), "-o", str(output), "--names", run]
         if gold:
             arguments += ["--gold", str(work / gold), "--id-col", "id"]
-        if log is None:
+        if in_process:
+            from nli_cot_hub.data import Columns, load_pairs
+            from nli_cot_hub.report import evaluate_files
+
+            labels = None
+            if gold:
+                pairs = load_pairs(work / gold, columns=Columns(id="id"))
+                labels = dict(zip(pairs["id"].astype(str), pairs["label"].astype(int)))
+            evaluate_files([str(predictions)], output, gold=labels, names=[run])
+        elif log is None:
             cli(*arguments)
         else:
             log.cli(f"evaluate {view}", *arguments)
-        numbers[view] = read_json(folder / f"eval_{view}" / "metrics.json")["models"][run]
+        numbers[view] = read_json(output / "metrics.json")["models"][run]
     return numbers
 
 

@@ -4,8 +4,8 @@ thought-length plot, from the prediction files the runs wrote.
     python -m experiments.summarise [--results experiments/results] [--output docs/RESULTS.md]
 
 A run whose predictions were not evaluated where they were made (the GPU machine lacks scikit-learn,
-scipy and matplotlib) is evaluated here first with ``nli-cot evaluate``, exactly as ``experiments.run``
-would have. Per run and set: rows, accuracy with its 95% Wilson interval, macro F1, parse rate, and
+scipy and matplotlib) is evaluated here first, with the function behind ``nli-cot evaluate`` and the
+arguments ``experiments.run`` would have given it. Per run and set: rows, accuracy with its 95% Wilson interval, macro F1, parse rate, and
 McNemar's test against the classic baseline on the rows both predicted
 (``nli_cot_hub.report.compare``). Only the part of RESULTS.md between the ``results:begin`` and
 ``results:end`` markers is rewritten; the rest (the reading of the numbers) is left to a person.
@@ -56,7 +56,7 @@ def collect(results: Path, work: Path) -> dict[str, dict]:
             continue
         record = read_json(folder / "metrics.json")
         if not record.get("sets"):
-            record["sets"] = evaluate(name, folder, work)
+            record["sets"] = evaluate(name, folder, work, in_process=True)
             record["evaluation"] = "done by experiments.summarise (not where the predictions were made)"
             write_json(folder / "metrics.json", record)
             write_report(folder, record)
