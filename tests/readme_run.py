@@ -30,7 +30,7 @@ MARK = re.compile(r"<!--\s*docs-test(?::\s*(?P<kind>[\w-]+))?\s*-->\s*\n```[\w-]
 FENCE = re.compile(r"```(?P<lang>[\w-]*)\n(?P<body>.*?)```", re.S)
 # Outputs of earlier local runs, never linked into the scratch checkout.
 NOT_LINKED = {".git", "build", "demo_output", "outputs", "evaluation", ".pytest_cache", ".hypothesis"}
-COMMAND_TIMEOUT_S = 600
+COMMAND_TIMEOUT_S = 1800  # the quick demo takes ~2-3 min on 2 idle cores; much longer on a loaded machine
 
 
 @dataclass
@@ -126,10 +126,15 @@ class ReadmeRun:
     def _run(self, block: Block) -> None:
         results = []
         for command in block.commands:
-            done = subprocess.run(["bash", "-c", self.shell_command(command)], cwd=self.checkout, env=self.env(),
-                                  capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S)
-            results.append(CommandResult(command, done.returncode, done.stdout + done.stderr))
-            if done.returncode:
+            try:
+                done = subprocess.run(["bash", "-c", self.shell_command(command)], cwd=self.checkout, env=self.env(),
+                                      capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S)
+                results.append(CommandResult(command, done.returncode, done.stdout + done.stderr))
+            except subprocess.TimeoutExpired as error:
+                partial = "".join(part.decode(errors="replace") if isinstance(part, bytes) else part
+                                  for part in (error.stdout, error.stderr) if part)
+                results.append(CommandResult(command, -1, f"timed out after {COMMAND_TIMEOUT_S} s\n{partial}"))
+            if results[-1].returncode:
                 break  # the rest of the block depends on this command
         self.results[block.index] = results
 

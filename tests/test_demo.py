@@ -24,7 +24,7 @@ def parses(argv: list[str]) -> None:
 
     if not app.registered_commands:
         build_app()
-    command, words, context = typer.main.get_command(app), list(argv), None
+    command, words = typer.main.get_command(app), list(argv)
     context = command.make_context("nli-cot", [], resilient_parsing=True)
     while isinstance(command, TyperGroup):
         name, words = words[0], words[1:]
