@@ -35,7 +35,7 @@ class PredictConfig:
     temperature: float = 0.0
     num_samples: int = 1
     seed: int | None = None
-    batch_size: int = 8               # local engine
+    batch_size: int | None = None     # local engine (None: 512 on a GPU, 8 on a CPU)
     concurrency: int = 8              # remote backends
     max_retries: int = 6
     max_reasks: int = 0               # a prediction is the model's first answer unless asked otherwise
@@ -124,7 +124,7 @@ def pair_rows(pairs: pd.DataFrame) -> list[dict]:
 
 
 def predict(pairs: pd.DataFrame, output: str | Path, *, backend: str = "local", model: str = "embedded",
-            adapter: str | None = None, merge: bool = False, config: PredictConfig | None = None,
+            adapter: str | None = None, merge: bool | None = None, config: PredictConfig | None = None,
             retry_failed: bool = False, limit: int | None = None, progress: bool = True,
             engine_options: dict | None = None) -> PredictResult:
     """Predict every pair of ``pairs`` not yet in ``output``; return what was written.
