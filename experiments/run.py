@@ -330,13 +330,13 @@ def parser() -> argparse.ArgumentParser:
                    help="Comma-separated subset of dev,mnli_hard (default: both; self-consistency: dev).")
     p.add_argument("--limit", type=int, default=None, help="Predict only the first N rows of each set.")
     p.add_argument("--recipe", type=Path, default=RECIPE, help="Training recipe (YAML).")
-    p.add_argument("--epochs", type=float, default=2.0)
-    p.add_argument("--train-batch-size", type=int, default=32)
-    p.add_argument("--learning-rate", type=float, default=2e-4)
-    p.add_argument("--max-length", type=int, default=512)
+    p.add_argument("--epochs", type=float, default=2.0, help="Training epochs (default 2).")
+    p.add_argument("--train-batch-size", type=int, default=32, help="Examples per optimizer step (default 32, no accumulation).")
+    p.add_argument("--learning-rate", type=float, default=2e-4, help="Peak LoRA learning rate (cosine, 10 warm-up steps).")
+    p.add_argument("--max-length", type=int, default=512, help="Training sequence cap in tokens (prompt + completion).")
     p.add_argument("--max-steps", type=int, default=None, help="Stop training after N optimizer steps.")
-    p.add_argument("--max-train-samples", type=int, default=None)
-    p.add_argument("--predict-batch-size", type=int, default=256)
+    p.add_argument("--max-train-samples", type=int, default=None, help="Train on the first N examples only.")
+    p.add_argument("--predict-batch-size", type=int, default=256, help="Prompts per generation batch (default 256).")
     p.add_argument("--max-new-tokens", type=int, default=None, help="Default: 256 for thoughts, 32 for label-only.")
     p.add_argument("--threads", type=int, default=1, help="CPU threads for prediction with --device cpu.")
     p.add_argument("--reflector", default="local:embedded",
@@ -345,14 +345,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--reflect-sample", type=int, default=256,
                    help="Reflect on a seeded sample of N of the 739 wrong thoughts (0 = all). The local backend "
                         "batches 8 requests at a time, so all 739 take roughly 10 minutes on an H100.")
-    p.add_argument("--reflect-max-tokens", type=int, default=320)
-    p.add_argument("--reflect-reasks", type=int, default=1)
-    p.add_argument("--reflect-concurrency", type=int, default=64)
+    p.add_argument("--reflect-max-tokens", type=int, default=320, help="Token cap of each reflection.")
+    p.add_argument("--reflect-reasks", type=int, default=1, help="Re-asks after an unusable reflection (then stored as failed).")
+    p.add_argument("--reflect-concurrency", type=int, default=64, help="Reflection requests in flight (the local backend batches 8 of them).")
     p.add_argument("--base", default=None, help="self-consistency: the run whose adapter samples (default: the "
                                                  "CoT run with the best dev accuracy already evaluated).")
     p.add_argument("--samples", type=int, default=5, help="self-consistency: answers per pair.")
     p.add_argument("--temperature", type=float, default=0.7, help="self-consistency: sampling temperature.")
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--seed", type=int, default=42, help="Seed of training, sampling and the reflection sample.")
     p.add_argument("--skip-evaluate", action="store_true", help="Train and predict only.")
     return p
 

@@ -46,8 +46,10 @@ def gold_labels(view: str, work: Path) -> dict[str, int] | None:
     return dict(zip(pairs["id"].astype(str), pairs["label"].astype(int)))
 
 
-def collect(results: Path, work: Path) -> dict[str, dict]:
-    """Every run with predictions, evaluated (here if it was not yet); returns run -> metrics.json."""
+def collect(results: Path, work: Path, include_smoke: bool = False) -> dict[str, dict]:
+    """Every run with predictions, evaluated (here if it was not yet); returns run -> metrics.json.
+    Smoke runs (`run.py --smoke`: a few rows, two training steps) are path checks, not results: left out
+    unless asked for, and then marked."""
     runs = {}
     others = sorted(p.name for p in results.iterdir() if p.is_dir() and p.name not in RUNS) if results.is_dir() else []
     for name in [*RUNS, *others]:
@@ -55,6 +57,9 @@ def collect(results: Path, work: Path) -> dict[str, dict]:
         if not (folder / "metrics.json").exists() or not list(folder.glob("predictions_*.jsonl")):
             continue
         record = read_json(folder / "metrics.json")
+        if (record.get("options") or {}).get("smoke") and not include_smoke:
+            print(f"left out {name}: a --smoke run")
+            continue
         if not record.get("sets"):
             record["sets"] = evaluate(name, folder, work, in_process=True)
             record["evaluation"] = "done by experiments.summarise (not where the predictions were made)"
@@ -84,6 +89,8 @@ def table_rows(view: str, runs: dict[str, dict], results: Path, work: Path, base
         if baseline in models and run != baseline:
             comparison = compare(model, models[baseline], gold)
             row["mcnemar_p"], row["mcnemar_rows"] = comparison["p_value"], comparison["rows"]
+        if (runs[run].get("options") or {}).get("smoke"):
+            row["run"] += " (smoke, not a result)"
         rows.append(row)
     return rows
 
@@ -155,7 +162,9 @@ def render(runs: dict[str, dict], tables: dict[str, list[dict]], plot: Path | No
         lines.append("")
     for run, record in runs.items():
         if record.get("reflection"):
-            lines += [f"Reflection in `{run}`: {record['reflection']}", ""]
+            made = record["reflection"]
+            lines += [f"Reflections in `{run}` by `{made['model']}`: {made['records']} written, {made['reached_gold']} "
+                      f"reached the gold label and were trained on (statuses {made['by_status']}).", ""]
         if record.get("base"):
             lines += [f"`{run}` samples from `{record['base']}`'s adapter ({record['samples']} samples, temperature "
                       f"{record['temperature']}).", ""]
@@ -176,10 +185,10 @@ def write_results(output: Path, block: str) -> Path:
     return output
 
 
-def summarise(results: Path, work: Path, output: Path, baseline: str = "tfidf") -> dict:
-    runs = collect(results, work)
+def summarise(results: Path, work: Path, output: Path, baseline: str = "tfidf", include_smoke: bool = False) -> dict:
+    runs = collect(results, work, include_smoke)
     if not runs:
-        raise SystemExit(f"error: no runs with predictions under {results}")
+        raise SystemExit(f"error: no runs with predictions under {results} (--smoke runs count only with --include-smoke)")
     tables = {view: table_rows(view, runs, results, work, baseline) for view in SCORED_VIEWS}
     plot = plot_lengths(runs, results, output.parent / "results_thought_length.png")
     write_results(output, render(runs, tables, plot, output, baseline))
@@ -192,8 +201,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK, help="prepare_data's output (for the gold labels).")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="Markdown file to fill in (default docs/RESULTS.md).")
     parser.add_argument("--baseline", default="tfidf", help="Run that McNemar's test compares against.")
+    parser.add_argument("--include-smoke", action="store_true", help="Also list --smoke runs (marked as such).")
     args = parser.parse_args(argv)
-    summary = summarise(args.results, args.work, args.output, args.baseline)
+    summary = summarise(args.results, args.work, args.output, args.baseline, args.include_smoke)
     print(f"summarised {len(summary['runs'])} runs into {args.output}" + (f"; plot {summary['plot']}" if summary["plot"] else ""))
 
 

@@ -127,12 +127,20 @@ def test_tfidf_baseline_and_summariser_end_to_end(work, tmp_path):
             "run": run, "description": "test", "sets": {}, "steps": [],
             "environment": {"card": "CPU", "date": "2026-11-25T00:00:00+00:00"}})
 
+    # a --smoke run (a path check on a few rows) must not reach the results page
+    (results / "smoke-run").mkdir()
+    (results / "smoke-run" / "predictions_dev.jsonl").write_bytes((results / "tfidf" / "predictions_dev.jsonl").read_bytes())
+    common.write_json(results / "smoke-run" / "metrics.json", {
+        "run": "smoke-run", "description": "test", "sets": {}, "options": {"smoke": True},
+        "environment": {"card": "CPU", "date": "2026-11-25T00:00:00+00:00"}})
+
     output = tmp_path / "RESULTS.md"
     output.write_text(f"# R\n\n{summarise.BEGIN}\nold\n{summarise.END}\n\n## Reading\nkept by hand\n")
     result = summarise.summarise(results, folder, output, baseline="tfidf")
 
     text = output.read_text()
     assert "kept by hand" in text and "old" not in text
+    assert result["runs"] == ["tfidf", "mistral-author"] and "smoke-run" not in text
     rows = {row["run"]: row for row in result["tables"]["dev"]}
     right_t = [r.predicted_label == r.label for r in tfidf]
     right_a = [r.predicted_label == r.label for r in author]
