@@ -130,7 +130,8 @@ def plan_steps(plan: DemoPlan, layout: Layout, data_root: Path, hub_env: dict[st
                hub_user: str | None = None) -> list[Step]:
     trial, dev = data_root / TRIAL_FILE, data_root / DEV_FILE
     local = "local:embedded"
-    common = ["--max-reasks", str(plan.max_reasks), "--concurrency", "8"]
+    # A local batch on a busy CPU can take minutes; a timeout would only start the same work again.
+    common = ["--max-reasks", str(plan.max_reasks), "--concurrency", "8", "--timeout", "1800"]
     steps = [
         Step("generate", "chains of thought from the embedded model (the API model's job in real use)",
              ["generate", shown(trial), "-o", shown(layout.generated), "--backend", local, "--limit", str(plan.rows),
