@@ -695,6 +695,11 @@ def use_hub_server(server: HubServer, monkeypatch: pytest.MonkeyPatch, cache_dir
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache_dir / "hub"))
+    # The module-level HfApi behind huggingface_hub's free functions (create_repo, upload_folder, … that
+    # transformers and peft call) kept the endpoint it saw when huggingface_hub was first imported.
+    from huggingface_hub import hf_api
+
+    monkeypatch.setattr(hf_api.api, "endpoint", server.url)
     with contextlib.suppress(ImportError):
         import datasets.config
 
