@@ -329,6 +329,9 @@ def build_dataset(records: list[CoTRecord], *, splits: SplitSpec = SplitSpec(),
             continue
         split_of = pd.Series([assignment[k] for k in _keys(frame)], index=frame.index)
         result[name] = {s: frame[split_of == s].reset_index(drop=True) for s in SPLITS if (split_of == s).any()}
+    if not result:
+        raise DataError(f"none of the {len(records)} records is usable (all failed, unlabelled or dropped as "
+                        "contaminated): nothing to build")
     return BuiltDataset(result, report)
 
 

@@ -302,3 +302,14 @@ print(json.dumps({{
     assert result["private"] is True
     assert result["card"] == (local / "README.md").read_text(encoding="utf-8")
     assert result["lengths_rows"] == 99  # `nli-cot lengths` reads the Hub repo too
+
+
+def test_build_with_no_usable_record_is_a_clear_error():
+    from nli_cot_hub.build import build_dataset
+    from nli_cot_hub.data import DataError
+    from nli_cot_hub.records import CoTRecord
+
+    failed = [CoTRecord(id=str(i), premise="A man sleeps.", hypothesis="A person rests.", label=1,
+                        status="failed", error="no JSON") for i in range(3)]
+    with pytest.raises(DataError, match="none of the 3 records is usable"):
+        build_dataset(failed)

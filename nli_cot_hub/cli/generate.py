@@ -25,7 +25,16 @@ Rpm = Annotated[Optional[float], typer.Option("--rpm", help="Cap on requests per
 Tpm = Annotated[Optional[float], typer.Option("--tpm", help="Cap on estimated tokens per minute (default: none).")]
 MaxRetries = Annotated[int, typer.Option(min=0, help="Retries of a request on 429/5xx/timeouts/dropped connections.")]
 MaxReasks = Annotated[int, typer.Option(min=0, help="Re-asks when the reply is not usable JSON (counted per record).")]
-Timeout = Annotated[float, typer.Option("--timeout", help="Seconds to wait for one reply before retrying.")]
+Timeout = Annotated[Optional[float], typer.Option("--timeout", help="Seconds to wait for one reply before retrying "
+                                                  "(default: 120 for servers, 1800 for the local backend).")]
+REMOTE_TIMEOUT_S, LOCAL_TIMEOUT_S = 120.0, 1800.0
+
+
+def _timeout(spec: str, timeout: float | None) -> float:
+    """A local batch on a busy CPU can take minutes, and a retry would only redo the same work."""
+    if timeout is not None:
+        return timeout
+    return LOCAL_TIMEOUT_S if spec.startswith("local") else REMOTE_TIMEOUT_S
 Temperature = Annotated[float, typer.Option(help="Sampling temperature (0 = greedy).")]
 GenSeed = Annotated[Optional[int], typer.Option("--gen-seed", help="Sampling seed sent to the backend, if it takes one.")]
 JsonMode = Annotated[str, typer.Option(
@@ -114,7 +123,7 @@ def register(app: typer.Typer) -> None:
         tpm: Tpm = None,
         max_retries: MaxRetries = 6,
         max_reasks: MaxReasks = 2,
-        timeout: Timeout = 120.0,
+        timeout: Timeout = None,
         temperature: Temperature = 0.0,
         max_tokens: Annotated[int, typer.Option(min=1, help="Token cap of each reply.")] = 256,
         gen_seed: GenSeed = None,
@@ -134,6 +143,7 @@ def register(app: typer.Typer) -> None:
 
         columns, mapping = columns_and_labels(premise_col, hypothesis_col, label_col, id_col, labels, three_class, label_map)
         pairs = load_pairs(data, columns=columns, labels=mapping, require_labels=not unlabeled, config=config, split=split)
+        timeout = _timeout(backend, timeout)
         chat = _backend(backend, json_mode, timeout)
         engine_config = _engine_config(concurrency, rpm, tpm, max_retries, max_reasks, timeout, temperature,
                                        max_tokens, gen_seed)
@@ -157,7 +167,7 @@ def register(app: typer.Typer) -> None:
         tpm: Tpm = None,
         max_retries: MaxRetries = 6,
         max_reasks: MaxReasks = 2,
-        timeout: Timeout = 120.0,
+        timeout: Timeout = None,
         temperature: Temperature = 0.0,
         max_tokens: Annotated[int, typer.Option(min=1, help="Token cap of each reply.")] = 384,
         gen_seed: GenSeed = None,
@@ -175,6 +185,7 @@ def register(app: typer.Typer) -> None:
         from nli_cot_hub import generate as stage
         from nli_cot_hub.engine import load_prices
 
+        timeout = _timeout(backend, timeout)
         chat = _backend(backend, json_mode, timeout)
         engine_config = _engine_config(concurrency, rpm, tpm, max_retries, max_reasks, timeout, temperature,
                                        max_tokens, gen_seed)
@@ -197,7 +208,7 @@ def register(app: typer.Typer) -> None:
         tpm: Tpm = None,
         max_retries: MaxRetries = 6,
         max_reasks: MaxReasks = 2,
-        timeout: Timeout = 120.0,
+        timeout: Timeout = None,
         temperature: Temperature = 0.0,
         max_tokens: Annotated[int, typer.Option(min=1, help="Token cap of each reply.")] = 384,
         gen_seed: GenSeed = None,
@@ -214,6 +225,7 @@ def register(app: typer.Typer) -> None:
         from nli_cot_hub import generate as stage
         from nli_cot_hub.engine import load_prices
 
+        timeout = _timeout(backend, timeout)
         chat = _backend(backend, json_mode, timeout)
         engine_config = _engine_config(concurrency, rpm, tpm, max_retries, max_reasks, timeout, temperature,
                                        max_tokens, gen_seed)
