@@ -22,6 +22,7 @@ job, so the clients' own retries are switched off here.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import email.utils
 import os
@@ -83,18 +84,19 @@ def transport_error(error: BaseException) -> BackendError:
     return BackendError(f"{type(error).__name__}: {error}"[:300] or type(error).__name__, retryable=True)
 
 
-class ChatBackend:
-    """One chat model behind one interface."""
+class ChatBackend(abc.ABC):
+    """One chat model behind one interface; each backend implements ``complete``."""
 
     kind: str = "base"
     model: str = ""
     # What the backend can do with a JSON schema: "schema" (constrained/validated), or "none".
     json_support: str = "none"
 
+    @abc.abstractmethod
     async def complete(self, messages: list[Message], *, json_schema: dict | None = None,
                        temperature: float = 0.0, max_tokens: int = 512,
                        seed: int | None = None) -> Completion:
-        raise NotImplementedError
+        """One reply to ``messages``; raises BackendError (retryable or not) on failure."""
 
     async def aclose(self) -> None:
         return None
