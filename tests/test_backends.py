@@ -176,3 +176,11 @@ def test_local_backend_batches_concurrent_requests(embedded_model_path):
     # Same prompts one by one give the same greedy text: batching (left padding) changes nothing.
     alone = asyncio.run(backend.complete(questions[1], max_tokens=6))
     assert alone.text == completions[1].text
+
+
+def test_local_backend_gathers_more_requests_per_batch_on_a_gpu():
+    # Nothing is loaded until the first request, so the defaults can be read without a model.
+    assert LocalBackend("embedded", device="cuda")._batch_limit() == 64
+    assert LocalBackend("embedded", device="cpu")._batch_limit() == 8
+    assert LocalBackend("embedded", device="cuda", batch_size=3)._batch_limit() == 3
+    assert make_backend("local:embedded", batch_size=5)._batch_limit() == 5
