@@ -317,6 +317,8 @@ def reflection_summary(store: Path) -> dict:
     records = read_records(store)
     return {"records": len(records), "by_status": dict(Counter(r.status for r in records)),
             "reached_gold": sum(1 for r in records if r.status != "failed" and r.correct),
+            "usable_thoughts": sum(1 for r in records if r.status != "failed" and r.correct
+                                   and (r.thought_process or "").strip()),
             "model": records[0].model if records else None}
 
 

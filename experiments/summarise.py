@@ -95,8 +95,16 @@ def table_rows(view: str, runs: dict[str, dict], results: Path, work: Path, base
     return rows
 
 
+MIN_BUCKET_ROWS = 30  # a point from fewer rows is noise (one row gives 0 or 1), so it is not drawn
+
+
+def _bucket_start(label: str) -> int:
+    return int(label.split("-")[0].rstrip("+"))
+
+
 def plot_lengths(runs: dict[str, dict], results: Path, path: Path) -> Path | None:
-    """Dev accuracy per thought-length bucket (words), one line per run that writes thoughts."""
+    """Dev accuracy per thought-length bucket (words), one line per run that writes thoughts; buckets with
+    fewer than MIN_BUCKET_ROWS rows are left out."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -104,28 +112,25 @@ def plot_lengths(runs: dict[str, dict], results: Path, path: Path) -> Path | Non
 
     from nli_cot_hub.report import length_buckets, load_models
 
-    figure, axis = plt.subplots(figsize=(8, 4.5))
-    drawn = 0
-    order: list[str] = []
+    lines = {}
     for run in runs:
         predictions = results / run / "predictions_dev.jsonl"
         if not predictions.exists():
             continue
         records = list(load_models([str(predictions)], [run])[0].records.values())
-        buckets = [b for b in length_buckets(records, None) if b["bucket"] != "no thought"]
-        if not buckets:
-            continue
-        for bucket in buckets:
-            if bucket["bucket"] not in order:
-                order.append(bucket["bucket"])
-        axis.plot([order.index(b["bucket"]) for b in buckets], [b["accuracy"] for b in buckets], marker="o",
-                  label=f"{run} ({sum(b['rows'] for b in buckets)} rows with a thought)")
-        drawn += 1
-    if not drawn:
-        plt.close(figure)
+        buckets = [b for b in length_buckets(records, None)
+                   if b["bucket"] != "no thought" and b["rows"] >= MIN_BUCKET_ROWS]
+        if buckets:
+            lines[run] = buckets
+    if not lines:
         return None
+    order = sorted({b["bucket"] for buckets in lines.values() for b in buckets}, key=_bucket_start)
+    figure, axis = plt.subplots(figsize=(8, 4.5))
+    for run, buckets in lines.items():
+        axis.plot([order.index(b["bucket"]) for b in buckets], [b["accuracy"] for b in buckets], marker="o",
+                  label=f"{run} ({sum(b['rows'] for b in buckets)} rows drawn)")
     axis.set_xticks(range(len(order)), order)
-    axis.set_xlabel("thought length (words)")
+    axis.set_xlabel(f"thought length (words); buckets of fewer than {MIN_BUCKET_ROWS} rows left out")
     axis.set_ylabel("dev accuracy")
     axis.set_ylim(0, 1)
     axis.axhline(0.5, color="grey", linewidth=0.8, linestyle=":")
@@ -138,11 +143,28 @@ def plot_lengths(runs: dict[str, dict], results: Path, path: Path) -> Path | Non
     return path
 
 
+def pairwise(view: str, runs: dict[str, dict], results: Path, work: Path) -> dict[tuple[str, str], float]:
+    """McNemar p for every pair of runs on one view (zero-shot left out: it parses too few rows to compare)."""
+    from nli_cot_hub.report import compare, load_models
+
+    name = SCORED_VIEWS[view][0]
+    gold = gold_labels(view, work)
+    models = {run: load_models([str(results / run / f"predictions_{name}.jsonl")], [run])[0]
+              for run in runs if run != "zero-shot" and (results / run / f"predictions_{name}.jsonl").exists()}
+    names = list(models)
+    return {(a, b): compare(models[a], models[b], gold)["p_value"] for i, a in enumerate(names) for b in names[i + 1:]}
+
+
+def _p(value: float) -> str:
+    return "< 1e-300" if value == 0 else f"{value:.3g}"
+
+
 def _number(value, digits: int = 4) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-def render(runs: dict[str, dict], tables: dict[str, list[dict]], plot: Path | None, output: Path, baseline: str) -> str:
+def render(runs: dict[str, dict], tables: dict[str, list[dict]], plot: Path | None, output: Path, baseline: str,
+           pairs: dict[tuple[str, str], float] | None = None) -> str:
     cards = sorted({f"{r['environment']['card']}" for r in runs.values()})
     lines = [BEGIN, "", "_Written by `python -m experiments.summarise` from the runs in `experiments/results/`; "
              "do not edit between the markers._", "",
@@ -156,15 +178,26 @@ def render(runs: dict[str, dict], tables: dict[str, list[dict]], plot: Path | No
                   "|---|---|---|---|---|---|---|---|---|"]
         for row in rows:
             ci = "–" if row["ci"] is None else f"{row['ci'][0]:.3f}–{row['ci'][1]:.3f}"
-            p = "–" if row["mcnemar_p"] is None else f"{row['mcnemar_p']:.3g} ({row['mcnemar_rows']} rows)"
+            p = "–" if row["mcnemar_p"] is None else f"{_p(row['mcnemar_p'])} ({row['mcnemar_rows']} rows)"
             lines.append(f"| {row['run']} | {row['card']} | {row['date']} | {row['rows']} | {_number(row['accuracy'])} | "
                          f"{ci} | {_number(row['macro_f1'])} | {_number(row['parse_rate'], 3)} | {p} |")
+        lines.append("")
+    if pairs:
+        names = list(dict.fromkeys([a for a, _ in pairs] + [b for _, b in pairs]))
+        lines += ["### Coursework dev: McNemar p between runs (zero-shot left out)", "",
+                  "| | " + " | ".join(names[1:]) + " |", "|---" * len(names) + "|"]
+        for i, a in enumerate(names[:-1]):
+            cells = ["" if j <= i else _p(pairs[(a, b)]) for j, b in enumerate(names) if j > 0]
+            lines.append(f"| {a} | " + " | ".join(cells) + " |")
         lines.append("")
     for run, record in runs.items():
         if record.get("reflection"):
             made = record["reflection"]
+            usable = made.get("usable_thoughts")
             lines += [f"Reflections in `{run}` by `{made['model']}`: {made['records']} written, {made['reached_gold']} "
-                      f"reached the gold label and were trained on (statuses {made['by_status']}).", ""]
+                      f"gave the gold label" + (f", {usable} of them with a thought, the only ones a CoT data set can "
+                                                f"train on" if usable is not None else "")
+                      + f" (statuses {made['by_status']}).", ""]
         if record.get("base"):
             lines += [f"`{run}` samples from `{record['base']}`'s adapter ({record['samples']} samples, temperature "
                       f"{record['temperature']}).", ""]
@@ -191,7 +224,8 @@ def summarise(results: Path, work: Path, output: Path, baseline: str = "tfidf", 
         raise SystemExit(f"error: no runs with predictions under {results} (--smoke runs count only with --include-smoke)")
     tables = {view: table_rows(view, runs, results, work, baseline) for view in SCORED_VIEWS}
     plot = plot_lengths(runs, results, output.parent / "results_thought_length.png")
-    write_results(output, render(runs, tables, plot, output, baseline))
+    pairs = pairwise("dev", runs, results, work)
+    write_results(output, render(runs, tables, plot, output, baseline, pairs))
     return {"runs": list(runs), "tables": tables, "plot": str(plot) if plot else None}
 
 
