@@ -13,7 +13,8 @@
 #
 # PARALLEL=1: a 135M model leaves an H100 mostly idle (each decoding step is bound by Python and kernel
 # launches), so several runs in separate processes finish in little more than the time of the longest.
-# RUN_TIMEOUT (default 570 s) cuts each run before the call's 600 s, so its results are still packed; a
+# RUN_TIMEOUT (default 540 s; set-up and model conversion come first) cuts each run before the call's 600 s, so
+# its results are still packed; a
 # rerun on the warm machine reuses the finished adapter and resumes the prediction files.
 set -uo pipefail
 SITE=/tmp/nli-site
@@ -65,7 +66,7 @@ python3 -c "from nli_cot_hub.models import resolve_model; print('model:', resolv
 one_run() {
   local run=$1; shift
   mkdir -p "experiments/results/$run"
-  timeout "${RUN_TIMEOUT:-570}" python3 -m experiments.run "$run" --device cuda "$@" \
+  timeout "${RUN_TIMEOUT:-540}" python3 -m experiments.run "$run" --device cuda "$@" \
     > "experiments/results/$run/device.log" 2>&1
   local status=$?
   tail -n 3 "experiments/results/$run/device.log" | sed "s/^/[$run] /"

@@ -69,13 +69,18 @@ def collect(results: Path, work: Path, include_smoke: bool = False) -> dict[str,
     return runs
 
 
-def table_rows(view: str, runs: dict[str, dict], results: Path, work: Path, baseline: str) -> list[dict]:
-    from nli_cot_hub.report import compare, gold_of, load_models
+def view_models(view: str, runs: dict[str, dict], results: Path) -> dict:
+    """run -> its predictions for the set a view scores (`nli_cot_hub.report.Model`), for runs that have them."""
+    from nli_cot_hub.report import load_models
 
     name = SCORED_VIEWS[view][0]
-    gold = gold_labels(view, work)
-    models = {run: load_models([str(results / run / f"predictions_{name}.jsonl")], [run])[0]
-              for run in runs if (results / run / f"predictions_{name}.jsonl").exists()}
+    return {run: load_models([str(results / run / f"predictions_{name}.jsonl")], [run])[0]
+            for run in runs if (results / run / f"predictions_{name}.jsonl").exists()}
+
+
+def table_rows(view: str, runs: dict[str, dict], models: dict, gold: dict[str, int] | None, baseline: str) -> list[dict]:
+    from nli_cot_hub.report import compare, gold_of
+
     rows = []
     for run, model in models.items():
         scored = [r for r in model.records.values() if gold_of(r, gold) is not None]
@@ -143,14 +148,10 @@ def plot_lengths(runs: dict[str, dict], results: Path, path: Path) -> Path | Non
     return path
 
 
-def pairwise(view: str, runs: dict[str, dict], results: Path, work: Path) -> dict[tuple[str, str], float]:
-    """McNemar p for every pair of runs on one view (zero-shot left out: it parses too few rows to compare)."""
-    from nli_cot_hub.report import compare, load_models
+def pairwise(models: dict, gold: dict[str, int] | None) -> dict[tuple[str, str], float]:
+    """McNemar p for every pair of runs on one view."""
+    from nli_cot_hub.report import compare
 
-    name = SCORED_VIEWS[view][0]
-    gold = gold_labels(view, work)
-    models = {run: load_models([str(results / run / f"predictions_{name}.jsonl")], [run])[0]
-              for run in runs if run != "zero-shot" and (results / run / f"predictions_{name}.jsonl").exists()}
     names = list(models)
     return {(a, b): compare(models[a], models[b], gold)["p_value"] for i, a in enumerate(names) for b in names[i + 1:]}
 
@@ -184,7 +185,7 @@ def render(runs: dict[str, dict], tables: dict[str, list[dict]], plot: Path | No
         lines.append("")
     if pairs:
         names = list(dict.fromkeys([a for a, _ in pairs] + [b for _, b in pairs]))
-        lines += ["### Coursework dev: McNemar p between runs (zero-shot left out)", "",
+        lines += ["### Coursework dev: McNemar p between runs", "",
                   "| | " + " | ".join(names[1:]) + " |", "|---" * len(names) + "|"]
         for i, a in enumerate(names[:-1]):
             cells = ["" if j <= i else _p(pairs[(a, b)]) for j, b in enumerate(names) if j > 0]
@@ -222,11 +223,15 @@ def summarise(results: Path, work: Path, output: Path, baseline: str = "tfidf", 
     runs = collect(results, work, include_smoke)
     if not runs:
         raise SystemExit(f"error: no runs with predictions under {results} (--smoke runs count only with --include-smoke)")
-    tables = {view: table_rows(view, runs, results, work, baseline) for view in SCORED_VIEWS}
+    tables, pairs = {}, None
+    for view in SCORED_VIEWS:
+        models, gold = view_models(view, runs, results), gold_labels(view, work)
+        tables[view] = table_rows(view, runs, models, gold, baseline)
+        if view == "dev":
+            pairs = pairwise(models, gold)
     plot = plot_lengths(runs, results, output.parent / "results_thought_length.png")
-    pairs = pairwise("dev", runs, results, work)
     write_results(output, render(runs, tables, plot, output, baseline, pairs))
-    return {"runs": list(runs), "tables": tables, "plot": str(plot) if plot else None}
+    return {"runs": list(runs), "tables": tables, "pairs": pairs, "plot": str(plot) if plot else None}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -156,6 +156,19 @@ def test_tfidf_baseline_and_summariser_end_to_end(work, tmp_path):
     assert metrics["accuracy"] == pytest.approx(sum(right_t) / 60) and metrics["parse_rate"] == 1.0
     assert f"| mistral-author | CPU | 2026-11-25 | 60 | {sum(right_a) / 60:.4f} |" in text
     assert result["plot"] and (tmp_path / "results_thought_length.png").stat().st_size > 0
+    # every pair of runs is compared on dev, and the table shows it
+    assert result["pairs"] == {("tfidf", "mistral-author"): pytest.approx(mcnemar(right_t, right_a)["p_value"])}
+    assert "McNemar p between runs" in text
+
+    # what a GPU machine without scikit-learn prints at once agrees with the evaluated numbers
+    from experiments.run import best_cot_run, quick_scores
+
+    quick = quick_scores(results / "mistral-author")
+    assert quick == {"dev": {"rows": 60, "accuracy": round(sum(right_a) / 60, 4),
+                             "parse_rate": round(sum(r.predicted_label is not None for r in author) / 60, 4)}}
+    for run, accuracy in (("cot-original", 0.61), ("cot-esnli", 0.58)):
+        common.write_json(results / run / "metrics.json", {"sets": {}, "quick": {"dev": {"accuracy": accuracy}}})
+    assert best_cot_run(results) == "cot-original"
 
 
 def test_carry_split_and_receive_round_trip(tmp_path, monkeypatch):
@@ -189,3 +202,14 @@ def test_carry_split_and_receive_round_trip(tmp_path, monkeypatch):
     (arriving / "part-01").write_bytes(b"x" * 10)
     with pytest.raises(SystemExit, match="SHA-256"):
         carry.receive(arriving, stash, site)
+
+
+def test_a_rerun_reuses_only_a_finished_adapter(tmp_path):
+    from experiments.run import trained
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{}")
+    assert not trained(adapter)  # cut off mid-training: train.py writes its metrics last
+    (adapter / "training_metrics.json").write_text("{}")
+    assert trained(adapter)
