@@ -14,8 +14,8 @@
 # PARALLEL=1: a 135M model leaves an H100 mostly idle (each decoding step is bound by Python and kernel
 # launches), so several runs in separate processes finish in little more than the time of the longest.
 # RUN_TIMEOUT (default 540 s; set-up and model conversion come first) cuts each run before the call's 600 s, so
-# its results are still packed; a
-# rerun on the warm machine reuses the finished adapter and resumes the prediction files.
+# its results are still packed; a rerun on the warm machine reuses the finished adapter and resumes the
+# prediction files.
 set -uo pipefail
 SITE=/tmp/nli-site
 export PYTHONPATH=$SITE:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
