@@ -14,6 +14,7 @@ McNemar's test against the classic baseline on the rows both predicted
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from experiments.common import DEFAULT_RESULTS, DEFAULT_WORK, REPO, read_json, write_json
@@ -191,14 +192,20 @@ def render(runs: dict[str, dict], tables: dict[str, list[dict]], plot: Path | No
             cells = ["" if j <= i else _p(pairs[(a, b)]) for j, b in enumerate(names) if j > 0]
             lines.append(f"| {a} | " + " | ".join(cells) + " |")
         lines.append("")
+    # Runs trained again from one reflection store share its summary: one line for all of them.
+    stores: dict[str, list[str]] = {}
     for run, record in runs.items():
         if record.get("reflection"):
-            made = record["reflection"]
-            usable = made.get("usable_thoughts")
-            lines += [f"Reflections in `{run}` by `{made['model']}`: {made['records']} written, {made['reached_gold']} "
-                      f"gave the gold label" + (f", {usable} of them with a thought, the only ones a CoT data set can "
-                                                f"train on" if usable is not None else "")
-                      + f" (statuses {made['by_status']}).", ""]
+            stores.setdefault(json.dumps(record["reflection"], sort_keys=True), []).append(run)
+    for key, names in stores.items():
+        made = json.loads(key)
+        usable = made.get("usable_thoughts")
+        lines += [f"Reflections in {', '.join(f'`{n}`' for n in names)} by `{made['model']}`: {made['records']} "
+                  f"written, {made['reached_gold']} gave the gold label"
+                  + (f", {usable} of them with a thought, the only ones a CoT data set can train on"
+                     if usable is not None else "")
+                  + f" (statuses {made['by_status']}).", ""]
+    for run, record in runs.items():
         if record.get("base"):
             lines += [f"`{run}` samples from `{record['base']}`'s adapter ({record['samples']} samples, temperature "
                       f"{record['temperature']}).", ""]

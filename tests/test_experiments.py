@@ -122,9 +122,12 @@ def test_tfidf_baseline_and_summariser_end_to_end(work, tmp_path):
     assert summary["chosen_C"] in tfidf_baseline.C_GRID
     with RecordStore(results / "mistral-author" / "predictions_dev.jsonl") as store:
         store.append_many(author)
+    # both "trained" from one reflection store (as cot-reflected and its retrains): one line names both
+    store_summary = {"records": 9, "by_status": {"failed": 7, "ok": 2}, "reached_gold": 2, "usable_thoughts": 1,
+                     "model": "embedded"}
     for run in ("tfidf", "mistral-author"):
         common.write_json(results / run / "metrics.json", {
-            "run": run, "description": "test", "sets": {}, "steps": [],
+            "run": run, "description": "test", "sets": {}, "steps": [], "reflection": store_summary,
             "environment": {"card": "CPU", "date": "2026-11-25T00:00:00+00:00"}})
 
     # a --smoke run (a path check on a few rows) must not reach the results page
@@ -139,7 +142,7 @@ def test_tfidf_baseline_and_summariser_end_to_end(work, tmp_path):
     result = summarise.summarise(results, folder, output, baseline="tfidf")
 
     text = output.read_text()
-    assert "kept by hand" in text and "old" not in text
+    assert "kept by hand" in text and "\nold\n" not in text
     assert result["runs"] == ["tfidf", "mistral-author"] and "smoke-run" not in text
     rows = {row["run"]: row for row in result["tables"]["dev"]}
     right_t = [r.predicted_label == r.label for r in tfidf]
@@ -159,6 +162,8 @@ def test_tfidf_baseline_and_summariser_end_to_end(work, tmp_path):
     # every pair of runs is compared on dev, and the table shows it
     assert result["pairs"] == {("tfidf", "mistral-author"): pytest.approx(mcnemar(right_t, right_a)["p_value"])}
     assert "McNemar p between runs" in text
+    assert text.count("Reflections in") == 1
+    assert "Reflections in `tfidf`, `mistral-author` by `embedded`: 9 written, 2 gave the gold label, 1 of them" in text
 
     # what a GPU machine without scikit-learn prints at once agrees with the evaluated numbers
     from experiments.run import best_cot_run, quick_scores
