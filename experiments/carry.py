@@ -28,6 +28,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from experiments.common import sha256
+
 REPO = Path(__file__).resolve().parents[1]
 GGUF_DIR = Path(".carry/gguf")
 WHEEL_DIR = Path(".carry/whl_exp")
@@ -50,14 +52,6 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 # ---------------------------------------------------------------- here
 
 def split(source: Path, folder: Path, part_mib: int) -> dict:
@@ -74,7 +68,7 @@ def split(source: Path, folder: Path, part_mib: int) -> dict:
             (folder / name).write_bytes(chunk)
             parts.append({"name": name, "bytes": len(chunk), "sha256": sha256_bytes(chunk)})
             index += 1
-    manifest = {"file": source.name, "bytes": source.stat().st_size, "sha256": sha256_file(source), "parts": parts}
+    manifest = {"file": source.name, "bytes": source.stat().st_size, "sha256": sha256(source), "parts": parts}
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
@@ -140,7 +134,7 @@ def receive(gguf_dir: Path, stash: Path, site: Path) -> str:
     for part in manifest["parts"]:
         arrived = gguf_dir / part["name"]
         if arrived.exists() and not (stash / part["name"]).exists():
-            if sha256_file(arrived) != part["sha256"]:
+            if sha256(arrived) != part["sha256"]:
                 raise SystemExit(f"error: {arrived}: SHA-256 differs from the manifest (damaged in transit?)")
             shutil.copyfile(arrived, stash / part["name"])
     missing = [p["name"] for p in manifest["parts"] if not (stash / p["name"]).exists()]
@@ -152,7 +146,7 @@ def receive(gguf_dir: Path, stash: Path, site: Path) -> str:
         for part in manifest["parts"]:
             with open(stash / part["name"], "rb") as handle:
                 shutil.copyfileobj(handle, out)
-    if sha256_file(partial) != manifest["sha256"]:
+    if sha256(partial) != manifest["sha256"]:
         partial.unlink()
         raise SystemExit("error: the joined model's SHA-256 differs from the manifest")
     (target.parent / "__init__.py").write_text('"""The embedded GGUF, re-joined from carried parts."""\n')
