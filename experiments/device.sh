@@ -13,6 +13,8 @@
 #
 # PARALLEL=1: a 135M model leaves an H100 mostly idle (each decoding step is bound by Python and kernel
 # launches), so several runs in separate processes finish in little more than the time of the longest.
+# NAME_SUFFIX=-retrain2 writes each run to <run>-retrain2/ (run.py --name-suffix): another training of the
+# same recipe beside the first.
 # RUN_TIMEOUT (default 540 s; set-up and model conversion come first) cuts each run before the call's 600 s, so
 # its results are still packed; a rerun on the warm machine reuses the finished adapter and resumes the
 # prediction files.
@@ -64,10 +66,12 @@ while [ $# -gt 0 ] && [[ "$1" != -* ]]; do runs+=("$1"); shift; done
 python3 -c "from nli_cot_hub.models import resolve_model; print('model:', resolve_model('embedded'))" || exit 1
 
 one_run() {
-  local run=$1; shift
+  local recipe=$1; shift
+  local run=$recipe${NAME_SUFFIX:-}
   mkdir -p "experiments/results/$run"
-  timeout "${RUN_TIMEOUT:-540}" python3 -m experiments.run "$run" --device cuda "$@" \
-    > "experiments/results/$run/device.log" 2>&1
+  # Appended, so a call that resumes a cut-off run keeps the earlier call's output.
+  timeout "${RUN_TIMEOUT:-540}" python3 -m experiments.run "$recipe" --device cuda --name-suffix="${NAME_SUFFIX:-}" "$@" \
+    >> "experiments/results/$run/device.log" 2>&1
   local status=$?
   tail -n 3 "experiments/results/$run/device.log" | sed "s/^/[$run] /"
   # The adapter weights stay here (self-consistency samples from them later); card and metrics come back.

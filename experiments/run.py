@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import platform
+import shutil
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -35,7 +36,7 @@ from pathlib import Path
 
 from experiments.common import (
     BUILD_JD0G, BUILD_JD0G_ESNLI, DEFAULT_RESULTS, DEFAULT_WORK, DEV_EVAL, JD0G_DIR, JD0G_ORIGINALS, LABEL_ONLY,
-    MANIFEST, MNLI_EVAL, MNLI_EVAL_STRICT, PAIRS, REPO, cli, read_json, write_json,
+    MANIFEST, MNLI_EVAL, MNLI_EVAL_STRICT, PAIRS, REPO, cli, read_json, shorten, write_json,
 )
 
 RECIPE = REPO / "experiments" / "recipe_smollm2_h100.yaml"
@@ -250,10 +251,11 @@ def classic(args, log: Log, folder: Path, sets: list[str]) -> None:
 
 def make_run(run: str, args) -> dict:
     spec = RUNS[run]
-    folder = args.results / run
+    name = run + (args.name_suffix or "")
+    folder = args.results / name
     folder.mkdir(parents=True, exist_ok=True)
     log = Log(folder)
-    record = {"run": run, "description": spec.description, "environment": environment(),
+    record = {"run": name, "recipe": run, "description": spec.description, "environment": environment(),
               "options": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "runs"},
               "manifest": read_json(args.work / MANIFEST) if (args.work / MANIFEST).exists() else None}
     started = time.monotonic()
@@ -279,6 +281,8 @@ def make_run(run: str, args) -> dict:
                 log.steps.append({"stage": "train", "command": f"(reused {adapter}; --retrain to train again)",
                                   "seconds": 0.0, "exit_code": 0})
             else:
+                if spec.reflect and name != run:
+                    reuse_reflections(args.results / run, folder, log)
                 data = reflect_and_build(args, log, folder) if spec.reflect else args.work / spec.data
                 log.cli("train", *train_arguments(args, data, spec.config, adapter))
         predict(args, log, spec, folder, adapter, sets)
@@ -290,7 +294,7 @@ def make_run(run: str, args) -> dict:
         record["sets"] = {}
         record["quick"] = quick_scores(folder)
     else:
-        record["sets"] = evaluate(run, folder, args.work, log)
+        record["sets"] = evaluate(name, folder, args.work, log)
         record["evaluation"] = "done"
     record["steps"] = log.steps
     record["seconds"] = round(time.monotonic() - started, 1)
@@ -302,6 +306,21 @@ def make_run(run: str, args) -> dict:
     write_json(folder / "metrics.json", record)
     write_report(folder, record)
     return record
+
+
+def reuse_reflections(source: Path, folder: Path, log: Log) -> int:
+    """Another training of a reflection run (``--name-suffix``) starts from the reflections its recipe's run
+    already has, so that only the training differs; `nli-cot reflect` then resumes with nothing left to do."""
+    from nli_cot_hub.store import read_records
+
+    store, found = folder / "reflected.jsonl", source / "reflected.jsonl"
+    if store.exists() or not found.exists():
+        return 0
+    shutil.copyfile(found, store)
+    count = len(read_records(store))
+    log.steps.append({"stage": "reflect (copied)", "command": f"copy {shorten(str(found))} ({count} reflections)",
+                      "seconds": 0.0, "exit_code": 0})
+    return count
 
 
 def trained(adapter: Path) -> bool:
@@ -388,6 +407,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=0.7, help="self-consistency: sampling temperature.")
     p.add_argument("--seed", type=int, default=42, help="Seed of training, sampling and the reflection sample.")
     p.add_argument("--skip-evaluate", action="store_true", help="Train and predict only.")
+    p.add_argument("--name-suffix", default="",
+                   help="Write the run to <run><suffix>/ (--name-suffix=-retrain2: the = is needed before a "
+                        "leading -): another training of the same recipe beside the first, to measure how much one "
+                        "training varies. A reflection run starts from <run>/reflected.jsonl, so only the "
+                        "training differs.")
     p.add_argument("--retrain", action="store_true",
                    help="Train again even where a finished adapter is there (default: reuse it, so a rerun resumes).")
     return p
@@ -406,6 +430,7 @@ def main(argv: list[str] | None = None) -> None:
                          f"{args.work}` first (and carry the folder to the GPU machine)")
     for run in args.runs:
         record = make_run(run, args)
+        run = record["run"]
         scored = record["sets"] or {f"{name} (quick)": m for name, m in record.get("quick", {}).items()}
         shown = {view: round(m["accuracy"], 4) for view, m in scored.items() if m.get("accuracy") is not None}
         print(f"== {run}: {record['seconds']} s on {record['environment']['card']}; accuracy {shown or record['evaluation']}",

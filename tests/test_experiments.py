@@ -218,3 +218,38 @@ def test_a_rerun_reuses_only_a_finished_adapter(tmp_path):
     assert not trained(adapter)  # cut off mid-training: train.py writes its metrics last
     (adapter / "training_metrics.json").write_text("{}")
     assert trained(adapter)
+
+
+def test_a_name_suffix_makes_a_second_run_beside_the_first(work, tmp_path):
+    from experiments import run
+
+    folder, _ = work
+    results = tmp_path / "results"
+    for suffix in ("", "-again"):
+        run.main(["tfidf", "--work", str(folder), "--results", str(results), "--eval-sets", "dev",
+                  "--skip-evaluate", f"--name-suffix={suffix}"])
+    first, second = results / "tfidf", results / "tfidf-again"
+    record = common.read_json(second / "metrics.json")
+    assert (record["run"], record["recipe"]) == ("tfidf-again", "tfidf")
+    assert common.read_json(first / "metrics.json")["run"] == "tfidf"
+    # the same recipe and seed on the same data: the classic baseline is deterministic, so the labels agree
+    labels = [[r.predicted_label for r in read_records(f / "predictions_dev.jsonl")] for f in (first, second)]
+    assert labels[0] == labels[1] and len(labels[0]) > 100
+
+
+def test_another_training_of_a_reflection_run_starts_from_its_reflections(work, tmp_path):
+    from experiments.run import Log, reuse_reflections
+
+    folder, _ = work
+    source, target = tmp_path / "cot-reflected", tmp_path / "cot-reflected-retrain2"
+    source.mkdir()
+    target.mkdir()
+    (source / "reflected.jsonl").write_bytes((folder / common.JD0G_ORIGINALS).read_bytes())
+    log = Log(target)
+    count = reuse_reflections(source, target, log)
+    assert count == len(read_records(folder / common.JD0G_ORIGINALS)) > 0
+    assert (target / "reflected.jsonl").read_bytes() == (source / "reflected.jsonl").read_bytes()
+    assert log.steps[0]["stage"] == "reflect (copied)"
+    # a store the new run already has (a resumed call) is never overwritten
+    (target / "reflected.jsonl").write_text("")
+    assert reuse_reflections(source, target, log) == 0 and (target / "reflected.jsonl").read_text() == ""
