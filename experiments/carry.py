@@ -28,7 +28,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from experiments.common import sha256
+from experiments.common import read_json, sha256
 
 REPO = Path(__file__).resolve().parents[1]
 GGUF_DIR = Path(".carry/gguf")
@@ -101,7 +101,9 @@ def size_mib(path: Path) -> float:
 def plan(gguf_dir: Path = GGUF_DIR, wheels: Path = WHEEL_DIR, work: Path = WORK_DIR) -> list[dict]:
     """Device calls that bring every needed path over, each under the carry limit (the working tree
     itself travels too, so a few MiB are kept free)."""
-    manifest = json.loads((REPO / gguf_dir / "manifest.json").read_text())
+    if not (REPO / gguf_dir / "manifest.json").exists():
+        raise SystemExit(f"error: {gguf_dir / 'manifest.json'} missing: run `python -m experiments.carry pack` first")
+    manifest = read_json(REPO / gguf_dir / "manifest.json")
     budget = CARRY_LIMIT_MIB - 6
     items = [str(wheels), str(work), str(gguf_dir / "manifest.json")] + [str(gguf_dir / p["name"]) for p in manifest["parts"]]
     sized = sorted(((size_mib(REPO / item), item) for item in items), reverse=True)
@@ -130,7 +132,7 @@ def receive(gguf_dir: Path, stash: Path, site: Path) -> str:
         shutil.copyfile(gguf_dir / "manifest.json", stash / "manifest.json")
     if not (stash / "manifest.json").exists():
         return "model: no parts yet (carry .carry/gguf/manifest.json and the parts; see `python -m experiments.carry plan`)"
-    manifest = json.loads((stash / "manifest.json").read_text())
+    manifest = read_json(stash / "manifest.json")
     for part in manifest["parts"]:
         arrived = gguf_dir / part["name"]
         if arrived.exists() and not (stash / part["name"]).exists():

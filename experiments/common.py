@@ -76,4 +76,8 @@ def write_json(path: Path, payload) -> Path:
 
 
 def read_json(path: Path):
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:  # e.g. a file cut short when a call ran out of time
+        raise SystemExit(f"error: {path}: not valid JSON at line {error.lineno}, column {error.colno}: "
+                         f"{error.msg}") from None

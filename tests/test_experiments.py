@@ -253,3 +253,15 @@ def test_another_training_of_a_reflection_run_starts_from_its_reflections(work, 
     # a store the new run already has (a resumed call) is never overwritten
     (target / "reflected.jsonl").write_text("")
     assert reuse_reflections(source, target, log) == 0 and (target / "reflected.jsonl").read_text() == ""
+
+
+def test_a_damaged_json_file_is_named_in_the_error(tmp_path):
+    path = tmp_path / "cot-original" / "metrics.json"
+    path.parent.mkdir()
+    path.write_text('{"run": "cot-original", "sets": {')  # cut short
+    with pytest.raises(SystemExit, match=r"cot-original/metrics.json: not valid JSON at line 1"):
+        common.read_json(path)
+    from experiments import carry
+
+    with pytest.raises(SystemExit, match=r"manifest.json missing: run `python -m experiments.carry pack`"):
+        carry.plan(tmp_path / "no-parts-yet")
