@@ -27,7 +27,11 @@ Messages = list[dict[str, str]]
 MODES = ("padded", "continuous")
 GPU_BATCH_SIZE = 512
 CPU_BATCH_SIZE = 8
-CPU_CACHE_MEMORY_SHARE = 0.02  # of RAM, for continuous batching's paged KV cache on a CPU
+# Continuous batching on a CPU: the paged KV cache is sized from the prompts themselves (transformers would
+# size it from a share of RAM, which comes out negative once the process is large).
+CPU_PAGE_SIZE = 64
+CPU_MAX_CACHE_BLOCKS = 128
+CPU_MAX_BATCH_TOKENS = 2048
 
 
 @dataclass
@@ -211,16 +215,18 @@ class LocalEngine:
         return results  # type: ignore[return-value]
 
     def _generate_continuous(self, encoded, config, num_samples, on_batch) -> list[list[Generation]]:
-        from transformers.generation.configuration_utils import ContinuousBatchingConfig
-
         on_gpu = self.device.startswith("cuda")
         # On a GPU transformers sizes the paged KV cache from free memory and warms up CUDA graphs.
-        # On a CPU that sizing takes half a minute per call, so a small fixed share of RAM is used.
-        batching = None if on_gpu else ContinuousBatchingConfig(max_memory_percent=CPU_CACHE_MEMORY_SHARE)
+        batching = None if on_gpu else cpu_cache_config(encoded, config.max_new_tokens, num_samples)
         outputs = self.model.generate_batch(inputs=encoded, generation_config=config, progress_bar=self.progress,
                                             continuous_batching_config=batching, warmup=on_gpu)
-        # generate_batch returns requests in input order, each parent's sampled children first.
+        # generate_batch returns requests in input order, each parent's sampled children first. It reports a
+        # failure of its generation loop per request (or drops the requests), never by raising.
         flat = list(outputs.values())
+        failed = [output.error for output in flat if getattr(output, "error", None)]
+        if failed or len(flat) != len(encoded) * num_samples:
+            reason = failed[0] if failed else f"{len(flat)} answers for {len(encoded) * num_samples} requests"
+            raise RuntimeError(f"continuous batching failed: {reason}")
         results = []
         for index, ids in enumerate(encoded):
             samples = flat[index * num_samples:(index + 1) * num_samples]
@@ -240,6 +246,20 @@ class LocalEngine:
         text = self.tokenizer.decode(counted, skip_special_tokens=True)
         return Generation(text=text.strip(), prompt_tokens=prompt_tokens, completion_tokens=len(counted),
                           finished=finished)
+
+
+def cpu_cache_config(encoded: Sequence[Sequence[int]], max_new_tokens: int, num_samples: int = 1):
+    """A paged-cache size for continuous batching on a CPU: enough blocks for every request at full length
+    (up to a cap; past it requests wait their turn) and a prefill chunk no larger than the prompts."""
+    from math import ceil
+
+    from transformers.generation.configuration_utils import ContinuousBatchingConfig
+
+    blocks = sum(ceil((len(ids) + max_new_tokens) / CPU_PAGE_SIZE) for ids in encoded) * num_samples
+    longest = max((len(ids) for ids in encoded), default=1)
+    batch_tokens = max(longest, min(CPU_MAX_BATCH_TOKENS, sum(len(ids) for ids in encoded)))
+    return ContinuousBatchingConfig(page_size=CPU_PAGE_SIZE, num_blocks=max(1, min(blocks, CPU_MAX_CACHE_BLOCKS)),
+                                    max_batch_tokens=batch_tokens, max_memory_percent=0.5)
 
 
 def _has_tokenizer(folder: str | None) -> bool:

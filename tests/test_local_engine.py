@@ -3,7 +3,8 @@ import json
 import pytest
 
 from nli_cot_hub.chat_format import prompt_messages
-from nli_cot_hub.local_engine import LocalEngine, adapter_base
+from nli_cot_hub import local_engine
+from nli_cot_hub.local_engine import LocalEngine, adapter_base, cpu_cache_config
 
 pytestmark = pytest.mark.slow
 
@@ -105,6 +106,31 @@ def test_continuous_batching_matches_padded_greedy(engine):
     finally:
         engine.mode = "padded"
     assert [g[0].text for g in continuous] == [g[0].text for g in padded]
+
+
+def test_cpu_cache_is_sized_from_the_prompts_not_from_memory():
+    prompts = [[1] * 100, [1] * 30]
+    config = cpu_cache_config(prompts, max_new_tokens=40)
+    # 140 tokens -> 3 blocks of 64, 70 tokens -> 2 blocks; prefill chunk = all prompt tokens.
+    assert (config.num_blocks, config.max_batch_tokens) == (5, 130)
+    assert cpu_cache_config(prompts, max_new_tokens=40, num_samples=3).num_blocks == 15
+    huge = cpu_cache_config([[1] * 5000] * 100, max_new_tokens=256)
+    assert huge.num_blocks == local_engine.CPU_MAX_CACHE_BLOCKS
+    assert huge.max_batch_tokens == 5000  # never below the longest prompt
+
+
+def test_continuous_batching_failure_raises_instead_of_empty_answers(engine, monkeypatch):
+    from transformers.generation.configuration_utils import ContinuousBatchingConfig
+
+    # transformers' own sizing from a share of memory, with a share too small for any cache: the loop fails.
+    monkeypatch.setattr(local_engine, "cpu_cache_config",
+                        lambda *args, **kwargs: ContinuousBatchingConfig(max_memory_percent=1e-9))
+    engine.mode = "continuous"
+    try:
+        with pytest.raises(RuntimeError, match="continuous batching failed"):
+            engine.generate(_conversations()[:2], max_new_tokens=3)
+    finally:
+        engine.mode = "padded"
 
 
 def test_rejects_bad_options(embedded_model_path):
