@@ -27,3 +27,12 @@ def embedded_model_path() -> str:
     from nli_cot_hub.models import embedded_model_dir
 
     return str(embedded_model_dir())
+
+
+@pytest.fixture(scope="session")
+def tiny_mistral_path(tmp_path_factory) -> str:
+    """Mistral-7B-v0.3's architecture (tiny widths, random weights) and real tokenizer, with no chat
+    template, as the base model ships."""
+    from tests.tiny_mistral import build_tiny_mistral
+
+    return build_tiny_mistral(tmp_path_factory.mktemp("tiny-mistral"))
