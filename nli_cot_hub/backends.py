@@ -91,6 +91,11 @@ class ChatBackend(abc.ABC):
     model: str = ""
     # What the backend can do with a JSON schema: "schema" (constrained/validated), or "none".
     json_support: str = "none"
+    # Endpoints that template server-side: keep the system message, fold it into the user turn, or decide
+    # by the served model's tokenizer when it is readable offline (nli_cot_hub.chat_template.fold_for_endpoint).
+    system_role: str = "keep"
+    _fold: bool | None = None
+    _fold_lock: asyncio.Lock | None = None
 
     @abc.abstractmethod
     async def complete(self, messages: list[Message], *, json_schema: dict | None = None,
@@ -100,6 +105,17 @@ class ChatBackend(abc.ABC):
 
     async def aclose(self) -> None:
         return None
+
+    async def server_messages(self, messages: list[Message]) -> list[Message]:
+        """``messages`` as this endpoint should receive them (system message folded when needed)."""
+        from nli_cot_hub.chat_template import fold_for_endpoint, fold_system
+
+        if self._fold is None:
+            self._fold_lock = self._fold_lock or asyncio.Lock()
+            async with self._fold_lock:
+                if self._fold is None:
+                    self._fold = await asyncio.to_thread(fold_for_endpoint, self.model, self.system_role)
+        return fold_system(messages) if self._fold else messages
 
     def describe(self) -> str:
         return f"{self.kind}:{self.model}"
@@ -111,10 +127,11 @@ class MistralBackend(ChatBackend):
     kind = "mistral"
 
     def __init__(self, model: str, *, server_url: str | None = None, api_key: str | None = None,
-                 timeout_s: float = DEFAULT_TIMEOUT_S, json_mode: JsonMode = "auto"):
+                 timeout_s: float = DEFAULT_TIMEOUT_S, json_mode: JsonMode = "auto", system_role: str = "auto"):
         from mistralai.client import Mistral
 
         self.model = model
+        self.system_role = system_role
         key = api_key or os.environ.get("MISTRAL_API_KEY")
         if not key and server_url is None:
             raise ValueError("the Mistral API needs MISTRAL_API_KEY in the environment")
@@ -134,6 +151,7 @@ class MistralBackend(ChatBackend):
             kwargs["response_format"] = {"type": "json_object"}
         if seed is not None:
             kwargs["random_seed"] = seed
+        messages = await self.server_messages(messages)
         try:
             response = await self._client.chat.complete_async(
                 model=self.model, messages=messages, temperature=temperature, max_tokens=max_tokens,
@@ -174,12 +192,14 @@ class OpenAICompatibleBackend(ChatBackend):
     kind = "openai"
 
     def __init__(self, base_url: str, model: str, *, api_key: str | None = None,
-                 timeout_s: float = DEFAULT_TIMEOUT_S, json_mode: JsonMode = "auto", flavour: str = "openai"):
+                 timeout_s: float = DEFAULT_TIMEOUT_S, json_mode: JsonMode = "auto", flavour: str = "openai",
+                 system_role: str = "auto"):
         from openai import AsyncOpenAI
 
         self.kind = flavour
         self.base_url = base_url
         self.model = model
+        self.system_role = system_role
         default = "object" if flavour == "llamacpp" else "schema"
         self.json_mode = default if json_mode == "auto" else json_mode
         self.json_support = self.json_mode
@@ -204,6 +224,7 @@ class OpenAICompatibleBackend(ChatBackend):
             kwargs["response_format"] = response_format
         if seed is not None:
             kwargs["seed"] = seed
+        messages = await self.server_messages(messages)
         try:
             response = await self._client.chat.completions.create(
                 model=self.model, messages=messages, temperature=temperature, max_tokens=max_tokens, **kwargs)
@@ -271,6 +292,14 @@ class TGIBackend(ChatBackend):
             self._tokenizer = await asyncio.to_thread(_load_tokenizer, source)
         return self._tokenizer
 
+    @staticmethod
+    def prompt_for(tokenizer, messages: list[Message]) -> str:
+        """The ``inputs`` text: the prompt as training rendered it, less the BOS that TGI's ``/generate``
+        adds itself when it tokenizes (with it the model would see two)."""
+        from nli_cot_hub.chat_template import render_prompt, without_leading_bos
+
+        return without_leading_bos(tokenizer, render_prompt(tokenizer, messages))
+
     async def _served_model_id(self) -> str:
         """TGI's ``GET /info`` names the model it serves; its tokenizer renders our chat template."""
         import httpx2
@@ -289,7 +318,7 @@ class TGIBackend(ChatBackend):
         from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError, TextGenerationError
 
         tokenizer = await self._load_tokenizer()
-        prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        prompt = self.prompt_for(tokenizer, messages)
         kwargs: dict[str, Any] = {"max_new_tokens": max_tokens, "details": True, "seed": seed}
         if temperature > 0:
             kwargs.update(do_sample=True, temperature=temperature)
@@ -313,7 +342,7 @@ class TGIBackend(ChatBackend):
                 raise transport_error(error) from None
             raise
         details = output.details
-        prompt_tokens = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        prompt_tokens = len(tokenizer(prompt)["input_ids"])  # as the server counts them, its own BOS included
         return Completion(text=output.generated_text, prompt_tokens=prompt_tokens,
                           completion_tokens=details.generated_tokens if details else 0,
                           model=self.model, finish_reason=str(details.finish_reason) if details else None)
@@ -323,11 +352,13 @@ class TGIBackend(ChatBackend):
 
 
 def _load_tokenizer(source: str):
+    """The served model's tokenizer with the chat template the project's one rule chooses (training's)."""
     from transformers import AutoTokenizer
 
+    from nli_cot_hub.chat_template import apply_chat_rule
     from nli_cot_hub.models import resolve_model
 
-    return AutoTokenizer.from_pretrained(resolve_model(source))
+    return apply_chat_rule(AutoTokenizer.from_pretrained(resolve_model(source)))
 
 
 # ---------------------------------------------------------------- local transformers
@@ -469,16 +500,23 @@ def parse_spec(spec: str) -> BackendSpec:
 
 
 def make_backend(spec: str, *, timeout_s: float = DEFAULT_TIMEOUT_S, json_mode: JsonMode = "auto",
-                 adapter: str | None = None, batch_size: int | None = None, device: str | None = None) -> ChatBackend:
+                 adapter: str | None = None, batch_size: int | None = None, device: str | None = None,
+                 system_role: str = "auto") -> ChatBackend:
+    """``system_role`` (auto/keep/fold) applies to the endpoints that template server-side (mistral, openai,
+    llamacpp); tgi and local render with the project's chat rule themselves."""
+    from nli_cot_hub.chat_template import SYSTEM_ROLE_MODES
+
+    if system_role not in SYSTEM_ROLE_MODES:
+        raise ValueError(f"system role mode must be one of {SYSTEM_ROLE_MODES}, not {system_role!r}")
     parsed = parse_spec(spec)
     if parsed.kind == "mistral":
         from nli_cot_hub.models import DEFAULT_API_GENERATOR
 
         return MistralBackend(parsed.model or DEFAULT_API_GENERATOR, server_url=parsed.url,
-                              timeout_s=timeout_s, json_mode=json_mode)
+                              timeout_s=timeout_s, json_mode=json_mode, system_role=system_role)
     if parsed.kind in ("openai", "llamacpp"):
         return OpenAICompatibleBackend(parsed.url, parsed.model or "default", timeout_s=timeout_s,
-                                       json_mode=json_mode, flavour=parsed.kind)
+                                       json_mode=json_mode, flavour=parsed.kind, system_role=system_role)
     if parsed.kind == "tgi":
         return TGIBackend(parsed.url, parsed.model, timeout_s=timeout_s, json_mode=json_mode)
     return LocalBackend(parsed.model or "embedded", adapter=adapter, batch_size=batch_size, device=device)

@@ -77,14 +77,15 @@ def _as_list(value):
 
 
 def token_lengths(rows: pd.DataFrame, tokenizer) -> np.ndarray:
-    texts = []
+    """Tokens of each example exactly as training tokenizes it (the tokenizer has been through the chat rule)."""
+    lengths = []
     for row in rows.to_dict("records"):
         for column in ("prompt", "completion"):
             if column in row:
                 row[column] = _as_list(row[column])
-        texts.append(tokenizer.apply_chat_template(example_messages(row), tokenize=False))
-    encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
-    return np.array([len(ids) for ids in encoded], dtype=int)
+        ids = tokenizer.apply_chat_template(example_messages(row), tokenize=True, return_dict=True)["input_ids"]
+        lengths.append(len(ids))
+    return np.array(lengths, dtype=int)
 
 
 def recommend_max_length(lengths: np.ndarray, quantile: float, multiple_of: int) -> tuple[int, int]:
@@ -118,13 +119,11 @@ def accuracy_by_thought_length(rows: pd.DataFrame, tokenizer, buckets: int = 4) 
 
 
 def measure(rows: pd.DataFrame, tokenizer_name: str, *, quantile: float = 0.99, multiple_of: int = 64) -> LengthReport:
-    from transformers import AutoTokenizer
-
-    from nli_cot_hub.models import resolve_model
+    from nli_cot_hub.training import load_tokenizer
 
     if not len(rows):
         raise DataError("no rows to measure")
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model(tokenizer_name))
+    tokenizer = load_tokenizer(tokenizer_name)
     lengths = token_lengths(rows, tokenizer)
     recommended, truncated = recommend_max_length(lengths, quantile, multiple_of)
     ids = [str(i) for i in rows["id"]] if "id" in rows else [str(i) for i in range(len(rows))]

@@ -25,8 +25,12 @@ log = logging.getLogger(__name__)
 
 Messages = list[dict[str, str]]
 MODES = ("padded", "continuous")
+# The largest GPU batch: measured on an H100 (bench/README.md); smaller GPUs get what their memory holds.
 GPU_BATCH_SIZE = 512
 CPU_BATCH_SIZE = 8
+# Share of the memory left after the weights that the KV cache may take; the rest is for the prefill's
+# activations, the logits and the allocator's fragmentation.
+KV_MEMORY_SHARE = 0.7
 # Continuous batching on a CPU: the paged KV cache is sized from the prompts themselves (transformers would
 # size it from a share of RAM, which comes out negative once the process is large).
 CPU_PAGE_SIZE = 64
@@ -44,11 +48,77 @@ class Generation:
 
 
 def adapter_base(adapter: str) -> str | None:
-    """The base model named in a local PEFT adapter folder, if it is one."""
-    config = Path(adapter) / "adapter_config.json"
-    if not config.exists():
+    """The base model a PEFT adapter names (``base_model_name_or_path``), from a local folder or a Hub repo
+    (``HF_ENDPOINT``/``HF_TOKEN`` as everywhere); None when ``adapter`` is not an adapter."""
+    config = _adapter_file(adapter, "adapter_config.json")
+    if config is None:
         return None
-    return json.loads(config.read_text(encoding="utf-8")).get("base_model_name_or_path")
+    return json.loads(Path(config).read_text(encoding="utf-8")).get("base_model_name_or_path")
+
+
+def base_for_adapter(adapter: str) -> str:
+    """The model to load under ``adapter`` when none is given; the embedded model's upstream name maps to the
+    embedded copy, as ``nli-cot merge`` does, so adapters trained offline load offline."""
+    from nli_cot_hub.models import EMBEDDED, EMBEDDED_NAME
+
+    base = adapter_base(adapter)
+    if base is None:
+        raise ValueError(f"adapter {adapter}: no adapter_config.json naming a base model there; pass --model")
+    return EMBEDDED if base == EMBEDDED_NAME else base
+
+
+def _adapter_file(source: str | None, name: str) -> str | None:
+    """The local path of ``name`` in a folder or a Hub model repo, or None when it has none."""
+    if not source:
+        return None
+    folder = Path(source)
+    if folder.is_dir():
+        return str(folder / name) if (folder / name).exists() else None
+    if folder.exists() or not _looks_like_repo_id(source):
+        return None
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+
+    try:
+        return hf_hub_download(source, name)
+    except (EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError):
+        return None
+
+
+def _looks_like_repo_id(name: str) -> bool:
+    from nli_cot_hub.models import EMBEDDED_ALIASES
+
+    parts = name.split("/")
+    return name not in EMBEDDED_ALIASES and len(parts) == 2 and all(parts) and not name.startswith((".", "~"))
+
+
+def model_and_adapter(model: str | None, adapter: str | None) -> tuple[str, str | None]:
+    """What to load: an adapter given as the model loads onto its base; an adapter without a model loads
+    onto the base its config names (local folder or Hub repo); no model at all is the embedded one."""
+    if adapter is None and model and adapter_base(model):
+        return base_for_adapter(model), model
+    if adapter is not None and model is None:
+        return base_for_adapter(adapter), adapter
+    return model or "embedded", adapter
+
+
+def kv_bytes_per_token(config, dtype_bytes: int) -> int:
+    """KV-cache bytes one token takes: keys and values of every layer's key/value heads."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    heads = getattr(text, "num_key_value_heads", None) or text.num_attention_heads
+    head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+    return 2 * text.num_hidden_layers * heads * head_dim * dtype_bytes
+
+
+def gpu_batch_size(free_bytes: int, model_bytes: int, kv_bytes_per_token: int, tokens_per_sequence: int,
+                   cap: int = GPU_BATCH_SIZE) -> int:
+    """Sequences per batch that fit a GPU with ``free_bytes`` free before the model (``model_bytes``) is
+    loaded, when each sequence holds ``tokens_per_sequence`` tokens (longest prompt + new tokens) of KV
+    cache; at least 1, at most ``cap``."""
+    if min(kv_bytes_per_token, tokens_per_sequence) < 1:
+        raise ValueError("kv_bytes_per_token and tokens_per_sequence must be positive")
+    spare = (free_bytes - model_bytes) * KV_MEMORY_SHARE
+    return max(1, min(cap, int(spare // (kv_bytes_per_token * tokens_per_sequence))))
 
 
 def pick_dtype(dtype: str, device: str):
@@ -66,9 +136,12 @@ def pick_dtype(dtype: str, device: str):
 class LocalEngine:
     """Batched local generation.
 
-    model: a model folder, a Hub id, ``embedded``, or a PEFT adapter folder (its base is loaded).
+    model: a model folder, a Hub id, ``embedded``, or a PEFT adapter (its base is loaded); None: the base
+        ``adapter`` names, else the embedded model.
     adapter: a PEFT adapter folder or Hub id applied on top of ``model``; ``merge`` folds it into the
-        weights (faster generation, no way back).
+        weights (faster generation, no way back). Its own tokenizer (saved with it by training, carrying
+        the chat template training used) is preferred to the base model's.
+    batch_size: prompts per batch; None: 8 on a CPU, on a GPU what its free memory holds (up to 512).
     cache: ``generate``'s ``cache_implementation`` (e.g. ``static``); pad_multiple: pad prompt widths
         to a multiple, so a static cache / compiled graph sees few distinct shapes.
     threads: CPU threads for torch (process-wide). On a busy machine 1 thread is often much faster
@@ -84,17 +157,20 @@ class LocalEngine:
 
         if mode not in MODES:
             raise ValueError(f"unknown engine mode {mode!r}; choose one of {MODES}")
+        from nli_cot_hub.chat_template import apply_chat_rule
+
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         on_gpu = device.startswith("cuda")
         # Defaults measured on an H100 (bench/README.md): a merged bf16 model in length-sorted batches of
-        # 512 generates ~26x the seed's 4-bit + unmerged-LoRA batches of 16. On a CPU small batches win.
+        # 512 generates ~26x the seed's 4-bit + unmerged-LoRA batches of 16; smaller GPUs get what fits
+        # (sized in generate, once the prompt lengths are known). On a CPU small batches win.
+        self.auto_batch = batch_size is None and on_gpu
         batch_size = batch_size if batch_size is not None else (GPU_BATCH_SIZE if on_gpu else CPU_BATCH_SIZE)
         merge = on_gpu if merge is None else merge
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
-        if adapter is None and model and adapter_base(model):
-            model, adapter = adapter_base(model), model
-        self.model_name = model or "embedded"
+        model, adapter = model_and_adapter(model, adapter)
+        self.model_name = model
         self.adapter = adapter
         self.batch_size, self.mode, self.cache, self.progress = batch_size, mode, cache, progress
         self.pad_multiple = pad_multiple
@@ -102,9 +178,11 @@ class LocalEngine:
         if threads:
             torch.set_num_threads(threads)
         path = resolve_model(model)
-        self.tokenizer = AutoTokenizer.from_pretrained(adapter if _has_tokenizer(adapter) else path)
+        tokenizer_source = adapter if _adapter_file(adapter, "tokenizer_config.json") else path
+        self.tokenizer = apply_chat_rule(AutoTokenizer.from_pretrained(tokenizer_source))
         self.tokenizer.padding_side = "left"
         self._ensure_pad_token()
+        self.free_bytes_before_load = torch.cuda.mem_get_info(torch.device(device))[0] if on_gpu else None
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype=pick_dtype(dtype, self.device))
         if adapter:
             from peft import PeftModel
@@ -138,14 +216,27 @@ class LocalEngine:
         ids.discard(self.tokenizer.pad_token_id)
         return sorted(ids)
 
+    def memory_batch_size(self, longest_prompt: int, max_new_tokens: int, num_samples: int) -> int:
+        """Prompts per batch on this GPU: the sequences (prompts x samples) whose KV cache fits."""
+        parameters = sum(p.numel() * p.element_size() for p in self.model.parameters())
+        buffers = sum(b.numel() * b.element_size() for b in self.model.buffers())
+        dtype_bytes = next(self.model.parameters()).element_size()
+        sequences = gpu_batch_size(self.free_bytes_before_load, parameters + buffers,
+                                   kv_bytes_per_token(self.model.config, dtype_bytes),
+                                   longest_prompt + max_new_tokens, cap=GPU_BATCH_SIZE * num_samples)
+        return max(1, sequences // num_samples)
+
     # ------------------------------------------------------------ prompts
     def prompt_text(self, messages: Messages) -> str:
-        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        from nli_cot_hub.chat_template import render_prompt
+
+        return render_prompt(self.tokenizer, messages)
 
     def encode(self, conversations: Sequence[Messages]) -> list[list[int]]:
-        texts = [self.prompt_text(messages) for messages in conversations]
-        # The chat template already wrote any BOS the model expects.
-        return self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        """Prompt ids exactly as training tokenized the prompt of each example (same template, same call)."""
+        from nli_cot_hub.chat_template import encode_prompts
+
+        return encode_prompts(self.tokenizer, conversations)
 
     # ------------------------------------------------------------ generation
     def generate(self, conversations: Sequence[Messages], max_new_tokens: int = 256, temperature: float = 0.0,
@@ -173,6 +264,8 @@ class LocalEngine:
             longest = max((len(ids) for ids in encoded), default=0)
             max_new_tokens = max(1, min(max_new_tokens, limit - longest))
         config = self._generation_config(max_new_tokens, temperature, num_samples, top_p)
+        if self.auto_batch and encoded:
+            self.batch_size = self.memory_batch_size(max(len(ids) for ids in encoded), max_new_tokens, num_samples)
         if self.mode == "continuous":
             return self._generate_continuous(encoded, config, num_samples, on_batch)
         return self._generate_padded(encoded, config, num_samples, on_batch)
@@ -260,8 +353,3 @@ def cpu_cache_config(encoded: Sequence[Sequence[int]], max_new_tokens: int, num_
     batch_tokens = max(longest, min(CPU_MAX_BATCH_TOKENS, sum(len(ids) for ids in encoded)))
     return ContinuousBatchingConfig(page_size=CPU_PAGE_SIZE, num_blocks=max(1, min(blocks, CPU_MAX_CACHE_BLOCKS)),
                                     max_batch_tokens=batch_tokens, max_memory_percent=0.5)
-
-
-def _has_tokenizer(folder: str | None) -> bool:
-    return bool(folder) and any((Path(folder) / name).exists()
-                                for name in ("tokenizer.json", "tokenizer_config.json"))

@@ -35,15 +35,20 @@ class PredictConfig:
     temperature: float = 0.0
     num_samples: int = 1
     seed: int | None = None
-    batch_size: int | None = None     # local engine (None: 512 on a GPU, 8 on a CPU)
+    batch_size: int | None = None     # local engine (None: what GPU memory holds up to 512; 8 on a CPU)
     concurrency: int = 8              # remote backends
     max_retries: int = 6
     max_reasks: int = 0               # a prediction is the model's first answer unless asked otherwise
     timeout_s: float = 120.0
+    system_role: str = "auto"         # endpoints with a server-side template: auto, keep or fold
 
     def __post_init__(self):
+        from nli_cot_hub.chat_template import SYSTEM_ROLE_MODES
+
         if self.prompt not in PROMPTS:
             raise ValueError(f"unknown prompt {self.prompt!r}; choose one of {PROMPTS}")
+        if self.system_role not in SYSTEM_ROLE_MODES:
+            raise ValueError(f"unknown system role mode {self.system_role!r}; choose one of {SYSTEM_ROLE_MODES}")
         if self.num_samples > 1 and self.temperature <= 0:
             raise ValueError("self-consistency (num_samples > 1) needs a temperature > 0, e.g. 0.7")
 
@@ -123,13 +128,14 @@ def pair_rows(pairs: pd.DataFrame) -> list[dict]:
     return pairs[["id", "premise", "hypothesis", "label"]].to_dict("records")
 
 
-def predict(pairs: pd.DataFrame, output: str | Path, *, backend: str = "local", model: str = "embedded",
+def predict(pairs: pd.DataFrame, output: str | Path, *, backend: str = "local", model: str | None = None,
             adapter: str | None = None, merge: bool | None = None, config: PredictConfig | None = None,
             retry_failed: bool = False, limit: int | None = None, progress: bool = True,
             engine_options: dict | None = None) -> PredictResult:
     """Predict every pair of ``pairs`` not yet in ``output``; return what was written.
 
-    ``backend``: ``local`` (``model`` + ``adapter`` in this process) or a backends spec.
+    ``backend``: ``local`` (``model`` + ``adapter`` in this process; no model: the base the adapter names,
+    else the embedded model) or a backends spec.
     ``engine_options``: extra :class:`LocalEngine` keyword arguments (dtype, mode, cache, threads).
     """
     import time
@@ -195,7 +201,7 @@ async def _predict_remote(rows, store, result, *, spec, config, progress) -> Non
     from nli_cot_hub.engine import Engine, EngineConfig, Ledger, run_jobs
     from nli_cot_hub.prompts import COT_SCHEMA
 
-    backend = make_backend(spec, timeout_s=config.timeout_s)
+    backend = make_backend(spec, timeout_s=config.timeout_s, system_role=config.system_role)
     ledger = Ledger()
     base = EngineConfig(concurrency=config.concurrency, max_retries=config.max_retries,
                         max_reasks=config.max_reasks, request_timeout_s=config.timeout_s,

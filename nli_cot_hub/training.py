@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nli_cot_hub.chat_template import MISTRAL_INST_TEMPLATE
 from nli_cot_hub.data import DataError
 
 # ---------------------------------------------------------------------------------------------
@@ -178,7 +179,7 @@ def accumulation_steps(effective_batch_size: int, per_device_batch_size: int, pr
 
 
 def token_lengths(dataset, tokenizer) -> list[int]:
-    """Tokens of each prompt + completion as the chat template renders them for training."""
+    """Tokens of each prompt + completion as SFTTrainer tokenizes them (``tokenizer`` from load_tokenizer)."""
     lengths = []
     for example in dataset:
         ids = tokenizer.apply_chat_template(example["prompt"] + example["completion"], tokenize=True,
@@ -216,22 +217,8 @@ def truncation_report(dataset, tokenizer, max_length: int | None) -> TruncationR
 MISTRAL_COMMON_PREFIX = "mistral-common:"
 # Mistral-7B-v0.3 uses the v3 SentencePiece vocabulary (32,768 tokens) that mistral-common ships.
 MISTRAL_COMMON_FILES = {"v3": "mistral_instruct_tokenizer_240323.model.v3"}
-# The v3 instruct format: system text goes in front of the last user turn, as Mistral's own template does.
-MISTRAL_V3_CHAT_TEMPLATE = (
-    "{{ bos_token }}"
-    "{% set system = messages | selectattr('role', 'equalto', 'system') | map(attribute='content') | list %}"
-    "{% set turns = messages | rejectattr('role', 'equalto', 'system') | list %}"
-    "{% set last_user = namespace(index=-1) %}"
-    "{% for message in turns %}{% if message.role == 'user' %}{% set last_user.index = loop.index0 %}{% endif %}"
-    "{% endfor %}"
-    "{% for message in turns %}"
-    "{% if message.role == 'user' %}[INST] "
-    "{% if loop.index0 == last_user.index and system %}{{ system | join('\n\n') }}\n\n{% endif %}"
-    "{{ message.content }}[/INST]"
-    "{% elif message.role == 'assistant' %}"
-    " {% generation %}{{ message.content }}{{ eos_token }}{% endgeneration %}"
-    "{% endif %}{% endfor %}"
-)
+# The v3 instruct format, as mistral-common renders it (kept under this name for existing imports).
+MISTRAL_V3_CHAT_TEMPLATE = MISTRAL_INST_TEMPLATE
 
 
 def mistral_common_tokenizer(version: str = "v3"):
@@ -272,8 +259,12 @@ def ensure_distinct_pad(tokenizer) -> None:
 
 
 def load_tokenizer(model_path: str, tokenizer_name: str | None = None, revision: str = "main"):
+    """The training tokenizer, with a pad token other than EOS and the chat template the project's one
+    rendering rule chooses (``nli_cot_hub.chat_template``); it is saved with the adapter, so inference
+    renders prompts exactly as training did."""
     from transformers import AutoTokenizer
 
+    from nli_cot_hub.chat_template import apply_chat_rule
     from nli_cot_hub.models import resolve_model
 
     if tokenizer_name and tokenizer_name.startswith(MISTRAL_COMMON_PREFIX):
@@ -281,7 +272,7 @@ def load_tokenizer(model_path: str, tokenizer_name: str | None = None, revision:
     else:
         tokenizer = AutoTokenizer.from_pretrained(resolve_model(tokenizer_name or model_path), revision=revision)
     ensure_distinct_pad(tokenizer)
-    return tokenizer
+    return apply_chat_rule(tokenizer)
 
 
 # Architectures known without any download, so --random_init works on a machine with no Hub access.

@@ -4,8 +4,10 @@ It implements what ``huggingface_hub.InferenceClient.text_generation`` uses of T
 
 ``POST /generate`` and ``POST /``  ``{"inputs": str, "parameters": {...}}`` ->
     ``{"generated_text": str, "details": {"finish_reason", "generated_tokens", "seed", "prefill", "tokens"}}``
-    (``details`` only when asked); errors are ``{"error": str, "error_type": "validation"|"generation"}``
-    with 422 / 500 as TGI answers them.
+    (``details`` only when asked; ``prefill`` lists the prompt tokens when ``decoder_input_details`` is set).
+    The prompt is tokenized with the tokenizer's special tokens (a BOS for Mistral/Llama tokenizers), as TGI's
+    router does for ``/generate`` unless the request says ``"add_special_tokens": false``. Errors are
+    ``{"error": str, "error_type": "validation"|"generation"}`` with 422 / 500 as TGI answers them.
 ``GET /info``, ``GET /health``.
 
 ``parameters.grammar`` (``{"type": "json", "value": <JSON schema>}`` or ``{"type": "regex", "value": str}``)
@@ -66,6 +68,7 @@ def validate_grammar(grammar) -> None:
 
 
 def validate_parameters(body) -> tuple[str, dict]:
+    """The prompt and the parameters (with the request's top-level ``add_special_tokens``, default true)."""
     if not isinstance(body, dict) or not isinstance(body.get("inputs"), str) or not body["inputs"]:
         raise ValidationFailure("`inputs` must be a non-empty string")
     parameters = body.get("parameters") or {}
@@ -76,7 +79,8 @@ def validate_parameters(body) -> tuple[str, dict]:
     if temperature is not None and temperature <= 0:
         raise ValidationFailure("`temperature` must be strictly positive")
     validate_grammar(parameters.get("grammar"))
-    return body["inputs"], {**parameters, "max_new_tokens": max_new}
+    add_special = body.get("add_special_tokens", True)
+    return body["inputs"], {**parameters, "max_new_tokens": max_new, "add_special_tokens": add_special is not False}
 
 
 def build_app(model_dir: str) -> FastAPI:
@@ -89,7 +93,7 @@ def build_app(model_dir: str) -> FastAPI:
     eos = tokenizer.eos_token_id
 
     def generate(prompt: str, parameters: dict) -> dict:
-        ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+        ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=parameters["add_special_tokens"])
         if ids["input_ids"].shape[1] > MAX_INPUT_TOKENS:
             raise ValidationFailure(f"`inputs` must have less than {MAX_INPUT_TOKENS} tokens")
         options = {"max_new_tokens": parameters["max_new_tokens"], "pad_token_id": tokenizer.pad_token_id}
@@ -117,7 +121,9 @@ def build_app(model_dir: str) -> FastAPI:
         if parameters.get("details"):
             result["details"] = {
                 "finish_reason": "eos_token" if finished else "length", "generated_tokens": len(new),
-                "seed": parameters.get("seed"), "prefill": [],
+                "seed": parameters.get("seed"),
+                "prefill": [{"id": t, "text": tokenizer.decode([t]), "logprob": None}
+                            for t in ids["input_ids"][0].tolist()] if parameters.get("decoder_input_details") else [],
                 "tokens": [{"id": t, "text": tokenizer.decode([t]), "logprob": None, "special": t == eos}
                            for t in new],
             }

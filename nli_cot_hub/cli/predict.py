@@ -26,7 +26,7 @@ def register(app: typer.Typer) -> None:
         output: Annotated[str, typer.Option("--output", "-o", help="Predictions JSONL; ids already in it are skipped (resume).")] = "predictions.jsonl",
         submission: Annotated[Optional[str], typer.Option(help="Coursework CSV to write: one 'prediction' column, one row per input row, in order.")] = None,
         backend: Annotated[str, typer.Option("--backend", "-b", help=BACKEND_HELP)] = "local",
-        model: Annotated[str, typer.Option(help="Local model: folder, Hub id, 'embedded', or a PEFT adapter folder.")] = "embedded",
+        model: Annotated[Optional[str], typer.Option(help="Local model: folder, Hub id, 'embedded', or a PEFT adapter (default: the base model --adapter names, else embedded).")] = None,
         adapter: Annotated[Optional[str], typer.Option(help="PEFT adapter (folder or Hub id) on top of --model.")] = None,
         merge: Annotated[Optional[bool], typer.Option(help="Merge the adapter into the weights before generating (default: on a GPU).")] = None,
         prompt: Annotated[str, typer.Option(help="finetune: the fine-tuning chat format (fine-tuned models); cot: the few-shot CoT prompt (zero-shot base/instruct models).")] = "finetune",
@@ -34,7 +34,7 @@ def register(app: typer.Typer) -> None:
         num_samples: Annotated[int, typer.Option(min=1, help="Self-consistency: answers per pair, majority vote (needs --temperature > 0).")] = 1,
         temperature: Annotated[float, typer.Option(min=0.0, help="Sampling temperature (0 = greedy).")] = 0.0,
         gen_seed: Annotated[Optional[int], typer.Option("--gen-seed", help="Sampling seed.")] = None,
-        batch_size: Annotated[Optional[int], typer.Option(min=1, help="Local engine: prompts per batch, sorted by length (default: 512 on a GPU, 8 on a CPU).")] = None,
+        batch_size: Annotated[Optional[int], typer.Option(min=1, help="Local engine: prompts per batch, sorted by length (default: what GPU memory holds, up to 512; 8 on a CPU).")] = None,
         dtype: Annotated[str, typer.Option(help="Local engine: auto (bf16 on GPU, fp32 on CPU), bfloat16, float16, float32.")] = "auto",
         engine_mode: Annotated[str, typer.Option(help="Local engine: padded (generate on padded batches) or continuous (continuous batching).")] = "padded",
         cache: Annotated[Optional[str], typer.Option(help="Local engine: generate's cache_implementation, e.g. static (GPU).")] = None,
@@ -43,6 +43,7 @@ def register(app: typer.Typer) -> None:
         max_retries: Annotated[int, typer.Option(min=0, help="Remote backends: retries on 429/5xx/timeouts.")] = 6,
         max_reasks: Annotated[int, typer.Option(min=0, help="Remote backends: re-asks after an unusable answer (0: score the first answer).")] = 0,
         timeout: Annotated[float, typer.Option(help="Remote backends: seconds to wait for one answer.")] = 120.0,
+        system_role: Annotated[str, typer.Option(help="Endpoints that apply their own chat template (openai, llamacpp, mistral): keep the system message, fold it into the user turn, or auto (fold when the served model's tokenizer, readable offline, cannot take it as it is).")] = "auto",
         fallback_label: Annotated[str, typer.Option(help="Submission label for rows without a prediction: majority (most common predicted label), 0 or 1.")] = "majority",
         retry_failed: Annotated[bool, typer.Option(help="Drop stored failures first and predict them again.")] = False,
         limit: Annotated[Optional[int], typer.Option(min=1, help="Only the first N rows.")] = None,
@@ -76,7 +77,7 @@ def register(app: typer.Typer) -> None:
             settings = PredictConfig(prompt=prompt, max_new_tokens=max_new_tokens, temperature=temperature,
                                      num_samples=num_samples, seed=gen_seed, batch_size=batch_size,
                                      concurrency=concurrency, max_retries=max_retries, max_reasks=max_reasks,
-                                     timeout_s=timeout)
+                                     timeout_s=timeout, system_role=system_role)
         except ValueError as error:
             raise typer.BadParameter(str(error)) from None
         options = {"dtype": dtype, "mode": engine_mode, "cache": cache, "threads": threads}

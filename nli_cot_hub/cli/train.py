@@ -63,6 +63,7 @@ def merge(
     from peft import PeftConfig, PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from nli_cot_hub.chat_template import apply_chat_rule
     from nli_cot_hub.models import EMBEDDED_NAME, resolve_model
 
     if dtype not in ("bfloat16", "float16", "float32"):
@@ -79,6 +80,8 @@ def merge(
         tokenizer = AutoTokenizer.from_pretrained(adapter)
     except (OSError, ValueError):  # adapters saved without a tokenizer
         tokenizer = AutoTokenizer.from_pretrained(base_path)
+    # The merged model is served by vLLM/TGI with this template: the one training rendered prompts with.
+    apply_chat_rule(tokenizer)
     tokenizer.save_pretrained(output_dir)
     print(f"merged {adapter} into {base_name} ({dtype}) -> {output_dir}")
 
