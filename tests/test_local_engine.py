@@ -138,3 +138,94 @@ def test_rejects_bad_options(embedded_model_path):
         LocalEngine(embedded_model_path, mode="warp")
     with pytest.raises(ValueError, match="dtype"):
         LocalEngine(embedded_model_path, dtype="int3")
+
+
+# ---------------------------------------------------------------- the real 7B path, on the tiny Mistral
+
+
+def test_base_mistral_without_template_trains_and_predicts_with_the_training_prompt(tiny_mistral_path, tmp_path):
+    """Mistral-7B-v0.3 ships no chat template: train.py trains on it (the project's [INST] template), saves
+    that template with the adapter, and the engine loads the adapter's base and tokenizer and sends the
+    very prompt training masked."""
+    from nli_cot_hub.chat_template import MISTRAL_INST_TEMPLATE, encode_prompts
+    from nli_cot_hub.training import load_tokenizer
+    from tests.test_training import parse, tiny_run_args
+
+    output = tmp_path / "adapter"
+    args = parse(*tiny_run_args(tiny_mistral_path, output, "--max_steps", "1", "--max_train_samples", "2",
+                                "--warmup_steps", "0", "--no_model_card"))
+    from train import main  # importable once parse() put the repository on sys.path
+
+    assert main(*args)["status"] == "completed"
+    assert adapter_base(str(output)) == tiny_mistral_path
+
+    engine = LocalEngine(None, adapter=str(output), batch_size=2, progress=False)
+    assert engine.model_name == tiny_mistral_path and type(engine.model.base_model.model).__name__ == "MistralForCausalLM"
+    assert engine.tokenizer.chat_template == MISTRAL_INST_TEMPLATE
+    prompt = prompt_messages(*PAIRS[0])
+    sent = engine.encode([prompt])[0]
+    assert sent == encode_prompts(load_tokenizer(tiny_mistral_path), [prompt])[0]
+    assert engine.tokenizer.convert_ids_to_tokens(sent[:2]) == ["<s>", "[INST]"] and sent.count(1) == 1
+    assert prompt[0]["content"] in engine.tokenizer.decode(sent)
+    generated = engine.generate([prompt], max_new_tokens=3)[0][0]
+    assert generated.prompt_tokens == len(sent) and 0 < generated.completion_tokens <= 3
+
+
+@pytest.mark.server
+def test_hub_adapter_id_loads_its_base_and_its_tokenizer_from_the_hub(tiny_mistral_path, hub_server, tmp_path):
+    """`nli-cot predict --adapter <repo>`: the adapter's config names a (private) base repo on the Hub, and the
+    adapter ships its own tokenizer (here Mistral-Instruct's template, folded by the chat rule), so neither the
+    embedded model nor the base tokenizer may be used."""
+    import os
+    import subprocess
+    import sys
+    import uuid
+
+    from huggingface_hub import HfApi
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from nli_cot_hub.chat_template import FOLD_PREFIX
+    from nli_cot_hub.training import load_tokenizer
+    from tests.conftest import shared
+    from tests.test_chat_template import template
+
+    api = HfApi(endpoint=hub_server.url, token=hub_server.token)
+    suffix = uuid.uuid4().hex[:8]
+    base_repo, adapter_repo = f"tester/tiny-mistral-{suffix}", f"tester/tiny-mistral-nli-{suffix}"
+    for repo in (base_repo, adapter_repo):
+        api.create_repo(repo, private=True)
+    api.upload_folder(repo_id=base_repo, folder_path=tiny_mistral_path)
+
+    peft_model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_mistral_path),
+                                LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    peft_model.peft_config["default"].base_model_name_or_path = base_repo
+    adapter_dir = tmp_path / "adapter"
+    peft_model.save_pretrained(adapter_dir)
+    instruct = template("mistral_7b_instruct_v0.3.jinja")
+    tokenizer = load_tokenizer(tiny_mistral_path)
+    tokenizer.chat_template = instruct
+    tokenizer.save_pretrained(tmp_path / "instruct")
+    load_tokenizer(str(tmp_path / "instruct")).save_pretrained(adapter_dir)  # as train.py saves it: rule applied
+    api.upload_folder(repo_id=adapter_repo, folder_path=str(adapter_dir))
+
+    engine = LocalEngine(None, adapter=adapter_repo, batch_size=2, progress=False)
+    assert engine.model_name == base_repo and engine.model.config.hidden_size == 64  # the tiny Mistral, not SmolLM2
+    assert engine.tokenizer.chat_template == FOLD_PREFIX + instruct                 # the adapter's tokenizer
+
+    output = tmp_path / "predictions.jsonl"
+    done = subprocess.run([sys.executable, "-m", "nli_cot_hub", "predict", str(shared("comp34812_nli/trial_jd0g.csv")),
+                           "--adapter", adapter_repo, "--limit", "2", "--max-new-tokens", "3", "--threads", "1",
+                           "-o", str(output), "--no-progress"],
+                          env={**os.environ, **hub_server.env(tmp_path / "cache")}, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    records = [json.loads(line) for line in output.read_text().splitlines()]
+    assert len(records) == 2 and {record["model"] for record in records} == {f"{base_repo}+{adapter_repo}"}
+    assert hub_server.token not in output.read_text() + done.stdout + done.stderr
+
+
+def test_missing_adapter_config_is_one_clear_error(tmp_path):
+    (tmp_path / "not-an-adapter").mkdir()
+    with pytest.raises(ValueError, match="no adapter_config.json"):
+        LocalEngine(None, adapter=str(tmp_path / "not-an-adapter"), progress=False)
