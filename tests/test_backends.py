@@ -149,6 +149,40 @@ def test_tgi_backend_finds_the_tokenizer_through_info(tgi_test_server):
 
 
 @pytest.mark.server
+def test_tgi_prompt_reaches_the_model_with_one_bos_as_training_tokenized_it(tiny_mistral_path):
+    """TGI's /generate tokenizes the inputs with the tokenizer's special tokens, so a rendered template that
+    already starts with <s> reaches a Mistral model as <s><s>[INST]...; the backend sends it without its BOS."""
+    from huggingface_hub import InferenceClient
+
+    from nli_cot_hub.chat_format import prompt_messages
+    from nli_cot_hub.chat_template import encode_prompts
+    from tests.servers import tgi_server
+
+    messages = prompt_messages("A man is sleeping on a bench.", "A person rests.")
+    with tgi_server(tiny_mistral_path) as server:
+        async def go():
+            backend = TGIBackend(server.url, tiny_mistral_path)
+            try:
+                return await backend.complete(messages, max_tokens=2), await backend._load_tokenizer()
+            finally:
+                await backend.aclose()
+
+        completion, tokenizer = asyncio.run(go())
+        client = InferenceClient(model=server.url)
+
+        def prefill(text: str) -> list[int]:
+            output = client.text_generation(text, max_new_tokens=1, details=True, decoder_input_details=True)
+            return [token.id for token in output.details.prefill]
+
+        sent = prefill(TGIBackend.prompt_for(tokenizer, messages))
+        doubled = prefill(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+    training_prompt = encode_prompts(tokenizer, [messages])[0]
+    assert sent == training_prompt and sent.count(tokenizer.bos_token_id) == 1
+    assert doubled[:2] == [tokenizer.bos_token_id] * 2  # the template's text as it is: two BOS
+    assert completion.prompt_tokens == len(sent) and completion.completion_tokens > 0
+
+
+@pytest.mark.server
 def test_llama_cpp_server_constrains_output_to_the_schema(llama_server):
     async def go():
         backend = make_backend(f"llamacpp:{llama_server.url}/v1#embedded")
