@@ -4,7 +4,9 @@ import pytest
 
 from nli_cot_hub.chat_format import prompt_messages
 from nli_cot_hub import local_engine
-from nli_cot_hub.local_engine import LocalEngine, adapter_base, cpu_cache_config
+from nli_cot_hub.local_engine import (
+    GPU_BATCH_SIZE, KV_MEMORY_SHARE, LocalEngine, adapter_base, cpu_cache_config, gpu_batch_size, kv_bytes_per_token,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -229,3 +231,50 @@ def test_missing_adapter_config_is_one_clear_error(tmp_path):
     (tmp_path / "not-an-adapter").mkdir()
     with pytest.raises(ValueError, match="no adapter_config.json"):
         LocalEngine(None, adapter=str(tmp_path / "not-an-adapter"), progress=False)
+
+
+# ---------------------------------------------------------------- GPU batch size from free memory
+
+GIB = 2**30
+
+
+def test_kv_cache_per_token_of_mistral_7b():
+    from nli_cot_hub.training import model_config
+
+    # 32 layers x 8 key/value heads x 128 dims, keys and values, bf16.
+    assert kv_bytes_per_token(model_config("mistralai/Mistral-7B-v0.3"), 2) == 2 * 32 * 8 * 128 * 2 == 128 * 1024
+
+
+@pytest.mark.parametrize("free_gib", [79.0, 39.0, 23.0, 15.5])
+def test_gpu_batch_is_the_most_sequences_whose_cache_fits(free_gib):
+    model, per_token, tokens = int(13.5 * GIB), 128 * 1024, 256 + 256   # Mistral-7B bf16, prompt + answer
+    batch = gpu_batch_size(int(free_gib * GIB), model, per_token, tokens)
+    spare = (free_gib * GIB - model) * KV_MEMORY_SHARE
+    assert 1 <= batch <= GPU_BATCH_SIZE
+    assert batch * per_token * tokens <= spare or batch == 1
+    assert batch == GPU_BATCH_SIZE or (batch + 1) * per_token * tokens > spare
+
+
+def test_gpu_batch_keeps_the_h100_cap_and_shrinks_with_memory():
+    sizes = [gpu_batch_size(int(free * GIB), int(13.5 * GIB), 128 * 1024, 512) for free in (79, 39, 23, 14, 10)]
+    assert sizes[0] == GPU_BATCH_SIZE == 512          # an H100 keeps the measured batch
+    assert sizes == sorted(sizes, reverse=True) and sizes[2] < 128 and sizes[-1] == 1
+    with pytest.raises(ValueError):
+        gpu_batch_size(GIB, 0, 0, 512)
+
+
+def test_engine_sizes_its_gpu_batch_from_the_prompts_it_gets(engine):
+    """The engine's wiring on a real model (the formula itself is tested above): parameters + buffers as the
+    model size, its own KV bytes per token, longest prompt + new tokens as the budget."""
+    model_bytes = sum(p.numel() * p.element_size() for p in engine.model.parameters()) + \
+        sum(b.numel() * b.element_size() for b in engine.model.buffers())
+    per_token = kv_bytes_per_token(engine.model.config, 4)
+    longest = max(len(ids) for ids in engine.encode(_conversations()))
+    engine.free_bytes_before_load = model_bytes + 3 * per_token * (longest + 4)  # room for ~2 sequences
+    engine.auto_batch = True
+    try:
+        engine.generate(_conversations(), max_new_tokens=4)
+        assert engine.batch_size == gpu_batch_size(engine.free_bytes_before_load, model_bytes, per_token,
+                                                   longest + 4) == 2
+    finally:
+        engine.auto_batch, engine.batch_size = False, 2
