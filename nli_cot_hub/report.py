@@ -359,8 +359,9 @@ def evaluate_files(paths: list[str], output_dir: str | Path, *, gold: dict[str, 
 def push_metric(repo_id: str, *, private: bool = False, token: str | None = None) -> str:
     """Publish the ``nli_cot`` metric as a Hub Space that ``evaluate.load(repo_id)`` can load.
 
-    ``evaluate`` looks for ``<space name>.py``, so the script is uploaded under the Space's name;
-    the token comes from ``HF_TOKEN`` (or the login cache) unless given.
+    ``evaluate`` looks for ``<space name>.py``, so the script is uploaded under the Space's name, with the
+    answer parser it imports beside it (``nli_cot_parser.py``): the Space installs only PyPI packages
+    (``requirements.txt``), not this one. The token comes from ``HF_TOKEN`` (or the login cache) unless given.
     """
     from huggingface_hub import CommitOperationAdd, HfApi
 
@@ -371,6 +372,8 @@ def push_metric(repo_id: str, *, private: bool = False, token: str | None = None
            f"module = evaluate.load({repo!r})\nlaunch_gradio_widget(module)\n")
     operations = [
         CommitOperationAdd(path_in_repo=f"{name}.py", path_or_fileobj=str(METRIC_DIR / "nli_cot.py")),
+        CommitOperationAdd(path_in_repo="nli_cot_parser.py",
+                           path_or_fileobj=(METRIC_DIR / "nli_cot_parser.py").read_bytes()),
         CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=str(METRIC_DIR / "README.md")),
         CommitOperationAdd(path_in_repo="requirements.txt", path_or_fileobj=str(METRIC_DIR / "requirements.txt")),
         CommitOperationAdd(path_in_repo="app.py", path_or_fileobj=app.encode("utf-8")),

@@ -78,8 +78,17 @@ def test_metric_card_and_requirements():
 
     header = yaml.safe_load(card.split("---\n")[1])
     assert "evaluate" in header["tags"] and header["app_file"] == "app.py"
-    requirements = (METRIC_DIR / "requirements.txt").read_text(encoding="utf-8")
-    assert "nli-cot-hub" in requirements and "json-repair" in requirements
+    from importlib.metadata import distribution
+
+    from packaging.requirements import Requirement
+
+    lines = (METRIC_DIR / "requirements.txt").read_text(encoding="utf-8").splitlines()
+    names = [Requirement(line).name for line in lines if line.strip() and not line.startswith("#")]
+    # Every requirement is a published distribution (installed here from the index), none is this package.
+    assert "json-repair" in names and "nli-cot-hub" not in names
+    assert all(distribution(name).metadata["Name"] for name in names)
+    # The parser the script imports ships beside it and is the package's own.
+    assert (METRIC_DIR / "nli_cot_parser.py").read_bytes() == (METRIC_DIR.parents[1] / "extract.py").read_bytes()
 
 
 def test_metric_pushed_to_a_space_loads_with_evaluate(hub_server, tmp_path):
@@ -93,7 +102,14 @@ def test_metric_pushed_to_a_space_loads_with_evaluate(hub_server, tmp_path):
     space = f"{hub_server.user}/nli_cot_{uuid.uuid4().hex[:6]}"
     result = CliRunner().invoke(build_app(), ["push-metric", space])
     assert result.exit_code == 0, result.output
+    # A machine without nli-cot-hub: any import of the package fails, so the Space must carry what it needs.
     code = f"""
+import sys
+class NoProject:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "nli_cot_hub":
+            raise ModuleNotFoundError(f"No module named {{name!r}}")
+sys.meta_path.insert(0, NoProject())
 import evaluate
 metric = evaluate.load({space!r})
 print(metric.compute(predictions={TEXTS!r}, references={GOLD!r})["accuracy"])

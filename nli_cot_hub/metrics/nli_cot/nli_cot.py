@@ -8,7 +8,9 @@ import evaluate
 import numpy as np
 from sklearn.metrics import precision_recall_fscore_support
 
-from nli_cot_hub.extract import extract_answer
+# The parser travels with the metric (a link to nli_cot_hub/extract.py here; a copy in a published Space), so
+# evaluate loads it next to this script and the Space needs nothing that is not on PyPI.
+from .nli_cot_parser import extract_answer
 
 _CITATION = """\
 @misc{nli_cot_hub,
@@ -21,8 +23,8 @@ _DESCRIPTION = """\
 Scores binary natural language inference (1 = entailment, 0 = no entailment) when the model answers
 with a chain of thought. Each prediction may be the raw generated text, e.g.
 `{"thought_process": "step 1: ...", "predicted_label": 1}` with or without fences, prose, repairs or
-truncation, or an already extracted label. Text is parsed with `nli_cot_hub.extract.extract_answer`
-(json-repair based); an answer without a label counts as wrong unless `unparsed` says otherwise.
+truncation, or an already extracted label. Text is parsed with `extract_answer` from `nli_cot_parser.py`
+beside this script, the same file as `nli_cot_hub.extract` (json-repair based); an answer without a label counts as wrong unless `unparsed` says otherwise.
 Besides accuracy, precision, recall and F1 (binary and macro) it reports how many answers parsed,
 with what status, the confusion matrix and the mean thought length.
 """
