@@ -63,7 +63,8 @@ def base_for_adapter(adapter: str) -> str:
 
     base = adapter_base(adapter)
     if base is None:
-        raise ValueError(f"adapter {adapter}: no adapter_config.json naming a base model there; pass --model")
+        raise ValueError(f"adapter {adapter}: no adapter_config.json naming a base model (not an adapter folder, "
+                         f"or a Hub repo that HF_ENDPOINT/HF_TOKEN cannot reach); pass --model")
     return EMBEDDED if base == EMBEDDED_NAME else base
 
 
