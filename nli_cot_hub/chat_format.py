@@ -5,7 +5,9 @@ A training example is TRL's conversational prompt-completion shape::
     {"prompt": [{"role": "system", ...}, {"role": "user", ...}],
      "completion": [{"role": "assistant", "content": '{"thought_process": ..., "predicted_label": 1}'}]}
 
-so SFTTrainer computes the loss on the completion only, and inference sends exactly ``prompt``.
+so SFTTrainer computes the loss on the completion only, and inference sends exactly ``prompt``. How these
+messages become a model's text (its own template, the system message folded into the user turn, or the
+project's template) is decided once per tokenizer by :mod:`nli_cot_hub.chat_template`.
 """
 
 from __future__ import annotations

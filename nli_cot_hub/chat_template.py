@@ -28,11 +28,12 @@ from dataclasses import dataclass
 log = logging.getLogger(__name__)
 
 Messages = list[dict[str, str]]
-RULES = ("native", "folded", "own")
 SYSTEM_ROLE_MODES = ("auto", "keep", "fold")
 FOLD_SEPARATOR = "\n\n"
 
-# Distinctive strings that no template writes by itself, so finding them in a rendering proves placement.
+# Distinctive strings that no template writes by itself, so finding them in a rendering proves placement. The
+# answer opens as every real answer does ('{"thought_process"'), so a token merge across the prompt/answer
+# boundary shows up in the probe exactly as it would in training.
 PROBE_SYSTEM = "Probe instructions: answer in JSON."
 PROBE_USER = "Probe premise and hypothesis."
 PROBE_ANSWER = '{"thought_process": "probe", "predicted_label": 1}'
