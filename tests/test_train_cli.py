@@ -49,7 +49,7 @@ def test_train_push_load_merge_and_card(embedded_model_path, tmp_path, hub_serve
     output = tmp_path / "run"
     repo = f"{hub_server.user}/tiny-nli-cot-{os.getpid()}"
     trained = cli("train", "--config", str(REPO / "recipes/smollm2_demo.yaml"),
-                  *tiny_run_args(base_path, output, "--max_steps", "2", "--warmup_steps", "1"),
+                  *tiny_run_args(base_path, output, "--max_steps", "2", "--warmup_steps", "0"),
                   "--push_to_hub", "true", "--hub_model_id", repo, "--hub_strategy", "end",
                   "--hub_dataset_id", "tester/nli-cot")
     assert trained.exit_code == 0, trained.output
