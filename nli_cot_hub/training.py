@@ -426,7 +426,14 @@ def random_init_checkpoint(model_name: str, dtype: str = "bfloat16", seed: int =
     scratch = target.with_name(target.name + f".partial-{os.getpid()}")
     model.save_pretrained(scratch)
     del model
-    scratch.rename(target)
+    try:
+        scratch.rename(target)
+    except OSError:  # another process (e.g. the other rank of a launch) saved it first
+        if not (target / "config.json").exists():
+            raise
+        import shutil
+
+        shutil.rmtree(scratch, ignore_errors=True)
     return str(target)
 
 

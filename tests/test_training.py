@@ -628,9 +628,11 @@ def tiny_mistral_with_template(tmp_path_factory) -> str:
     return build_tiny_mistral(tmp_path_factory.mktemp("tiny-mistral-template"), chat_template=MISTRAL_V3_CHAT_TEMPLATE)
 
 
-def accelerate_launch(config: str, output: Path, model: str, *extra: str) -> subprocess.CompletedProcess:
+def accelerate_launch(config: str, output: Path, model: str, *extra: str,
+                      launch_options: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(REPO / config),
-               "--num_processes", "2", "--main_process_port", str(29500 + os.getpid() % 500), str(REPO / "train.py"),
+               "--num_processes", "2", "--main_process_port", str(29500 + os.getpid() % 500), *launch_options,
+               str(REPO / "train.py"),
                "--config", str(REPO / "recipes/smollm2_demo.yaml"),
                *tiny_run_args(model, output, "--per_device_train_batch_size", "1", "--effective_batch_size", "4",
                               "--max_steps", "2", "--warmup_steps", "0", "--save_steps", "1", "--no_model_card"), *extra]
@@ -673,3 +675,29 @@ def test_fsdp_launch_on_cpu_is_refused_in_one_line(tiny_mistral_with_template, t
                              "--use_cpu", "true")
     assert done.returncode != 0
     assert "error: FSDP needs GPUs" in done.stderr and not (tmp_path / "fsdp" / "adapter_model.safetensors").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", [2, 3])
+def test_deepspeed_on_two_cpu_processes_saves_a_qlora_adapter(tiny_mistral_with_template, tmp_path, stage):
+    """DeepSpeed ZeRO-2/3 (its CPU accelerator, gloo) with the 4-bit base: under ZeRO-3 the model loads without a
+    device_map and the 4-bit storage follows dtype, and the final save gathers the adapter. deepspeed is in the gpu extra;
+    its sdist installs on CPU with `pip install --no-build-isolation deepspeed hjson einops ninja py-cpuinfo msgpack`."""
+    pytest.importorskip("deepspeed")
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    output = tmp_path / f"zero{stage}"
+    done = accelerate_launch(f"accelerate_configs/deepspeed_zero{stage}.yaml", output, tiny_mistral_with_template,
+                             "--use_cpu", "true", "--load_in_4bit", "true", launch_options=("--mixed_precision", "no"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (output / "checkpoint-2" / "global_step2").is_dir()  # a real DeepSpeed checkpoint
+    summary = json.loads((output / "training_metrics.json").read_text())["summary"]
+    assert summary["processes"] == 2 and summary["global_steps"] == 2
+    adapter = read_adapter(output)
+    assert adapter and all(tensor.numel() > 0 for tensor in adapter.values())  # gathered, not empty shards
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_mistral_with_template,
+                                                                           dtype=torch.float32), output)
+    generated = model.generate(input_ids=torch.tensor([[1, 3, 1040, 4]]), max_new_tokens=3, do_sample=False)
+    assert generated.shape[1] == 7
