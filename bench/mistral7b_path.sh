@@ -6,9 +6,11 @@
 # checks the path (memory, speed, schedule, saving, loading, prediction), not accuracy.
 #
 # Run from the repository root on the GPU machine; everything it needs travels inside the repository:
-#   .whl/           wheels the machine lacks, installed into /tmp/site (../shared/device/fetch-wheels.sh)
-#   .carry/mistral7b/comp34812_nli_jd0g_cot/   copy of ../shared/data/comp34812_nli_jd0g_cot
-#   .carry/mistral7b/dev_jd0g.csv              copy of ../shared/data/comp34812_nli/dev_jd0g.csv
+#   wheels the machine lacks, installed into /tmp/site from .whl/ (../shared/device/fetch-wheels.sh),
+#     .carry/whl_exp, .carry/whl_bnb and .carry/whl_7b (liger-kernel, mistral-common, sentencepiece, protobuf);
+#     (in two batches if they are too large to bring at once: INSTALL_ONLY=1 installs the first and stops)
+#   .carry/mistral7b/comp34812_nli_jd0g_cot/   a copy of ../shared/data/comp34812_nli_jd0g_cot
+#   .carry/mistral7b/dev_jd0g.csv              a copy of ../shared/data/comp34812_nli/dev_jd0g.csv
 #
 #   OUT=/tmp/out bash bench/mistral7b_path.sh             # the real schedule
 #   MAX_STEPS=30 bash bench/mistral7b_path.sh             # shorter: warm-up 3 (the recipe's share), peak, decay
@@ -25,11 +27,22 @@ export PYTHONPATH=$SITE:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFF
        NLI_COT_CACHE=/tmp/nli-cache TOKENIZERS_PARALLELISM=false PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
 mkdir -p "$OUT" "$SITE"
 
-if compgen -G ".whl/*.whl" > /dev/null && [ ! -f "$SITE/.installed" ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .whl/*.whl \
-    || { echo "error: wheel install failed"; exit 1; }
-  touch "$SITE/.installed"
+# Wheels may arrive in several batches on a machine that stays up: each run installs the ones not installed
+# yet, from every folder in WHEEL_DIRS.
+mkdir -p "$SITE/.wheels"
+new_wheels=()
+for wheel in ${WHEEL_DIRS:-.whl .carry/whl_exp .carry/whl_bnb .carry/whl_7b}; do
+  for file in "$wheel"/*.whl; do
+    [ -f "$file" ] && [ ! -f "$SITE/.wheels/$(basename "$file")" ] && new_wheels+=("$file")
+  done
+done
+if [ ${#new_wheels[@]} -gt 0 ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" \
+    "${new_wheels[@]}" || { echo "error: wheel install failed"; exit 1; }
+  for file in "${new_wheels[@]}"; do touch "$SITE/.wheels/$(basename "$file")"; done
+  echo "installed ${#new_wheels[@]} wheels"
 fi
+[ "${INSTALL_ONLY:-0}" = 1 ] && { echo "wheels installed; run again without INSTALL_ONLY with the data"; exit 0; }
 python3 - <<'EOF' | tee "$OUT/environment.txt"
 import importlib.util
 import torch, transformers
@@ -62,7 +75,7 @@ collect() {
 }
 trap collect EXIT
 
-step build python3 -m nli_cot_hub.cli build --jd0g "$DATA/comp34812_nli_jd0g_cot" --jd0g-dev-missing \
+step build python3 -m nli_cot_hub build --jd0g "$DATA/comp34812_nli_jd0g_cot" --jd0g-dev-missing \
   --output-dir build/cot_dataset --overwrite || exit 1
 
 # The random-weight checkpoint that --random_init trains on (seed 42, the recipe's), saved once before the
@@ -72,15 +85,17 @@ base=$(python3 -c "from nli_cot_hub.training import random_init_checkpoint; prin
 
 steps=()
 [ -n "${MAX_STEPS:-}" ] && steps=(--max_steps "$MAX_STEPS")
-step train python3 -m accelerate.commands.launch --config_file "${ACCELERATE_CONFIG:-accelerate_configs/single_gpu.yaml}" \
+# Time limits keep the whole script under 10 minutes (H100: 20 steps of this recipe took 65 s, so 60 steps with
+# 6 evaluations about 4 minutes); MAX_STEPS=30 halves the training when time is tight.
+step train timeout "${TRAIN_TIMEOUT:-420}" python3 -m accelerate.commands.launch --config_file "${ACCELERATE_CONFIG:-accelerate_configs/single_gpu.yaml}" \
   --num_processes "${NUM_PROCESSES:-1}" train.py --config recipes/mistral7b_qlora.yaml \
   --random_init --tokenizer_name_or_path mistral-common:v3 --output_dir "$RUN" "${steps[@]}" || exit 1
 tail -n 4 "$OUT/train.log"
 
-step predict python3 -m nli_cot_hub.cli predict "$DATA/dev_jd0g.csv" --model "$base" --adapter "$RUN" \
+step predict timeout "${PREDICT_TIMEOUT:-150}" python3 -m nli_cot_hub predict "$DATA/dev_jd0g.csv" --model "$base" --adapter "$RUN" \
   --limit "${PREDICT_ROWS:-200}" --batch-size 64 --max-new-tokens "${MAX_NEW_TOKENS:-128}" \
   -o "$OUT/predictions.jsonl" || exit 1
-step evaluate python3 -m nli_cot_hub.cli evaluate "$OUT/predictions.jsonl" -o "$OUT/eval" || exit 1
+step evaluate python3 -m nli_cot_hub evaluate "$OUT/predictions.jsonl" -o "$OUT/eval" || exit 1
 cp "$OUT/eval/metrics.json" "$OUT/eval/report.md" "$OUT/"
 python3 - "$RUN/training_metrics.json" <<'EOF'
 import json, sys
