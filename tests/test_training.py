@@ -647,12 +647,15 @@ def test_ddp_on_two_cpu_processes_saves_an_adapter_that_loads_and_generates(tiny
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     output = tmp_path / "ddp"
-    done = accelerate_launch("accelerate_configs/multi_cpu.yaml", output, tiny_mistral_with_template)
+    # One epoch of 10 rows, not max_steps: 5 micro-batches per process, accumulation 2 (effective batch
+    # 4 = 1 x 2 processes x 2), so 3 optimizer steps, the last on a short accumulation round.
+    done = accelerate_launch("accelerate_configs/multi_cpu.yaml", output, tiny_mistral_with_template,
+                             "--max_steps", "-1", "--num_train_epochs", "1", "--max_train_samples", "10")
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads((output / "training_metrics.json").read_text())["summary"]
-    assert summary["processes"] == 2 and summary["global_steps"] == summary["planned_steps"] == 2
-    assert "accumulation 2, 2 processes" in done.stdout  # effective batch 4 = 1 x 2 processes x 2
-    assert {"rng_state_0.pth", "rng_state_1.pth"} <= {p.name for p in (output / "checkpoint-2").iterdir()}
+    assert summary["processes"] == 2 and summary["global_steps"] == summary["planned_steps"] == 3
+    assert "5 micro-batches per process per epoch, accumulation 2, 2 processes" in done.stdout
+    assert {"rng_state_0.pth", "rng_state_1.pth"} <= {p.name for p in (output / "checkpoint-3").iterdir()}
 
     base = AutoModelForCausalLM.from_pretrained(tiny_mistral_with_template, dtype=torch.float32)
     model = PeftModel.from_pretrained(base, output)
