@@ -210,7 +210,7 @@ class SchedulePlan:
                 f"{self.processes} process{'es' if self.processes > 1 else ''}), warm-up {self.warmup_steps}")
         if scheduler in SCHEDULES_WITH_WARMUP and self.total_steps > 0:
             last = learning_rate_at(self.total_steps - 1, peak, self.warmup_steps, self.total_steps, scheduler)
-            text += f", {scheduler} from {peak:g} down to {last:.3g} at the last step"
+            text += f", then {scheduler}: LR peak {peak:g}, {last:.3g} at the last step"
         return text
 
 
