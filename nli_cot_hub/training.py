@@ -530,9 +530,13 @@ def use_full_state_dict_for_saving(trainer) -> None:
     """FSDP checkpoints during training stay sharded (each process writes its part, and resume reads them),
     but ``Trainer.save_model`` writes no weights at all for a sharded state dict. For the final adapter
     the plugin switches to a full state dict, gathered on the main process, as the PEFT FSDP guides do."""
-    if not getattr(trainer, "is_fsdp_enabled", False):
-        return
-    plugin = trainer.accelerator.state.fsdp_plugin
+    if getattr(trainer, "is_fsdp_enabled", False):
+        switch_to_full_state_dict(trainer.accelerator.state.fsdp_plugin)
+
+
+def switch_to_full_state_dict(plugin) -> None:
+    """An accelerate ``FullyShardedDataParallelPlugin`` from here on gathers full state dicts on the main
+    process (offloaded to CPU), whatever it was configured with."""
     if "FULL_STATE_DICT" in str(plugin.state_dict_type):
         return
     # set_state_dict_type keeps an existing (sharded) config object; clear them so it builds full ones.

@@ -704,3 +704,21 @@ def test_deepspeed_on_two_cpu_processes_saves_a_qlora_adapter(tiny_mistral_with_
                                                                            dtype=torch.float32), output)
     generated = model.generate(input_ids=torch.tensor([[1, 3, 1040, 4]]), max_new_tokens=3, do_sample=False)
     assert generated.shape[1] == 7
+
+
+def test_fsdp_final_save_switches_the_plugin_to_a_full_state_dict():
+    """The sharded config of fsdp_qlora.yaml becomes a full, rank-0, CPU-offloaded one for the final save;
+    accelerate's set_state_dict_type alone would keep the sharded config objects."""
+    from accelerate.utils import FullyShardedDataParallelPlugin
+    from torch.distributed.fsdp import FullOptimStateDictConfig, FullStateDictConfig, StateDictType
+
+    from nli_cot_hub.training import switch_to_full_state_dict
+
+    plugin = FullyShardedDataParallelPlugin(fsdp_version=1, state_dict_type="SHARDED_STATE_DICT",
+                                            sync_module_states=False, cpu_ram_efficient_loading=False)
+    assert plugin.state_dict_type == StateDictType.SHARDED_STATE_DICT
+    switch_to_full_state_dict(plugin)
+    assert plugin.state_dict_type == StateDictType.FULL_STATE_DICT
+    assert isinstance(plugin.state_dict_config, FullStateDictConfig)
+    assert plugin.state_dict_config.rank0_only and plugin.state_dict_config.offload_to_cpu
+    assert isinstance(plugin.optim_state_dict_config, FullOptimStateDictConfig)
