@@ -42,8 +42,14 @@ def main(script_args, training_args, model_args, callbacks: list | None = None) 
             script_args.effective_batch_size, training_args.per_device_train_batch_size, training_args.world_size)
     started = time.time()
 
+    training.apply_warmup_ratio(script_args, training_args)
+    training.check_launch(training_args)
+    training.check_optional_features(training_args)
     train_data, eval_data = training.prepare_splits(  # first: bad data fails before any model loads
         script_args, training_args.seed, want_eval=training_args.eval_strategy != "no")
+    schedule = training.plan_schedule(training_args, len(train_data))
+    training.check_schedule(schedule)
+    print(schedule.line(training_args.learning_rate, training_args.lr_scheduler_type), flush=True)
     tokenizer = training.load_tokenizer(model_args.model_name_or_path, script_args.tokenizer_name_or_path,
                                         model_args.model_revision)
     truncation = training.truncation_report(train_data, tokenizer, training_args.max_length)
@@ -74,6 +80,13 @@ def main(script_args, training_args, model_args, callbacks: list | None = None) 
     for peft_config in getattr(trainer.model, "peft_config", {}).values():
         peft_config.base_model_name_or_path = base_name
     parameters = training.trainable_parameters(trainer.model)
+    # TRL drops rows that truncation leaves without a completion token, and packing changes the row count:
+    # the plan is checked again on the rows the trainer really has.
+    if len(trainer.train_dataset) != schedule.train_examples:
+        schedule = training.plan_schedule(training_args, len(trainer.train_dataset))
+        training.check_schedule(schedule)
+        print(f"after tokenization: {schedule.line(training_args.learning_rate, training_args.lr_scheduler_type)}",
+              flush=True)
 
     recipe = training.resolved_recipe(script_args, training_args, model_args)
     if trainer.is_world_process_zero():
@@ -90,7 +103,9 @@ def main(script_args, training_args, model_args, callbacks: list | None = None) 
               "continue with --resume_from_checkpoint latest", flush=True)
         return {"status": "interrupted", "signal": signal_callback.received, "checkpoint": checkpoint}
 
-    trainer.save_model(training_args.output_dir)  # adapter (safetensors) + tokenizer
+    training.use_full_state_dict_for_saving(trainer)
+    # adapter (safetensors) + tokenizer; the push to the Hub, if any, is the single one at the end
+    trainer.save_model(training_args.output_dir, _internal_call=True)
     result: dict[str, Any] = {"status": "completed", "output_dir": training_args.output_dir}
     if trainer.is_world_process_zero():
         summary = training.training_summary(trainer.state.log_history, {
@@ -102,6 +117,8 @@ def main(script_args, training_args, model_args, callbacks: list | None = None) 
             "median_tokens": truncation.median_tokens,
             "max_tokens": truncation.max_tokens,
             "global_steps": trainer.state.global_step,
+            "planned_steps": schedule.total_steps,
+            "warmup_steps": schedule.warmup_steps,
             "processes": trainer.accelerator.num_processes,
             "peak_memory_gib": training.peak_memory_gib(),
             "wall_time_s": round(time.time() - started, 1),
@@ -122,7 +139,13 @@ def main(script_args, training_args, model_args, callbacks: list | None = None) 
 
 
 if __name__ == "__main__":
+    from nli_cot_hub.data import DataError
+
     script_args, training_args, model_args = make_parser().parse_args_and_config()
-    outcome = main(script_args, training_args, model_args)
+    try:
+        outcome = main(script_args, training_args, model_args)
+    except (DataError, FileNotFoundError) as error:  # bad data or recipe: one line, no traceback
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
     # 128 + signal number, as a shell reports a process ended by that signal.
     sys.exit(128 + outcome["signal"] if outcome["status"] == "interrupted" else 0)

@@ -171,7 +171,7 @@ def plan_steps(plan: DemoPlan, layout: Layout, data_root: Path, hub_env: dict[st
              ["train", "--config", shown(RECIPE), "--dataset_name", shown(layout.dataset),
               "--dataset_config", "combined", "--output_dir", shown(layout.adapter),
               "--max_steps", str(plan.train_steps), "--per_device_train_batch_size", str(plan.train_batch),
-              "--gradient_accumulation_steps", "1", "--warmup_steps", str(max(1, plan.train_steps // 8)),
+              "--gradient_accumulation_steps", "1",
               "--eval_steps", str(max(1, plan.train_steps // 2)), "--save_steps", str(max(1, plan.train_steps // 2))],
              outputs={"adapter + model card": layout.adapter}),
         Step("predict", "the fine-tuned adapter answers unseen dev pairs; the coursework CSV",

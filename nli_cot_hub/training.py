@@ -10,7 +10,7 @@ import json
 import math
 import os
 import signal
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,11 @@ class NliScriptArguments(ScriptArguments):
         default=False,
         metadata={"help": "BENCHMARKS ONLY: build the model from its config with random weights "
                           "instead of loading weights (for machines that cannot download them)."},
+    )
+    warmup_ratio: float | None = field(
+        default=None,
+        metadata={"help": "Warm-up as a share of the optimizer steps, in (0, 1): the same as a warmup_steps "
+                          "value below 1 (transformers 5 reads warmup_steps < 1 as a share). Give one or the other."},
     )
     hub_dataset_id: str | None = field(
         default=None, metadata={"help": "Hub id of the training data, named in the model card when "
@@ -176,6 +181,101 @@ def accumulation_steps(effective_batch_size: int, per_device_batch_size: int, pr
         raise ValueError(f"effective_batch_size {effective_batch_size} is not a multiple of "
                          f"per_device_train_batch_size {per_device_batch_size} x {processes} processes")
     return effective_batch_size // per_step
+
+
+class RecipeError(DataError):
+    """A recipe whose values cannot work together for this data; the message names them and the fix."""
+
+
+# A warm-up longer than this share of the optimizer steps leaves too little of the run at the peak LR
+# and in the decay for the schedule to do what the recipe says.
+MAX_WARMUP_SHARE = 0.2
+
+
+@dataclass(frozen=True)
+class SchedulePlan:
+    """The optimizer steps a run will take, computed before any model loads."""
+
+    train_examples: int
+    batches_per_process: int
+    accumulation: int
+    processes: int
+    total_steps: int
+    warmup_steps: int
+    warmup_share: float | None = None  # set when the recipe gives the warm-up as a share of the run
+
+    def line(self, peak: float, scheduler: Any) -> str:
+        scheduler = str(getattr(scheduler, "value", scheduler))  # SFTConfig holds an enum
+        text = (f"schedule: {self.total_steps} optimizer steps ({self.train_examples} examples, "
+                f"{self.batches_per_process} micro-batches per process per epoch, accumulation {self.accumulation}, "
+                f"{self.processes} process{'es' if self.processes > 1 else ''}), warm-up {self.warmup_steps}")
+        if scheduler in SCHEDULES_WITH_WARMUP and self.total_steps > 0:
+            last = learning_rate_at(self.total_steps - 1, peak, self.warmup_steps, self.total_steps, scheduler)
+            text += f", then {scheduler}: LR peak {peak:g}, {last:.3g} at the last step"
+        return text
+
+
+def batches_per_process(examples: int, per_device_batch_size: int, processes: int, drop_last: bool) -> int:
+    """Micro-batches each process sees per epoch: the DataLoader's length after accelerate shards it
+    (``BatchSamplerShard`` with even batches: a short last round is padded, unless ``drop_last``)."""
+    batches = examples // per_device_batch_size if drop_last else math.ceil(examples / per_device_batch_size)
+    if processes == 1 or batches % processes == 0 or drop_last:
+        return batches // processes
+    return batches // processes + 1
+
+
+def optimizer_steps(batches: int, accumulation: int, epochs: float, max_steps: int) -> int:
+    """Total optimizer steps, as ``Trainer.set_initial_training_values`` counts them: a short last
+    accumulation round still makes a step."""
+    if max_steps > 0:
+        return max_steps
+    per_epoch = max(math.ceil(batches / accumulation), 1)
+    return math.ceil(epochs * per_epoch)
+
+
+def plan_schedule(training_args, train_examples: int) -> SchedulePlan:
+    processes = max(1, training_args.world_size)
+    batches = batches_per_process(train_examples, training_args.per_device_train_batch_size, processes,
+                                  training_args.dataloader_drop_last)
+    total = optimizer_steps(batches, training_args.gradient_accumulation_steps, training_args.num_train_epochs,
+                            training_args.max_steps)
+    # get_warmup_steps reads warmup_steps as a count (>= 1) or a share of the total (< 1), as the Trainer does.
+    share = training_args.warmup_steps if 0 < training_args.warmup_steps < 1 else None
+    return SchedulePlan(train_examples, batches, training_args.gradient_accumulation_steps, processes, total,
+                        training_args.get_warmup_steps(total), share)
+
+
+def check_schedule(plan: SchedulePlan, max_share: float = MAX_WARMUP_SHARE) -> None:
+    """Refuse a warm-up that takes more than ``max_share`` of the run: the LR would barely (or never)
+    reach its peak and the decay would not happen. A warm-up given as a share is judged by that share
+    (the Trainer rounds it up to a whole step, which on a run of a few steps is more)."""
+    if plan.warmup_share is not None:
+        if plan.warmup_share <= max_share:
+            return
+        asked = f"warm-up share {plan.warmup_share:g}"
+    elif plan.warmup_steps <= max_share * plan.total_steps:
+        return
+    else:
+        asked = f"warm-up of {plan.warmup_steps} optimizer steps"
+    fitting = math.floor(max_share * plan.total_steps)
+    raise RecipeError(
+        f"{asked} is more than {max_share:.0%} of the {plan.total_steps} optimizer steps this run takes "
+        f"({plan.train_examples} train examples, {plan.batches_per_process} micro-batches per process per epoch, "
+        f"accumulation {plan.accumulation}, {plan.processes} process(es)), so the LR would hardly reach its peak "
+        f"or decay; set --warmup_steps to at most {fitting} (a count) or to a share such as 0.1")
+
+
+def apply_warmup_ratio(script_args, training_args) -> None:
+    """``warmup_ratio`` (transformers 4 recipes) becomes the share-valued ``warmup_steps`` transformers 5 reads."""
+    ratio = script_args.warmup_ratio
+    if ratio is None:
+        return
+    if not 0 < ratio < 1:
+        raise RecipeError(f"warmup_ratio {ratio}: expected a share of the optimizer steps, between 0 and 1")
+    if training_args.warmup_steps:
+        raise RecipeError(f"warmup_ratio {ratio} and warmup_steps {training_args.warmup_steps} are both set; "
+                          "give one of them")
+    training_args.warmup_steps = ratio
 
 
 def token_lengths(dataset, tokenizer) -> list[int]:
@@ -317,14 +417,39 @@ def random_init_checkpoint(model_name: str, dtype: str = "bfloat16", seed: int =
     scratch = target.with_name(target.name + f".partial-{os.getpid()}")
     model.save_pretrained(scratch)
     del model
-    scratch.rename(target)
+    try:
+        scratch.rename(target)
+    except OSError:  # another process (e.g. the other rank of a launch) saved it first
+        if not (target / "config.json").exists():
+            raise
+        import shutil
+
+        shutil.rmtree(scratch, ignore_errors=True)
     return str(target)
 
 
+def sharded_loading() -> str | None:
+    """'fsdp' or 'zero3' when the launcher shards the parameters themselves (accelerate sets these
+    variables from its config), else None. Sharded parameters must share one dtype and go on no fixed device."""
+    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
+        return "fsdp"
+    if (os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+            and os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3"):
+        return "zero3"
+    return None
+
+
 def quantization_config(model_args):
-    """TRL's BitsAndBytesConfig from the recipe, with the 4-bit storage dtype FSDP needs when set."""
+    """TRL's BitsAndBytesConfig from the recipe. Under FSDP or ZeRO-3 the packed 4-bit weights are stored
+    in the compute dtype unless the recipe says otherwise: both flatten every parameter of a unit into one
+    tensor, which needs one dtype for the frozen 4-bit weights and the trainable LoRA weights alike."""
     from trl import get_quantization_config
 
+    if model_args.load_in_4bit and model_args.bnb_4bit_quant_storage is None and sharded_loading():
+        if model_args.dtype in (None, "auto"):
+            raise RecipeError(f"{sharded_loading()} with load_in_4bit needs dtype set (e.g. --dtype bfloat16): the "
+                              "4-bit weights are stored in that dtype so they shard with the LoRA weights")
+        model_args = replace(model_args, bnb_4bit_quant_storage=model_args.dtype)
     return get_quantization_config(model_args)
 
 
@@ -340,15 +465,43 @@ def model_init_kwargs(model_args, training_args) -> dict[str, Any]:
     quantization = quantization_config(model_args)
     if quantization is not None:
         kwargs["quantization_config"] = quantization
-        # FSDP shards the quantized weights itself and needs them on no fixed device; otherwise each
+        # FSDP and ZeRO-3 place the shards themselves (ZeRO-3 refuses a device_map); otherwise each
         # process puts its 4-bit copy on its own GPU.
-        if not os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true" and torch.cuda.is_available():
+        if sharded_loading() is None and torch.cuda.is_available():
             from accelerate import PartialState
 
             kwargs["device_map"] = {"": PartialState().local_process_index}
     if training_args.model_init_kwargs:
         kwargs.update(training_args.model_init_kwargs)
+    if sharded_loading() == "zero3":
+        kwargs.pop("device_map", None)
     return {key: value for key, value in kwargs.items() if value is not None}
+
+
+def check_launch(training_args) -> None:
+    """Two ways a multi-process launch silently becomes something else on a machine without GPUs."""
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched > 1 and training_args.world_size == 1:
+        raise RecipeError(f"{launched} processes were launched but did not join one process group (no GPU here): "
+                          "pass --use_cpu true so they train together over gloo")
+    if sharded_loading() == "fsdp" and training_args.use_cpu:
+        raise RecipeError("FSDP needs GPUs: accelerate turns CPU processes into plain data parallel (gloo), "
+                          "so nothing would be sharded; use accelerate_configs/multi_cpu.yaml on CPU")
+
+
+# SFTConfig switches that need a package outside the base install, and the extra that provides it.
+OPTIONAL_FEATURES = {"use_liger_kernel": ("liger_kernel", "gpu")}
+
+
+def check_optional_features(training_args) -> None:
+    """Before the model loads: a switched-on feature whose package is missing fails in one line, not after
+    minutes of loading a 7B model."""
+    import importlib.util
+
+    for flag, (module, extra) in OPTIONAL_FEATURES.items():
+        if getattr(training_args, flag, False) and importlib.util.find_spec(module) is None:
+            raise RecipeError(f"{flag}: true needs the '{module}' package, which is missing; install the "
+                              f"'{extra}' extra (pip install -e '.[{extra}]') or pass --{flag} false")
 
 
 def load_model(model_args, training_args, random_init: bool = False, seed: int = 0):
@@ -362,6 +515,25 @@ def load_model(model_args, training_args, random_init: bool = False, seed: int =
         path = random_init_checkpoint(model_args.model_name_or_path, "bfloat16", seed)
         kwargs.pop("revision", None)
     return AutoModelForCausalLM.from_pretrained(path, **kwargs)
+
+
+def use_full_state_dict_for_saving(trainer) -> None:
+    """FSDP checkpoints during training stay sharded (each process writes its part, and resume reads them),
+    but ``Trainer.save_model`` writes no weights at all for a sharded state dict. For the final adapter
+    the plugin switches to a full state dict, gathered on the main process, as the PEFT FSDP guides do."""
+    if getattr(trainer, "is_fsdp_enabled", False):
+        switch_to_full_state_dict(trainer.accelerator.state.fsdp_plugin)
+
+
+def switch_to_full_state_dict(plugin) -> None:
+    """An accelerate ``FullyShardedDataParallelPlugin`` from here on gathers full state dicts on the main
+    process (offloaded to CPU), whatever it was configured with."""
+    if "FULL_STATE_DICT" in str(plugin.state_dict_type):
+        return
+    # set_state_dict_type keeps an existing (sharded) config object; clear them so it builds full ones.
+    plugin.state_dict_config = None
+    plugin.optim_state_dict_config = None
+    plugin.set_state_dict_type("FULL_STATE_DICT")
 
 
 def hub_base_model(model_name: str | None) -> str:
@@ -391,6 +563,9 @@ def resolve_resume(value: str | bool | None, output_dir: str) -> str | None:
     if not os.path.isdir(str(value)):
         raise FileNotFoundError(f"--resume_from_checkpoint {value}: no such checkpoint folder")
     return str(value)
+
+
+SCHEDULES_WITH_WARMUP = ("cosine", "linear", "constant_with_warmup")
 
 
 def learning_rate_at(step: int, peak: float, warmup_steps: int, total_steps: int,

@@ -65,7 +65,7 @@ def test_card_metadata_parses_with_model_index(tmp_path, monkeypatch):
     import yaml
 
     micro_batch = yaml.safe_load((REPO / "recipes/mistral7b_qlora.yaml").read_text())["per_device_train_batch_size"]
-    for row in ("| lora_r | 32 |", "| lora_alpha | 64 |", "| warmup_steps | 150 |", "| max_length | 512 |",
+    for row in ("| lora_r | 32 |", "| lora_alpha | 64 |", "| warmup_steps | 0.1 |", "| max_length | 512 |",
                 "| effective batch | 64 |", f"| gradient_accumulation_steps | {64 // micro_batch} |",
                 "| load_in_4bit | True |",
                 "| accuracy | 0.8812 |", "| parse_rate | 0.9950 |", "| training examples | 3200 |"):

@@ -49,13 +49,16 @@ def test_train_push_load_merge_and_card(embedded_model_path, tmp_path, hub_serve
     output = tmp_path / "run"
     repo = f"{hub_server.user}/tiny-nli-cot-{os.getpid()}"
     trained = cli("train", "--config", str(REPO / "recipes/smollm2_demo.yaml"),
-                  *tiny_run_args(base_path, output, "--max_steps", "2", "--warmup_steps", "1"),
+                  *tiny_run_args(base_path, output, "--max_steps", "2", "--warmup_steps", "0"),
                   "--push_to_hub", "true", "--hub_model_id", repo, "--hub_strategy", "end",
                   "--hub_dataset_id", "tester/nli-cot")
     assert trained.exit_code == 0, trained.output
     outcome = re.findall(r'\{"status".*\}', trained.output)[-1]  # progress bars share the line
     assert json.loads(outcome)["hub_model_id"] == repo
 
+    # One push per run: the repo's initial commit and the final upload, not save_model's own push besides.
+    commits = HfApi().list_repo_commits(repo)
+    assert [commit.title for commit in commits] == ["Adapter, tokenizer, metrics and model card", "initial commit"]
     files = set(HfApi().list_repo_files(repo))
     assert {"adapter_model.safetensors", "adapter_config.json", "README.md", "tokenizer.json",
             "training_metrics.json", "training_curves.png", "recipe_resolved.yaml"} <= files
@@ -95,3 +98,67 @@ def test_train_push_load_merge_and_card(embedded_model_path, tmp_path, hub_serve
     assert {r.metric_type: r.metric_value for r in pushed.data.eval_results}["accuracy"] == 0.61
     assert pushed.content == (output / "README.md").read_text()
     assert hf_hub_download(repo, "adapter_config.json")  # the adapter is still there
+
+
+@pytest.mark.slow
+def test_tiny_mistral_build_train_merge_predict_evaluate_card(tmp_path):
+    """The Mistral path end to end on CPU with the tiny model of its architecture and the real v3 tokenizer:
+    build -> train (the loss covers exactly the answer + EOS) -> merge -> predict (local engine) -> evaluate
+    -> card."""
+    import sys
+
+    from datasets import load_dataset
+    from transformers import AutoTokenizer, TrainerCallback
+
+    from nli_cot_hub.training import MISTRAL_V3_CHAT_TEMPLATE
+    from tests.tiny_mistral import build_tiny_mistral
+
+    base = build_tiny_mistral(tmp_path / "base", chat_template=MISTRAL_V3_CHAT_TEMPLATE)
+    data = tmp_path / "cot"
+    built = cli("build", "--jd0g", str(shared("comp34812_nli_jd0g_cot")), "--output-dir", str(data))
+    assert built.exit_code == 0, built.output
+
+    class FirstRows(TrainerCallback):
+        """The first two training rows as the collator hands them to the model."""
+        batch = None
+
+        def on_train_begin(self, args, state, control, train_dataloader=None, **kwargs):
+            FirstRows.batch = train_dataloader.collate_fn([train_dataloader.dataset[i] for i in range(2)])
+
+    sys.path.insert(0, str(REPO))
+    from train import main, make_parser
+
+    output = tmp_path / "adapter"
+    arguments = make_parser().parse_args_and_config([
+        "--config", str(REPO / "recipes/smollm2_demo.yaml"), "--model_name_or_path", base, "--dataset_name", str(data),
+        "--dataset_config", "combined", "--output_dir", str(output), "--max_steps", "2", "--warmup_steps", "0",
+        "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "1", "--eval_steps", "2",
+        "--save_steps", "2", "--max_length", "512", "--max_eval_samples", "2", "--hub_dataset_id", "tester/nli-cot"])
+    assert main(*arguments, callbacks=[FirstRows()])["status"] == "completed"
+
+    tokenizer = AutoTokenizer.from_pretrained(output)
+    train_rows = load_dataset(str(data), "combined", split="train")
+    for row, ids, labels in zip(train_rows, FirstRows.batch["input_ids"], FirstRows.batch["labels"]):
+        learned = [int(token) for token, label in zip(ids, labels) if label != -100]
+        assert learned == [int(label) for label in labels if label != -100]  # labels are the ids themselves
+        answer = row["completion"][0]["content"]
+        assert learned[-1] == tokenizer.eos_token_id
+        assert tokenizer.decode(learned).strip() == answer + tokenizer.eos_token
+        prompt_ids = [int(token) for token, label in zip(ids, labels) if label == -100 and token != tokenizer.pad_token_id]
+        assert tokenizer.convert_ids_to_tokens(prompt_ids)[-1] == "[/INST]"  # the whole prompt is masked
+
+    merged = tmp_path / "merged"
+    done = cli("merge", str(output), "--output-dir", str(merged), "--base-model", base, "--dtype", "float32")
+    assert done.exit_code == 0, done.output
+    predictions, report = tmp_path / "predictions.jsonl", tmp_path / "eval"
+    done = cli("predict", str(shared("comp34812_nli/trial_jd0g.csv")), "--model", str(merged), "--limit", "4",
+               "--max-new-tokens", "12", "-o", str(predictions))
+    assert done.exit_code == 0, done.output
+    records = [json.loads(line) for line in predictions.read_text().splitlines()]
+    assert len(records) == 4 and all(record["raw_output"] for record in records)
+    done = cli("evaluate", str(predictions), "-o", str(report))
+    assert done.exit_code == 0, done.output
+    done = cli("card", str(output), "--eval-metrics", str(report / "metrics.json"), "--eval-dataset", "trial")
+    assert done.exit_code == 0, done.output
+    card = (output / "README.md").read_text()
+    assert "tester/nli-cot" in card and "| accuracy |" in card

@@ -234,7 +234,8 @@ def test_recipes_parse_with_their_documented_values():
     assert (model.lora_r, model.lora_alpha, model.lora_dropout) == (32, 64, 0.05)
     assert sorted(model.lora_target_modules) == sorted(
         ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
-    assert (training.max_length, training.warmup_steps, training.max_grad_norm) == (512, 150, 1.0)
+    assert (training.max_length, training.warmup_steps, training.max_grad_norm) == (512, 0.1, 1.0)
+    assert training.hub_strategy == "end"
     assert training.lr_scheduler_type == "cosine" and training.completion_only_loss is True
     assert training.load_best_model_at_end and script.effective_batch_size == 64
     _, _, ablation = parse("--use_cpu", "true", recipe="recipes/mistral7b_qlora_r16.yaml")
@@ -348,7 +349,7 @@ def test_resume_after_sigterm_is_exact(tiny_model, tmp_path):
     from train import main
 
     steps, stop_at = 5, 2
-    common = ["--max_steps", str(steps), "--warmup_steps", "2", "--lora_dropout", "0.1"]
+    common = ["--max_steps", str(steps), "--warmup_steps", "1", "--lora_dropout", "0.1"]
 
     straight = parse(*tiny_run_args(tiny_model, tmp_path / "straight", *common))
     assert main(*straight)["status"] == "completed"
@@ -393,7 +394,7 @@ def test_two_gloo_processes_follow_the_single_process_lr(tiny_model, tmp_path):
                     [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes)])
         command = [*launcher, str(REPO / "train.py"), "--config", str(REPO / "recipes/smollm2_demo.yaml"),
                    *tiny_run_args(tiny_model, output, "--effective_batch_size", "4", "--per_device_train_batch_size",
-                                  "1", "--max_steps", "3", "--warmup_steps", "2", "--no_model_card")]
+                                  "1", "--max_steps", "3", "--warmup_steps", "0.2", "--no_model_card")]
         done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
         return json.loads((output / "training_metrics.json").read_text())
@@ -447,3 +448,277 @@ def test_qlora_recipe_path_trains_through_train_py(tiny_model, tmp_path):
     assert outcome["status"] == "completed"
     adapter = read_adapter(tmp_path / "q")
     assert any("lora_B" in name and tensor.abs().sum() > 0 for name, tensor in adapter.items())
+
+
+# ---------------------------------------------------------------------------------------------
+# The schedule, planned before the model loads
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("examples,batch,processes,accumulation,drop_last,epochs,max_steps", [
+    (1906, 32, 1, 2, False, 2, -1), (1906, 32, 2, 1, False, 2, -1), (80, 32, 1, 2, False, 2, -1),
+    (61, 4, 2, 3, False, 1.5, -1), (61, 4, 2, 3, True, 3, -1), (7, 2, 3, 1, False, 1, -1), (100, 8, 1, 4, False, 1, 9),
+])
+def test_planned_steps_are_the_trainers(tmp_path, examples, batch, processes, accumulation, drop_last, epochs, max_steps):
+    """The per-process micro-batches are the length of accelerate's sharded batch sampler, and the optimizer
+    steps are what the Trainer computes from that DataLoader."""
+    import torch
+    from accelerate.data_loader import BatchSamplerShard
+    from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
+    from transformers import Trainer, TrainingArguments
+
+    from nli_cot_hub.training import batches_per_process, optimizer_steps
+
+    sampler = BatchSampler(SequentialSampler(range(examples)), batch, drop_last)
+    shard = BatchSamplerShard(sampler, num_processes=processes, process_index=0, even_batches=True) \
+        if processes > 1 else sampler
+    loader = DataLoader(list(range(examples)), batch_sampler=shard)
+    assert batches_per_process(examples, batch, processes, drop_last) == len(loader)
+
+    args = TrainingArguments(str(tmp_path), per_device_train_batch_size=batch, gradient_accumulation_steps=accumulation,
+                             num_train_epochs=epochs, max_steps=max_steps, dataloader_drop_last=drop_last,
+                             use_cpu=True, report_to="none")
+    trainer = Trainer(model=torch.nn.Linear(2, 2), args=args)
+    trainer_steps = trainer.set_initial_training_values(args, loader)[-1]
+    assert optimizer_steps(len(loader), accumulation, epochs, max_steps) == trainer_steps
+
+
+@pytest.fixture(scope="module")
+def built_cot(tmp_path_factory) -> dict[str, Path]:
+    """The recipe's data: the author's artifacts built as the README says, with and without their dev thoughts."""
+    from typer.testing import CliRunner
+
+    from nli_cot_hub.cli import build_app
+
+    folders = {}
+    for name, extra in (("sample", []), ("full", ["--jd0g-dev-missing"])):
+        folders[name] = tmp_path_factory.mktemp("cot") / name
+        done = CliRunner().invoke(build_app(), ["build", "--jd0g", str(shared("comp34812_nli_jd0g_cot")), *extra,
+                                                "--output-dir", str(folders[name])])
+        assert done.exit_code == 0, done.output
+    return folders
+
+
+@pytest.mark.parametrize("recipe", ["recipes/mistral7b_qlora.yaml", "recipes/mistral7b_qlora_r16.yaml"])
+def test_mistral_recipes_warm_up_peak_and_decay_on_the_built_data(built_cot, recipe):
+    from nli_cot_hub import training
+
+    for data, total, warmup in (("full", 60, 6), ("sample", 4, 1)):
+        script, args, _ = parse("--dataset_name", str(built_cot[data]), "--use_cpu", "true", recipe=recipe)
+        args.gradient_accumulation_steps = training.accumulation_steps(
+            script.effective_batch_size, args.per_device_train_batch_size, args.world_size)
+        train, _ = training.prepare_splits(script, args.seed, want_eval=True)
+        plan = training.plan_schedule(args, len(train))
+        assert (plan.total_steps, plan.warmup_steps) == (total, warmup), data
+        training.check_schedule(plan)
+        rates = [training.learning_rate_at(step, args.learning_rate, plan.warmup_steps, plan.total_steps)
+                 for step in range(plan.total_steps)]
+        assert rates.index(max(rates)) == warmup and max(rates) == pytest.approx(args.learning_rate)
+        assert rates[-1] < 0.3 * args.learning_rate  # the cosine decay happens
+
+
+def test_other_recipes_fit_their_data():
+    from nli_cot_hub import training
+
+    script, args, _ = parse()
+    train, _ = training.prepare_splits(script, args.seed, want_eval=True)
+    plan = training.plan_schedule(args, len(train))
+    training.check_schedule(plan)
+    assert 0 < plan.warmup_steps < plan.total_steps
+    script, args, _ = parse("--dataset_name", str(shared(SAMPLE)), "--use_cpu", "true", "--bf16", "false",
+                            recipe="experiments/recipe_smollm2_h100.yaml")
+    training.check_schedule(training.plan_schedule(args, 1884))  # builds/jd0g's original train split
+    training.check_schedule(training.plan_schedule(parse(
+        "--use_cpu", "true", "--bf16", "false", "--max_steps", "2", recipe="experiments/recipe_smollm2_h100.yaml")[1], 8))
+
+
+def test_a_long_warm_up_is_refused_before_the_model_loads(built_cot):
+    """The original 150 warm-up steps against the 60 the data give: one line naming the numbers and the fix,
+    exit 2, before the tokenizer or the (here unavailable) 7B model loads."""
+    from typer.testing import CliRunner
+
+    from nli_cot_hub.cli import build_app
+
+    done = CliRunner().invoke(build_app(), [
+        "train", "--config", str(REPO / "recipes/mistral7b_qlora.yaml"), "--dataset_name", str(built_cot["full"]),
+        "--warmup_steps", "150", "--use_cpu", "true", "--bf16", "false", "--use_liger_kernel", "false"])
+    assert done.exit_code == 2, done.output
+    assert ("warm-up of 150 optimizer steps is more than 20% of the 60 optimizer steps this run takes "
+            "(1906 train examples") in done.output
+    assert "--warmup_steps to at most 12" in done.output and "Traceback" not in done.output
+    shared_too_long = CliRunner().invoke(build_app(), [
+        "train", "--config", str(REPO / "recipes/mistral7b_qlora.yaml"), "--dataset_name", str(built_cot["full"]),
+        "--warmup_ratio", "0.5", "--warmup_steps", "0", "--use_cpu", "true", "--bf16", "false",
+        "--use_liger_kernel", "false"])
+    assert shared_too_long.exit_code == 2 and "warm-up share 0.5 is more than 20%" in shared_too_long.output
+
+
+def test_warmup_ratio_is_a_share_of_the_steps():
+    from nli_cot_hub import training
+
+    script, args, _ = parse("--warmup_ratio", "0.25", "--warmup_steps", "0", "--max_steps", "10")
+    training.apply_warmup_ratio(script, args)
+    plan = training.plan_schedule(args, 60)
+    assert (plan.total_steps, plan.warmup_steps, plan.warmup_share) == (10, 3, 0.25)  # ceil, as the Trainer
+    with pytest.raises(training.RecipeError, match="more than 20%"):
+        training.check_schedule(plan)
+    script, args, _ = parse("--warmup_ratio", "0.1")  # the demo recipe's own warmup_steps is set too
+    with pytest.raises(training.RecipeError, match="both set"):
+        training.apply_warmup_ratio(script, args)
+
+
+def test_liger_without_its_package_fails_before_loading():
+    import importlib.util
+
+    from typer.testing import CliRunner
+
+    from nli_cot_hub.cli import build_app
+
+    if importlib.util.find_spec("liger_kernel") is not None:
+        pytest.skip("liger-kernel is installed here")
+    done = CliRunner().invoke(build_app(), [
+        "train", "--config", str(REPO / "recipes/mistral7b_qlora.yaml"), "--use_cpu", "true", "--bf16", "false"])
+    assert done.exit_code == 2
+    assert "use_liger_kernel: true needs the 'liger_kernel' package" in done.output
+    assert "pip install -e '.[gpu]'" in done.output and "Traceback" not in done.output
+
+
+@pytest.mark.parametrize("launcher,env", [
+    ("fsdp", {"ACCELERATE_USE_FSDP": "true"}),
+    ("zero3", {"ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_ZERO_STAGE": "3"}),
+    (None, {"ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_ZERO_STAGE": "2"}),
+])
+def test_sharded_launchers_store_4bit_weights_in_the_compute_dtype(monkeypatch, launcher, env):
+    """accelerate launch sets these variables from the FSDP / DeepSpeed configs; the 4-bit storage dtype then
+    follows dtype without a flag, and ZeRO-3 (which refuses a device_map) gets none."""
+    import torch
+
+    from nli_cot_hub import training
+
+    _, args, model = parse("--use_cpu", "true", "--bf16", "false", recipe="recipes/mistral7b_qlora.yaml")
+    _, _, explicit = parse("--use_cpu", "true", "--bnb_4bit_quant_storage", "float32", recipe="recipes/mistral7b_qlora.yaml")
+    for name, value in env.items():  # after parsing: TrainingArguments would need deepspeed installed
+        monkeypatch.setenv(name, value)
+    assert training.sharded_loading() == launcher
+    storage = training.quantization_config(model).bnb_4bit_quant_storage
+    assert storage == (torch.bfloat16 if launcher else torch.uint8)
+    args.model_init_kwargs = {"device_map": {"": 0}}
+    kwargs = training.model_init_kwargs(model, args)
+    assert ("device_map" in kwargs) == (launcher != "zero3")
+    assert training.quantization_config(explicit).bnb_4bit_quant_storage == torch.float32
+
+
+def test_fsdp_on_cpu_is_refused(monkeypatch):
+    from nli_cot_hub import training
+
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    _, args, _ = parse("--use_cpu", "true")
+    with pytest.raises(training.RecipeError, match="FSDP needs GPUs"):
+        training.check_launch(args)
+
+
+# ---------------------------------------------------------------------------------------------
+# Several CPU processes on the Mistral architecture (accelerate launch, gloo)
+# ---------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_mistral_with_template(tmp_path_factory) -> str:
+    from nli_cot_hub.training import MISTRAL_V3_CHAT_TEMPLATE
+    from tests.tiny_mistral import build_tiny_mistral
+
+    return build_tiny_mistral(tmp_path_factory.mktemp("tiny-mistral-template"), chat_template=MISTRAL_V3_CHAT_TEMPLATE)
+
+
+def accelerate_launch(config: str, output: Path, model: str, *extra: str,
+                      launch_options: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(REPO / config),
+               "--num_processes", "2", "--main_process_port", str(29500 + os.getpid() % 500), *launch_options,
+               str(REPO / "train.py"),
+               "--config", str(REPO / "recipes/smollm2_demo.yaml"),
+               *tiny_run_args(model, output, "--per_device_train_batch_size", "1", "--effective_batch_size", "4",
+                              "--max_steps", "2", "--warmup_steps", "0", "--save_steps", "1", "--no_model_card"), *extra]
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+@pytest.mark.slow
+def test_ddp_on_two_cpu_processes_saves_an_adapter_that_loads_and_generates(tiny_mistral_with_template, tmp_path):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    output = tmp_path / "ddp"
+    # One epoch of 10 rows, not max_steps: 5 micro-batches per process, accumulation 2 (effective batch
+    # 4 = 1 x 2 processes x 2), so 3 optimizer steps, the last on a short accumulation round.
+    done = accelerate_launch("accelerate_configs/multi_cpu.yaml", output, tiny_mistral_with_template,
+                             "--max_steps", "-1", "--num_train_epochs", "1", "--max_train_samples", "10")
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((output / "training_metrics.json").read_text())["summary"]
+    assert summary["processes"] == 2 and summary["global_steps"] == summary["planned_steps"] == 3
+    assert "5 micro-batches per process per epoch, accumulation 2, 2 processes" in done.stdout
+    assert {"rng_state_0.pth", "rng_state_1.pth"} <= {p.name for p in (output / "checkpoint-3").iterdir()}
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_mistral_with_template, dtype=torch.float32)
+    model = PeftModel.from_pretrained(base, output)
+    adapter = read_adapter(output)
+    name = next(n for n in adapter if "lora_B" in n)
+    assert adapter[name].abs().sum() > 0
+    assert torch.equal(dict(model.named_parameters())[name.replace(".weight", ".default.weight")].detach(), adapter[name])
+    tokenizer = AutoTokenizer.from_pretrained(output)
+    inputs = tokenizer.apply_chat_template([{"role": "user", "content": "Premise: A dog runs.\nHypothesis: An animal moves."}],
+                                           add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    generated = model.generate(**inputs, max_new_tokens=5, do_sample=False)
+    assert generated.shape[1] == inputs["input_ids"].shape[1] + 5
+
+
+@pytest.mark.slow
+def test_fsdp_launch_on_cpu_is_refused_in_one_line(tiny_mistral_with_template, tmp_path):
+    """accelerate turns CPU processes into plain DDP even under an FSDP config (its FSDP switch covers only
+    GPU-like devices), so train.py refuses instead of silently not sharding."""
+    done = accelerate_launch("accelerate_configs/fsdp_qlora.yaml", tmp_path / "fsdp", tiny_mistral_with_template,
+                             "--use_cpu", "true")
+    assert done.returncode != 0
+    assert "error: FSDP needs GPUs" in done.stderr and not (tmp_path / "fsdp" / "adapter_model.safetensors").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", [2, 3])
+def test_deepspeed_on_two_cpu_processes_saves_a_qlora_adapter(tiny_mistral_with_template, tmp_path, stage):
+    """DeepSpeed ZeRO-2/3 (its CPU accelerator, gloo) with the 4-bit base: under ZeRO-3 the model loads without a
+    device_map and the 4-bit storage follows dtype, and the final save gathers the adapter. deepspeed is in the gpu extra;
+    its sdist installs on CPU with `pip install --no-build-isolation deepspeed hjson einops ninja py-cpuinfo msgpack`."""
+    pytest.importorskip("deepspeed")
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    output = tmp_path / f"zero{stage}"
+    done = accelerate_launch(f"accelerate_configs/deepspeed_zero{stage}.yaml", output, tiny_mistral_with_template,
+                             "--use_cpu", "true", "--load_in_4bit", "true", launch_options=("--mixed_precision", "no"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (output / "checkpoint-2" / "global_step2").is_dir()  # a real DeepSpeed checkpoint
+    summary = json.loads((output / "training_metrics.json").read_text())["summary"]
+    assert summary["processes"] == 2 and summary["global_steps"] == 2
+    adapter = read_adapter(output)
+    assert adapter and all(tensor.numel() > 0 for tensor in adapter.values())  # gathered, not empty shards
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_mistral_with_template,
+                                                                           dtype=torch.float32), output)
+    generated = model.generate(input_ids=torch.tensor([[1, 3, 1040, 4]]), max_new_tokens=3, do_sample=False)
+    assert generated.shape[1] == 7
+
+
+def test_fsdp_final_save_switches_the_plugin_to_a_full_state_dict():
+    """The sharded config of fsdp_qlora.yaml becomes a full, rank-0, CPU-offloaded one for the final save;
+    accelerate's set_state_dict_type alone would keep the sharded config objects."""
+    from accelerate.utils import FullyShardedDataParallelPlugin
+    from torch.distributed.fsdp import FullOptimStateDictConfig, FullStateDictConfig, StateDictType
+
+    from nli_cot_hub.training import switch_to_full_state_dict
+
+    plugin = FullyShardedDataParallelPlugin(fsdp_version=1, state_dict_type="SHARDED_STATE_DICT",
+                                            sync_module_states=False, cpu_ram_efficient_loading=False)
+    assert plugin.state_dict_type == StateDictType.SHARDED_STATE_DICT
+    switch_to_full_state_dict(plugin)
+    assert plugin.state_dict_type == StateDictType.FULL_STATE_DICT
+    assert isinstance(plugin.state_dict_config, FullStateDictConfig)
+    assert plugin.state_dict_config.rank0_only and plugin.state_dict_config.offload_to_cpu
+    assert isinstance(plugin.optim_state_dict_config, FullOptimStateDictConfig)
