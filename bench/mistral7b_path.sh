@@ -16,16 +16,17 @@
 #   MAX_STEPS=30 bash bench/mistral7b_path.sh             # shorter: warm-up 3 (the recipe's share), peak, decay
 #   ACCELERATE_CONFIG=accelerate_configs/fsdp_qlora.yaml NUM_PROCESSES=2 bash bench/mistral7b_path.sh   # 2 GPUs
 #
-# $OUT receives: environment.txt, build.log, train.log, training_metrics.json, training_curves.png,
-# recipe_resolved.yaml, adapter_config.json, predict.log, predictions.jsonl, evaluate.log, metrics.json, report.md.
+# $OUT receives at most 6 files: summary.txt, training_curves.png, training_metrics.json, metrics.json (evaluate),
+# environment.txt and everything else (logs, resolved recipe, adapter config, predictions, report) in all.tar.gz.
 set -uo pipefail
-OUT=${OUT:-/tmp/mistral7b-path}
+RESULTS=${OUT:-/tmp/mistral7b-path}
+OUT=/tmp/mistral7b-path-work
 DATA=${DATA:-.carry/mistral7b}
-SITE=/tmp/site
+SITE=${SITE:-/tmp/nli-site}  # the same site as experiments/device.sh, so wheels brought for one serve both
 RUN=outputs/mistral7b-path
 export PYTHONPATH=$SITE:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
        NLI_COT_CACHE=/tmp/nli-cache TOKENIZERS_PARALLELISM=false PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
-mkdir -p "$OUT" "$SITE"
+mkdir -p "$OUT" "$SITE" "$RESULTS"
 
 # Wheels may arrive in several batches on a machine that stays up: each run installs the ones not installed
 # yet, from every folder in WHEEL_DIRS.
@@ -69,9 +70,13 @@ step() {  # name, command...: run, log to $OUT/<name>.log, stop the script on fa
   return $status
 }
 collect() {
-  for name in training_metrics.json training_curves.png recipe_resolved.yaml adapter_config.json; do
+  for name in training_metrics.json training_curves.png recipe_resolved.yaml adapter_config.json README.md; do
     [ -f "$RUN/$name" ] && cp "$RUN/$name" "$OUT/"
   done
+  for name in summary.txt training_curves.png training_metrics.json metrics.json environment.txt; do
+    [ -f "$OUT/$name" ] && cp "$OUT/$name" "$RESULTS/"
+  done
+  tar -czf "$RESULTS/all.tar.gz" -C "$OUT" .
 }
 trap collect EXIT
 
@@ -97,7 +102,7 @@ step predict timeout "${PREDICT_TIMEOUT:-150}" python3 -m nli_cot_hub predict "$
   -o "$OUT/predictions.jsonl" || exit 1
 step evaluate python3 -m nli_cot_hub evaluate "$OUT/predictions.jsonl" -o "$OUT/eval" || exit 1
 cp "$OUT/eval/metrics.json" "$OUT/eval/report.md" "$OUT/"
-python3 - "$RUN/training_metrics.json" <<'EOF'
+python3 - "$RUN/training_metrics.json" <<'EOF' | tee "$OUT/summary.txt"
 import json, sys
 metrics = json.load(open(sys.argv[1]))
 summary = metrics["summary"]
