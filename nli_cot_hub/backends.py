@@ -44,6 +44,9 @@ class Completion:
     completion_tokens: int = 0
     model: str = ""
     finish_reason: str | None = None
+    # With top_logprobs asked for: each generated token's text and its top alternatives' log-probabilities.
+    tokens: list[str] | None = None
+    alternatives: list[dict[str, float]] | None = None
 
 
 class BackendError(Exception):
@@ -91,6 +94,8 @@ class ChatBackend(abc.ABC):
     model: str = ""
     # What the backend can do with a JSON schema: "schema" (constrained/validated), or "none".
     json_support: str = "none"
+    # Top alternatives per generated token to ask for (openai/llamacpp/tgi); None: no log-probabilities.
+    top_logprobs: int | None = None
 
     @abc.abstractmethod
     async def complete(self, messages: list[Message], *, json_schema: dict | None = None,
@@ -204,6 +209,8 @@ class OpenAICompatibleBackend(ChatBackend):
             kwargs["response_format"] = response_format
         if seed is not None:
             kwargs["seed"] = seed
+        if self.top_logprobs:
+            kwargs.update(logprobs=True, top_logprobs=self.top_logprobs)
         try:
             response = await self._client.chat.completions.create(
                 model=self.model, messages=messages, temperature=temperature, max_tokens=max_tokens, **kwargs)
@@ -217,10 +224,17 @@ class OpenAICompatibleBackend(ChatBackend):
             raise BackendError("response has no choices", retryable=True)
         choice = response.choices[0]
         usage = response.usage
+        tokens = alternatives = None
+        content = getattr(choice.logprobs, "content", None) if self.top_logprobs else None
+        if content:
+            tokens = [item.token for item in content]
+            alternatives = [{**{top.token: top.logprob for top in item.top_logprobs or []}, item.token: item.logprob}
+                            for item in content]
         return Completion(text=choice.message.content or "",
                           prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
                           completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
-                          model=response.model or self.model, finish_reason=choice.finish_reason)
+                          model=response.model or self.model, finish_reason=choice.finish_reason,
+                          tokens=tokens, alternatives=alternatives)
 
     async def aclose(self):
         await self._client.close()
@@ -295,6 +309,8 @@ class TGIBackend(ChatBackend):
             kwargs.update(do_sample=True, temperature=temperature)
         if json_schema is not None and self.json_mode != "none":
             kwargs["grammar"] = {"type": "json", "value": json_schema}
+        if self.top_logprobs:
+            kwargs["top_n_tokens"] = self.top_logprobs
         try:
             output = await self._client.text_generation(prompt, **kwargs)
         except TextGenerationError as error:
@@ -314,9 +330,15 @@ class TGIBackend(ChatBackend):
             raise
         details = output.details
         prompt_tokens = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        tokens = alternatives = None
+        if self.top_logprobs and details is not None and details.top_tokens:
+            tokens = [token.text for token in details.tokens]
+            alternatives = [{**{top.text: top.logprob for top in tops}, token.text: token.logprob}
+                            for token, tops in zip(details.tokens, details.top_tokens)]
         return Completion(text=output.generated_text, prompt_tokens=prompt_tokens,
                           completion_tokens=details.generated_tokens if details else 0,
-                          model=self.model, finish_reason=str(details.finish_reason) if details else None)
+                          model=self.model, finish_reason=str(details.finish_reason) if details else None,
+                          tokens=tokens, alternatives=alternatives)
 
     async def aclose(self):
         await self._client.close()

@@ -43,6 +43,10 @@ def register(app: typer.Typer) -> None:
         max_retries: Annotated[int, typer.Option(min=0, help="Remote backends: retries on 429/5xx/timeouts.")] = 6,
         max_reasks: Annotated[int, typer.Option(min=0, help="Remote backends: re-asks after an unusable answer (0: score the first answer).")] = 0,
         timeout: Annotated[float, typer.Option(help="Remote backends: seconds to wait for one answer.")] = 120.0,
+        completion_format: Annotated[Optional[str], typer.Option(help="Answer format: thought_first, label_first, multitask or label_only (default: the one the adapter folder records, else thought_first).")] = None,
+        readout: Annotated[str, typer.Option(help="generate: parse the generated answer; logprob: compare the log-probabilities of 0 and 1 at the label position (every row gets a label and p(label = 1)).")] = "generate",
+        explain: Annotated[bool, typer.Option(help="Answer-first formats: also write the explanation (label_first: after the chosen label; multitask: the [explain] task).")] = False,
+        stats: Annotated[Optional[str], typer.Option(help="JSON file for this run's counts, seconds and examples per second.")] = None,
         fallback_label: Annotated[str, typer.Option(help="Submission label for rows without a prediction: majority (most common predicted label), 0 or 1.")] = "majority",
         retry_failed: Annotated[bool, typer.Option(help="Drop stored failures first and predict them again.")] = False,
         limit: Annotated[Optional[int], typer.Option(min=1, help="Only the first N rows.")] = None,
@@ -65,7 +69,9 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
 
         from nli_cot_hub.data import load_pairs
-        from nli_cot_hub.predict import FALLBACKS, PredictConfig, predict, write_submission
+        from nli_cot_hub.predict import (
+            FALLBACKS, PredictConfig, ReadoutUnsupported, predict, write_stats, write_submission,
+        )
         from nli_cot_hub.store import StoreLockedError, read_records
 
         if fallback_label not in FALLBACKS:
@@ -76,7 +82,8 @@ def register(app: typer.Typer) -> None:
             settings = PredictConfig(prompt=prompt, max_new_tokens=max_new_tokens, temperature=temperature,
                                      num_samples=num_samples, seed=gen_seed, batch_size=batch_size,
                                      concurrency=concurrency, max_retries=max_retries, max_reasks=max_reasks,
-                                     timeout_s=timeout)
+                                     timeout_s=timeout, completion_format=completion_format, readout=readout,
+                                     explain=explain)
         except ValueError as error:
             raise typer.BadParameter(str(error)) from None
         options = {"dtype": dtype, "mode": engine_mode, "cache": cache, "threads": threads}
@@ -88,9 +95,15 @@ def register(app: typer.Typer) -> None:
         except StoreLockedError as error:
             print(f"error: {error}", file=sys.stderr)
             raise typer.Exit(1) from None
-        console.print(f"predict: {result.written} written {result.by_status or {}} in {result.seconds:.1f} s; "
-                      f"{result.already_done} already in {output}"
+        except ReadoutUnsupported as error:
+            print(f"error: {error}", file=sys.stderr)
+            raise typer.Exit(2) from None
+        speed = result.written / result.seconds if result.seconds else 0.0
+        console.print(f"predict: {result.written} written {result.by_status or {}} in {result.seconds:.1f} s "
+                      f"({speed:.1f} examples/s); {result.already_done} already in {output}"
                       + (f"; {result.dropped_failed} earlier failures retried" if result.dropped_failed else ""))
+        if stats:
+            write_stats(stats, result)
         if submission:
             rows = pairs if limit is None else pairs.iloc[:limit]
             written = write_submission(rows, read_records(output), submission, fallback_label)
