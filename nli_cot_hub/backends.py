@@ -332,16 +332,49 @@ class TGIBackend(ChatBackend):
         prompt_tokens = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
         tokens = alternatives = None
         if self.top_logprobs and details is not None and details.top_tokens:
-            tokens = [token.text for token in details.tokens]
-            alternatives = [{**{top.text: top.logprob for top in tops}, token.text: token.logprob}
+            tokens = [_field(token, "text") for token in details.tokens]
+            alternatives = [{**{_field(top, "text"): _field(top, "logprob") for top in tops},
+                             _field(token, "text"): _field(token, "logprob")}
                             for token, tops in zip(details.tokens, details.top_tokens)]
         return Completion(text=output.generated_text, prompt_tokens=prompt_tokens,
                           completion_tokens=details.generated_tokens if details else 0,
                           model=self.model, finish_reason=str(details.finish_reason) if details else None,
                           tokens=tokens, alternatives=alternatives)
 
+    async def next_token_logprobs(self, text: str, top_n: int) -> tuple[dict[int, float], int]:
+        """The top ``top_n`` next tokens after the raw ``text`` (no chat template applied) as {id: log-probability},
+        and the token count of ``text``: TGI's /generate continues any text, so the answer can be laid out up to
+        the label position and the label read from the first generated token."""
+        from huggingface_hub.errors import HfHubHTTPError, TextGenerationError
+
+        try:
+            output = await self._client.text_generation(text, max_new_tokens=1, details=True, top_n_tokens=top_n)
+        except TextGenerationError as error:
+            response = getattr(error.__cause__, "response", None)
+            if response is not None:
+                raise http_error(response.status_code, response.headers, str(error)) from None
+            raise BackendError(str(error), retryable=type(error).__name__ == "OverloadedError") from None
+        except HfHubHTTPError as error:
+            raise http_error(error.response.status_code, error.response.headers, _body_text(error.response)) from None
+        except Exception as error:
+            if _is_transport_error(error):
+                raise transport_error(error) from None
+            raise
+        details = output.details
+        if details is None or not details.top_tokens:
+            raise BackendError(f"{self.url} returned no top_n_tokens", retryable=False, status=422)
+        chosen = details.tokens[0]
+        scores = {_field(top, "id"): _field(top, "logprob") for top in details.top_tokens[0]}
+        scores[_field(chosen, "id")] = _field(chosen, "logprob")
+        return scores, len(details.prefill or [])
+
     async def aclose(self):
         await self._client.close()
+
+
+def _field(value, name: str):
+    """A field of a parsed TGI token, which huggingface_hub leaves a dict inside nested lists."""
+    return value[name] if isinstance(value, dict) else getattr(value, name)
 
 
 def _load_tokenizer(source: str):

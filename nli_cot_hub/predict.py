@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import dataclasses
+import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -306,7 +307,7 @@ class ReadoutUnsupported(ValueError):
 async def _predict_remote(rows, store, result, *, spec, config, progress) -> None:
     from nli_cot_hub.backends import BackendError, make_backend
     from nli_cot_hub.engine import Engine, EngineConfig, Ledger, run_jobs
-    from nli_cot_hub.formats import answer_schema
+    from nli_cot_hub.formats import answer_schema, completion_text
     from nli_cot_hub.prompts import COT_SCHEMA
 
     completion_format = config.completion_format or "thought_first"
@@ -342,6 +343,8 @@ async def _predict_remote(rows, store, result, *, spec, config, progress) -> Non
                                    model=answers[0].model, version=version, usage=usage)
 
     async def read_label(row: dict) -> CoTRecord:
+        if backend.kind == "tgi":
+            return await read_label_tgi(row)
         from nli_cot_hub.readout import label_from_token_alternatives
 
         completion = await engines[0].request(messages(row), json_schema=schema)
@@ -357,6 +360,30 @@ async def _predict_remote(rows, store, result, *, spec, config, progress) -> Non
                          status="ok" if thought else "label-only", raw_output=completion.text,
                          p_label_1=round(score.p_label_1, 6))
 
+    async def read_label_tgi(row: dict) -> CoTRecord:
+        """TGI continues raw text: lay the answer out up to the label position (after the generated thought for
+        thought_first) and read the two label tokens' log-probabilities from the next token's top alternatives."""
+        from nli_cot_hub.readout import LabelScore, label_split
+
+        thought, usage = None, TokenUsage()
+        if completion_format == "thought_first":
+            answer = await engines[0].ask(messages(row), json_schema=schema)
+            thought, usage = answer.extraction.thought, answer.usage
+        tokenizer = await backend._load_tokenizer()
+        context = tokenizer.apply_chat_template(messages(row), tokenize=False, add_generation_prompt=True)
+        prefix, zero, one = label_split(tokenizer, context, completion_format, thought)
+        scores, _ = await backend.next_token_logprobs(tokenizer.decode(prefix), TOP_LOGPROBS)
+        if zero not in scores and one not in scores:
+            raise ValueError("neither 0 nor 1 is among the top tokens at the label position")
+        score = LabelScore(scores.get(zero, -math.inf), scores.get(one, -math.inf))
+        return CoTRecord(id=str(row["id"]), premise=row["premise"], hypothesis=row["hypothesis"],
+                         label=_gold(row.get("label")), thought_process=thought, predicted_label=score.label,
+                         model=backend.model, prompt_version=version,
+                         usage=usage + TokenUsage(prompt_tokens=len(prefix)),
+                         status="ok" if thought else "label-only",
+                         raw_output=completion_text(completion_format, thought, score.label),
+                         p_label_1=round(score.p_label_1, 6))
+
     def on_error(row: dict, error: BaseException) -> CoTRecord:
         return failed_record(row, error, model=backend.model, version=version)
 
@@ -369,6 +396,8 @@ async def _predict_remote(rows, store, result, *, spec, config, progress) -> Non
                     raise ReadoutUnsupported(f"--readout logprob: {backend.describe()} refused the log-probability "
                                              f"request ({error}); use --readout generate") from None
                 raise
+            except ValueError as error:  # this row had no label position; the endpoint itself works
+                first = on_error(rows[0], error)
             store.append_many([first])
             _count(result, first)
             rows = rows[1:]

@@ -121,6 +121,7 @@ def register(app: typer.Typer) -> None:
         unparsed: Annotated[str, typer.Option(help="How an answer without a label counts: wrong, drop, 0 or 1.")] = "wrong",
         worst: Annotated[int, typer.Option(min=0, help="How many errors to list in the report.")] = 10,
         audit_min_votes: Annotated[int, typer.Option(min=2, help="Audit: flag a pair when at least this many predictions (files or samples) agree with each other against gold.")] = 2,
+        threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="Predictions with p(label = 1) (--readout logprob): accuracy when label 1 is given at p >= this.")] = 0.5,
         premise_col: PremiseCol = "premise",
         hypothesis_col: HypothesisCol = "hypothesis",
         label_col: LabelCol = "label",
@@ -150,13 +151,18 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter(f"{len(display)} names for {len(predictions)} files", param_hint="--names")
         summary = evaluate_files(predictions, output_dir, gold=gold_labels, names=display,
                                  unparsed=unparsed if unparsed in ("wrong", "drop") else int(unparsed),
-                                 worst=worst, audit_min_votes=audit_min_votes)
+                                 worst=worst, audit_min_votes=audit_min_votes, threshold=threshold)
         console = Console(stderr=True, soft_wrap=True)
         for name, metrics in summary["models"].items():
             accuracy = metrics.get("accuracy")
             console.print(f"{name}: accuracy {accuracy:.4f}, macro F1 {metrics['macro_f1']:.4f}, parse rate "
                           f"{metrics['parse_rate']:.3f} on {metrics['rows']} rows" if accuracy is not None
                           else f"{name}: no scored rows")
+            if metrics.get("ece") is not None:
+                auc = metrics["roc_auc"]
+                console.print(f"{name}: ROC-AUC {'n/a' if auc is None else f'{auc:.4f}'}, Brier {metrics['brier']:.4f}, "
+                              f"ECE {metrics['ece']:.4f}, accuracy at p >= {threshold:g} "
+                              f"{metrics['accuracy_at_threshold']:.4f}")
         for comparison in summary.get("comparisons", []):
             console.print(f"McNemar {comparison['a']} vs {comparison['b']}: b={comparison['only_a_right']} "
                           f"c={comparison['only_b_right']} p={comparison['p_value']:.4g} ({comparison['test']})")
