@@ -45,6 +45,7 @@ class PredictConfig:
     completion_format: str | None = None  # None: the adapter folder's (completion_format.json), else thought_first
     readout: str = "generate"         # generate: parse the generated answer; logprob: compare p(0) and p(1)
     explain: bool = False             # answer-first formats: also write the explanation of the label
+    thoughts_from: str | None = None  # logprob + thought_first: take each row's thought from these predictions
 
     def __post_init__(self):
         from nli_cot_hub.formats import check_format
@@ -249,6 +250,7 @@ def _predict_local_logprob(rows, store, result, *, model, adapter, merge, config
     name = engine.model_name + (f"+{engine.adapter}" if engine.adapter else "")
     completion_format = config.completion_format or "thought_first"
     version = prompt_version(config.prompt, completion_format)
+    earlier = earlier_thoughts(config.thoughts_from, rows)
     chunk = engine.batch_size * 4
     with tqdm(total=len(rows), desc="log-prob read-out", unit="pair", disable=not progress) as bar:
         for start in range(0, len(rows), chunk):
@@ -258,9 +260,17 @@ def _predict_local_logprob(rows, store, result, *, model, adapter, merge, config
             thoughts: list[str | None] = [None] * len(batch)
             generated = [0] * len(batch)
             if completion_format == "thought_first":
-                for index, samples in enumerate(engine.generate(conversations, max_new_tokens=config.max_new_tokens)):
-                    thoughts[index] = extract_answer(samples[0].text).thought
-                    generated[index] = samples[0].completion_tokens
+                # Thoughts an earlier generation run wrote are read, not generated again.
+                todo = [i for i, row in enumerate(batch) if str(row["id"]) not in earlier]
+                for i, row in enumerate(batch):
+                    if str(row["id"]) in earlier:
+                        thoughts[i] = earlier[str(row["id"])].thought_process
+                        generated[i] = earlier[str(row["id"])].usage.completion_tokens
+                if todo:
+                    fresh = engine.generate([conversations[i] for i in todo], max_new_tokens=config.max_new_tokens)
+                    for i, samples in zip(todo, fresh):
+                        thoughts[i] = extract_answer(samples[0].text).thought
+                        generated[i] = samples[0].completion_tokens
             splits = [label_split(engine.tokenizer, context, completion_format, thought)
                       for context, thought in zip(contexts, thoughts)]
             scores = score_labels(engine.model, engine.tokenizer, splits, engine.batch_size, engine.device)
@@ -279,6 +289,18 @@ def _predict_local_logprob(rows, store, result, *, model, adapter, merge, config
             for record in records:
                 _count(result, record)
             bar.update(len(batch))
+
+
+def earlier_thoughts(path: str | None, rows: Sequence[dict]) -> dict[str, CoTRecord]:
+    """The records of an earlier generation run for these rows (same id and same pair), by id."""
+    if path is None:
+        return {}
+    from nli_cot_hub.store import read_records
+
+    if not Path(path).exists():
+        raise FileNotFoundError(f"{path}: no such predictions file (--thoughts-from)")
+    pairs = {str(row["id"]): (row["premise"], row["hypothesis"]) for row in rows}
+    return {r.id: r for r in read_records(path) if pairs.get(r.id) == (r.premise, r.hypothesis)}
 
 
 def logprob_record(row: dict, score, thought: str | None, completion_format: str, *, model: str, version: str,

@@ -46,6 +46,7 @@ def register(app: typer.Typer) -> None:
         completion_format: Annotated[Optional[str], typer.Option(help="Answer format: thought_first, label_first, multitask or label_only (default: the one the adapter folder records, else thought_first).")] = None,
         readout: Annotated[str, typer.Option(help="generate: parse the generated answer; logprob: compare the log-probabilities of 0 and 1 at the label position (every row gets a label and p(label = 1)).")] = "generate",
         explain: Annotated[bool, typer.Option(help="Answer-first formats: also write the explanation (label_first: after the chosen label; multitask: the [explain] task).")] = False,
+        thoughts_from: Annotated[Optional[str], typer.Option(help="--readout logprob on thought_first: read each row's thought from these earlier (generation) predictions instead of generating it again; rows missing there are generated.")] = None,
         stats: Annotated[Optional[str], typer.Option(help="JSON file for this run's counts, seconds and examples per second.")] = None,
         fallback_label: Annotated[str, typer.Option(help="Submission label for rows without a prediction: majority (most common predicted label), 0 or 1.")] = "majority",
         retry_failed: Annotated[bool, typer.Option(help="Drop stored failures first and predict them again.")] = False,
@@ -83,7 +84,7 @@ def register(app: typer.Typer) -> None:
                                      num_samples=num_samples, seed=gen_seed, batch_size=batch_size,
                                      concurrency=concurrency, max_retries=max_retries, max_reasks=max_reasks,
                                      timeout_s=timeout, completion_format=completion_format, readout=readout,
-                                     explain=explain)
+                                     explain=explain, thoughts_from=thoughts_from)
         except ValueError as error:
             raise typer.BadParameter(str(error)) from None
         options = {"dtype": dtype, "mode": engine_mode, "cache": cache, "threads": threads}
