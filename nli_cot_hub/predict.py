@@ -351,7 +351,9 @@ async def _predict_remote(rows, store, result, *, spec, config, progress) -> Non
     engines = [Engine(backend, dataclasses.replace(base, seed=None if config.seed is None else config.seed + k),
                       ledger) for k in range(config.num_samples)]
     version = prompt_version(config.prompt, completion_format)
-    schema = COT_SCHEMA if config.prompt == "cot" else answer_schema(completion_format)
+    # thought_first's schema is the generation stage's (COT_SCHEMA), so old runs send the very same request.
+    schema = COT_SCHEMA if config.prompt == "cot" or completion_format == "thought_first" else answer_schema(
+        completion_format)
 
     def messages(row: dict) -> list[dict[str, str]]:
         return messages_for(row["premise"], row["hypothesis"], config.prompt, completion_format)
