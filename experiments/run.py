@@ -13,6 +13,9 @@ cot-reflected      as cot-original plus reflections on the wrong thoughts, writt
                    embedded model (``nli-cot reflect --backend local:embedded``), kept if they reach gold
 cot-esnli          as cot-original plus e-SNLI human explanations as thoughts (``nli-cot rationales``)
 self-consistency   ``--base`` run's adapter, 5 sampled answers per pair, majority vote
+fmt-<format>       LoRA SFT in one completion format (label-only, thought-first, label-first, multitask,
+                   thought-first-weighted), written to ``<run>-s<seed>/`` and predicted twice: generation and
+                   the log-probability read-out (``predictions_<set>_logprob.jsonl``), with examples/s
 =================  ==========================================================================================
 
 Each run writes ``<results>/<run>/``: the predictions JSONL per evaluation set, ``eval_<set>/``
