@@ -328,7 +328,7 @@ def label_weighted(trainer_class):
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             mode = "train" if self.model.training else "eval"
             weights = label_loss_weights(inputs["labels"], self.label_pattern, self.label_weight)[:, 1:]
-            outputs = model(**inputs, use_cache=False, fused_lm_head=True)
+            outputs = model(**{**inputs, "use_cache": False}, fused_lm_head=True)
             count = outputs.label_mask.sum() if num_items_in_batch is None else num_items_in_batch
             loss = (-outputs.log_probs * weights.to(outputs.log_probs.device)).sum()
             loss = loss / torch.as_tensor(count, device=loss.device).clamp(min=1)
