@@ -106,7 +106,6 @@ print(metric.compute(predictions={TEXTS!r}, references={GOLD!r})["accuracy"])
 def real_probabilities():
     """p(label = 1) of a TF-IDF + logistic regression model fitted on 600 real coursework dev rows, for the
     next 400: real, imperfectly calibrated probabilities."""
-    import numpy as np
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
