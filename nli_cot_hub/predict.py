@@ -225,7 +225,8 @@ def explanations(engine, rows: Sequence[dict], max_new_tokens: int) -> list[str 
     conversations = [messages_for(row["premise"], row["hypothesis"], "finetune", "multitask", "explain")
                      for row in rows]
     generations = engine.generate(conversations, max_new_tokens=max_new_tokens)
-    return [extract_answer(samples[0].text).thought for samples in generations]
+    # The rationale is the answer: a reply that is not the asked-for JSON still is one, as plain text.
+    return [extract_answer(samples[0].text).thought or samples[0].text.strip() or None for samples in generations]
 
 
 def with_explanation(record: CoTRecord, explanation: str | None) -> CoTRecord:

@@ -188,3 +188,30 @@ def test_endpoint_without_logprobs_stops_with_one_error_naming_the_option(openai
     with pytest.raises(ReadoutUnsupported, match="--readout logprob"):
         predict(trial_pairs(3), tmp_path / "o.jsonl", backend=f"openai:{openai_server.url}/v1#{embedded_model_path}",
                 config=config, progress=False)
+
+
+@pytest.mark.slow
+def test_multitask_explains_on_demand_with_its_explain_task(answer_first_adapter, tmp_path):
+    import shutil
+
+    from nli_cot_hub.formats import write_format
+    from nli_cot_hub.predict import PredictConfig, predict
+    from nli_cot_hub.store import read_records
+
+    adapter = tmp_path / "multitask"
+    shutil.copytree(answer_first_adapter, adapter)
+    write_format(adapter, "multitask")
+    pairs, options = trial_pairs(2), {"threads": 1}
+    for readout in ("generate", "logprob"):
+        plain, explained = tmp_path / f"{readout}.jsonl", tmp_path / f"{readout}_explained.jsonl"
+        for output, explain in ((plain, False), (explained, True)):
+            predict(pairs, output, model=str(adapter), progress=False, engine_options=options,
+                    config=PredictConfig(readout=readout, explain=explain, max_new_tokens=10))
+        without, with_rationale = read_records(plain), read_records(explained)
+        assert all(r.prompt_version == "ft-v1/multitask" for r in without + with_rationale)
+        # The [label] task alone carries no rationale; --explain asks the [explain] task for one.
+        assert all(r.thought_process is None for r in without)
+        assert all(r.thought_process for r in with_rationale)
+        assert [r.predicted_label for r in without] == [r.predicted_label for r in with_rationale]
+        if readout == "logprob":
+            assert all(r.status == "ok" and r.p_label_1 is not None for r in with_rationale)
