@@ -69,11 +69,11 @@ python3 -c "from nli_cot_hub.models import resolve_model; print('model:', resolv
 one_run() {
   local recipe=$1; shift
   local run=$recipe${SEED_SUFFIX:-}${NAME_SUFFIX:-}
+  # the label-weight choice on the training data (experiments/choose_weight.py) writes to weight-choice/
+  [ "$recipe" = choose-weight ] && run=weight-choice
   mkdir -p "experiments/results/$run"
   # Appended, so a call that resumes a cut-off run keeps the earlier call's output.
-  if [ "$recipe" = choose-weight ]; then  # the label-weight choice on the training data (experiments/choose_weight.py)
-    run=weight-choice
-    mkdir -p "experiments/results/$run"
+  if [ "$recipe" = choose-weight ]; then
     timeout "${RUN_TIMEOUT:-540}" python3 -m experiments.choose_weight --device cuda "$@" \
       >> "experiments/results/$run/device.log" 2>&1
   else
