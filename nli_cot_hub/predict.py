@@ -71,6 +71,13 @@ class PredictResult:
     dropped_failed: int = 0
     by_status: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    load_seconds: float = 0.0  # of ``seconds``: loading the local model, before the first pair
+
+    @property
+    def examples_per_second(self) -> float | None:
+        """Rows written per second of prediction, model loading left out."""
+        busy = self.seconds - self.load_seconds
+        return self.written / busy if self.written and busy > 0 else None
 
 
 def messages_for(premise: str, hypothesis: str, prompt: str, completion_format: str = "thought_first",
@@ -191,8 +198,12 @@ def _count(result: PredictResult, record: CoTRecord) -> None:
 def _predict_local(rows, store, result, *, model, adapter, merge, config, progress, engine_options) -> None:
     from nli_cot_hub.local_engine import LocalEngine
 
+    import time
+
+    started = time.monotonic()
     engine = LocalEngine(model, adapter, merge=merge, batch_size=config.batch_size, progress=progress,
                          **engine_options)
+    result.load_seconds = time.monotonic() - started
     name = engine.model_name + (f"+{engine.adapter}" if engine.adapter else "")
     completion_format = config.completion_format or "thought_first"
     version = prompt_version(config.prompt, completion_format)
@@ -246,8 +257,12 @@ def _predict_local_logprob(rows, store, result, *, model, adapter, merge, config
     from nli_cot_hub.local_engine import LocalEngine
     from nli_cot_hub.readout import continue_texts, label_split, score_labels
 
+    import time
+
+    started = time.monotonic()
     engine = LocalEngine(model, adapter, merge=merge, batch_size=config.batch_size, progress=False,
                          **engine_options)
+    result.load_seconds = time.monotonic() - started
     name = engine.model_name + (f"+{engine.adapter}" if engine.adapter else "")
     completion_format = config.completion_format or "thought_first"
     version = prompt_version(config.prompt, completion_format)
@@ -436,15 +451,15 @@ async def _predict_remote(rows, store, result, *, spec, config, progress) -> Non
 
 
 def write_stats(path: str | Path, result: PredictResult) -> Path:
-    """This run's counts and speed as JSON (examples/s counts the rows written, model loading included)."""
+    """This run's counts and speed as JSON (examples/s: rows written per second, model loading left out)."""
     import json
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({
         "written": result.written, "already_done": result.already_done, "by_status": result.by_status,
-        "seconds": round(result.seconds, 2),
-        "examples_per_second": round(result.written / result.seconds, 3) if result.seconds and result.written else None,
+        "seconds": round(result.seconds, 2), "load_seconds": round(result.load_seconds, 2),
+        "examples_per_second": round(result.examples_per_second, 3) if result.examples_per_second else None,
     }, indent=2) + "\n", encoding="utf-8")
     return path
 

@@ -99,9 +99,9 @@ def register(app: typer.Typer) -> None:
         except ReadoutUnsupported as error:
             print(f"error: {error}", file=sys.stderr)
             raise typer.Exit(2) from None
-        speed = result.written / result.seconds if result.seconds else 0.0
         console.print(f"predict: {result.written} written {result.by_status or {}} in {result.seconds:.1f} s "
-                      f"({speed:.1f} examples/s); {result.already_done} already in {output}"
+                      f"({result.examples_per_second or 0:.1f} examples/s after {result.load_seconds:.1f} s of "
+                      f"loading); {result.already_done} already in {output}"
                       + (f"; {result.dropped_failed} earlier failures retried" if result.dropped_failed else ""))
         if stats:
             write_stats(stats, result)
