@@ -526,3 +526,37 @@ def test_weighted_loss_at_weight_one_is_trls_loss_and_a_weight_moves_it(tiny_mod
     assert losses[1.0] == losses["trl"]
     assert losses[1.0 + 1e-9] == pytest.approx(losses["trl"], rel=1e-5)
     assert losses[10.0] > losses["trl"]
+
+
+def test_label_token_is_found_under_the_mistral_tokenizer_too():
+    """The label weights and the read-out split rely on token boundaries: check them under Mistral-7B-v0.3's
+    tokenizer (sentencepiece, digits split) as well as SmolLM2's (byte-level BPE, above)."""
+    import torch
+    from datasets import Dataset
+
+    from nli_cot_hub.formats import prompt_messages
+    from nli_cot_hub.readout import label_split
+    from nli_cot_hub.training import (
+        label_loss_weights, label_token_pattern, load_tokenizer, to_prompt_completion,
+    )
+
+    tokenizer = load_tokenizer("mistralai/Mistral-7B-v0.3", "mistral-common:v3")
+    for completion_format in ("thought_first", "label_first", "multitask", "label_only"):
+        data = to_prompt_completion(Dataset.from_list(FORMAT_ROWS), "rows", "train", completion_format)
+        pattern = label_token_pattern(data, tokenizer)
+        assert {tokenizer.decode([value]) for value in pattern.values} == {"0", "1"}
+        for example in data:
+            ids = tokenizer.apply_chat_template(example["prompt"] + example["completion"], tokenize=True,
+                                                return_dict=True)["input_ids"]
+            prompt = len(tokenizer.apply_chat_template(example["prompt"], tokenize=True, add_generation_prompt=True,
+                                                       return_dict=True)["input_ids"])
+            # As TRL builds labels: the prompt (whose system message shows the JSON too) is -100.
+            labels = [-100] * prompt + ids[prompt:]
+            weights = label_loss_weights(torch.tensor([labels]), pattern, 4.0)[0]
+            answer = json.loads(example["completion"][0]["content"])
+            expected = 1 if "predicted_label" in answer else 0
+            assert int((weights == 4.0).sum()) == expected
+        context = tokenizer.apply_chat_template(prompt_messages("A dog runs.", "An animal moves.", completion_format),
+                                                tokenize=False, add_generation_prompt=True)
+        _, zero, one = label_split(tokenizer, context, completion_format, "A thought with 1 and 0.")
+        assert (tokenizer.decode([zero]), tokenizer.decode([one])) == ("0", "1")
