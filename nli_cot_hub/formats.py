@@ -19,6 +19,7 @@ import json
 from pathlib import Path
 
 from nli_cot_hub.chat_format import FINETUNE_SYSTEM
+from nli_cot_hub.data import DataError
 
 FORMATS = ("thought_first", "label_first", "multitask", "label_only")
 DEFAULT_FORMAT = "thought_first"
@@ -48,8 +49,8 @@ DESCRIPTIONS = {
 }
 
 
-class FormatError(ValueError):
-    pass
+class FormatError(DataError):
+    """An unknown format, or an adapter folder whose recorded format is unreadable (one line, exit code 2)."""
 
 
 def check_format(completion_format: str) -> str:
