@@ -102,3 +102,21 @@ def test_adapter_folders_record_their_format_and_old_ones_read_as_thought_first(
     (new / formats.FORMAT_FILE).write_text('{"completion_format": "cot"}')
     with pytest.raises(formats.FormatError, match=r"completion_format.json: field 'completion_format'"):
         formats.read_format(new)
+
+
+def test_predict_names_an_unreadable_recorded_format_in_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from nli_cot_hub.cli import build_app
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{}")
+    (adapter / formats.FORMAT_FILE).write_text('{"completion_format": "cot"}')
+    result = CliRunner().invoke(build_app(), ["predict", str(shared("comp34812_nli/trial_jd0g.csv")), "--limit", "1",
+                                              "--adapter", str(adapter), "-o", str(tmp_path / "p.jsonl")])
+    assert result.exit_code == 2
+    assert "completion_format.json: field 'completion_format': unknown completion format 'cot'" in result.output
+    bad = CliRunner().invoke(build_app(), ["predict", str(shared("comp34812_nli/trial_jd0g.csv")),
+                                           "--completion-format", "cot", "-o", str(tmp_path / "q.jsonl")])
+    assert bad.exit_code == 2 and "unknown completion format 'cot'" in bad.output
