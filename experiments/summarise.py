@@ -162,7 +162,7 @@ FORMAT_BASELINE = "fmt-label-only"
 READOUT_SUFFIX = {"generate": "", "logprob": "_logprob"}
 
 
-def spread(values: list[float]) -> str:
+def spread(values: list[float], digits: int = 4) -> str:
     """mean ± sd over seeds (sd needs two or more)."""
     import statistics
 
@@ -170,8 +170,8 @@ def spread(values: list[float]) -> str:
     if not values:
         return "–"
     if len(values) == 1:
-        return f"{values[0]:.4f}"
-    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
 def examples_per_second(record: dict, name: str, readout: str) -> float | None:
@@ -225,7 +225,7 @@ def format_rows(view: str, runs: dict[str, dict], results: Path, work: Path) -> 
                      "seeds": [seed for seed, _ in members],
                      **{key: spread([m.get(key) for m in metrics])
                         for key in ("accuracy", "macro_f1", "parse_rate", "ece", "brier", "roc_auc")},
-                     "examples_per_second": spread(speeds).replace(".0000", ""),
+                     "examples_per_second": spread(speeds, 1),
                      "difference": spread(differences), "p_values": p_values})
     return rows
 

@@ -329,7 +329,7 @@ def test_summarise_tables_the_formats_over_seeds_against_label_only(work, tmp_pa
     metrics = json.loads((results / "fmt-thought-first-s42" / "eval_dev_logprob" / "metrics.json").read_text())
     assert read["ece"].startswith(f"{metrics['models']['fmt-thought-first-s42']['ece']:.4f}")
     # the read-out after generated thoughts costs both: 1 / (1/20 + 1/80) = 16 examples/s
-    assert read["examples_per_second"] == "16 ± 0" and generation["examples_per_second"] == "20 ± 0"
+    assert read["examples_per_second"] == "16.0 ± 0.0" and generation["examples_per_second"] == "20.0 ± 0.0"
     text = output.read_text()
     assert "### Completion formats: Coursework dev" in text and "| thought_first | fmt-thought-first | logprob |" in text
     # the weight choice: best generated accuracy, the smaller weight on a tie
