@@ -35,6 +35,7 @@ def main(script_args, training_args, model_args, callbacks: list | None = None) 
     from trl import SFTTrainer, get_peft_config
 
     from nli_cot_hub import training
+    from nli_cot_hub.formats import write_format
 
     set_seed(training_args.seed)
     if script_args.effective_batch_size:
@@ -56,10 +57,18 @@ def main(script_args, training_args, model_args, callbacks: list | None = None) 
     print(f"train {len(train_data)} examples, eval {len(eval_data) if eval_data else 0}; {truncation.line()}",
           flush=True)
 
+    label_pattern = None
+    if script_args.label_loss_weight <= 0:
+        raise ValueError(f"label_loss_weight must be > 0, got {script_args.label_loss_weight}")
+    if script_args.label_loss_weight != 1.0:
+        pattern = label_pattern = training.label_token_pattern(train_data, tokenizer)
+        print(f"label tokens weighted x{script_args.label_loss_weight:g} ({len(pattern.values)} value tokens, "
+              f"{len(pattern.anchors)} contexts)", flush=True)
+
     model = training.load_model(model_args, training_args, script_args.random_init, training_args.seed)
     signal_callback = training.make_signal_callback()
 
-    class NliSFTTrainer(SFTTrainer):
+    class NliSFTTrainer(training.label_weighted(SFTTrainer)):
         def create_model_card(self, *args, **kwargs):  # our card instead of TRL's generic one
             if self.is_world_process_zero() and script_args.model_card:
                 from nli_cot_hub.model_card import write_card
@@ -75,6 +84,7 @@ def main(script_args, training_args, model_args, callbacks: list | None = None) 
         peft_config=get_peft_config(model_args),
         callbacks=[*(callbacks or []), signal_callback],
     )
+    trainer.label_pattern, trainer.label_weight = label_pattern, script_args.label_loss_weight
     # Adapter configs and cards name the public base model, never a local folder.
     base_name = training.hub_base_model(model_args.model_name_or_path)
     for peft_config in getattr(trainer.model, "peft_config", {}).values():
@@ -91,6 +101,7 @@ def main(script_args, training_args, model_args, callbacks: list | None = None) 
     recipe = training.resolved_recipe(script_args, training_args, model_args)
     if trainer.is_world_process_zero():
         training.write_resolved_recipe(recipe, training_args.output_dir)
+        write_format(training_args.output_dir, script_args.completion_format, script_args.label_loss_weight)
 
     resume = training.resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
     if resume:

@@ -4,6 +4,7 @@
 #   bash experiments/device.sh                                   # set-up only: wheels, model parts that came
 #   bash experiments/device.sh <run> [<run> ...] [experiments.run options]     # the runs one after another
 #   PARALLEL=1 bash experiments/device.sh <run> <run> ... [options]             # the runs side by side
+#   bash experiments/device.sh choose-weight [options]          # experiments/choose_weight.py (label_loss_weight)
 #
 # Every call: installs the wheels under .carry/whl_exp that are not installed yet into /tmp/nli-site, keeps
 # the GGUF parts that arrived (experiments/carry.py receive; the machine must stay warm between the calls
@@ -67,11 +68,18 @@ python3 -c "from nli_cot_hub.models import resolve_model; print('model:', resolv
 
 one_run() {
   local recipe=$1; shift
-  local run=$recipe${NAME_SUFFIX:-}
+  local run=$recipe${SEED_SUFFIX:-}${NAME_SUFFIX:-}
+  # the label-weight choice on the training data (experiments/choose_weight.py) writes to weight-choice/
+  [ "$recipe" = choose-weight ] && run=weight-choice
   mkdir -p "experiments/results/$run"
   # Appended, so a call that resumes a cut-off run keeps the earlier call's output.
-  timeout "${RUN_TIMEOUT:-540}" python3 -m experiments.run "$recipe" --device cuda --name-suffix="${NAME_SUFFIX:-}" "$@" \
-    >> "experiments/results/$run/device.log" 2>&1
+  if [ "$recipe" = choose-weight ]; then
+    timeout "${RUN_TIMEOUT:-540}" python3 -m experiments.choose_weight --device cuda "$@" \
+      >> "experiments/results/$run/device.log" 2>&1
+  else
+    timeout "${RUN_TIMEOUT:-540}" python3 -m experiments.run "$recipe" --device cuda --name-suffix="${NAME_SUFFIX:-}" "$@" \
+      >> "experiments/results/$run/device.log" 2>&1
+  fi
   local status=$?
   tail -n 3 "experiments/results/$run/device.log" | sed "s/^/[$run] /"
   # The adapter weights stay here (self-consistency samples from them later); card and metrics come back.
@@ -80,13 +88,35 @@ one_run() {
   return $status
 }
 
+# Format runs are named <run>-s<seed> (run.py); the seed comes from the options.
+SEED_SUFFIX=""
+previous=""
+for option in "$@"; do
+  [ "$previous" = "--seed" ] && SEED_SUFFIX="-s$option"
+  case "$option" in --seed=*) SEED_SUFFIX="-s${option#--seed=}";; esac
+  previous=$option
+done
+GPUS=$(nvidia-smi --list-gpus 2>/dev/null | wc -l)
 status=0
 if [ "${PARALLEL:-0}" = 1 ]; then
   pids=()
-  for run in "${runs[@]}"; do one_run "$run" "$@" & pids+=($!); done
+  index=0
+  for run in "${runs[@]}"; do
+    # Side by side, spread round-robin over the GPUs the machine has (one GPU: all on it).
+    suffix=""; [[ "$run" == fmt-* ]] && suffix=${SEED_SUFFIX:--s42}
+    if [ "$GPUS" -gt 1 ]; then
+      CUDA_VISIBLE_DEVICES=$((index % GPUS)) SEED_SUFFIX=$suffix one_run "$run" "$@" & pids+=($!)
+    else
+      SEED_SUFFIX=$suffix one_run "$run" "$@" & pids+=($!)
+    fi
+    index=$((index + 1))
+  done
   for pid in "${pids[@]}"; do wait "$pid" || status=$?; done
 else
-  for run in "${runs[@]}"; do one_run "$run" "$@" || status=$?; done
+  for run in "${runs[@]}"; do
+    suffix=""; [[ "$run" == fmt-* ]] && suffix=${SEED_SUFFIX:--s42}
+    SEED_SUFFIX=$suffix one_run "$run" "$@" || status=$?
+  done
 fi
 nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv,noheader 2>/dev/null
 exit $status

@@ -13,6 +13,9 @@ cot-reflected      as cot-original plus reflections on the wrong thoughts, writt
                    embedded model (``nli-cot reflect --backend local:embedded``), kept if they reach gold
 cot-esnli          as cot-original plus e-SNLI human explanations as thoughts (``nli-cot rationales``)
 self-consistency   ``--base`` run's adapter, 5 sampled answers per pair, majority vote
+fmt-<format>       LoRA SFT in one completion format (label-only, thought-first, label-first, multitask,
+                   thought-first-weighted), written to ``<run>-s<seed>/`` and predicted twice: generation and
+                   the log-probability read-out (``predictions_<set>_logprob.jsonl``), with examples/s
 =================  ==========================================================================================
 
 Each run writes ``<results>/<run>/``: the predictions JSONL per evaluation set, ``eval_<set>/``
@@ -57,6 +60,13 @@ class RunSpec:
     reflect: bool = False
     samples: int = 1
     classic: bool = False
+    completion_format: str | None = None  # a format run: trained and predicted in this completion format
+    weighted: bool = False                # label_loss_weight from --label-weight or the weight choice
+
+
+# Format runs are predicted twice: by parsing the generated answer and by the log-probability read-out.
+READOUTS = ("generate", "logprob")
+WEIGHT_CHOICE = "weight-choice/choice.json"  # under the results folder; written by experiments.choose_weight
 
 
 RUNS = {
@@ -70,7 +80,20 @@ RUNS = {
     "cot-esnli": RunSpec("LoRA SFT on correct thoughts + e-SNLI human explanations", data=BUILD_JD0G_ESNLI,
                          config="original"),
     "self-consistency": RunSpec("--base run's adapter, k sampled answers per pair, majority vote", samples=5),
+    # Completion formats: the same training pairs (the author's thoughts that reached the gold label), one layout each.
+    "fmt-label-only": RunSpec("format label_only: {\"predicted_label\": y}", data=BUILD_JD0G, config="original",
+                              completion_format="label_only", max_new_tokens=16),
+    "fmt-thought-first": RunSpec("format thought_first: the thought, then the label", data=BUILD_JD0G,
+                                 config="original", completion_format="thought_first"),
+    "fmt-label-first": RunSpec("format label_first: the label, then its explanation", data=BUILD_JD0G,
+                               config="original", completion_format="label_first"),
+    "fmt-multitask": RunSpec("format multitask: [label] and [explain] examples per pair (distilling step-by-step)",
+                             data=BUILD_JD0G, config="original", completion_format="multitask", max_new_tokens=16),
+    "fmt-thought-first-weighted": RunSpec("format thought_first, label token weighted in the loss (weight chosen "
+                                          "on a validation split of the training data)", data=BUILD_JD0G,
+                                          config="original", completion_format="thought_first", weighted=True),
 }
+FORMAT_RUNS = tuple(name for name, spec in RUNS.items() if spec.completion_format)
 
 
 # ---------------------------------------------------------------- helpers
@@ -119,7 +142,7 @@ def quick_scores(folder: Path) -> dict[str, dict]:
     from nli_cot_hub.store import read_records
 
     scores = {}
-    for name in EVAL_SETS:
+    for name in [f"{set_name}{suffix}" for set_name in EVAL_SETS for suffix in ("", "_logprob")]:
         path = folder / f"predictions_{name}.jsonl"
         if not path.exists():
             continue
@@ -150,7 +173,7 @@ class Log:
 
 # ---------------------------------------------------------------- stages
 
-def train_arguments(args, data: Path, config: str | None, output: Path) -> list[str]:
+def train_arguments(args, data: Path, config: str | None, output: Path, spec: RunSpec | None = None) -> list[str]:
     arguments = ["train", "--config", str(args.recipe), "--dataset_name", str(data), "--output_dir", str(output),
                  "--num_train_epochs", str(args.epochs), "--per_device_train_batch_size", str(args.train_batch_size),
                  "--learning_rate", str(args.learning_rate), "--max_length", str(args.max_length),
@@ -163,7 +186,22 @@ def train_arguments(args, data: Path, config: str | None, output: Path) -> list[
         arguments += ["--max_train_samples", str(args.max_train_samples)]
     if args.device == "cpu":
         arguments += ["--use_cpu", "true", "--bf16", "false", "--dtype", "float32"]
+    if spec is not None and spec.completion_format:
+        arguments += ["--completion_format", spec.completion_format]
+    if spec is not None and spec.weighted:
+        arguments += ["--label_loss_weight", str(label_weight(args))]
     return arguments
+
+
+def label_weight(args) -> float:
+    """--label-weight, else the weight experiments.choose_weight picked on the training data's validation split."""
+    if args.label_weight is not None:
+        return args.label_weight
+    choice = args.results / WEIGHT_CHOICE
+    if not choice.exists():
+        raise SystemExit(f"error: {choice} missing: run `python -m experiments.choose_weight` first (or pass "
+                         "--label-weight)")
+    return float(read_json(choice)["chosen_weight"])
 
 
 def reflect_and_build(args, log: Log, folder: Path) -> Path:
@@ -185,12 +223,21 @@ def reflect_and_build(args, log: Log, folder: Path) -> Path:
 
 def predict(args, log: Log, spec: RunSpec, folder: Path, adapter: Path | None, sets: list[str]) -> dict[str, str]:
     files = {}
-    for name in sets:
-        output = folder / f"predictions_{name}.jsonl"
+    readouts = READOUTS if spec.completion_format else ("generate",)
+    for name, readout in [(set_name, readout) for readout in readouts for set_name in sets]:
+        suffix = "" if readout == "generate" else f"_{readout}"
+        output = folder / f"predictions_{name}{suffix}.jsonl"
         arguments = ["predict", str(args.work / EVAL_SETS[name]), "-o", str(output), "--id-col", "id",
                      "--model", "embedded", "--prompt", spec.prompt,
                      "--max-new-tokens", str(args.max_new_tokens or spec.max_new_tokens),
                      "--batch-size", str(args.predict_batch_size), "--no-progress"]
+        if spec.completion_format:  # the adapter folder records it too; named here so the log says it
+            arguments += ["--completion-format", spec.completion_format, "--readout", readout,
+                          "--stats", str(folder / f"speed_{name}{suffix}.json")]
+        generated = folder / f"predictions_{name}.jsonl"
+        if readout == "logprob" and spec.completion_format == "thought_first" and generated.exists():
+            # The read-out after the thought reuses the thoughts the generation run wrote (same model, greedy).
+            arguments += ["--thoughts-from", str(generated)]
         if adapter is not None:
             arguments += ["--adapter", str(adapter)]
         if spec.samples > 1:
@@ -200,8 +247,8 @@ def predict(args, log: Log, spec: RunSpec, folder: Path, adapter: Path | None, s
             arguments += ["--limit", str(args.limit)]
         if args.device == "cpu":
             arguments += ["--threads", str(args.threads)]
-        log.cli(f"predict {name}", *arguments)
-        files[name] = str(output)
+        log.cli(f"predict {name}{suffix}", *arguments)
+        files[f"{name}{suffix}"] = str(output)
     return files
 
 
@@ -211,7 +258,9 @@ def evaluate(run: str, folder: Path, work: Path, log: Log | None = None, in_proc
     ``in_process`` calls the function behind the command (``nli_cot_hub.report.evaluate_files``) in this
     process instead, with the same arguments: the summariser scores many files and saves the start-ups."""
     numbers = {}
-    for view, (name, gold) in SCORED_VIEWS.items():
+    views = [(view + suffix, name + suffix, gold) for suffix in ("", "_logprob")
+             for view, (name, gold) in SCORED_VIEWS.items()]
+    for view, name, gold in views:
         predictions = folder / f"predictions_{name}.jsonl"
         if not predictions.exists():
             continue
@@ -251,7 +300,8 @@ def classic(args, log: Log, folder: Path, sets: list[str]) -> None:
 
 def make_run(run: str, args) -> dict:
     spec = RUNS[run]
-    name = run + (args.name_suffix or "")
+    # Format runs are repeated over seeds: each seed is a run folder of its own.
+    name = run + (f"-s{args.seed}" if spec.completion_format else "") + (args.name_suffix or "")
     folder = args.results / name
     folder.mkdir(parents=True, exist_ok=True)
     log = Log(folder)
@@ -284,7 +334,7 @@ def make_run(run: str, args) -> dict:
                 if spec.reflect and name != run:
                     reuse_reflections(args.results / run, folder, log)
                 data = reflect_and_build(args, log, folder) if spec.reflect else args.work / spec.data
-                log.cli("train", *train_arguments(args, data, spec.config, adapter))
+                log.cli("train", *train_arguments(args, data, spec.config, adapter, spec))
         predict(args, log, spec, folder, adapter, sets)
     missing = can_evaluate()
     if args.skip_evaluate or missing:
@@ -298,6 +348,10 @@ def make_run(run: str, args) -> dict:
         record["evaluation"] = "done"
     record["steps"] = log.steps
     record["seconds"] = round(time.monotonic() - started, 1)
+    if spec.completion_format:
+        record.update(completion_format=spec.completion_format, seed=args.seed,
+                      label_loss_weight=label_weight(args) if spec.weighted else 1.0,
+                      speed={path.stem.removeprefix("speed_"): read_json(path) for path in sorted(folder.glob("speed_*.json"))})
     if spec.reflect and (folder / "reflected.jsonl").exists():
         record["reflection"] = reflection_summary(folder / "reflected.jsonl")
     training = folder / "adapter" / "training_metrics.json"
@@ -405,7 +459,11 @@ def parser() -> argparse.ArgumentParser:
                                                  "CoT run with the best dev accuracy already evaluated).")
     p.add_argument("--samples", type=int, default=5, help="self-consistency: answers per pair.")
     p.add_argument("--temperature", type=float, default=0.7, help="self-consistency: sampling temperature.")
-    p.add_argument("--seed", type=int, default=42, help="Seed of training, sampling and the reflection sample.")
+    p.add_argument("--seed", type=int, default=42, help="Seed of training, sampling and the reflection sample; format "
+                                                             "runs write <run>-s<seed>/ (the plan: 42, 43, 44).")
+    p.add_argument("--label-weight", type=float, default=None,
+                   help="fmt-thought-first-weighted: label_loss_weight (default: the weight experiments.choose_weight "
+                        "picked, from <results>/weight-choice/choice.json).")
     p.add_argument("--skip-evaluate", action="store_true", help="Train and predict only.")
     p.add_argument("--name-suffix", default="",
                    help="Write the run to <run><suffix>/ (--name-suffix=-retrain2: the = is needed before a "

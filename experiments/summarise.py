@@ -157,6 +157,100 @@ def pairwise(models: dict, gold: dict[str, int] | None) -> dict[tuple[str, str],
     return {(a, b): compare(models[a], models[b], gold)["p_value"] for i, a in enumerate(names) for b in names[i + 1:]}
 
 
+FORMAT_VIEWS = ("dev", "mnli_hard")
+FORMAT_BASELINE = "fmt-label-only"
+READOUT_SUFFIX = {"generate": "", "logprob": "_logprob"}
+
+
+def spread(values: list[float], digits: int = 4) -> str:
+    """mean ± sd over seeds (sd needs two or more)."""
+    import statistics
+
+    values = [v for v in values if v is not None]
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+
+
+def examples_per_second(record: dict, name: str, readout: str) -> float | None:
+    """Prediction speed of one run and read-out. thought_first's read-out reads the thoughts its generation run
+    wrote, so its cost is both: 1 / (1 / generation + 1 / read-out)."""
+    speed = record.get("speed") or {}
+
+    def rate(key: str) -> float | None:
+        return (speed.get(key) or {}).get("examples_per_second")
+
+    if readout == "logprob" and record.get("completion_format") == "thought_first":
+        generation, reading = rate(name), rate(f"{name}_logprob")
+        return 1 / (1 / generation + 1 / reading) if generation and reading else None
+    return rate(name + READOUT_SUFFIX[readout])
+
+
+def format_rows(view: str, runs: dict[str, dict], results: Path, work: Path) -> list[dict]:
+    """One row per (format recipe, read-out): mean ± sd over the seeds of accuracy, macro F1, parse rate,
+    calibration and speed, and the per-seed comparison with label-only (generation) on the same rows."""
+    from nli_cot_hub.report import compare, load_models
+
+    gold = gold_labels(view, work) if view in SCORED_VIEWS else None
+    name = SCORED_VIEWS[view][0]
+    groups: dict[tuple[str, str], list[tuple[int, str]]] = {}
+    for run, record in runs.items():
+        if not record.get("completion_format"):
+            continue
+        for readout, suffix in READOUT_SUFFIX.items():
+            if (results / run / f"predictions_{name}{suffix}.jsonl").exists():
+                groups.setdefault((record["recipe"], readout), []).append((record["seed"], run))
+    baselines = {seed: run for (recipe, readout), members in groups.items() if recipe == FORMAT_BASELINE
+                 and readout == "generate" for seed, run in members}
+    rows = []
+    for (recipe, readout), members in groups.items():
+        suffix = READOUT_SUFFIX[readout]
+        members.sort()
+        metrics = [runs[run]["sets"].get(view + suffix, {}) for _, run in members]
+        speeds = [examples_per_second(runs[run], name, readout) for _, run in members]
+        differences, p_values = [], []
+        for seed, run in members:
+            base = baselines.get(seed)
+            if base is None or (base == run and readout == "generate"):
+                continue
+            model = load_models([str(results / run / f"predictions_{name}{suffix}.jsonl")], [run])[0]
+            reference = load_models([str(results / base / f"predictions_{name}.jsonl")], [base])[0]
+            comparison = compare(model, reference, gold)
+            if comparison["rows"]:
+                differences.append(comparison["accuracy_a"] - comparison["accuracy_b"])
+                p_values.append((seed, comparison["p_value"]))
+        rows.append({"format": runs[members[0][1]]["completion_format"], "recipe": recipe, "readout": readout,
+                     "seeds": [seed for seed, _ in members],
+                     **{key: spread([m.get(key) for m in metrics])
+                        for key in ("accuracy", "macro_f1", "parse_rate", "ece", "brier", "roc_auc")},
+                     "examples_per_second": spread(speeds, 1),
+                     "difference": spread(differences), "p_values": p_values})
+    return rows
+
+
+def render_formats(tables: dict[str, list[dict]]) -> list[str]:
+    lines = []
+    for view, rows in tables.items():
+        if not rows:
+            continue
+        lines += [f"### Completion formats: {VIEW_TITLES[view]}", "",
+                  "Mean ± sd over the seeds; calibration only for the log-probability read-out; the difference "
+                  f"and McNemar's p (per seed) are against `{FORMAT_BASELINE}` with generation, on the same rows.", "",
+                  "| format | run | read-out | seeds | accuracy | macro F1 | parse rate | ECE | Brier | ROC-AUC | "
+                  "examples/s | accuracy − label-only | McNemar p per seed |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for row in rows:
+            p_values = ", ".join(f"{seed}: {_p(value)}" for seed, value in row["p_values"]) or "–"
+            lines.append(f"| {row['format']} | {row['recipe']} | {row['readout']} | "
+                         f"{', '.join(map(str, row['seeds']))} | {row['accuracy']} | {row['macro_f1']} | "
+                         f"{row['parse_rate']} | {row['ece']} | {row['brier']} | {row['roc_auc']} | "
+                         f"{row['examples_per_second']} | {row['difference']} | {p_values} |")
+        lines.append("")
+    return lines
+
+
 def _p(value: float) -> str:
     return "< 1e-300" if value == 0 else f"{value:.3g}"
 
@@ -166,7 +260,7 @@ def _number(value, digits: int = 4) -> str:
 
 
 def render(runs: dict[str, dict], tables: dict[str, list[dict]], plot: Path | None, output: Path, baseline: str,
-           pairs: dict[tuple[str, str], float] | None = None) -> str:
+           pairs: dict[tuple[str, str], float] | None = None, formats: dict[str, list[dict]] | None = None) -> str:
     cards = sorted({f"{r['environment']['card']}" for r in runs.values()})
     lines = [BEGIN, "", "_Written by `python -m experiments.summarise` from the runs in `experiments/results/`; "
              "do not edit between the markers._", "",
@@ -184,6 +278,7 @@ def render(runs: dict[str, dict], tables: dict[str, list[dict]], plot: Path | No
             lines.append(f"| {row['run']} | {row['card']} | {row['date']} | {row['rows']} | {_number(row['accuracy'])} | "
                          f"{ci} | {_number(row['macro_f1'])} | {_number(row['parse_rate'], 3)} | {p} |")
         lines.append("")
+    lines += render_formats(formats or {})
     if pairs:
         names = list(dict.fromkeys([a for a, _ in pairs] + [b for _, b in pairs]))
         lines += ["### Coursework dev: McNemar p between runs", "",
@@ -236,9 +331,11 @@ def summarise(results: Path, work: Path, output: Path, baseline: str = "tfidf", 
         tables[view] = table_rows(view, runs, models, gold, baseline)
         if view == "dev":
             pairs = pairwise(models, gold)
+    formats = {view: format_rows(view, runs, results, work) for view in FORMAT_VIEWS}
     plot = plot_lengths(runs, results, output.parent / "results_thought_length.png")
-    write_results(output, render(runs, tables, plot, output, baseline, pairs))
-    return {"runs": list(runs), "tables": tables, "pairs": pairs, "plot": str(plot) if plot else None}
+    write_results(output, render(runs, tables, plot, output, baseline, pairs, formats))
+    return {"runs": list(runs), "tables": tables, "pairs": pairs, "formats": formats,
+            "plot": str(plot) if plot else None}
 
 
 def main(argv: list[str] | None = None) -> None:

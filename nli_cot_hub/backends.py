@@ -44,6 +44,9 @@ class Completion:
     completion_tokens: int = 0
     model: str = ""
     finish_reason: str | None = None
+    # With top_logprobs asked for: each generated token's text and its top alternatives' log-probabilities.
+    tokens: list[str] | None = None
+    alternatives: list[dict[str, float]] | None = None
 
 
 class BackendError(Exception):
@@ -96,6 +99,8 @@ class ChatBackend(abc.ABC):
     system_role: str = "keep"
     _fold: bool | None = None
     _fold_lock: asyncio.Lock | None = None
+    # Top alternatives per generated token to ask for (openai/llamacpp/tgi); None: no log-probabilities.
+    top_logprobs: int | None = None
 
     @abc.abstractmethod
     async def complete(self, messages: list[Message], *, json_schema: dict | None = None,
@@ -225,6 +230,8 @@ class OpenAICompatibleBackend(ChatBackend):
         if seed is not None:
             kwargs["seed"] = seed
         messages = await self.server_messages(messages)
+        if self.top_logprobs:
+            kwargs.update(logprobs=True, top_logprobs=self.top_logprobs)
         try:
             response = await self._client.chat.completions.create(
                 model=self.model, messages=messages, temperature=temperature, max_tokens=max_tokens, **kwargs)
@@ -238,10 +245,17 @@ class OpenAICompatibleBackend(ChatBackend):
             raise BackendError("response has no choices", retryable=True)
         choice = response.choices[0]
         usage = response.usage
+        tokens = alternatives = None
+        content = getattr(choice.logprobs, "content", None) if self.top_logprobs else None
+        if content:
+            tokens = [item.token for item in content]
+            alternatives = [{**{top.token: top.logprob for top in item.top_logprobs or []}, item.token: item.logprob}
+                            for item in content]
         return Completion(text=choice.message.content or "",
                           prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
                           completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
-                          model=response.model or self.model, finish_reason=choice.finish_reason)
+                          model=response.model or self.model, finish_reason=choice.finish_reason,
+                          tokens=tokens, alternatives=alternatives)
 
     async def aclose(self):
         await self._client.close()
@@ -324,6 +338,8 @@ class TGIBackend(ChatBackend):
             kwargs.update(do_sample=True, temperature=temperature)
         if json_schema is not None and self.json_mode != "none":
             kwargs["grammar"] = {"type": "json", "value": json_schema}
+        if self.top_logprobs:
+            kwargs["top_n_tokens"] = self.top_logprobs
         try:
             output = await self._client.text_generation(prompt, **kwargs)
         except TextGenerationError as error:
@@ -343,12 +359,51 @@ class TGIBackend(ChatBackend):
             raise
         details = output.details
         prompt_tokens = len(tokenizer(prompt)["input_ids"])  # as the server counts them, its own BOS included
+        tokens = alternatives = None
+        if self.top_logprobs and details is not None and details.top_tokens:
+            tokens = [_field(token, "text") for token in details.tokens]
+            alternatives = [{**{_field(top, "text"): _field(top, "logprob") for top in tops},
+                             _field(token, "text"): _field(token, "logprob")}
+                            for token, tops in zip(details.tokens, details.top_tokens)]
         return Completion(text=output.generated_text, prompt_tokens=prompt_tokens,
                           completion_tokens=details.generated_tokens if details else 0,
-                          model=self.model, finish_reason=str(details.finish_reason) if details else None)
+                          model=self.model, finish_reason=str(details.finish_reason) if details else None,
+                          tokens=tokens, alternatives=alternatives)
+
+    async def next_token_logprobs(self, text: str, top_n: int) -> tuple[dict[int, float], int]:
+        """The top ``top_n`` next tokens after the raw ``text`` (no chat template applied) as {id: log-probability},
+        and the token count of ``text``: TGI's /generate continues any text, so the answer can be laid out up to
+        the label position and the label read from the first generated token."""
+        from huggingface_hub.errors import HfHubHTTPError, TextGenerationError
+
+        try:
+            output = await self._client.text_generation(text, max_new_tokens=1, details=True, top_n_tokens=top_n)
+        except TextGenerationError as error:
+            response = getattr(error.__cause__, "response", None)
+            if response is not None:
+                raise http_error(response.status_code, response.headers, str(error)) from None
+            raise BackendError(str(error), retryable=type(error).__name__ == "OverloadedError") from None
+        except HfHubHTTPError as error:
+            raise http_error(error.response.status_code, error.response.headers, _body_text(error.response)) from None
+        except Exception as error:
+            if _is_transport_error(error):
+                raise transport_error(error) from None
+            raise
+        details = output.details
+        if details is None or not details.top_tokens:
+            raise BackendError(f"{self.url} returned no top_n_tokens", retryable=False, status=422)
+        chosen = details.tokens[0]
+        scores = {_field(top, "id"): _field(top, "logprob") for top in details.top_tokens[0]}
+        scores[_field(chosen, "id")] = _field(chosen, "logprob")
+        return scores, len(details.prefill or [])
 
     async def aclose(self):
         await self._client.close()
+
+
+def _field(value, name: str):
+    """A field of a parsed TGI token, which huggingface_hub leaves a dict inside nested lists."""
+    return value[name] if isinstance(value, dict) else getattr(value, name)
 
 
 def _load_tokenizer(source: str):

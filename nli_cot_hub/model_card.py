@@ -101,6 +101,7 @@ def render_card(output_dir: str | Path, eval_metrics: dict[str, Any] | None = No
     from huggingface_hub import ModelCard, ModelCardData
 
     from nli_cot_hub.chat_format import FORMAT_VERSION, LABEL_DEFINITION
+    from nli_cot_hub.formats import DESCRIPTIONS, completion_text, resolve_format
 
     output_dir = Path(output_dir)
     recipe = read_recipe(output_dir)
@@ -147,6 +148,7 @@ def render_card(output_dir: str | Path, eval_metrics: dict[str, Any] | None = No
         ("peak_memory_gib", "peak GPU memory (GiB)"), ("first_train_loss", "first train loss"),
         ("last_train_loss", "last train loss"), ("best_eval_loss", "best validation loss"),
     ) if summary.get(key) is not None]
+    completion_format = resolve_format(None, output_dir)
     card = ModelCard.from_template(
         card_data, template_path=str(template),
         model_title=f"{model_name}: chain-of-thought NLI adapter for {base_model}",
@@ -159,6 +161,9 @@ def render_card(output_dir: str | Path, eval_metrics: dict[str, Any] | None = No
         train_examples=summary.get("train_examples", "?"), hyperparameters=hyperparameters, run_facts=run_facts,
         eval_rows=[(name, f"{float(value):.4f}") for name, value in metrics.items()],
         eval_dataset=public_name(eval_dataset), best_eval_loss=format_value(summary.get("best_eval_loss", "n/a")),
+        completion_format=completion_format, format_description=DESCRIPTIONS[completion_format],
+        answer_example=completion_text(completion_format, "...", 1),
+        label_loss_weight=float(script.get("label_loss_weight") or 1.0),
     )
     return str(card)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import dataclasses
+import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from nli_cot_hub.records import CoTRecord, TokenUsage
 
 PROMPTS = ("finetune", "cot")
 FALLBACKS = ("majority", "0", "1")
+READOUTS = ("generate", "logprob")
 
 
 @dataclass
@@ -41,14 +43,26 @@ class PredictConfig:
     max_reasks: int = 0               # a prediction is the model's first answer unless asked otherwise
     timeout_s: float = 120.0
     system_role: str = "auto"         # endpoints with a server-side template: auto, keep or fold
+    completion_format: str | None = None  # None: the adapter folder's (completion_format.json), else thought_first
+    readout: str = "generate"         # generate: parse the generated answer; logprob: compare p(0) and p(1)
+    explain: bool = False             # answer-first formats: also write the explanation of the label
+    thoughts_from: str | None = None  # logprob + thought_first: take each row's thought from these predictions
 
     def __post_init__(self):
         from nli_cot_hub.chat_template import SYSTEM_ROLE_MODES
+        from nli_cot_hub.formats import check_format
 
         if self.prompt not in PROMPTS:
             raise ValueError(f"unknown prompt {self.prompt!r}; choose one of {PROMPTS}")
         if self.system_role not in SYSTEM_ROLE_MODES:
             raise ValueError(f"unknown system role mode {self.system_role!r}; choose one of {SYSTEM_ROLE_MODES}")
+        if self.completion_format is not None:
+            check_format(self.completion_format)
+        if self.readout not in READOUTS:
+            raise ValueError(f"unknown read-out {self.readout!r}; choose one of {READOUTS}")
+        if self.readout == "logprob" and (self.prompt != "finetune" or self.num_samples > 1):
+            raise ValueError("--readout logprob reads the label of a fine-tuned format: it needs --prompt finetune "
+                             "and one sample per pair")
         if self.num_samples > 1 and self.temperature <= 0:
             raise ValueError("self-consistency (num_samples > 1) needs a temperature > 0, e.g. 0.7")
 
@@ -61,26 +75,34 @@ class PredictResult:
     dropped_failed: int = 0
     by_status: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    load_seconds: float = 0.0  # of ``seconds``: loading the local model, before the first pair
+
+    @property
+    def examples_per_second(self) -> float | None:
+        """Rows written per second of prediction, model loading left out."""
+        busy = self.seconds - self.load_seconds
+        return self.written / busy if self.written and busy > 0 else None
 
 
-def messages_for(premise: str, hypothesis: str, prompt: str) -> list[dict[str, str]]:
+def messages_for(premise: str, hypothesis: str, prompt: str, completion_format: str = "thought_first",
+                 task: str = "label") -> list[dict[str, str]]:
     if prompt == "cot":
         from nli_cot_hub.prompts import cot_messages
 
         return cot_messages(premise, hypothesis)
-    from nli_cot_hub.chat_format import prompt_messages
+    from nli_cot_hub.formats import prompt_messages
 
-    return prompt_messages(premise, hypothesis)
+    return prompt_messages(premise, hypothesis, completion_format, task)
 
 
-def prompt_version(prompt: str) -> str:
+def prompt_version(prompt: str, completion_format: str = "thought_first") -> str:
     if prompt == "cot":
         from nli_cot_hub.prompts import COT_VERSION
 
         return COT_VERSION
     from nli_cot_hub.chat_format import FORMAT_VERSION
 
-    return FORMAT_VERSION
+    return FORMAT_VERSION if completion_format == "thought_first" else f"{FORMAT_VERSION}/{completion_format}"
 
 
 def majority_vote(labels: Sequence[int | None]) -> tuple[int | None, float]:
@@ -142,9 +164,14 @@ def predict(pairs: pd.DataFrame, output: str | Path, *, backend: str = "local", 
 
     from nli_cot_hub.store import RecordStore
 
+    from nli_cot_hub.formats import resolve_format
+
     config = config or PredictConfig()
     if backend.startswith("local:"):  # the backends spec form: same engine, model named in the spec
         backend, model = "local", backend.split(":", 1)[1] or model
+    # A model is predicted in the format it was trained in, unless told otherwise.
+    config = dataclasses.replace(config, completion_format=resolve_format(
+        config.completion_format, adapter, model if backend == "local" else None))
     started = time.monotonic()
     with RecordStore(output) as store:
         result = PredictResult(Path(output))
@@ -156,7 +183,10 @@ def predict(pairs: pd.DataFrame, output: str | Path, *, backend: str = "local", 
         todo = [row for row in rows if str(row["id"]) not in store]
         result.already_done = len(rows) - len(todo)
         if todo:
-            if backend == "local":
+            if backend == "local" and config.readout == "logprob":
+                _predict_local_logprob(todo, store, result, model=model, adapter=adapter, merge=merge,
+                                       config=config, progress=progress, engine_options=engine_options or {})
+            elif backend == "local":
                 _predict_local(todo, store, result, model=model, adapter=adapter, merge=merge, config=config,
                                progress=progress, engine_options=engine_options or {})
             else:
@@ -173,11 +203,18 @@ def _count(result: PredictResult, record: CoTRecord) -> None:
 def _predict_local(rows, store, result, *, model, adapter, merge, config, progress, engine_options) -> None:
     from nli_cot_hub.local_engine import LocalEngine
 
+    import time
+
+    started = time.monotonic()
     engine = LocalEngine(model, adapter, merge=merge, batch_size=config.batch_size, progress=progress,
                          **engine_options)
+    result.load_seconds = time.monotonic() - started
     name = engine.model_name + (f"+{engine.adapter}" if engine.adapter else "")
-    version = prompt_version(config.prompt)
-    conversations = [messages_for(row["premise"], row["hypothesis"], config.prompt) for row in rows]
+    completion_format = config.completion_format or "thought_first"
+    version = prompt_version(config.prompt, completion_format)
+    conversations = [messages_for(row["premise"], row["hypothesis"], config.prompt, completion_format)
+                     for row in rows]
+    explain_on_demand = config.explain and completion_format == "multitask" and config.prompt == "finetune"
 
     def write(indices, generations) -> None:
         records = []
@@ -188,6 +225,9 @@ def _predict_local(rows, store, result, *, model, adapter, merge, config, progre
                                completion_tokens=sum(sample.completion_tokens for sample in samples))
             records.append(record_from_samples(rows[index], [s.text for s in samples], extractions, model=name,
                                                version=version, usage=usage))
+        if explain_on_demand:
+            rationales = explanations(engine, [rows[index] for index in indices], config.max_new_tokens)
+            records = [with_explanation(record, rationale) for record, rationale in zip(records, rationales)]
         store.append_many(records)
         for record in records:
             _count(result, record)
@@ -196,40 +236,241 @@ def _predict_local(rows, store, result, *, model, adapter, merge, config, progre
                     num_samples=config.num_samples, seed=config.seed, on_batch=write)
 
 
+def explanations(engine, rows: Sequence[dict], max_new_tokens: int) -> list[str | None]:
+    """multitask: the rationale of each pair, asked with the [explain] task tag."""
+    conversations = [messages_for(row["premise"], row["hypothesis"], "finetune", "multitask", "explain")
+                     for row in rows]
+    generations = engine.generate(conversations, max_new_tokens=max_new_tokens)
+    # The rationale is the answer: a reply that is not the asked-for JSON still is one, as plain text.
+    return [extract_answer(samples[0].text).thought or samples[0].text.strip() or None for samples in generations]
+
+
+def with_explanation(record: CoTRecord, explanation: str | None) -> CoTRecord:
+    if not explanation:
+        return record
+    status = "ok" if record.status == "label-only" else record.status
+    return record.model_copy(update={"thought_process": explanation, "status": status,
+                                     "error": None if status == "ok" else record.error})
+
+
+def _predict_local_logprob(rows, store, result, *, model, adapter, merge, config, progress, engine_options) -> None:
+    """The label from log p(0) against log p(1) at the label position; thought_first generates its thought
+    first, answer-first formats score at once and write the explanation only with ``explain``."""
+    from tqdm.auto import tqdm
+
+    from nli_cot_hub.formats import explanation_prefix
+    from nli_cot_hub.local_engine import LocalEngine
+    from nli_cot_hub.readout import continue_texts, label_split, score_labels
+
+    import time
+
+    started = time.monotonic()
+    engine = LocalEngine(model, adapter, merge=merge, batch_size=config.batch_size, progress=False,
+                         **engine_options)
+    result.load_seconds = time.monotonic() - started
+    name = engine.model_name + (f"+{engine.adapter}" if engine.adapter else "")
+    completion_format = config.completion_format or "thought_first"
+    version = prompt_version(config.prompt, completion_format)
+    earlier = earlier_thoughts(config.thoughts_from, rows)
+    chunk = engine.batch_size * 4
+    with tqdm(total=len(rows), desc="log-prob read-out", unit="pair", disable=not progress) as bar:
+        for start in range(0, len(rows), chunk):
+            batch = rows[start:start + chunk]
+            conversations = [messages_for(r["premise"], r["hypothesis"], "finetune", completion_format) for r in batch]
+            contexts = [engine.prompt_text(messages) for messages in conversations]
+            thoughts: list[str | None] = [None] * len(batch)
+            generated = [0] * len(batch)
+            if completion_format == "thought_first":
+                # Thoughts an earlier generation run wrote are read, not generated again.
+                todo = [i for i, row in enumerate(batch) if str(row["id"]) not in earlier]
+                for i, row in enumerate(batch):
+                    if str(row["id"]) in earlier:
+                        thoughts[i] = earlier[str(row["id"])].thought_process
+                        generated[i] = earlier[str(row["id"])].usage.completion_tokens
+                if todo:
+                    fresh = engine.generate([conversations[i] for i in todo], max_new_tokens=config.max_new_tokens)
+                    for i, samples in zip(todo, fresh):
+                        thoughts[i] = extract_answer(samples[0].text).thought
+                        generated[i] = samples[0].completion_tokens
+            splits = [label_split(engine.tokenizer, context, completion_format, thought)
+                      for context, thought in zip(contexts, thoughts)]
+            scores = score_labels(engine.model, engine.tokenizer, splits, engine.batch_size, engine.device)
+            if config.explain and completion_format == "label_first":
+                texts = [context + explanation_prefix(score.label) for context, score in zip(contexts, scores)]
+                continued = continue_texts(engine.model, engine.tokenizer, texts, config.max_new_tokens, engine.eos_ids,
+                                           engine.batch_size, engine.device)
+                thoughts = [extract_answer(explanation_prefix(score.label) + text).thought
+                            for score, text in zip(scores, continued)]
+            elif config.explain and completion_format == "multitask":
+                thoughts = explanations(engine, batch, config.max_new_tokens)
+            records = [logprob_record(row, score, thought, completion_format, model=name, version=version,
+                                      usage=TokenUsage(prompt_tokens=len(split[0]), completion_tokens=tokens))
+                       for row, score, thought, split, tokens in zip(batch, scores, thoughts, splits, generated)]
+            store.append_many(records)
+            for record in records:
+                _count(result, record)
+            bar.update(len(batch))
+
+
+def earlier_thoughts(path: str | None, rows: Sequence[dict]) -> dict[str, CoTRecord]:
+    """The records of an earlier generation run for these rows (same id and same pair), by id."""
+    if path is None:
+        return {}
+    from nli_cot_hub.store import read_records
+
+    if not Path(path).exists():
+        raise FileNotFoundError(f"{path}: no such predictions file (--thoughts-from)")
+    pairs = {str(row["id"]): (row["premise"], row["hypothesis"]) for row in rows}
+    return {r.id: r for r in read_records(path) if pairs.get(r.id) == (r.premise, r.hypothesis)}
+
+
+def logprob_record(row: dict, score, thought: str | None, completion_format: str, *, model: str, version: str,
+                   usage: TokenUsage) -> CoTRecord:
+    from nli_cot_hub.formats import completion_text
+
+    label = score.label
+    return CoTRecord(
+        id=str(row["id"]), premise=row["premise"], hypothesis=row["hypothesis"], label=_gold(row.get("label")),
+        thought_process=thought or None, predicted_label=label, model=model, prompt_version=version, usage=usage,
+        status="ok" if thought else "label-only", raw_output=completion_text(completion_format, thought, label),
+        p_label_1=round(score.p_label_1, 6),
+    )
+
+
+LOGPROB_KINDS = ("openai", "llamacpp", "tgi")
+TOP_LOGPROBS = 5
+# Enough new tokens for an answer-first JSON to reach its label value.
+ANSWER_FIRST_LABEL_TOKENS = 16
+
+
+class ReadoutUnsupported(ValueError):
+    """The endpoint cannot give what --readout logprob needs."""
+
+
 async def _predict_remote(rows, store, result, *, spec, config, progress) -> None:
-    from nli_cot_hub.backends import make_backend
+    from nli_cot_hub.backends import BackendError, make_backend
     from nli_cot_hub.engine import Engine, EngineConfig, Ledger, run_jobs
+    from nli_cot_hub.formats import answer_schema, completion_text
     from nli_cot_hub.prompts import COT_SCHEMA
 
     backend = make_backend(spec, timeout_s=config.timeout_s, system_role=config.system_role)
+    completion_format = config.completion_format or "thought_first"
+    logprob = config.readout == "logprob"
+    if logprob and backend.kind not in LOGPROB_KINDS:
+        raise ReadoutUnsupported(f"--readout logprob: the {backend.kind} backend returns no log-probabilities; use "
+                                 f"one of {', '.join(LOGPROB_KINDS)} or --readout generate")
+    if logprob:
+        backend.top_logprobs = TOP_LOGPROBS
+    max_tokens = config.max_new_tokens
+    if logprob and completion_format != "thought_first" and not config.explain:
+        max_tokens = min(max_tokens, ANSWER_FIRST_LABEL_TOKENS)
     ledger = Ledger()
     base = EngineConfig(concurrency=config.concurrency, max_retries=config.max_retries,
                         max_reasks=config.max_reasks, request_timeout_s=config.timeout_s,
-                        temperature=config.temperature, max_tokens=config.max_new_tokens, seed=config.seed)
+                        temperature=config.temperature, max_tokens=max_tokens, seed=config.seed)
     # One engine per sample, each with its own seed, so k samples are k different reasoning paths.
     engines = [Engine(backend, dataclasses.replace(base, seed=None if config.seed is None else config.seed + k),
                       ledger) for k in range(config.num_samples)]
-    version = prompt_version(config.prompt)
+    version = prompt_version(config.prompt, completion_format)
+    # thought_first's schema is the generation stage's (COT_SCHEMA), so old runs send the very same request.
+    schema = COT_SCHEMA if config.prompt == "cot" or completion_format == "thought_first" else answer_schema(
+        completion_format)
+
+    def messages(row: dict) -> list[dict[str, str]]:
+        return messages_for(row["premise"], row["hypothesis"], config.prompt, completion_format)
 
     async def handle(row: dict) -> CoTRecord:
-        messages = messages_for(row["premise"], row["hypothesis"], config.prompt)
-        answers = await asyncio.gather(*(engine.ask(messages, json_schema=COT_SCHEMA) for engine in engines))
+        answers = await asyncio.gather(*(engine.ask(messages(row), json_schema=schema) for engine in engines))
         usage = TokenUsage()
         for answer in answers:
             usage = usage + answer.usage
         return record_from_samples(row, [a.text for a in answers], [a.extraction for a in answers],
                                    model=answers[0].model, version=version, usage=usage)
 
+    async def read_label(row: dict) -> CoTRecord:
+        if backend.kind == "tgi":
+            return await read_label_tgi(row)
+        from nli_cot_hub.readout import label_from_token_alternatives
+
+        completion = await engines[0].request(messages(row), json_schema=schema)
+        if completion.alternatives is None:
+            raise ReadoutUnsupported(f"--readout logprob: {backend.describe()} returned no log-probabilities")
+        score = label_from_token_alternatives(completion.tokens, completion.alternatives)
+        thought = extract_answer(completion.text).thought
+        return CoTRecord(id=str(row["id"]), premise=row["premise"], hypothesis=row["hypothesis"],
+                         label=_gold(row.get("label")), thought_process=thought, predicted_label=score.label,
+                         model=completion.model or backend.model, prompt_version=version,
+                         usage=TokenUsage(prompt_tokens=completion.prompt_tokens,
+                                          completion_tokens=completion.completion_tokens),
+                         status="ok" if thought else "label-only", raw_output=completion.text,
+                         p_label_1=round(score.p_label_1, 6))
+
+    async def read_label_tgi(row: dict) -> CoTRecord:
+        """TGI continues raw text: lay the answer out up to the label position (after the generated thought for
+        thought_first) and read the two label tokens' log-probabilities from the next token's top alternatives."""
+        from nli_cot_hub.readout import LabelScore, label_split
+
+        thought, usage = None, TokenUsage()
+        if completion_format == "thought_first":
+            answer = await engines[0].ask(messages(row), json_schema=schema)
+            thought, usage = answer.extraction.thought, answer.usage
+        tokenizer = await backend._load_tokenizer()
+        context = tokenizer.apply_chat_template(messages(row), tokenize=False, add_generation_prompt=True)
+        prefix, zero, one = label_split(tokenizer, context, completion_format, thought)
+        from nli_cot_hub.chat_template import without_leading_bos
+
+        # /generate adds the served tokenizer's own BOS: the text goes without the template's.
+        text = without_leading_bos(tokenizer, tokenizer.decode(prefix))
+        scores, _ = await backend.next_token_logprobs(text, TOP_LOGPROBS)
+        if zero not in scores and one not in scores:
+            raise ValueError("neither 0 nor 1 is among the top tokens at the label position")
+        score = LabelScore(scores.get(zero, -math.inf), scores.get(one, -math.inf))
+        return CoTRecord(id=str(row["id"]), premise=row["premise"], hypothesis=row["hypothesis"],
+                         label=_gold(row.get("label")), thought_process=thought, predicted_label=score.label,
+                         model=backend.model, prompt_version=version,
+                         usage=usage + TokenUsage(prompt_tokens=len(prefix)),
+                         status="ok" if thought else "label-only",
+                         raw_output=completion_text(completion_format, thought, score.label),
+                         p_label_1=round(score.p_label_1, 6))
+
     def on_error(row: dict, error: BaseException) -> CoTRecord:
         return failed_record(row, error, model=backend.model, version=version)
 
     try:
-        report = await run_jobs(rows, handle, on_error, store, engines[0], desc="predicting", progress=progress)
+        if logprob:  # one request first: an endpoint that refuses log-probabilities stops the run at once
+            try:
+                first = await read_label(rows[0])
+            except BackendError as error:
+                if error.status is not None and 400 <= error.status < 500:
+                    raise ReadoutUnsupported(f"--readout logprob: {backend.describe()} refused the log-probability "
+                                             f"request ({error}); use --readout generate") from None
+                raise
+            except ValueError as error:  # this row had no label position; the endpoint itself works
+                first = on_error(rows[0], error)
+            store.append_many([first])
+            _count(result, first)
+            rows = rows[1:]
+        report = await run_jobs(rows, read_label if logprob else handle, on_error, store, engines[0],
+                                desc="predicting", progress=progress)
     finally:
         await backend.aclose()
     result.written += report.written
     for status, count in report.by_status.items():
         result.by_status[status] = result.by_status.get(status, 0) + count
+
+
+def write_stats(path: str | Path, result: PredictResult) -> Path:
+    """This run's counts and speed as JSON (examples/s: rows written per second, model loading left out)."""
+    import json
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({
+        "written": result.written, "already_done": result.already_done, "by_status": result.by_status,
+        "seconds": round(result.seconds, 2), "load_seconds": round(result.load_seconds, 2),
+        "examples_per_second": round(result.examples_per_second, 3) if result.examples_per_second else None,
+    }, indent=2) + "\n", encoding="utf-8")
+    return path
 
 
 # ---------------------------------------------------------------- submission

@@ -51,6 +51,8 @@ class CoTRecord(BaseModel):
     # share of samples that voted for predicted_label.
     votes: list[int | None] | None = None
     vote_share: float | None = None
+    # Log-probability read-out (predict --readout logprob): p(label = 1) from the two label tokens' probabilities.
+    p_label_1: float | None = None
     created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
     @property

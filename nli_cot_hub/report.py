@@ -68,13 +68,16 @@ def thought_words(record: CoTRecord) -> int | None:
 
 # ---------------------------------------------------------------- scoring
 
-def score_model(model: Model, metric, gold: dict[str, int] | None, unparsed="wrong") -> dict:
+def score_model(model: Model, metric, gold: dict[str, int] | None, unparsed="wrong", threshold: float = 0.5) -> dict:
     scored = [r for r in model.records.values() if gold_of(r, gold) is not None]
     result = {"rows": len(scored), "records": len(model.records), "without_gold": len(model.records) - len(scored)}
     if not scored:
         return result | {"accuracy": None, "macro_f1": None, "parse_rate": None}
+    # Probability metrics only when every scored row carries p(label = 1) (a log-probability read-out).
+    probabilities = [r.p_label_1 for r in scored]
+    extra = {"probabilities": probabilities, "threshold": threshold} if None not in probabilities else {}
     values = metric.compute(predictions=[r.predicted_label for r in scored],
-                            references=[gold_of(r, gold) for r in scored], unparsed=unparsed)
+                            references=[gold_of(r, gold) for r in scored], unparsed=unparsed, **extra)
     # The records know more than bare labels: their extraction statuses and thoughts.
     counts = Counter(r.status for r in scored)
     values["status_counts"] = {status: counts.get(status, 0) for status in STATUSES}
@@ -247,6 +250,31 @@ def plot_model(name: str, metrics: dict, buckets: list[dict], records: list[CoTR
     return files
 
 
+def plot_reliability(name: str, metrics: dict, folder: Path) -> str:
+    """Reliability diagram: mean p(label = 1) against the share of gold label 1 per bin, bar width ~ rows."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    bins = metrics["reliability"]
+    figure, axis = plt.subplots(figsize=(4.8, 4.2))
+    axis.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
+    axis.bar([(b["low"] + b["high"]) / 2 for b in bins], [b["share_label_1"] for b in bins],
+             width=[b["high"] - b["low"] for b in bins], alpha=0.35, edgecolor="tab:blue", label="share of gold 1")
+    axis.plot([b["mean_probability"] for b in bins], [b["share_label_1"] for b in bins], "o-", color="tab:blue",
+              label="bins (mean p)")
+    for b in bins:
+        axis.text(b["mean_probability"], b["share_label_1"], f" {b['rows']}", fontsize=7, va="bottom")
+    axis.set_xlim(0, 1)
+    axis.set_ylim(0, 1.05)
+    axis.set_xlabel("predicted p(label = 1)")
+    axis.set_ylabel("share of gold label 1")
+    axis.set_title(f"{name}: reliability (ECE {metrics['ece']:.3f})")
+    axis.legend(fontsize=7, loc="upper left")
+    return _save(figure, folder / f"{slug(name)}_reliability.png")
+
+
 def _save(figure, path: Path) -> str:
     figure.tight_layout()
     figure.savefig(path, dpi=110)
@@ -295,6 +323,11 @@ def render_report(summary: dict, models: list[Model], plots: dict, errors: dict,
                      + (f"; mean vote share {metrics['mean_vote_share']:.3f}" if "mean_vote_share" in metrics else ""))
         lines.append("")
         files = plots[model.name]
+        if "ece" in metrics:
+            lines += [f"Probabilities (p(label = 1) of a log-probability read-out): ROC-AUC "
+                      f"{_number(metrics['roc_auc'])}, Brier {_number(metrics['brier'])}, ECE {_number(metrics['ece'])}, "
+                      f"accuracy at threshold {metrics['threshold']:g}: {_number(metrics['accuracy_at_threshold'])}.",
+                      "", f"![reliability diagram]({files['reliability']})", ""]
         lines += [f"![confusion matrix]({files['confusion']}) ![label distribution]({files['labels']})", "",
                   f"![accuracy by thought length]({files['length']}) ![status counts]({files['status']})", "",
                   "| thought length (words) | rows | accuracy |", "|---|---|---|"]
@@ -328,7 +361,7 @@ def render_report(summary: dict, models: list[Model], plots: dict, errors: dict,
 
 def evaluate_files(paths: list[str], output_dir: str | Path, *, gold: dict[str, int] | None = None,
                    names: list[str] | None = None, unparsed="wrong", worst: int = 10,
-                   audit_min_votes: int = 2) -> dict:
+                   audit_min_votes: int = 2, threshold: float = 0.5) -> dict:
     folder = Path(output_dir)
     folder.mkdir(parents=True, exist_ok=True)
     models = load_models(paths, names)
@@ -337,12 +370,14 @@ def evaluate_files(paths: list[str], output_dir: str | Path, *, gold: dict[str, 
     plots, errors, buckets = {}, {}, {}
     for model in models:
         records = list(model.records.values())
-        metrics = score_model(model, metric, gold, unparsed)
+        metrics = score_model(model, metric, gold, unparsed, threshold)
         summary["models"][model.name] = metrics
         buckets[model.name] = length_buckets(records, gold)
         errors[model.name] = worst_errors(records, gold, worst)
         if metrics["rows"]:
             plots[model.name] = plot_model(model.name, metrics, buckets[model.name], records, gold, folder)
+            if "ece" in metrics:
+                plots[model.name]["reliability"] = plot_reliability(model.name, metrics, folder)
     summary["comparisons"] = [compare(a, b, gold) for a, b in itertools.combinations(models, 2)]
     audit = disagreement_audit(models, gold, audit_min_votes)
     jsonl, table = write_audit(audit, folder)

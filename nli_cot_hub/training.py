@@ -67,6 +67,14 @@ class NliScriptArguments(ScriptArguments):
                                         "dataset_name is a local folder."})
     model_card: bool = field(
         default=True, metadata={"help": "Write README.md (the model card) into output_dir after training."})
+    completion_format: str = field(
+        default="thought_first",
+        metadata={"help": "Answer layout (nli_cot_hub.formats): thought_first, label_first, multitask or "
+                          "label_only; written to the adapter folder so prediction uses the same one."})
+    label_loss_weight: float = field(
+        default=1.0,
+        metadata={"help": "Weight of the label token(s) against the other completion tokens in the "
+                          "completion-only loss (1.0: every token counts the same)."})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -106,9 +114,11 @@ def _row_label(row: dict[str, Any]) -> Any:
     return row.get("predicted_label")
 
 
-def flat_row_to_example(row: dict[str, Any], where: str) -> dict[str, Any]:
-    """One flat NLI row (premise, hypothesis, thought_process, label) as a prompt/completion pair."""
-    from nli_cot_hub.chat_format import training_example
+def flat_row_to_examples(row: dict[str, Any], where: str,
+                         completion_format: str = "thought_first") -> list[dict[str, Any]]:
+    """One flat NLI row (premise, hypothesis, thought_process, label) as prompt/completion pairs in
+    ``completion_format`` (two for a multitask row with a thought)."""
+    from nli_cot_hub.formats import training_examples
 
     for name in ("premise", "hypothesis"):
         if not isinstance(row.get(name), str) or not row[name].strip():
@@ -120,34 +130,53 @@ def flat_row_to_example(row: dict[str, Any], where: str) -> dict[str, Any]:
         raise DataError(f"{where}, field 'label': expected 0 or 1, got {label!r}") from None
     if label not in (0, 1):
         raise DataError(f"{where}, field 'label': expected 0 or 1, got {label!r}")
-    return training_example(row["premise"], row["hypothesis"], row.get("thought_process"), label)
+    return training_examples(row["premise"], row["hypothesis"], row.get("thought_process"), label, completion_format)
 
 
-def to_prompt_completion(dataset, source: str = "dataset", split: str = "train"):
+def flat_row_to_example(row: dict[str, Any], where: str, completion_format: str = "thought_first") -> dict[str, Any]:
+    """The first (for multitask: the label task's) example of one flat row."""
+    return flat_row_to_examples(row, where, completion_format)[0]
+
+
+def to_prompt_completion(dataset, source: str = "dataset", split: str = "train",
+                         completion_format: str = "thought_first"):
     """Keep only TRL's conversational ``prompt``/``completion`` columns, building them from flat rows
-    with the shared chat format when the data set has none."""
+    in ``completion_format`` (``nli_cot_hub.formats``). Ready-made prompt/completion columns are used as they
+    are for thought_first (what ``nli-cot build`` writes); another format needs the flat fields."""
+    from nli_cot_hub.formats import check_format
+
+    check_format(completion_format)
     columns = dataset.column_names
-    if "prompt" in columns and "completion" in columns:
+    flat = {"premise", "hypothesis"} <= set(columns)
+    if "prompt" in columns and "completion" in columns and (completion_format == "thought_first" or not flat):
+        if completion_format != "thought_first":
+            raise DataError(f"{source} [{split}]: completion_format {completion_format!r} needs the flat fields "
+                            f"premise/hypothesis/thought_process/label (has {', '.join(columns)})")
         return dataset.select_columns(["prompt", "completion"])
-    if not {"premise", "hypothesis"} <= set(columns):
+    if not flat:
         raise DataError(f"{source} [{split}]: needs prompt/completion columns or premise/hypothesis/label "
                         f"(has {', '.join(columns)})")
-
-    def convert(row, index):
-        return flat_row_to_example(row, f"{source} [{split}] row {index}")
-
-    converted = dataset.map(convert, with_indices=True, remove_columns=columns, desc=f"chat format for {split}")
     # A thought that reached another label than the gold one argues for the wrong answer: training on it
     # with the gold label would teach the model to contradict its own reasoning.
     gold = next((name for name in LABEL_ALIASES if name in columns), None)
+    origin = list(range(len(dataset)))  # row numbers of the source, for error messages
     if gold and "predicted_label" in columns:
         keep = [index for index, (truth, predicted) in enumerate(zip(dataset[gold], dataset["predicted_label"]))
                 if predicted is None or str(predicted) == str(truth)]
-        if len(keep) < len(converted):
-            print(f"{source} [{split}]: left out {len(converted) - len(keep)} of {len(converted)} rows whose "
+        if len(keep) < len(dataset):
+            print(f"{source} [{split}]: left out {len(dataset) - len(keep)} of {len(dataset)} rows whose "
                   f"thought reached another label than the gold one", flush=True)
-            converted = converted.select(keep)
-    return converted
+            dataset, origin = dataset.select(keep), keep
+
+    def convert(batch, indices):
+        rows = [dict(zip(batch, values)) for values in zip(*batch.values())]
+        examples = [example for row, index in zip(rows, indices)
+                    for example in flat_row_to_examples(row, f"{source} [{split}] row {origin[index]}",
+                                                             completion_format)]
+        return {"prompt": [e["prompt"] for e in examples], "completion": [e["completion"] for e in examples]}
+
+    return dataset.map(convert, with_indices=True, batched=True, remove_columns=columns,
+                       desc=f"{completion_format} examples for {split}")
 
 
 def prepare_splits(script_args: NliScriptArguments, seed: int, want_eval: bool):
@@ -157,13 +186,14 @@ def prepare_splits(script_args: NliScriptArguments, seed: int, want_eval: bool):
     train_split = script_args.dataset_train_split
     if train_split not in raw:
         raise DataError(f"{source}: no split {train_split!r} (has {', '.join(raw)})")
-    train = to_prompt_completion(raw[train_split], source, train_split)
+    completion_format = script_args.completion_format
+    train = to_prompt_completion(raw[train_split], source, train_split, completion_format)
     evaluation = None
     if want_eval:
         candidates = [script_args.dataset_test_split, "validation", "dev", "test"]
         eval_split = next((name for name in candidates if name in raw and name != train_split), None)
         if eval_split is not None:
-            evaluation = to_prompt_completion(raw[eval_split], source, eval_split)
+            evaluation = to_prompt_completion(raw[eval_split], source, eval_split, completion_format)
         else:
             held = train.train_test_split(test_size=script_args.eval_fraction, seed=seed)
             train, evaluation = held["train"], held["test"]
@@ -308,6 +338,116 @@ def truncation_report(dataset, tokenizer, max_length: int | None) -> TruncationR
     truncated = sum(length > max_length for length in lengths) if max_length else 0
     return TruncationReport(len(lengths), truncated, max(lengths, default=0),
                             statistics.median(lengths) if lengths else 0, max_length)
+
+
+# ---------------------------------------------------------------------------------------------
+# Label-weighted loss
+# ---------------------------------------------------------------------------------------------
+
+# Tokens before the label value that identify it: enough to tell `"predicted_label": 1` from a digit in a thought.
+LABEL_ANCHOR_TOKENS = 3
+
+
+@dataclass(frozen=True)
+class LabelTokenPattern:
+    """How the label value shows up in tokenised completions: the token ids right before it (``anchors``)
+    and the value tokens themselves (``values``), collected from the training examples."""
+
+    anchors: frozenset
+    values: frozenset
+
+
+def label_value_token(text: str, tokenizer) -> tuple[list[int], int | None]:
+    """Token ids of ``text`` (a rendered prompt + completion) and the index of the token that holds its last
+    label value (the digit after ``"predicted_label": ``); None when the text has no label."""
+    import re
+
+    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    matches = list(re.finditer(r'"predicted_label":\s*([01])', text))
+    if not matches:
+        return encoded["input_ids"], None
+    digit = matches[-1].start(1)
+    for index, (start, end) in enumerate(encoded["offset_mapping"]):
+        if start <= digit < end:
+            return encoded["input_ids"], index
+    return encoded["input_ids"], None
+
+
+def label_token_pattern(dataset, tokenizer) -> LabelTokenPattern:
+    """The anchors and value tokens of every labelled example of a prompt/completion data set."""
+    anchors, values = set(), set()
+    for example in dataset:
+        text = tokenizer.apply_chat_template(example["prompt"] + example["completion"], tokenize=False)
+        ids, index = label_value_token(text, tokenizer)
+        if index is not None and index >= LABEL_ANCHOR_TOKENS:
+            anchors.add(tuple(ids[index - LABEL_ANCHOR_TOKENS:index]))
+            values.add(ids[index])
+    if not values:
+        raise DataError("label_loss_weight: no example has a \"predicted_label\" value to weight")
+    return LabelTokenPattern(frozenset(anchors), frozenset(values))
+
+
+def label_token_mask(labels, pattern: LabelTokenPattern):
+    """True where ``labels`` (TRL's labels: token ids on completion tokens, -100 elsewhere) holds a label value
+    token that follows one of the pattern's anchors."""
+    import torch
+
+    mask = torch.zeros_like(labels, dtype=torch.bool)
+    values = torch.tensor(sorted(pattern.values), device=labels.device)
+    is_value = torch.isin(labels, values)
+    width = LABEL_ANCHOR_TOKENS
+    for anchor in pattern.anchors:
+        follows = torch.ones_like(labels[:, width:], dtype=torch.bool)
+        for offset, token in enumerate(anchor):
+            follows &= labels[:, offset:labels.shape[1] - width + offset] == token
+        mask[:, width:] |= follows & is_value[:, width:]
+    return mask
+
+
+def label_loss_weights(labels, pattern: LabelTokenPattern, weight: float):
+    """Per-token loss weights: ``weight`` on label value tokens, 1 on the other completion tokens, 0 on the rest."""
+    import torch
+
+    weights = (labels != -100).to(torch.float32)
+    weights[label_token_mask(labels, pattern)] = weight
+    return weights
+
+
+def label_weighted(trainer_class):
+    """``trainer_class`` (TRL's SFTTrainer) with its completion-only loss weighting the label token(s): set
+    ``label_pattern`` and ``label_weight`` on the instance. TRL's loss has no per-token weights, so this
+    overrides ``compute_loss`` with the same fused forward (per-token log-probabilities, no full logits) and
+    the same normalisation (by the completion tokens), so weight 1 is TRL's loss exactly."""
+    import torch
+
+    class LabelWeighted(trainer_class):
+        label_pattern: LabelTokenPattern | None = None
+        label_weight: float = 1.0
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if self.label_pattern is None or self.label_weight == 1.0:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            mode = "train" if self.model.training else "eval"
+            weights = label_loss_weights(inputs["labels"], self.label_pattern, self.label_weight)[:, 1:]
+            outputs = model(**{**inputs, "use_cache": False}, fused_lm_head=True)
+            count = outputs.label_mask.sum() if num_items_in_batch is None else num_items_in_batch
+            loss = (-outputs.log_probs * weights.to(outputs.log_probs.device)).sum()
+            loss = loss / torch.as_tensor(count, device=loss.device).clamp(min=1)
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                loss = loss * self.accelerator.num_processes
+            # The metrics TRL logs (token accuracy, tokens seen), so the training summary reads the same.
+            valid = self.accelerator.gather_for_metrics(outputs.label_mask.sum()).sum()
+            if outputs.is_top1 is not None:
+                right = self.accelerator.gather_for_metrics(outputs.is_top1.sum()).sum()
+                self._metrics[mode]["mean_token_accuracy"].append((right / valid).item() if valid > 0 else 0.0)
+            if mode == "train" and "attention_mask" in inputs:
+                self._total_train_tokens += self.accelerator.gather_for_metrics(
+                    inputs["attention_mask"].sum()).sum().item()
+            self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
+            return (loss, outputs) if return_outputs else loss
+
+    LabelWeighted.__name__ = f"LabelWeighted{trainer_class.__name__}"
+    return LabelWeighted
 
 
 # ---------------------------------------------------------------------------------------------

@@ -265,3 +265,72 @@ def test_a_damaged_json_file_is_named_in_the_error(tmp_path):
 
     with pytest.raises(SystemExit, match=r"manifest.json missing: run `python -m experiments.carry pack`"):
         carry.plan(tmp_path / "no-parts-yet")
+
+
+def test_summarise_tables_the_formats_over_seeds_against_label_only(work, tmp_path):
+    """Format runs made of real predictions: TF-IDF labels as label-only, the author's Mistral answers as
+    thought_first generation, and TF-IDF probabilities as its read-out; two seeds each."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    from experiments import summarise, tfidf_baseline
+    from experiments.choose_weight import choose
+    from nli_cot_hub.report import mcnemar
+    from nli_cot_hub.store import RecordStore
+
+    folder, _ = work
+    author = author_predictions(folder, 60)
+    held = pd.DataFrame({"id": [r.id for r in author], "premise": [r.premise for r in author],
+                         "hypothesis": [r.hypothesis for r in author], "label": [r.label for r in author]})
+    held_keys = {pair_key(p, h) for p, h in zip(held["premise"], held["hypothesis"])}
+    pairs = pd.read_csv(folder / common.PAIRS, dtype={"id": str}, keep_default_na=False)
+    train = pairs[[pair_key(p, h) not in held_keys for p, h in zip(pairs["premise"], pairs["hypothesis"])]]
+    train = train.sample(n=400, random_state=0)
+    train.to_csv(tmp_path / "train.csv", index=False)
+    held.to_csv(tmp_path / "held.csv", index=False)
+    tfidf = read_records(tfidf_baseline.run(tmp_path / "train.csv", {"dev": tmp_path / "held.csv"},
+                                            tmp_path / "tfidf", seed=0)["files"]["dev"])
+    vectoriser = TfidfVectorizer().fit(train["premise"] + " " + train["hypothesis"])
+    model = LogisticRegression(max_iter=1000).fit(vectoriser.transform(train["premise"] + " " + train["hypothesis"]),
+                                                  train["label"].astype(int))
+    p_one = model.predict_proba(vectoriser.transform(held["premise"] + " " + held["hypothesis"]))[:, 1]
+    readout = [r.model_copy(update={"predicted_label": int(p > 0.5), "p_label_1": float(p)})
+               for r, p in zip(author, p_one)]
+
+    results = tmp_path / "results"
+    speeds = {"fmt-label-only": {"dev": 400.0}, "fmt-thought-first": {"dev": 20.0, "dev_logprob": 80.0}}
+    for seed in (42, 43):
+        for recipe, files in (("fmt-label-only", {"dev": tfidf}),
+                              ("fmt-thought-first", {"dev": author, "dev_logprob": readout})):
+            run = results / f"{recipe}-s{seed}"
+            for name, records in files.items():
+                with RecordStore(run / f"predictions_{name}.jsonl") as store:
+                    store.append_many(records)
+            common.write_json(run / "metrics.json", {
+                "run": run.name, "recipe": recipe, "description": "test", "sets": {}, "seed": seed,
+                "completion_format": recipe.removeprefix("fmt-").replace("-", "_"),
+                "speed": {name: {"examples_per_second": value} for name, value in speeds[recipe].items()},
+                "environment": {"card": "CPU", "date": "2026-12-01T00:00:00+00:00"}})
+    output = tmp_path / "RESULTS.md"
+    result = summarise.summarise(results, folder, output, baseline="fmt-label-only-s42")
+    rows = {(row["recipe"], row["readout"]): row for row in result["formats"]["dev"]}
+    assert set(rows) == {("fmt-label-only", "generate"), ("fmt-thought-first", "generate"),
+                         ("fmt-thought-first", "logprob")}
+    right_author = [r.predicted_label == r.label for r in author]
+    right_tfidf = [r.predicted_label == r.label for r in tfidf]
+    generation = rows[("fmt-thought-first", "generate")]
+    assert generation["seeds"] == [42, 43]
+    assert generation["accuracy"] == f"{sum(right_author) / 60:.4f} ± 0.0000"
+    assert generation["difference"] == f"{(sum(right_author) - sum(right_tfidf)) / 60:.4f} ± 0.0000"
+    p_value = mcnemar(right_author, right_tfidf)["p_value"]
+    assert generation["p_values"] == [(42, pytest.approx(p_value)), (43, pytest.approx(p_value))]
+    assert rows[("fmt-label-only", "generate")]["p_values"] == []  # not compared with itself
+    read = rows[("fmt-thought-first", "logprob")]
+    metrics = json.loads((results / "fmt-thought-first-s42" / "eval_dev_logprob" / "metrics.json").read_text())
+    assert read["ece"].startswith(f"{metrics['models']['fmt-thought-first-s42']['ece']:.4f}")
+    # the read-out after generated thoughts costs both: 1 / (1/20 + 1/80) = 16 examples/s
+    assert read["examples_per_second"] == "16.0 ± 0.0" and generation["examples_per_second"] == "20.0 ± 0.0"
+    text = output.read_text()
+    assert "### Completion formats: Coursework dev" in text and "| thought_first | fmt-thought-first | logprob |" in text
+    # the weight choice: best generated accuracy, the smaller weight on a tie
+    assert choose({1.0: {"generate": 0.6}, 3.0: {"generate": 0.7}, 10.0: {"generate": 0.7}}) == 3.0

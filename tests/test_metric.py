@@ -116,3 +116,53 @@ print(metric.compute(predictions={TEXTS!r}, references={GOLD!r})["accuracy"])
 """
     out = run_python(code, hub_server.env(tmp_path / "cache"))
     assert float(out.strip().splitlines()[-1]) == pytest.approx(0.4)
+
+
+@pytest.fixture(scope="module")
+def real_probabilities():
+    """p(label = 1) of a TF-IDF + logistic regression model fitted on 600 real coursework dev rows, for the
+    next 400: real, imperfectly calibrated probabilities."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    from nli_cot_hub.data import load_pairs
+    from tests.conftest import shared
+
+    pairs = load_pairs(shared("comp34812_nli/dev_jd0g.csv")).iloc[:1000]
+    text = (pairs["premise"] + " [SEP] " + pairs["hypothesis"]).tolist()
+    gold = pairs["label"].astype(int).to_numpy()
+    vectoriser = TfidfVectorizer(ngram_range=(1, 2), min_df=2).fit(text[:600])
+    model = LogisticRegression(max_iter=1000).fit(vectoriser.transform(text[:600]), gold[:600])
+    return model.predict_proba(vectoriser.transform(text[600:]))[:, 1], gold[600:]
+
+
+def test_probability_metrics_match_sklearn_on_real_probabilities(metric, real_probabilities):
+    import numpy as np
+    from sklearn.calibration import calibration_curve
+    from sklearn.metrics import brier_score_loss, roc_auc_score
+
+    p_one, gold = real_probabilities
+    labels = (p_one >= 0.5).astype(int).tolist()
+    result = metric.compute(predictions=labels, references=gold.tolist(), probabilities=p_one.tolist(),
+                            threshold=0.6)
+    assert result["roc_auc"] == pytest.approx(roc_auc_score(gold, p_one))
+    assert result["brier"] == pytest.approx(brier_score_loss(gold, p_one))
+    # ECE: sklearn's reliability curve (uniform bins, empty ones left out) weighted by the rows per bin.
+    share, mean_p = calibration_curve(gold, p_one, n_bins=10, strategy="uniform")
+    counts = [bin["rows"] for bin in result["reliability"]]
+    assert [bin["share_label_1"] for bin in result["reliability"]] == pytest.approx(share.tolist())
+    assert [bin["mean_probability"] for bin in result["reliability"]] == pytest.approx(mean_p.tolist())
+    assert sum(counts) == len(gold)
+    assert result["ece"] == pytest.approx(float(np.sum(np.array(counts) / len(gold) * np.abs(mean_p - share))))
+    assert result["accuracy_at_threshold"] == pytest.approx(float(((p_one >= 0.6) == gold).mean()))
+    assert result["accuracy"] == pytest.approx(float(((p_one >= 0.5) == gold).mean()))
+    assert 0.5 < result["roc_auc"] < 1 and 0 < result["ece"] < 0.5
+
+
+def test_probabilities_are_optional_and_checked(metric):
+    plain = metric.compute(predictions=[1, 0], references=[1, 1])
+    assert "roc_auc" not in plain and "ece" not in plain
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        metric.compute(predictions=[1, 0], references=[1, 0], probabilities=[1.2, 0.1])
+    one_class = metric.compute(predictions=[1, 1], references=[1, 1], probabilities=[0.9, 0.7])
+    assert one_class["roc_auc"] is None and one_class["brier"] == pytest.approx((0.01 + 0.09) / 2)

@@ -13,7 +13,7 @@ from tests.conftest import REPO
 EVAL = {"accuracy": 0.8812, "precision": 0.9011, "recall": 0.8523, "f1": 0.876, "parse_rate": 0.995, "n": 3005}
 
 
-def output_folder(tmp_path: Path, monkeypatch, dataset_name: str | None = None) -> Path:
+def output_folder(tmp_path: Path, monkeypatch, dataset_name: str | None = None, *extra: str) -> Path:
     """What train.py leaves behind for the Mistral recipe (recipe, metrics, adapter config), written by the
     same functions train.py uses."""
     import sys
@@ -29,10 +29,13 @@ def output_folder(tmp_path: Path, monkeypatch, dataset_name: str | None = None) 
     monkeypatch.chdir(tmp_path.parent)  # paths inside the working directory are kept relative
     script, train_args, model = make_parser().parse_args_and_config(
         ["--config", str(REPO / "recipes/mistral7b_qlora.yaml"), "--use_cpu", "true", "--output_dir", str(output),
-         *(["--dataset_name", dataset_name] if dataset_name else [])])
+         *(["--dataset_name", dataset_name] if dataset_name else []), *extra])
     train_args.gradient_accumulation_steps = training.accumulation_steps(
         script.effective_batch_size, train_args.per_device_train_batch_size, 1)
     training.write_resolved_recipe(training.resolved_recipe(script, train_args, model), str(output))
+    from nli_cot_hub.formats import write_format
+
+    write_format(output, script.completion_format, script.label_loss_weight)
     history = [{"step": 10, "loss": 1.31, "learning_rate": 1.3e-5}, {"step": 50, "eval_loss": 0.72},
                {"step": 50, "loss": 0.69, "learning_rate": 6.6e-5},
                {"step": 50, "train_runtime": 812.5, "train_samples_per_second": 3.9}]
@@ -134,3 +137,20 @@ def test_card_validates_against_the_hub_protocol_server(tmp_path, monkeypatch, h
     card.validate()  # POST /api/validate-yaml, as against the real Hub
     # This server checks the YAML header only; the model-index structure is checked by parsing (above).
     assert card.data.eval_results and card.data.to_dict()["model-index"][0]["name"] == "x"
+
+
+def test_card_names_the_completion_format_and_the_label_weight(tmp_path, monkeypatch):
+    from nli_cot_hub.model_card import render_card
+
+    default = render_card(output_folder(tmp_path / "a", monkeypatch))
+    assert "**thought_first** completion format" in default and '{"thought_process": "...", "predicted_label": 1}' in default
+    assert "label token weighted" not in default
+    output = output_folder(tmp_path / "b", monkeypatch, None, "--completion_format", "label_first",
+                           "--label_loss_weight", "5")
+    text = render_card(output)
+    assert "**label_first** completion format" in text
+    assert '`{"predicted_label": 1, "explanation": "..."}`' in text
+    assert 'prompt_messages("A man is playing a guitar on stage.", "A person is making music.", "label_first")' in text
+    assert "the label token weighted 5.0x" in text
+    (output / "completion_format.json").unlink()  # the recipe alone still says it
+    assert "**label_first** completion format" in render_card(output)

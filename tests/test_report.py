@@ -117,3 +117,41 @@ def test_cli_evaluate_with_separate_gold_file(mistral_rows, tmp_path):
 
     missing = CliRunner().invoke(build_app(), ["evaluate", str(tmp_path / "nope.jsonl"), "-o", str(tmp_path / "x")])
     assert missing.exit_code == 2 and "nope.jsonl" in missing.output
+
+
+def test_evaluate_adds_probability_metrics_and_a_reliability_diagram(mistral_rows, tmp_path):
+    """p(label = 1) from a TF-IDF model fitted on real dev rows, on the author's 100 real pairs; a store written
+    before the field existed (no p_label_1 key) still loads and gets no probability metrics."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+
+    from nli_cot_hub.data import load_pairs
+
+    dev = load_pairs(shared("comp34812_nli/dev_jd0g.csv")).iloc[:800]
+    vectoriser = TfidfVectorizer(ngram_range=(1, 2), min_df=2).fit(dev["premise"] + " " + dev["hypothesis"])
+    model = LogisticRegression(max_iter=1000).fit(vectoriser.transform(dev["premise"] + " " + dev["hypothesis"]),
+                                                  dev["label"].astype(int))
+    p_one = model.predict_proba(vectoriser.transform([r["premise"] + " " + r["hypothesis"] for r in mistral_rows]))[:, 1]
+    records = [record.model_copy(update={"predicted_label": int(p >= 0.5), "p_label_1": float(p)})
+               for record, p in zip(_mistral_records(mistral_rows), p_one)]
+    with_p = _write(tmp_path / "tfidf.jsonl", records)
+    old_lines = [json.loads(r.model_dump_json()) for r in _mistral_records(mistral_rows)]
+    for line in old_lines:
+        del line["p_label_1"]
+    old = tmp_path / "old.jsonl"
+    old.write_text("".join(json.dumps(line) + "\n" for line in old_lines), encoding="utf-8")
+
+    result = CliRunner().invoke(build_app(), ["evaluate", str(with_p), str(old), "--threshold", "0.55",
+                                              "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())["models"]
+    gold = [r["true_label"] for r in mistral_rows]
+    assert metrics["tfidf"]["roc_auc"] == pytest.approx(roc_auc_score(gold, p_one))
+    assert metrics["tfidf"]["accuracy_at_threshold"] == pytest.approx(
+        sum(int(p >= 0.55) == g for p, g in zip(p_one, gold)) / 100)
+    assert metrics["tfidf"]["threshold"] == 0.55 and "ece" not in metrics["old"]
+    assert (tmp_path / "out" / "tfidf_reliability.png").read_bytes().startswith(PNG_MAGIC)
+    assert not (tmp_path / "out" / "old_reliability.png").exists()
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "![reliability diagram](tfidf_reliability.png)" in report and "ROC-AUC" in result.output

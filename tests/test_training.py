@@ -722,3 +722,113 @@ def test_fsdp_final_save_switches_the_plugin_to_a_full_state_dict():
     assert isinstance(plugin.state_dict_config, FullStateDictConfig)
     assert plugin.state_dict_config.rank0_only and plugin.state_dict_config.offload_to_cpu
     assert isinstance(plugin.optim_state_dict_config, FullOptimStateDictConfig)
+# Completion formats and the label-weighted loss, on TRL's own tokenised examples
+# ---------------------------------------------------------------------------------------------
+
+FORMAT_ROWS = [
+    {"premise": "A man sleeps on a bench.", "hypothesis": "A man is awake.", "label": 0,
+     "thought_process": 'He sleeps: "awake" (1) cannot hold, so 0.'},
+    {"premise": "A dog runs in a park.", "hypothesis": "An animal moves.", "label": 1,
+     "thought_process": "A dog is an animal and running is moving."},
+]
+
+
+def format_trainer(model_path: str, completion_format: str, tmp_path: Path, label_weight: float = 1.0):
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM
+    from trl import SFTConfig, SFTTrainer
+
+    from nli_cot_hub.training import label_token_pattern, label_weighted, load_tokenizer, to_prompt_completion
+
+    tokenizer = load_tokenizer(model_path)
+    data = to_prompt_completion(Dataset.from_list(FORMAT_ROWS), "rows", "train", completion_format)
+    config = SFTConfig(output_dir=str(tmp_path / completion_format), max_length=256, report_to="none",
+                       use_cpu=True, completion_only_loss=True, per_device_train_batch_size=4)
+    model = AutoModelForCausalLM.from_pretrained(model_path)
+    trainer = label_weighted(SFTTrainer)(model=model, args=config, train_dataset=data, processing_class=tokenizer)
+    trainer.label_pattern, trainer.label_weight = label_token_pattern(data, tokenizer), label_weight
+    return trainer, data, tokenizer
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("completion_format", ["thought_first", "label_first", "multitask", "label_only"])
+def test_each_format_trains_on_its_completion_and_weights_land_on_the_label_token(tiny_model, tmp_path,
+                                                                                 completion_format):
+    import torch
+
+    from nli_cot_hub.training import label_loss_weights, label_token_pattern
+
+    trainer, data, tokenizer = format_trainer(tiny_model, completion_format, tmp_path)
+    pattern = label_token_pattern(data, tokenizer)
+    assert len(trainer.train_dataset) == len(data) == (4 if completion_format == "multitask" else 2)
+    completions = {example["completion"][0]["content"] for example in data}
+    for example in trainer.train_dataset:
+        labels = torch.tensor([example["labels"]])
+        trained = [token for token in example["labels"] if token != -100]
+        text = tokenizer.decode(trained)
+        # Token by token: the loss covers exactly the completion and the end of the turn, no prompt token.
+        assert text.split("<|im_end|>")[0] in completions and text.rstrip().endswith("<|im_end|>")
+        assert example["labels"][:len(example["labels"]) - len(trained)] == [-100] * (len(example["labels"]) - len(trained))
+        weights = label_loss_weights(labels, pattern, 7.0)[0].tolist()
+        weighted = [i for i, w in enumerate(weights) if w == 7.0]
+        answer = json.loads(text.split("<|im_end|>")[0])
+        if "predicted_label" in answer:
+            assert len(weighted) == 1  # the label value and nothing else, not the digits in the thought
+            assert tokenizer.decode([example["labels"][weighted[0]]]) == str(answer["predicted_label"])
+        else:  # multitask's explain task has no label token
+            assert weighted == []
+        assert all(w == 1.0 for i, w in enumerate(weights) if example["labels"][i] != -100 and i not in weighted)
+        assert all(w == 0.0 for i, w in enumerate(weights) if example["labels"][i] == -100)
+
+
+@pytest.mark.slow
+def test_weighted_loss_at_weight_one_is_trls_loss_and_a_weight_moves_it(tiny_model, tmp_path):
+    import torch
+    from trl import SFTTrainer
+
+    plain, _, _ = format_trainer(tiny_model, "thought_first", tmp_path)
+    batch = plain.data_collator([plain.train_dataset[i] for i in range(len(plain.train_dataset))])
+    losses = {}
+    with torch.no_grad():
+        plain.model.eval()
+        losses["trl"] = float(SFTTrainer.compute_loss(plain, plain.model, dict(batch)))
+        for weight in (1.0, 1.0 + 1e-9, 10.0):  # 1 + 1e-9 takes the weighted path with (almost) no change
+            plain.label_weight = weight
+            losses[weight] = float(plain.compute_loss(plain.model, dict(batch)))
+    assert losses[1.0] == losses["trl"]
+    assert losses[1.0 + 1e-9] == pytest.approx(losses["trl"], rel=1e-5)
+    assert losses[10.0] > losses["trl"]
+
+
+def test_label_token_is_found_under_the_mistral_tokenizer_too():
+    """The label weights and the read-out split rely on token boundaries: check them under Mistral-7B-v0.3's
+    tokenizer (sentencepiece, digits split) as well as SmolLM2's (byte-level BPE, above)."""
+    import torch
+    from datasets import Dataset
+
+    from nli_cot_hub.formats import prompt_messages
+    from nli_cot_hub.readout import label_split
+    from nli_cot_hub.training import (
+        label_loss_weights, label_token_pattern, load_tokenizer, to_prompt_completion,
+    )
+
+    tokenizer = load_tokenizer("mistralai/Mistral-7B-v0.3", "mistral-common:v3")
+    for completion_format in ("thought_first", "label_first", "multitask", "label_only"):
+        data = to_prompt_completion(Dataset.from_list(FORMAT_ROWS), "rows", "train", completion_format)
+        pattern = label_token_pattern(data, tokenizer)
+        assert {tokenizer.decode([value]) for value in pattern.values} == {"0", "1"}
+        for example in data:
+            ids = tokenizer.apply_chat_template(example["prompt"] + example["completion"], tokenize=True,
+                                                return_dict=True)["input_ids"]
+            prompt = len(tokenizer.apply_chat_template(example["prompt"], tokenize=True, add_generation_prompt=True,
+                                                       return_dict=True)["input_ids"])
+            # As TRL builds labels: the prompt (whose system message shows the JSON too) is -100.
+            labels = [-100] * prompt + ids[prompt:]
+            weights = label_loss_weights(torch.tensor([labels]), pattern, 4.0)[0]
+            answer = json.loads(example["completion"][0]["content"])
+            expected = 1 if "predicted_label" in answer else 0
+            assert int((weights == 4.0).sum()) == expected
+        context = tokenizer.apply_chat_template(prompt_messages("A dog runs.", "An animal moves.", completion_format),
+                                                tokenize=False, add_generation_prompt=True)
+        _, zero, one = label_split(tokenizer, context, completion_format, "A thought with 1 and 0.")
+        assert (tokenizer.decode([zero]), tokenizer.decode([one])) == ("0", "1")

@@ -105,9 +105,12 @@ def build_app(model_dir: str) -> FastAPI:
                 torch.manual_seed(int(parameters["seed"]))
         else:
             options.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        top_n = int(parameters.get("top_n_tokens") or 0)
         with lock, torch.inference_mode():
-            output = model.generate(**ids, **options)
-        new = output[0, ids["input_ids"].shape[1]:].tolist()
+            output = model.generate(**ids, **options, output_scores=True, return_dict_in_generate=True)
+        new = output.sequences[0, ids["input_ids"].shape[1]:].tolist()
+        # Log-probabilities of the chosen tokens and the top_n_tokens alternatives, from the scores generate used.
+        logprobs = [torch.log_softmax(step[0].float(), dim=-1) for step in output.scores]
         finished = eos in new
         if finished:
             new = new[:new.index(eos) + 1]
@@ -124,9 +127,14 @@ def build_app(model_dir: str) -> FastAPI:
                 "seed": parameters.get("seed"),
                 "prefill": [{"id": t, "text": tokenizer.decode([t]), "logprob": None}
                             for t in ids["input_ids"][0].tolist()] if parameters.get("decoder_input_details") else [],
-                "tokens": [{"id": t, "text": tokenizer.decode([t]), "logprob": None, "special": t == eos}
-                           for t in new],
+                "tokens": [{"id": t, "text": tokenizer.decode([t]), "logprob": float(logprobs[i][t]), "special": t == eos}
+                           for i, t in enumerate(new)],
             }
+            if top_n:
+                result["details"]["top_tokens"] = [
+                    [{"id": int(t), "text": tokenizer.decode([int(t)]), "logprob": float(logprobs[i][t]),
+                      "special": int(t) == eos} for t in torch.topk(logprobs[i], top_n).indices]
+                    for i in range(len(new))]
         return result
 
     app = FastAPI()

@@ -44,6 +44,11 @@ def register(app: typer.Typer) -> None:
         max_reasks: Annotated[int, typer.Option(min=0, help="Remote backends: re-asks after an unusable answer (0: score the first answer).")] = 0,
         timeout: Annotated[float, typer.Option(help="Remote backends: seconds to wait for one answer.")] = 120.0,
         system_role: Annotated[str, typer.Option(help="Endpoints that apply their own chat template (openai, llamacpp, mistral): keep the system message, fold it into the user turn, or auto (fold when the served model's tokenizer, readable offline, cannot take it as it is).")] = "auto",
+        completion_format: Annotated[Optional[str], typer.Option(help="Answer format: thought_first, label_first, multitask or label_only (default: the one the adapter folder records, else thought_first).")] = None,
+        readout: Annotated[str, typer.Option(help="generate: parse the generated answer; logprob: compare the log-probabilities of 0 and 1 at the label position (every row gets a label and p(label = 1)).")] = "generate",
+        explain: Annotated[bool, typer.Option(help="Answer-first formats: also write the explanation (label_first: after the chosen label; multitask: the [explain] task).")] = False,
+        thoughts_from: Annotated[Optional[str], typer.Option(help="--readout logprob on thought_first: read each row's thought from these earlier (generation) predictions instead of generating it again; rows missing there are generated.")] = None,
+        stats: Annotated[Optional[str], typer.Option(help="JSON file for this run's counts, seconds and examples per second.")] = None,
         fallback_label: Annotated[str, typer.Option(help="Submission label for rows without a prediction: majority (most common predicted label), 0 or 1.")] = "majority",
         retry_failed: Annotated[bool, typer.Option(help="Drop stored failures first and predict them again.")] = False,
         limit: Annotated[Optional[int], typer.Option(min=1, help="Only the first N rows.")] = None,
@@ -66,7 +71,9 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
 
         from nli_cot_hub.data import load_pairs
-        from nli_cot_hub.predict import FALLBACKS, PredictConfig, predict, write_submission
+        from nli_cot_hub.predict import (
+            FALLBACKS, PredictConfig, ReadoutUnsupported, predict, write_stats, write_submission,
+        )
         from nli_cot_hub.store import StoreLockedError, read_records
 
         if fallback_label not in FALLBACKS:
@@ -77,7 +84,8 @@ def register(app: typer.Typer) -> None:
             settings = PredictConfig(prompt=prompt, max_new_tokens=max_new_tokens, temperature=temperature,
                                      num_samples=num_samples, seed=gen_seed, batch_size=batch_size,
                                      concurrency=concurrency, max_retries=max_retries, max_reasks=max_reasks,
-                                     timeout_s=timeout, system_role=system_role)
+                                     timeout_s=timeout, system_role=system_role, completion_format=completion_format,
+                                     readout=readout, explain=explain, thoughts_from=thoughts_from)
         except ValueError as error:
             raise typer.BadParameter(str(error)) from None
         options = {"dtype": dtype, "mode": engine_mode, "cache": cache, "threads": threads}
@@ -89,9 +97,15 @@ def register(app: typer.Typer) -> None:
         except StoreLockedError as error:
             print(f"error: {error}", file=sys.stderr)
             raise typer.Exit(1) from None
-        console.print(f"predict: {result.written} written {result.by_status or {}} in {result.seconds:.1f} s; "
-                      f"{result.already_done} already in {output}"
+        except ReadoutUnsupported as error:
+            print(f"error: {error}", file=sys.stderr)
+            raise typer.Exit(2) from None
+        console.print(f"predict: {result.written} written {result.by_status or {}} in {result.seconds:.1f} s "
+                      f"({result.examples_per_second or 0:.1f} examples/s after {result.load_seconds:.1f} s of "
+                      f"loading); {result.already_done} already in {output}"
                       + (f"; {result.dropped_failed} earlier failures retried" if result.dropped_failed else ""))
+        if stats:
+            write_stats(stats, result)
         if submission:
             rows = pairs if limit is None else pairs.iloc[:limit]
             written = write_submission(rows, read_records(output), submission, fallback_label)
@@ -109,6 +123,7 @@ def register(app: typer.Typer) -> None:
         unparsed: Annotated[str, typer.Option(help="How an answer without a label counts: wrong, drop, 0 or 1.")] = "wrong",
         worst: Annotated[int, typer.Option(min=0, help="How many errors to list in the report.")] = 10,
         audit_min_votes: Annotated[int, typer.Option(min=2, help="Audit: flag a pair when at least this many predictions (files or samples) agree with each other against gold.")] = 2,
+        threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="Predictions with p(label = 1) (--readout logprob): accuracy when label 1 is given at p >= this.")] = 0.5,
         premise_col: PremiseCol = "premise",
         hypothesis_col: HypothesisCol = "hypothesis",
         label_col: LabelCol = "label",
@@ -138,13 +153,18 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter(f"{len(display)} names for {len(predictions)} files", param_hint="--names")
         summary = evaluate_files(predictions, output_dir, gold=gold_labels, names=display,
                                  unparsed=unparsed if unparsed in ("wrong", "drop") else int(unparsed),
-                                 worst=worst, audit_min_votes=audit_min_votes)
+                                 worst=worst, audit_min_votes=audit_min_votes, threshold=threshold)
         console = Console(stderr=True, soft_wrap=True)
         for name, metrics in summary["models"].items():
             accuracy = metrics.get("accuracy")
             console.print(f"{name}: accuracy {accuracy:.4f}, macro F1 {metrics['macro_f1']:.4f}, parse rate "
                           f"{metrics['parse_rate']:.3f} on {metrics['rows']} rows" if accuracy is not None
                           else f"{name}: no scored rows")
+            if metrics.get("ece") is not None:
+                auc = metrics["roc_auc"]
+                console.print(f"{name}: ROC-AUC {'n/a' if auc is None else f'{auc:.4f}'}, Brier {metrics['brier']:.4f}, "
+                              f"ECE {metrics['ece']:.4f}, accuracy at p >= {threshold:g} "
+                              f"{metrics['accuracy_at_threshold']:.4f}")
         for comparison in summary.get("comparisons", []):
             console.print(f"McNemar {comparison['a']} vs {comparison['b']}: b={comparison['only_a_right']} "
                           f"c={comparison['only_b_right']} p={comparison['p_value']:.4g} ({comparison['test']})")

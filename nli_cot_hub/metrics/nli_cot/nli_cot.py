@@ -37,6 +37,11 @@ Args:
         "wrong" counts it as an error (it gets the opposite of its gold label), "drop" leaves it out of
         accuracy/precision/recall/F1 (parse_rate still shows it), 0 or 1 uses that label as a fallback.
     neutral (`int`, default 1): the label the word "neutral" maps to (1 in the COMP34812 data).
+    probabilities (`list` of `float`, optional): p(label = 1) per prediction (e.g. from a log-probability
+        read-out). With them the result also has roc_auc, brier, ece (expected calibration error over
+        `bins` equal-width bins of p(label = 1)), reliability (per bin: range, rows, mean p, share of label 1)
+        and accuracy_at_threshold (label 1 where p >= `threshold`).
+    threshold (`float`, default 0.5), bins (`int`, default 10): see probabilities.
 Returns:
     accuracy, precision, recall, f1 (positive class 1), macro_precision, macro_recall, macro_f1,
     parse_rate (share with a label), status_counts (ok / repaired / label-only / failed),
@@ -67,7 +72,8 @@ class NliCot(evaluate.Metric):
             reference_urls=["https://github.com/mangiucugna/json_repair"],
         )
 
-    def _compute(self, predictions, references, unparsed="wrong", neutral=1):
+    def _compute(self, predictions, references, unparsed="wrong", neutral=1, probabilities=None, threshold=0.5,
+                 bins=10):
         if unparsed not in UNPARSED_CHOICES:
             raise ValueError(f"unparsed must be one of {UNPARSED_CHOICES}, got {unparsed!r}")
         gold = np.asarray(references, dtype=int)
@@ -110,7 +116,37 @@ class NliCot(evaluate.Metric):
             matrix[truth, 2 if label < 0 else label] += 1
         result["confusion_matrix"] = matrix.tolist()
         result["mean_thought_words"] = float(np.mean(thought_words)) if thought_words else None
+        if probabilities is not None:
+            result.update(probability_metrics(np.asarray(probabilities, dtype=float), gold, threshold, bins))
         return result
+
+
+def probability_metrics(p_one, gold, threshold=0.5, bins=10):
+    """Ranking and calibration of p(label = 1) against the gold labels."""
+    from sklearn.metrics import brier_score_loss, roc_auc_score
+
+    if p_one.shape != gold.shape:
+        raise ValueError(f"{len(p_one)} probabilities for {len(gold)} references")
+    if np.isnan(p_one).any() or (p_one < 0).any() or (p_one > 1).any():
+        raise ValueError("probabilities must be numbers between 0 and 1")
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    # Bin i holds edges[i] <= p < edges[i + 1]; p = 1 goes to the last bin.
+    which = np.clip(np.searchsorted(edges, p_one, side="right") - 1, 0, bins - 1)
+    reliability, ece = [], 0.0
+    for index in range(bins):
+        members = which == index
+        if not members.any():
+            continue
+        mean_p, share = float(p_one[members].mean()), float(gold[members].mean())
+        ece += members.sum() / len(p_one) * abs(mean_p - share)
+        reliability.append({"low": float(edges[index]), "high": float(edges[index + 1]), "rows": int(members.sum()),
+                            "mean_probability": mean_p, "share_label_1": share})
+    both = len(np.unique(gold)) == 2
+    return {"roc_auc": float(roc_auc_score(gold, p_one)) if both else None,
+            "brier": float(brier_score_loss(gold, p_one, pos_label=1)), "ece": float(ece),
+            "threshold": float(threshold),
+            "accuracy_at_threshold": float(((p_one >= threshold).astype(int) == gold).mean()),
+            "reliability": reliability}
 
 
 def _read(prediction, neutral):
