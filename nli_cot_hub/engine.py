@@ -267,16 +267,30 @@ class RunReport:
     skipped: int = 0
     by_status: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    first_error: str | None = None  # the error of the first failed record, for the summary line
+
+
+def record_status(record: CoTRecord) -> tuple[str, str | None]:
+    """The status a stage reports for ``record`` and its error."""
+    return record.status, record.error
+
+
+def judgement_status(record: CoTRecord) -> tuple[str, str | None]:
+    """A judged record keeps the status of its thought; the judgement's own status is in ``judge``."""
+    verdict = record.judge or {}
+    return verdict.get("status", "failed"), verdict.get("error")
 
 
 async def run_jobs(jobs: Iterable[Any], handle: Callable[[Any], Awaitable[CoTRecord]],
                    on_error: Callable[[Any, BaseException], CoTRecord], store, engine: Engine, *,
                    desc: str = "pairs", total: int | None = None, progress: bool = True,
-                   checkpoint: Callable[[], None] | None = None, checkpoint_every_s: float = 30.0) -> RunReport:
+                   checkpoint: Callable[[], None] | None = None, checkpoint_every_s: float = 30.0,
+                   status_of: Callable[[CoTRecord], tuple[str, str | None]] = record_status) -> RunReport:
     """Run ``handle(job)`` for every job with ``engine.config.concurrency`` workers; append each
     resulting record to ``store`` as soon as it is ready. A job whose request finally fails becomes
     ``on_error(job, error)`` (a failed record). A fatal backend error cancels the run and re-raises.
-    ``checkpoint()`` (e.g. saving the ledger) runs at most every ``checkpoint_every_s`` seconds."""
+    ``checkpoint()`` (e.g. saving the ledger) runs at most every ``checkpoint_every_s`` seconds.
+    ``status_of(record)``: the (status, error) counted in the report."""
     from tqdm.auto import tqdm
 
     report = RunReport()
@@ -307,9 +321,11 @@ async def run_jobs(jobs: Iterable[Any], handle: Callable[[Any], Awaitable[CoTRec
                 record = on_error(job, error)
             store.append(record)
             report.written += 1
-            report.by_status[record.status] = report.by_status.get(record.status, 0) + 1
-            if record.status == "failed":
+            status, error = status_of(record)
+            report.by_status[status] = report.by_status.get(status, 0) + 1
+            if status == "failed":
                 report.failed += 1
+                report.first_error = report.first_error or error
             postfix()
             bar.update(1)
             if checkpoint is not None and time.monotonic() - last_checkpoint[0] >= checkpoint_every_s:

@@ -51,6 +51,9 @@ class CoTRecord(BaseModel):
     # share of samples that voted for predicted_label.
     votes: list[int | None] | None = None
     vote_share: float | None = None
+    # The command that wrote the record (generate, reflect, judge, predict, rationales); None in
+    # stores written before records carried it.
+    stage: str | None = None
     created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
     @property

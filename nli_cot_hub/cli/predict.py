@@ -8,8 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from nli_cot_hub.cli.common import (
-    Config, HypothesisCol, IdCol, LabelCol, LabelMapSpec, LabelScheme, PremiseCol, Split, ThreeClass,
-    clean_errors, columns_and_labels,
+    DEFAULT_MAX_FAILED_SHARE, Config, HypothesisCol, IdCol, LabelCol, LabelMapSpec, LabelScheme, MaxFailedShare,
+    PremiseCol, Split, ThreeClass, check_failed_share, clean_errors, columns_and_labels, refuse_input_as_output,
 )
 
 BACKEND_HELP = (
@@ -56,6 +56,7 @@ def register(app: typer.Typer) -> None:
         config: Config = None,
         split: Split = "test",
         progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+        max_failed_share: MaxFailedShare = DEFAULT_MAX_FAILED_SHARE,
     ) -> None:
         """Predict a label and a chain of thought for every pair; gold labels are kept when present.
 
@@ -66,10 +67,12 @@ def register(app: typer.Typer) -> None:
 
         from nli_cot_hub.data import load_pairs
         from nli_cot_hub.predict import FALLBACKS, PredictConfig, predict, write_submission
-        from nli_cot_hub.store import StoreLockedError, read_records
+        from nli_cot_hub.store import read_records
 
         if fallback_label not in FALLBACKS:
             raise typer.BadParameter(f"must be one of {FALLBACKS}", param_hint="--fallback-label")
+        refuse_input_as_output(output, [data, model, adapter], "--output")
+        refuse_input_as_output(submission, [data, output], "--submission")
         columns, mapping = columns_and_labels(premise_col, hypothesis_col, label_col, id_col, labels, three_class, label_map)
         pairs = load_pairs(data, columns=columns, labels=mapping, require_labels=False, config=config, split=split)
         try:
@@ -81,22 +84,21 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter(str(error)) from None
         options = {"dtype": dtype, "mode": engine_mode, "cache": cache, "threads": threads}
         console = Console(stderr=True, soft_wrap=True)
-        try:
-            result = predict(pairs, output, backend=backend, model=model, adapter=adapter, merge=merge,
-                             config=settings, retry_failed=retry_failed, limit=limit, progress=progress,
-                             engine_options=options)
-        except StoreLockedError as error:
-            print(f"error: {error}", file=sys.stderr)
-            raise typer.Exit(1) from None
+        result = predict(pairs, output, backend=backend, model=model, adapter=adapter, merge=merge,
+                         config=settings, retry_failed=retry_failed, limit=limit, progress=progress,
+                         engine_options=options)
         console.print(f"predict: {result.written} written {result.by_status or {}} in {result.seconds:.1f} s; "
                       f"{result.already_done} already in {output}"
                       + (f"; {result.dropped_failed} earlier failures retried" if result.dropped_failed else ""))
         if submission:
             rows = pairs if limit is None else pairs.iloc[:limit]
-            written = write_submission(rows, read_records(output), submission, fallback_label)
+            written = write_submission(rows, read_records(output), submission, fallback_label,
+                                       max_fallback_share=max_failed_share)
             console.print(f"submission: {written.rows} rows -> {written.path}; {len(written.fallback_rows)} got the "
                           f"fallback label {written.fallback_label}"
-                          + (f" ({len(written.missing_rows)} never predicted)" if written.missing_rows else ""))
+                          + (f" ({len(written.missing_rows)} never predicted)" if written.missing_rows else "")
+                          + f"; report: {written.report_path}")
+        check_failed_share("predict", result.failed, result.written, result.first_error, max_failed_share, output)
 
     @app.command("evaluate")
     @clean_errors
