@@ -131,7 +131,7 @@ def test_private_adapter_on_a_branch_and_results_beside_it(hub_server, adapter_d
     assert {"results/metrics.json", "results/report.md"} <= set(api.list_repo_files(repo, revision="dev"))
 
     single = hub_cli(["upload", str(report / "metrics.json"), repo, "--revision", "dev"], env)
-    assert single.returncode == 1 and "pass --repo-type" in single.stderr  # one file says nothing of its repo
+    assert single.returncode == 2 and "pass --repo-type" in single.stderr  # one file says nothing of its repo
     single = hub_cli(["upload", str(report / "metrics.json"), repo, "--repo-type", "model", "--revision", "dev"], env)
     assert single.returncode == 0, single.stderr[-3000:]
     assert "metrics.json" in api.list_repo_files(repo, revision="dev")
@@ -156,7 +156,7 @@ def test_errors_are_one_line(hub_server, tmp_path):
     (notes / "a.txt").write_text("not a model, not a data set")
 
     unknown = hub_cli(["upload", str(notes), unique("x")], env)
-    assert unknown.returncode == 1 and "pass --repo-type" in unknown.stderr
+    assert unknown.returncode == 2 and "pass --repo-type" in unknown.stderr
 
     no_token = hub_cli(["upload", str(notes), unique("x"), "--repo-type", "model"], {**env, "HF_TOKEN": ""})
     assert no_token.returncode == 1 and "HF_TOKEN" in no_token.stderr

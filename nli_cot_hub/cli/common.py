@@ -52,6 +52,7 @@ class RunFailed(RuntimeError):
     """The command ran, but its result must not pass for a success (exit code 1)."""
 
 
+REMOTE_MODULES = {"huggingface_hub", "httpx", "httpx2", "requests", "openai", "mistralai"}
 # Errors that mean "this input cannot be used": exit code 2.
 INPUT_ERRORS: tuple[type[BaseException], ...] = (DataError, OSError, ValueError, KeyError)
 
@@ -81,6 +82,8 @@ def exit_code_of(error: BaseException) -> int:
     if isinstance(error, RunFailed):
         return EXIT_FAILED
     if isinstance(error, (ConnectionError, TimeoutError)):
+        return EXIT_FAILED
+    if type(error).__module__.split(".")[0] in REMOTE_MODULES:  # a server refused or failed: not the input
         return EXIT_FAILED
     return EXIT_BAD_INPUT if isinstance(error, INPUT_ERRORS) else EXIT_FAILED
 

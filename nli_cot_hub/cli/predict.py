@@ -126,7 +126,8 @@ def register(app: typer.Typer) -> None:
 
         if unparsed not in ("wrong", "drop", "0", "1"):
             raise typer.BadParameter("must be wrong, drop, 0 or 1", param_hint="--unparsed")
-        gold_labels = None
+        refuse_input_as_output(output_dir, [*predictions, gold], "--output-dir")
+        gold_labels = gold_texts = None
         if gold:
             from nli_cot_hub.data import load_pairs
 
@@ -134,13 +135,17 @@ def register(app: typer.Typer) -> None:
                                                   three_class, label_map)
             gold_pairs = load_pairs(gold, columns=columns, labels=mapping, require_labels=True)
             gold_labels = dict(zip(gold_pairs["id"].astype(str), gold_pairs["label"].astype(int)))
+            gold_texts = dict(zip(gold_pairs["id"].astype(str), zip(gold_pairs["premise"], gold_pairs["hypothesis"])))
         display = [name.strip() for name in names.split(",")] if names else None
         if display is not None and len(display) != len(predictions):
             raise typer.BadParameter(f"{len(display)} names for {len(predictions)} files", param_hint="--names")
         summary = evaluate_files(predictions, output_dir, gold=gold_labels, names=display,
                                  unparsed=unparsed if unparsed in ("wrong", "drop") else int(unparsed),
-                                 worst=worst, audit_min_votes=audit_min_votes)
+                                 worst=worst, audit_min_votes=audit_min_votes, gold_texts=gold_texts,
+                                 gold_name=f"--gold {gold}")
         console = Console(stderr=True, soft_wrap=True)
+        for warning in summary["warnings"]:
+            console.print(f"warning: {warning}")
         for name, metrics in summary["models"].items():
             accuracy = metrics.get("accuracy")
             console.print(f"{name}: accuracy {accuracy:.4f}, macro F1 {metrics['macro_f1']:.4f}, parse rate "
