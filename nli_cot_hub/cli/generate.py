@@ -68,14 +68,8 @@ def _backend(spec: str, json_mode: str, timeout: float):
 
 
 def _run(coroutine):
-    from nli_cot_hub.engine import FatalBackendError
-    from nli_cot_hub.store import StoreLockedError
-
-    try:
-        return asyncio.run(coroutine)
-    except (FatalBackendError, StoreLockedError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise typer.Exit(1) from None
+    """A fatal backend error or a locked store reaches the error boundary: one line, exit code 1."""
+    return asyncio.run(coroutine)
 
 
 def _print_result(result, stage: str, max_failed_share: float) -> None:

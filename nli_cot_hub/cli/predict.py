@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated, Optional
 
 import typer
 
 from nli_cot_hub.cli.common import (
-    DEFAULT_MAX_FAILED_SHARE, Config, HypothesisCol, IdCol, LabelCol, LabelMapSpec, LabelScheme, MaxFailedShare,
+    DEFAULT_MAX_FAILED_SHARE, Config, RunFailed, HypothesisCol, IdCol, LabelCol, LabelMapSpec, LabelScheme, MaxFailedShare,
     PremiseCol, Split, ThreeClass, check_failed_share, clean_errors, columns_and_labels, refuse_input_as_output,
 )
 
@@ -170,6 +169,7 @@ def register(app: typer.Typer) -> None:
         try:
             repo = push_metric(repo_id, private=private)
         except HfHubHTTPError as error:
-            print(f"error: pushing the metric to {repo_id} failed: {str(error).splitlines()[0]}", file=sys.stderr)
-            raise typer.Exit(1) from None
+            from nli_cot_hub.hub_transfer import hub_error_line
+
+            raise RunFailed(f"pushing the metric failed: {hub_error_line(error, repo_id, 'space', None)}") from None
         print(f"metric pushed: evaluate.load({repo!r})")
