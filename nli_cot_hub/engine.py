@@ -289,7 +289,7 @@ async def run_jobs(jobs: Iterable[Any], handle: Callable[[Any], Awaitable[CoTRec
                    desc: str = "pairs", total: int | None = None, progress: bool = True,
                    checkpoint: Callable[[], None] | None = None, checkpoint_every_s: float = 30.0,
                    status_of: Callable[[CoTRecord], tuple[str, str | None]] = record_status,
-                   heartbeat_s: float = 5.0) -> RunReport:
+                   heartbeat_s: float | None = None) -> RunReport:
     """Run ``handle(job)`` for every job with ``engine.config.concurrency`` workers; append each
     resulting record to ``store`` as soon as it is ready. A job whose request finally fails becomes
     ``on_error(job, error)`` (a failed record). A fatal backend error cancels the run and re-raises.
@@ -306,6 +306,8 @@ async def run_jobs(jobs: Iterable[Any], handle: Callable[[Any], Awaitable[CoTRec
     bar = tqdm(total=total, desc=desc, unit="pair", disable=not progress, dynamic_ncols=True)
     last_checkpoint = [time.monotonic()]
     last_finished = [time.monotonic()]
+    # Often enough to show life within one request timeout, rarely enough not to flood a log.
+    heartbeat_s = heartbeat_s or min(5.0, max(0.5, engine.config.request_timeout_s / 2))
 
     async def heartbeat() -> None:
         """While no reply arrives, say so on the bar (waiting, retries, why), so it never looks frozen."""

@@ -144,7 +144,8 @@ def refuse_input_as_output(output: str | Path | None, inputs: list, option: str)
         return
     for source in inputs:
         if source is not None and (same_file(output, source) or Path(output).resolve() == Path(str(source)).resolve()):
-            raise typer.BadParameter(f"{output} is an input of this command; choose another path", param_hint=option)
+            raise DataError(f"{option} {output} is an input of this command; writing it would destroy that input: "
+                            f"choose another path")
 
 
 def check_failed_share(stage: str, failed: int, total: int, first_error: str | None, max_share: float,
