@@ -100,3 +100,9 @@ print(metric.compute(predictions={TEXTS!r}, references={GOLD!r})["accuracy"])
 """
     out = run_python(code, hub_server.env(tmp_path / "cache"))
     assert float(out.strip().splitlines()[-1]) == pytest.approx(0.4)
+
+
+def test_no_predictions_give_the_metric_of_nothing(metric):
+    result = metric.compute(predictions=[], references=[])
+    assert result["scored"] == 0 and result["accuracy"] is None and result["macro_f1"] is None
+    assert result["confusion_matrix"] == [[0, 0, 0], [0, 0, 0]]
