@@ -41,9 +41,17 @@ def use_timeout(timeout_s: float) -> None:
     import httpx2
     from huggingface_hub.utils import _http
 
+    def enforce_timeout(request) -> None:
+        # Some huggingface_hub calls pass timeout=None explicitly, which beats the client default.
+        limits = dict(request.extensions.get("timeout") or {})
+        request.extensions["timeout"] = {kind: limits.get(kind) or timeout_s
+                                         for kind in ("connect", "read", "write", "pool")}
+
     def client_with_timeout():
         client = _http.default_client_factory()
         client.timeout = httpx2.Timeout(timeout_s)
+        client.event_hooks = {**client.event_hooks,
+                              "request": [*client.event_hooks.get("request", []), enforce_timeout]}
         return client
 
     _http.set_client_factory(client_with_timeout)

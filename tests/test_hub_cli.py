@@ -170,3 +170,71 @@ def test_errors_are_one_line(hub_server, tmp_path):
 
     for result in (unknown, no_token, missing_path, missing_repo):
         assert "Traceback" not in result.stderr
+
+
+def test_hub_404s_name_the_repo_its_type_and_the_revision(hub_server, built_dataset, tmp_path):
+    env = hub_server.env(tmp_path / "cache")
+    absent = unique("absent")
+    missing = hub_cli(["download", absent, "--repo-type", "dataset", "--local-dir", str(tmp_path / "a")], env)
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr
+    [line] = missing.stderr.strip().splitlines()
+    assert f"dataset repo '{absent}'" in line and "not found" in line
+
+    repo = unique("cot")
+    assert hub_cli(["upload", str(built_dataset), repo], env).returncode == 0
+    no_branch = hub_cli(["download", repo, "--repo-type", "dataset", "--revision", "no-such-branch",
+                         "--local-dir", str(tmp_path / "b")], env)
+    assert no_branch.returncode == 1 and "Traceback" not in no_branch.stderr
+    [line] = no_branch.stderr.strip().splitlines()
+    assert repo in line and "no-such-branch" in line
+
+
+@pytest.fixture
+def silent_endpoint():
+    """A local socket that accepts connections and never answers."""
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    accepted, stop = [], threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    stop.set()
+    thread.join()
+    for connection in accepted:
+        connection.close()
+    listener.close()
+
+
+def test_a_hub_that_never_answers_times_out_with_retries_and_progress(silent_endpoint, built_dataset, tmp_path):
+    env = {"HF_ENDPOINT": silent_endpoint, "HF_TOKEN": "hf_local_test_token", "HF_HOME": str(tmp_path / "home")}
+    for arguments in (["upload", str(built_dataset), unique("cot")],
+                      ["download", unique("cot"), "--local-dir", str(tmp_path / "d")]):
+        result = hub_cli([*arguments, "--timeout", "1", "--retries", "1"], env)  # hub_cli bounds it at 300 s
+        assert result.returncode == 1 and "Traceback" not in result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert "no answer within 1 s; retry 1 of 1" in lines[0]
+        assert lines[-1].startswith("error: ") and "failed 2 time(s)" in lines[-1] and silent_endpoint in lines[-1]
+
+
+def test_a_refused_hub_port_is_one_line(built_dataset, tmp_path):
+    from tests.servers import free_port
+
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    env = {"HF_ENDPOINT": endpoint, "HF_TOKEN": "hf_local_test_token", "HF_HOME": str(tmp_path / "home")}
+    result = hub_cli(["upload", str(built_dataset), unique("cot"), "--retries", "0"], env)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("error: ") and endpoint in line and "refused" in line.lower()

@@ -136,6 +136,8 @@ def lengths(
 
     from nli_cot_hub.lengths import load_rows, measure, plot_histogram
 
+    if not 0 < quantile <= 1:
+        raise typer.BadParameter(f"must be in (0, 1], got {quantile:g}", param_hint="--quantile")
     console = Console()
     rows = load_rows(dataset, config, split)
     result = measure(rows, tokenizer, quantile=quantile, multiple_of=multiple_of)
