@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from nli_cot_hub.cli.common import RunFailed, clean_errors
+from nli_cot_hub.cli.common import RunFailed, check_output_file, clean_errors
 
 JD0G_SOURCE_TEXT = ("the COMP34812 NLI coursework data (SNLI and MNLI pairs), annotated by the original "
                     "j-d0g/mistral-7b-nli project")
@@ -138,6 +138,7 @@ def lengths(
 
     if not 0 < quantile <= 1:
         raise typer.BadParameter(f"must be in (0, 1], got {quantile:g}", param_hint="--quantile")
+    check_output_file(png, "--png")
     console = Console()
     rows = load_rows(dataset, config, split)
     result = measure(rows, tokenizer, quantile=quantile, multiple_of=multiple_of)

@@ -148,6 +148,18 @@ def refuse_input_as_output(output: str | Path | None, inputs: list, option: str)
                             f"choose another path")
 
 
+def check_output_file(path: str | Path | None, option: str) -> None:
+    """Fail before any work when a file output cannot be written there (a folder, or under a file)."""
+    if path is None:
+        return
+    path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{option} {path}: is a folder; give a file path")
+    blocking = next((parent for parent in path.parents if parent.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise DataError(f"{option} {path}: {blocking} is a file, not a folder")
+
+
 def check_failed_share(stage: str, failed: int, total: int, first_error: str | None, max_share: float,
                        kept_in: str | Path) -> None:
     """Raise :class:`RunFailed` when more than ``max_share`` of the ``total`` records of this run failed."""

@@ -8,7 +8,8 @@ import typer
 
 from nli_cot_hub.cli.common import (
     DEFAULT_MAX_FAILED_SHARE, Config, RunFailed, HypothesisCol, IdCol, LabelCol, LabelMapSpec, LabelScheme, MaxFailedShare,
-    PremiseCol, Split, ThreeClass, check_failed_share, clean_errors, columns_and_labels, refuse_input_as_output,
+    PremiseCol, Split, ThreeClass, check_failed_share, check_output_file, clean_errors, columns_and_labels,
+    refuse_input_as_output,
 )
 
 BACKEND_HELP = (
@@ -72,6 +73,7 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter(f"must be one of {FALLBACKS}", param_hint="--fallback-label")
         refuse_input_as_output(output, [data, model, adapter], "--output")
         refuse_input_as_output(submission, [data, output], "--submission")
+        check_output_file(submission, "--submission")
         columns, mapping = columns_and_labels(premise_col, hypothesis_col, label_col, id_col, labels, three_class, label_map)
         pairs = load_pairs(data, columns=columns, labels=mapping, require_labels=False, config=config, split=split)
         try:
