@@ -56,7 +56,8 @@ def check_dataset_source(dataset: str) -> None:
     (instead of asking the Hub for it)."""
     path = Path(dataset).expanduser()
     if path.is_file():
-        raise DataError(f"{dataset}: is a file; give the folder `nli-cot build --output-dir` wrote, or a Hub data set id")
+        raise DataError(f"{dataset}: is a file; give the folder `nli-cot build --output-dir` wrote, "
+                        f"or a Hub data set id")
     if path.exists():
         return
     local_looking = dataset.startswith((".", "/", "~")) or not HUB_ID.fullmatch(dataset) or path.parent.is_dir() \

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from nli_cot_hub.cli.common import (
-    DEFAULT_MAX_FAILED_SHARE, Config, RunFailed, HypothesisCol, IdCol, LabelCol, LabelMapSpec, LabelScheme, MaxFailedShare,
+    DEFAULT_MAX_FAILED_SHARE, Config, HypothesisCol, IdCol, LabelCol, LabelMapSpec, LabelScheme, MaxFailedShare, RunFailed,
     PremiseCol, Split, ThreeClass, check_failed_share, check_output_file, clean_errors, columns_and_labels,
     refuse_input_as_output,
 )
