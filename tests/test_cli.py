@@ -98,3 +98,13 @@ def test_file_outputs_are_checked_before_any_work(tmp_path):
         assert result.returncode == 2, (arguments, result.stderr[-2000:])
         assert "--submission" in error_line(result) or "--png" in error_line(result)
     assert not (tmp_path / "p.jsonl").exists()
+
+
+def test_a_folder_given_as_a_store_is_one_line(tmp_path):
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for arguments in (["build", "--store", folder, "--output-dir", tmp_path / "built"],
+                      ["evaluate", folder, "-o", tmp_path / "out"]):
+        result = nli_cot(*arguments)
+        assert result.returncode == 2, (arguments, result.stderr[-2000:])
+        assert "is a folder" in error_line(result)
