@@ -52,6 +52,7 @@ class RunFailed(RuntimeError):
     """The command ran, but its result must not pass for a success (exit code 1)."""
 
 
+OWN_MODULES = {"builtins", "nli_cot_hub"}
 REMOTE_MODULES = {"huggingface_hub", "httpx", "httpx2", "requests", "openai", "mistralai"}
 # Errors that mean "this input cannot be used": exit code 2.
 INPUT_ERRORS: tuple[type[BaseException], ...] = (DataError, OSError, ValueError, KeyError)
@@ -71,11 +72,10 @@ def one_line(error: BaseException) -> str:
     text = " ".join(text.split())
     if not text:
         text = type(error).__name__
-    elif not isinstance(error, (DataError, RunFailed, OSError, ValueError)) and type(error).__module__ != "builtins":
-        text = f"{type(error).__name__}: {text}"
-    if len(text) > MESSAGE_LIMIT:
-        text = text[:MESSAGE_LIMIT] + " ..."
-    return redact(text) or text
+    elif not isinstance(error, (OSError, ValueError)) and type(error).__module__.split(".")[0] not in OWN_MODULES:
+        text = f"{type(error).__name__}: {text}"  # a library's error: its type says where it came from
+    text = redact(text) or text  # before cutting, so no part of a secret survives the cut
+    return text[:MESSAGE_LIMIT] + " ..." if len(text) > MESSAGE_LIMIT else text
 
 
 def exit_code_of(error: BaseException) -> int:
