@@ -181,7 +181,8 @@ def test_judge_adds_scores_or_a_recorded_failure(openai_server, embedded_model_p
     records = sorted(read_records(judged), key=lambda r: [r.id for r in originals].index(r.id))
     assert [r.id for r in records] == [r.id for r in originals] and len(records) == 2
     for record, original in zip(records, originals):
-        assert record.model_dump(exclude={"judge"}) == original.model_dump(exclude={"judge"})
+        assert record.model_dump(exclude={"judge", "stage"}) == original.model_dump(exclude={"judge", "stage"})
+        assert (original.stage, record.stage) == ("rationales", "judge")
         assert record.judge["prompt_version"] == "judge-v1" and record.judge["status"] in ("ok", "failed")
         assert record.judge["usage"]["prompt_tokens"] > 0
         if record.judge["status"] == "ok":
