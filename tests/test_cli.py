@@ -32,8 +32,9 @@ def test_one_line_names_the_file_and_masks_secrets(monkeypatch):
     monkeypatch.setenv("HF_TOKEN", "hf_secret_value_42")
     assert one_line(PermissionError(13, "Permission denied", "/data/out.jsonl")) == "/data/out.jsonl: Permission denied"
     assert one_line(DataError("a.csv: row 2:\n  field 'label'")) == "a.csv: row 2: field 'label'"
-    assert one_line(RuntimeError("server said hf_secret_value_42")) == "server said ***"
-    assert one_line(KeyError("premise")) == "premise"
+    assert one_line(RuntimeError("server said hf_secret_value_42")) == "RuntimeError: server said ***"
+    assert one_line(KeyError("premise")) == "KeyError: premise"
+    assert one_line(AttributeError("'NoneType' object has no attribute 'id'")).startswith("AttributeError: ")
     assert len(one_line(ValueError("x" * 5000))) < 700
 
 

@@ -52,7 +52,7 @@ class RunFailed(RuntimeError):
     """The command ran, but its result must not pass for a success (exit code 1)."""
 
 
-OWN_MODULES = {"builtins", "nli_cot_hub"}
+OWN_MODULES = {"nli_cot_hub"}
 REMOTE_MODULES = {"huggingface_hub", "httpx", "httpx2", "requests", "openai", "mistralai"}
 # Errors that mean "this input cannot be used": exit code 2.
 INPUT_ERRORS: tuple[type[BaseException], ...] = (DataError, OSError, ValueError, KeyError)
@@ -88,8 +88,15 @@ def exit_code_of(error: BaseException) -> int:
     return EXIT_BAD_INPUT if isinstance(error, INPUT_ERRORS) else EXIT_FAILED
 
 
+def unexpected(error: BaseException) -> bool:
+    """An error no check of ours foresaw (likely a bug): worth its traceback."""
+    foreseen = (RunFailed, ConnectionError, TimeoutError, *INPUT_ERRORS)
+    return not isinstance(error, foreseen) and type(error).__module__.split(".")[0] not in REMOTE_MODULES | OWN_MODULES
+
+
 def fail(error: BaseException) -> typer.Exit:
-    print(f"error: {one_line(error)}", file=sys.stderr)
+    hint = " (nli-cot --debug shows the traceback)" if unexpected(error) else ""
+    print(f"error: {one_line(error)}{hint}", file=sys.stderr)
     return typer.Exit(exit_code_of(error))
 
 
