@@ -204,13 +204,19 @@ def label_weight(args) -> float:
     return float(read_json(choice)["chosen_weight"])
 
 
+# An experiment measures how often a model fails (failed records are scored as wrong), so no failure
+# share stops a run; the commands' default threshold is for production use.
+MEASURE_FAILURES = ["--max-failed-share", "1"]
+
+
 def reflect_and_build(args, log: Log, folder: Path) -> Path:
     """Reflections on the author's wrong thoughts by the embedded model, then the combined data set."""
     work = args.work
     store = folder / "reflected.jsonl"
     arguments = ["reflect", str(work / JD0G_ORIGINALS), "-o", str(store), "--backend", args.reflector,
                  "--concurrency", str(args.reflect_concurrency), "--max-tokens", str(args.reflect_max_tokens),
-                 "--max-reasks", str(args.reflect_reasks), "--seed", str(args.seed)]
+                 "--max-reasks", str(args.reflect_reasks), "--seed", str(args.seed),
+                 *MEASURE_FAILURES]
     if args.reflect_sample:
         arguments += ["--sample", str(args.reflect_sample)]
     log.cli("reflect", *arguments)
@@ -230,7 +236,7 @@ def predict(args, log: Log, spec: RunSpec, folder: Path, adapter: Path | None, s
         arguments = ["predict", str(args.work / EVAL_SETS[name]), "-o", str(output), "--id-col", "id",
                      "--model", "embedded", "--prompt", spec.prompt,
                      "--max-new-tokens", str(args.max_new_tokens or spec.max_new_tokens),
-                     "--batch-size", str(args.predict_batch_size), "--no-progress"]
+                     "--batch-size", str(args.predict_batch_size), "--no-progress", *MEASURE_FAILURES]
         if spec.completion_format:  # the adapter folder records it too; named here so the log says it
             arguments += ["--completion-format", spec.completion_format, "--readout", readout,
                           "--stats", str(folder / f"speed_{name}{suffix}.json")]

@@ -296,14 +296,21 @@ class TGIBackend(ChatBackend):
         self._token = token
         self._client = AsyncInferenceClient(model=self.url, token=token, timeout=timeout_s)
         self._tokenizer = None
+        self._tokenizer_lock: asyncio.Lock | None = None
+        # transformers imports its classes lazily, and two threads importing at once can fail
+        # ("cannot import name 'AutoTokenizer'"): import here, before any request goes to a thread.
+        from transformers import AutoTokenizer  # noqa: F401
 
     async def _load_tokenizer(self):
-        if self._tokenizer is None:
-            source = self.tokenizer_source
-            if source is None:
-                source = await self._served_model_id()
-                self.model = source
-            self._tokenizer = await asyncio.to_thread(_load_tokenizer, source)
+        if self._tokenizer_lock is None:
+            self._tokenizer_lock = asyncio.Lock()
+        async with self._tokenizer_lock:  # concurrent requests load it once
+            if self._tokenizer is None:
+                source = self.tokenizer_source
+                if source is None:
+                    source = await self._served_model_id()
+                    self.model = source
+                self._tokenizer = await asyncio.to_thread(_load_tokenizer, source)
         return self._tokenizer
 
     @staticmethod

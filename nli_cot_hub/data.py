@@ -277,6 +277,8 @@ def load_pairs(
     missing column, an empty text or an unknown label. Nothing is dropped silently.
     """
     raw = read_table(source, config=config, split=split, revision=revision)
+    if raw.empty:
+        raise DataError(f"{source}: no data rows (only a header, or an empty file)")
     return normalise_pairs(raw, str(source), columns=columns, labels=labels, require_labels=require_labels)
 
 

@@ -131,7 +131,10 @@ def plan_steps(plan: DemoPlan, layout: Layout, data_root: Path, hub_env: dict[st
     trial, dev = data_root / TRIAL_FILE, data_root / DEV_FILE
     local = "local:embedded"
     # A local batch on a busy CPU can take minutes; a timeout would only start the same work again.
-    common = ["--max-reasks", str(plan.max_reasks), "--concurrency", "8", "--timeout", "1800"]
+    # The 135M model seldom answers in the JSON asked for: its failed records are expected (and kept),
+    # so the demo accepts any failure share instead of stopping at the default threshold.
+    accept_failures = ["--max-failed-share", "1"]
+    common = ["--max-reasks", str(plan.max_reasks), "--concurrency", "8", "--timeout", "1800", *accept_failures]
     steps = [
         Step("generate", "chains of thought from the embedded model (the API model's job in real use)",
              ["generate", shown(trial), "-o", shown(layout.generated), "--backend", local, "--limit", str(plan.rows),
@@ -177,7 +180,7 @@ def plan_steps(plan: DemoPlan, layout: Layout, data_root: Path, hub_env: dict[st
         Step("predict", "the fine-tuned adapter answers unseen dev pairs; the coursework CSV",
              ["predict", shown(dev), "-o", shown(layout.adapter_predictions), "--adapter", shown(layout.adapter),
               "--limit", str(plan.eval_rows), "--max-new-tokens", str(plan.predict_tokens),
-              "--submission", shown(layout.submission)],
+              "--submission", shown(layout.submission), *accept_failures],
              outputs={"predictions": layout.adapter_predictions, "submission CSV": layout.submission}),
     ]
     names = "adapter"
@@ -186,7 +189,7 @@ def plan_steps(plan: DemoPlan, layout: Layout, data_root: Path, hub_env: dict[st
         steps.append(Step(
             "predict (base)", "the base model without the adapter, same prompt and pairs: what training changed",
             ["predict", shown(dev), "-o", shown(layout.base_predictions), "--model", "embedded",
-             "--limit", str(plan.eval_rows), "--max-new-tokens", str(plan.predict_tokens)],
+             "--limit", str(plan.eval_rows), "--max-new-tokens", str(plan.predict_tokens), *accept_failures],
             outputs={"base-model predictions": layout.base_predictions}))
         names += ",base"
         predictions.append(shown(layout.base_predictions))

@@ -26,6 +26,7 @@ from typing import Any
 from nli_cot_hub.backends import BackendError, ChatBackend, Completion
 from nli_cot_hub.extract import Extraction, extract_answer
 from nli_cot_hub.records import CoTRecord, TokenUsage
+from nli_cot_hub.redact import redact
 
 FATAL_STATUS = {401, 402, 403, 404}
 
@@ -171,6 +172,7 @@ class Engine:
         self._requests = AsyncLimiter(c.requests_per_minute, 60) if c.requests_per_minute else None
         self._tokens = AsyncLimiter(c.tokens_per_minute, 60) if c.tokens_per_minute else None
         self.errors = 0  # requests that failed (before any retry succeeded)
+        self.last_problem: str | None = None  # why the latest request is being retried, for the progress line
 
     async def _throttle(self, messages: list[dict[str, str]], max_tokens: int) -> None:
         if self._requests is not None:
@@ -195,6 +197,7 @@ class Engine:
 
         def before_sleep(state) -> None:
             usage.retries += 1
+            self.last_problem = f"{state.outcome.exception()}"[:120]
 
         retrying = AsyncRetrying(
             retry=retry_if_exception(lambda e: isinstance(e, BackendError) and e.retryable),
@@ -267,16 +270,31 @@ class RunReport:
     skipped: int = 0
     by_status: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    first_error: str | None = None  # the error of the first failed record, for the summary line
+
+
+def record_status(record: CoTRecord) -> tuple[str, str | None]:
+    """The status a stage reports for ``record`` and its error."""
+    return record.status, record.error
+
+
+def judgement_status(record: CoTRecord) -> tuple[str, str | None]:
+    """A judged record keeps the status of its thought; the judgement's own status is in ``judge``."""
+    verdict = record.judge or {}
+    return verdict.get("status", "failed"), verdict.get("error")
 
 
 async def run_jobs(jobs: Iterable[Any], handle: Callable[[Any], Awaitable[CoTRecord]],
                    on_error: Callable[[Any, BaseException], CoTRecord], store, engine: Engine, *,
                    desc: str = "pairs", total: int | None = None, progress: bool = True,
-                   checkpoint: Callable[[], None] | None = None, checkpoint_every_s: float = 30.0) -> RunReport:
+                   checkpoint: Callable[[], None] | None = None, checkpoint_every_s: float = 30.0,
+                   status_of: Callable[[CoTRecord], tuple[str, str | None]] = record_status,
+                   heartbeat_s: float | None = None) -> RunReport:
     """Run ``handle(job)`` for every job with ``engine.config.concurrency`` workers; append each
     resulting record to ``store`` as soon as it is ready. A job whose request finally fails becomes
     ``on_error(job, error)`` (a failed record). A fatal backend error cancels the run and re-raises.
-    ``checkpoint()`` (e.g. saving the ledger) runs at most every ``checkpoint_every_s`` seconds."""
+    ``checkpoint()`` (e.g. saving the ledger) runs at most every ``checkpoint_every_s`` seconds.
+    ``status_of(record)``: the (status, error) counted in the report."""
     from tqdm.auto import tqdm
 
     report = RunReport()
@@ -287,6 +305,21 @@ async def run_jobs(jobs: Iterable[Any], handle: Callable[[Any], Awaitable[CoTRec
     total = total if total is not None else queue.qsize()
     bar = tqdm(total=total, desc=desc, unit="pair", disable=not progress, dynamic_ncols=True)
     last_checkpoint = [time.monotonic()]
+    last_finished = [time.monotonic()]
+    # Often enough to show life within one request timeout, rarely enough not to flood a log.
+    heartbeat_s = heartbeat_s or min(5.0, max(0.5, engine.config.request_timeout_s / 2))
+
+    async def heartbeat() -> None:
+        """While no reply arrives, say so on the bar (waiting, retries, why), so it never looks frozen."""
+        while True:
+            await asyncio.sleep(heartbeat_s)
+            idle = time.monotonic() - last_finished[0]
+            if idle >= heartbeat_s:
+                usage = engine.ledger.of(engine.backend.model)
+                line = f"waiting {idle:.0f} s for a reply; {usage.retries} retries"
+                if engine.last_problem:
+                    line += f" (last: {engine.last_problem})"
+                bar.set_postfix_str(redact(line), refresh=True)
 
     def postfix() -> None:
         usage = engine.ledger.of(engine.backend.model)
@@ -307,9 +340,12 @@ async def run_jobs(jobs: Iterable[Any], handle: Callable[[Any], Awaitable[CoTRec
                 record = on_error(job, error)
             store.append(record)
             report.written += 1
-            report.by_status[record.status] = report.by_status.get(record.status, 0) + 1
-            if record.status == "failed":
+            status, error = status_of(record)
+            report.by_status[status] = report.by_status.get(status, 0) + 1
+            if status == "failed":
                 report.failed += 1
+                report.first_error = report.first_error or error
+            last_finished[0] = time.monotonic()
             postfix()
             bar.update(1)
             if checkpoint is not None and time.monotonic() - last_checkpoint[0] >= checkpoint_every_s:
@@ -317,6 +353,7 @@ async def run_jobs(jobs: Iterable[Any], handle: Callable[[Any], Awaitable[CoTRec
                 checkpoint()
 
     workers = [asyncio.create_task(worker()) for _ in range(max(1, engine.config.concurrency))]
+    beat = asyncio.create_task(heartbeat()) if progress else None
     try:
         await asyncio.gather(*workers)
     except BaseException:
@@ -325,6 +362,9 @@ async def run_jobs(jobs: Iterable[Any], handle: Callable[[Any], Awaitable[CoTRec
         await asyncio.gather(*workers, return_exceptions=True)
         raise
     finally:
+        if beat is not None:
+            beat.cancel()
+            await asyncio.gather(beat, return_exceptions=True)
         bar.close()
         report.seconds = time.monotonic() - started
     return report

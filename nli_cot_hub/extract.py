@@ -126,9 +126,22 @@ def _extract(text, prompt: str | None, neutral: int) -> Extraction:
             else:
                 result.status, result.reason = "label-only", "JSON has a label but no thought"
             return result
+        if _is_other_answer(strict):
+            result.reason = "JSON object without a label"
+            return result
 
     answer_text, notes = _answer_region(text, prompt)
     excluded = _objects_in(prompt, neutral) if prompt else []
+    leading = _leading_object(answer_text)
+    if leading is not None and _signature(leading, neutral) not in excluded:
+        result = _from_object(leading, neutral)
+        reasons = notes + ["took the complete JSON object the reply starts with and ignored the text after it"]
+        if result.label is not None and result.thought:
+            result.status, result.reason = "repaired", "; ".join(reasons)
+            return result
+        if _is_other_answer(leading):
+            result.reason = "; ".join(reasons + ["JSON object without a label"])
+            return result
     found, how = _candidates(answer_text)
     candidates = [c for c in found if _signature(c, neutral) not in excluded]
     chosen, why = _choose(candidates, neutral)
@@ -147,8 +160,12 @@ def _extract(text, prompt: str | None, neutral: int) -> Extraction:
         return result
 
     label = _prose_label(answer_text, neutral)
+    # A JSON object that is not a chain-of-thought answer (e.g. a judgement) still exposes its fields.
+    fields = _normalised(candidates[-1]) if candidates and _INCOMPLETE not in candidates[-1] else {}
     if label is not None:
-        return Extraction(label, None, "label-only", "no JSON object; label stated in prose")
+        return Extraction(label, None, "label-only", "no JSON object; label stated in prose", fields=fields)
+    if fields:
+        return Extraction(None, None, "failed", "JSON object without a label", fields=fields)
     return Extraction(None, None, "failed", "no JSON object and no label in the text")
 
 
@@ -162,6 +179,24 @@ def _strict_whole(text: str) -> dict | None:
     except (ValueError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
+
+
+def _leading_object(text: str) -> dict | None:
+    """The complete JSON object ``text`` starts with, if it does. A model that keeps generating after
+    its answer (another object, prose, a repetition) has still given that answer first."""
+    body = text.lstrip()
+    if not body.startswith("{"):
+        return None
+    try:
+        value, _ = json.JSONDecoder().raw_decode(body)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) and value else None
+
+
+def _is_other_answer(obj: dict) -> bool:
+    """An object with neither a label nor a thought key: an answer to another schema (a judgement)."""
+    return not _has_label_key(obj) and not _has_thought_key(obj)
 
 
 def _answer_region(text: str, prompt: str | None) -> tuple[str, list[str]]:

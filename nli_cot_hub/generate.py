@@ -16,10 +16,12 @@ import pandas as pd
 
 from nli_cot_hub import prompts
 from nli_cot_hub.backends import ChatBackend
-from nli_cot_hub.engine import Answer, Engine, EngineConfig, Ledger, RunReport, run_jobs, subset
+from nli_cot_hub.engine import (
+    Answer, Engine, EngineConfig, Ledger, RunReport, judgement_status, record_status, run_jobs, subset,
+)
 from nli_cot_hub.extract import Extraction
 from nli_cot_hub.records import CoTRecord, TokenUsage
-from nli_cot_hub.store import RecordStore, read_records
+from nli_cot_hub.store import RecordStore, read_input_records
 
 
 @dataclass
@@ -31,6 +33,7 @@ class StageResult:
     pending: int
     already_done: int
     dropped_failed: int
+    note: str | None = None  # why nothing was asked, when nothing was
 
 
 def ledger_path_for(output: str | Path) -> Path:
@@ -170,12 +173,14 @@ def failed_judgement(record: CoTRecord, error: BaseException, *, model: str) -> 
 
 async def run_stage(jobs: list, *, key: Callable[[object], str], handle, on_error, output: str | Path,
                     backend: ChatBackend, config: EngineConfig, prices: dict | None = None,
-                    retry_failed: bool = False, desc: str = "pairs", progress: bool = True) -> StageResult:
-    """Run ``handle`` on every job whose id is not yet in ``output``; write the ledger beside it."""
+                    retry_failed: bool = False, desc: str = "pairs", progress: bool = True,
+                    status_of=record_status) -> StageResult:
+    """Run ``handle`` on every job whose id is not yet in ``output``; write the ledger beside it.
+    ``desc`` names the stage, which the store records and checks."""
     ledger = Ledger(prices)
     engine = Engine(backend, config, ledger)
     ledger_path = ledger_path_for(output)
-    with RecordStore(output) as store:
+    with RecordStore(output, stage=desc) as store:
         dropped = store.drop(store.failed_ids() & {key(job) for job in jobs}) if retry_failed else 0
         done = store.done_ids()
         pending = [job for job in jobs if key(job) not in done]
@@ -183,7 +188,7 @@ async def run_stage(jobs: list, *, key: Callable[[object], str], handle, on_erro
             report = await run_jobs(pending, handle=lambda job: handle(engine, job),
                                     on_error=lambda job, error: on_error(job, error, model=backend.model),
                                     store=store, engine=engine, desc=desc, progress=progress,
-                                    checkpoint=lambda: ledger.merge_into_file(ledger_path))
+                                    checkpoint=lambda: ledger.merge_into_file(ledger_path), status_of=status_of)
         finally:
             total = ledger.merge_into_file(ledger_path) if ledger.models else {}
             await backend.aclose()
@@ -203,25 +208,45 @@ async def reflect(source: str | Path, output: str | Path, backend: ChatBackend, 
                   include_correct: bool = False, limit: int | None = None, sample: int | None = None,
                   seed: int = 0, prices: dict | None = None, retry_failed: bool = False,
                   progress: bool = True) -> StageResult:
-    records = [r for r in read_records(source) if needs_reflection(r, include_correct)]
+    stored = read_input_records(source)
+    records = [r for r in stored if needs_reflection(r, include_correct)]
     records = subset(records, limit=limit, sample=sample, seed=seed)
-    return await run_stage(records, key=lambda r: r.id, handle=reflect_one, on_error=failed_reflection,
-                           output=output, backend=backend, config=config, prices=prices,
-                           retry_failed=retry_failed, desc="reflect", progress=progress)
+    result = await run_stage(records, key=lambda r: r.id, handle=reflect_one, on_error=failed_reflection,
+                             output=output, backend=backend, config=config, prices=prices,
+                             retry_failed=retry_failed, desc="reflect", progress=progress)
+    if not records:
+        result.note = nothing_to_reflect(stored, source, include_correct)
+    return result
+
+
+def nothing_to_reflect(stored: list[CoTRecord], source: str | Path, include_correct: bool) -> str:
+    labelled = [r for r in stored if r.label is not None]
+    if not stored:
+        return f"{source} holds no records"
+    if not labelled:
+        return f"none of the {len(stored)} records in {source} has a gold label to reflect towards"
+    if include_correct:
+        return f"{source}: no labelled record left to reflect on"
+    return (f"none of the {len(labelled)} labelled records in {source} has a prediction that differs from its gold "
+            f"label (--all reflects on every labelled record)")
 
 
 async def judge(source: str | Path, output: str | Path, backend: ChatBackend, config: EngineConfig, *,
                 limit: int | None = None, sample: int | None = None, seed: int = 0,
                 prices: dict | None = None, retry_failed: bool = False, progress: bool = True) -> StageResult:
-    records = [r for r in read_records(source) if r.thought_process]
+    stored = read_input_records(source)
+    records = [r for r in stored if r.thought_process]
     records = subset(records, limit=limit, sample=sample, seed=seed)
     if retry_failed:
         # A failed judgement is a stored record whose judge.status is "failed".
-        with RecordStore(output) as store:
+        with RecordStore(output, stage="judge") as store:
             store.drop({r.id for r in store.records() if (r.judge or {}).get("status") == "failed"})
-    return await run_stage(records, key=lambda r: r.id, handle=judge_one, on_error=failed_judgement,
-                           output=output, backend=backend, config=config, prices=prices,
-                           retry_failed=False, desc="judge", progress=progress)
+    result = await run_stage(records, key=lambda r: r.id, handle=judge_one, on_error=failed_judgement,
+                             output=output, backend=backend, config=config, prices=prices,
+                             retry_failed=False, desc="judge", progress=progress, status_of=judgement_status)
+    if not records:
+        result.note = f"none of the {len(stored)} records in {source} has a thought to judge"
+    return result
 
 
 # ---------------------------------------------------------------- human rationales (e-SNLI)
@@ -299,7 +324,7 @@ def write_human_rationales(source: str | Path, output: str | Path, *, explanatio
     """Append the e-SNLI explanations of ``source`` to ``output``; returns (written, already there)."""
     records = subset(human_records(load_rationale_pairs(source, neutral), explanation),
                      limit=limit, sample=sample, seed=seed)
-    with RecordStore(output) as store:
+    with RecordStore(output, stage="rationales") as store:
         done = store.done_ids()
         new = [record for record in records if record.id not in done]
         for start in range(0, len(new), 1000):

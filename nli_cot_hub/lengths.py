@@ -7,6 +7,7 @@ fine-tuning chat format from their thought and the label they argue for, so ever
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +26,8 @@ class LengthReport:
     recommended: int
     truncated: int
     accuracy_by_bucket: list[dict] = field(default_factory=list)
+    context: int | None = None       # the model's context length, when the tokenizer knows it
+    wanted: int | None = None        # the recommendation before it was capped at the context length
 
     @property
     def longest(self) -> tuple[str, int]:
@@ -45,14 +48,34 @@ class LengthReport:
         ]
 
 
+HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
+
+
+def check_dataset_source(dataset: str) -> None:
+    """A built data set is a folder or a Hub id: refuse a file, and a local path that does not exist
+    (instead of asking the Hub for it)."""
+    path = Path(dataset).expanduser()
+    if path.is_file():
+        raise DataError(f"{dataset}: is a file; give the folder `nli-cot build --output-dir` wrote, "
+                        f"or a Hub data set id")
+    if path.exists():
+        return
+    local_looking = dataset.startswith((".", "/", "~")) or not HUB_ID.fullmatch(dataset) or path.parent.is_dir() \
+        and str(path.parent) not in ("", ".")
+    if local_looking:
+        raise DataError(f"{dataset}: no such folder (and not a Hub data set id)")
+
+
 def load_rows(dataset: str, config: str, split: str) -> pd.DataFrame:
     """Rows of a built data set (local folder or Hub repo); split 'all' joins every split."""
     import datasets
 
+    check_dataset_source(dataset)
     try:
         loaded = datasets.load_dataset(dataset, config)
-    except (ValueError, FileNotFoundError) as error:
-        raise DataError(f"{dataset}: cannot load config {config!r}: {str(error).splitlines()[0]}") from None
+    except Exception as error:  # noqa: BLE001 - datasets raises many kinds; each means "cannot load it"
+        first = " ".join(str(error).split())[:300] or type(error).__name__
+        raise DataError(f"{dataset}: cannot load config {config!r}: {first}") from None
     if split == "all":
         return pd.concat([loaded[s].to_pandas() for s in loaded], ignore_index=True)
     if split not in loaded:
@@ -123,12 +146,29 @@ def measure(rows: pd.DataFrame, tokenizer_name: str, *, quantile: float = 0.99, 
 
     if not len(rows):
         raise DataError("no rows to measure")
+    if multiple_of < 1:
+        raise ValueError(f"multiple_of must be 1 or more, got {multiple_of}")
+    missing = [column for column in ("premise", "hypothesis") if column not in rows]
+    if missing:
+        raise DataError(f"the rows have no {missing[0]!r} column: not a data set built by `nli-cot build`")
     tokenizer = load_tokenizer(tokenizer_name)
     lengths = token_lengths(rows, tokenizer)
     recommended, truncated = recommend_max_length(lengths, quantile, multiple_of)
+    context, wanted = model_context(tokenizer), None
+    if context is not None and recommended > context:
+        # Nothing longer than the context fits the model; say what the data wanted instead.
+        wanted, recommended = recommended, context
+        truncated = int((lengths > context).sum())
     ids = [str(i) for i in rows["id"]] if "id" in rows else [str(i) for i in range(len(rows))]
     return LengthReport(lengths, ids, quantile, recommended, truncated,
-                        accuracy_by_thought_length(rows, tokenizer))
+                        accuracy_by_thought_length(rows, tokenizer), context=context, wanted=wanted)
+
+
+def model_context(tokenizer) -> int | None:
+    """The longest sequence the model takes, from the tokenizer (None when it does not say:
+    transformers puts a huge placeholder there)."""
+    length = getattr(tokenizer, "model_max_length", None)
+    return int(length) if isinstance(length, int) and 0 < length < 1_000_000 else None
 
 
 def plot_histogram(report: LengthReport, path: str | Path, title: str) -> Path:

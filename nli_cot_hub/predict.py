@@ -15,6 +15,7 @@ import asyncio
 import csv
 import dataclasses
 import math
+import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -75,6 +76,8 @@ class PredictResult:
     dropped_failed: int = 0
     by_status: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    failed: int = 0
+    first_error: str | None = None
     load_seconds: float = 0.0  # of ``seconds``: loading the local model, before the first pair
 
     @property
@@ -173,7 +176,7 @@ def predict(pairs: pd.DataFrame, output: str | Path, *, backend: str = "local", 
     config = dataclasses.replace(config, completion_format=resolve_format(
         config.completion_format, adapter, model if backend == "local" else None))
     started = time.monotonic()
-    with RecordStore(output) as store:
+    with RecordStore(output, stage="predict") as store:
         result = PredictResult(Path(output))
         if retry_failed:
             result.dropped_failed = store.drop(store.failed_ids())
@@ -198,6 +201,9 @@ def predict(pairs: pd.DataFrame, output: str | Path, *, backend: str = "local", 
 def _count(result: PredictResult, record: CoTRecord) -> None:
     result.written += 1
     result.by_status[record.status] = result.by_status.get(record.status, 0) + 1
+    if record.status == "failed":
+        result.failed += 1
+        result.first_error = result.first_error or record.error
 
 
 def _predict_local(rows, store, result, *, model, adapter, merge, config, progress, engine_options) -> None:
@@ -455,6 +461,8 @@ async def _predict_remote(rows, store, result, *, spec, config, progress) -> Non
     finally:
         await backend.aclose()
     result.written += report.written
+    result.failed += report.failed
+    result.first_error = result.first_error or report.first_error
     for status, count in report.by_status.items():
         result.by_status[status] = result.by_status.get(status, 0) + count
 
@@ -475,6 +483,10 @@ def write_stats(path: str | Path, result: PredictResult) -> Path:
 
 # ---------------------------------------------------------------- submission
 
+class SubmissionRefused(RuntimeError):
+    """Too many rows would carry the fallback label: such a CSV would only look like predictions."""
+
+
 @dataclass
 class Submission:
     path: Path
@@ -482,6 +494,13 @@ class Submission:
     fallback_label: int
     fallback_rows: list[str]      # ids that got the fallback label (failed or never predicted)
     missing_rows: list[str]       # ids with no record at all
+    report_path: Path | None = None
+
+
+def submission_report_path(path: str | Path) -> Path:
+    """The report beside a submission CSV that says how many of its rows are fallback labels."""
+    path = Path(path)
+    return path.with_name(path.stem + ".report.json")
 
 
 def fallback_for(records: Sequence[CoTRecord], fallback: str) -> int:
@@ -495,8 +514,12 @@ def fallback_for(records: Sequence[CoTRecord], fallback: str) -> int:
 
 
 def write_submission(pairs: pd.DataFrame, records: Sequence[CoTRecord], path: str | Path,
-                     fallback: str = "majority") -> Submission:
-    """The coursework CSV: a single ``prediction`` column, one row per input row, in input order."""
+                     fallback: str = "majority", max_fallback_share: float = 1.0) -> Submission:
+    """The coursework CSV: a single ``prediction`` column, one row per input row, in input order.
+
+    Beside it, ``<name>.report.json`` counts the rows that got the fallback label. When their share
+    is above ``max_fallback_share`` the CSV is not written (:class:`SubmissionRefused`); the report is.
+    """
     by_id = {record.id: record for record in records}
     label = fallback_for(records, fallback)
     predictions, fallback_rows, missing = [], [], []
@@ -511,10 +534,22 @@ def write_submission(pairs: pd.DataFrame, records: Sequence[CoTRecord], path: st
             predictions.append(record.predicted_label)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    share = len(fallback_rows) / len(predictions) if predictions else 1.0
+    refused = share > max_fallback_share
+    report = submission_report_path(path)
+    report.write_text(json.dumps({
+        "submission": str(path), "written": not refused, "rows": len(predictions),
+        "predicted_rows": len(predictions) - len(fallback_rows), "fallback_rows": len(fallback_rows),
+        "fallback_share": round(share, 4), "max_fallback_share": max_fallback_share, "fallback_label": label,
+        "never_predicted": len(missing), "fallback_ids": fallback_rows}, indent=2) + "\n", encoding="utf-8")
+    if refused:
+        raise SubmissionRefused(
+            f"{path}: not written: {len(fallback_rows)} of {len(predictions)} rows have no prediction and would get "
+            f"the fallback label {label} ({share:.0%} > --max-failed-share {max_fallback_share:g}); see {report}")
     temporary = path.with_name(f".{path.name}.tmp")
     with open(temporary, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["prediction"])
         writer.writerows([value] for value in predictions)
     temporary.replace(path)
-    return Submission(path, len(predictions), label, fallback_rows, missing)
+    return Submission(path, len(predictions), label, fallback_rows, missing, report)

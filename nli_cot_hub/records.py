@@ -53,6 +53,9 @@ class CoTRecord(BaseModel):
     vote_share: float | None = None
     # Log-probability read-out (predict --readout logprob): p(label = 1) from the two label tokens' probabilities.
     p_label_1: float | None = None
+    # The command that wrote the record (generate, reflect, judge, predict, rationales); None in
+    # stores written before records carried it.
+    stage: str | None = None
     created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
     @property

@@ -359,14 +359,60 @@ def render_report(summary: dict, models: list[Model], plots: dict, errors: dict,
     return "\n".join(lines)
 
 
+def _text_key(premise: str, hypothesis: str) -> tuple[str, str]:
+    return " ".join(str(premise).split()), " ".join(str(hypothesis).split())
+
+
+def check_scorable(models: list[Model], gold: dict[str, int] | None,
+                   gold_texts: dict[str, tuple[str, str]] | None = None, gold_name: str = "--gold") -> list[str]:
+    """Refuse files that cannot be scored honestly (raises DataError); return warnings to show.
+
+    Refused: an empty file; records without gold labels and no ``gold``; reflections (their label is
+    the gold label by construction, so they always look right); a gold file whose pair under an id
+    is another pair than the prediction's. Warned: gold labels for only some of the records.
+    """
+    from nli_cot_hub.data import DataError
+
+    warnings = []
+    for model in models:
+        records = list(model.records.values())
+        if not records:
+            raise DataError(f"{model.path}: no records to score")
+        reflected = [r for r in records if r.source == "reflected" or r.stage == "reflect"]
+        if reflected:
+            raise DataError(f"{model.path}: holds {len(reflected)} reflection(s) (e.g. id {reflected[0].id!r}); their "
+                            f"label is the gold label by construction, so they cannot be scored: evaluate predictions")
+        if gold_texts is not None:
+            for record in records:
+                expected = gold_texts.get(record.id)
+                if expected is not None and _text_key(record.premise, record.hypothesis) != _text_key(*expected):
+                    raise DataError(f"{gold_name}: id {record.id!r} is another pair than in {model.path} "
+                                    f"(premise {expected[0][:60]!r} vs {record.premise[:60]!r}): is it the same data?")
+        with_gold = sum(gold_of(r, gold) is not None for r in records)
+        if with_gold == 0:
+            raise DataError(f"{model.path}: none of its {len(records)} records has a gold label"
+                            + ("" if gold else "; pass --gold with the labelled data"))
+        if gold is not None:
+            missing = sum(r.id not in gold for r in records)
+            if missing:
+                warnings.append(f"{gold_name} has no label for {missing} of the {len(records)} records in "
+                                f"{model.path}" + (f"; {len(records) - with_gold} of them are not scored"
+                                                   if len(records) > with_gold else ""))
+    return warnings
+
+
 def evaluate_files(paths: list[str], output_dir: str | Path, *, gold: dict[str, int] | None = None,
                    names: list[str] | None = None, unparsed="wrong", worst: int = 10,
-                   audit_min_votes: int = 2, threshold: float = 0.5) -> dict:
+                   audit_min_votes: int = 2, gold_texts: dict[str, tuple[str, str]] | None = None,
+                   gold_name: str = "--gold", threshold: float = 0.5) -> dict:
+    """Score ``paths`` and write the report folder; ``gold_texts`` (id -> premise, hypothesis) checks that
+    ``gold`` belongs to the same pairs. The summary's ``warnings`` list what was scored only in part."""
+    models = load_models(paths, names)
+    warnings = check_scorable(models, gold, gold_texts, gold_name)
     folder = Path(output_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    models = load_models(paths, names)
     metric = load_metric()
-    summary: dict = {"unparsed": unparsed, "models": {}}
+    summary: dict = {"unparsed": unparsed, "models": {}, "warnings": warnings}
     plots, errors, buckets = {}, {}, {}
     for model in models:
         records = list(model.records.values())

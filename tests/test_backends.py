@@ -218,3 +218,31 @@ def test_local_backend_gathers_more_requests_per_batch_on_a_gpu():
     assert LocalBackend("embedded", device="cpu")._batch_limit() == 8
     assert LocalBackend("embedded", device="cuda", batch_size=3)._batch_limit() == 3
     assert make_backend("local:embedded", batch_size=5)._batch_limit() == 5
+
+
+def test_tgi_backend_loads_its_tokenizer_once_under_concurrency(embedded_model_path):
+    """A fresh interpreter, as the CLI is: concurrent first requests must neither race on transformers'
+    lazy imports in threads nor load the tokenizer once per request."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import asyncio, sys
+        from nli_cot_hub import backends
+
+        calls = []
+        load = backends._load_tokenizer
+        backends._load_tokenizer = lambda source: calls.append(source) or load(source)
+        backend = backends.TGIBackend("http://127.0.0.1:9", {embedded_model_path!r})
+
+        async def main():
+            tokenizers = await asyncio.gather(*(backend._load_tokenizer() for _ in range(8)))
+            assert len({{id(t) for t in tokenizers}}) == 1, "several tokenizers"
+        asyncio.run(main())
+        assert "transformers" in sys.modules
+        print(len(calls))
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "1"

@@ -187,3 +187,39 @@ _labelless = st.text(alphabet=st.characters(blacklist_categories=("Nd", "Cs"),
 def test_never_invents_a_label_from_text_without_one(text):
     result = extract_answer(text)
     assert result.label is None and result.status == "failed"
+
+
+# What a model that keeps going writes after its answer: prose, a second answer cut anywhere, the
+# start of the pair again, a repetition of its own answer with another label.
+def _continuations(answer_label: int):
+    other = json.dumps({"thought_process": "Step 1: the second try says otherwise.", "predicted_label": 1 - answer_label})
+    cut_other = st.integers(min_value=1, max_value=len(other) - 1).map(lambda n: other[:n])
+    premise = st.sampled_from(['{"premise": "A man', '{"thought_process": "', '{', '{"predicted_label": ',
+                               '\n{"thought_process": "Step 1: a dog runs', '<|im_start|>user\n{"premise": '])
+    return st.lists(st.one_of(_prose, cut_other, premise, st.just(other)), min_size=1, max_size=3).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), label=st.sampled_from([0, 1]), thought=_prose.filter(str.strip))
+def test_first_complete_answer_wins_over_what_follows(data, label, thought):
+    answer = json.dumps({"thought_process": thought, "predicted_label": label})
+    text = answer + data.draw(_continuations(label))
+    result = extract_answer(text)
+    assert result.label == label
+    assert result.thought == thought.strip()
+    assert result.status in ("ok", "repaired")
+
+
+def test_real_answers_followed_by_the_start_of_another_object(thoughts):
+    for row in thoughts[:25]:
+        text = _answer(row) + '\n{"thought_process": "Step 1: ' + row["thought_process"][:30]
+        result = extract_answer(text, prompt="Premise and hypothesis")
+        assert (result.label, result.thought) == (row["predicted_label"], row["thought_process"].strip())
+
+
+def test_answer_of_another_schema_keeps_its_fields():
+    judgement = {"analysis": "The thought is sound.", "coherence": 4, "correctness": 5, "brevity": 3}
+    for text in (json.dumps(judgement), json.dumps(judgement) + ' {"analysis": "The', "Sure:\n" + json.dumps(judgement)):
+        result = extract_answer(text)
+        assert result.label is None
+        assert result.fields == judgement

@@ -21,8 +21,9 @@ from tests.servers import fault_proxy, proxy_counts
 
 NLI_COT = [sys.executable, "-m", "nli_cot_hub"]
 TRIAL = "comp34812_nli/trial_jd0g.csv"
-# Small replies keep the embedded model quick; the tests are about the plumbing, not the answers.
-FAST = ["--max-tokens", "12", "--max-reasks", "1", "--no-progress"]
+# Small replies keep the embedded model quick; the tests are about the plumbing, not the answers
+# (12-token replies seldom parse, so every failure share is accepted here).
+FAST = ["--max-tokens", "12", "--max-reasks", "1", "--no-progress", "--max-failed-share", "1"]
 
 
 def nli_cot(*args, env=None, timeout=600, check=True) -> subprocess.CompletedProcess:
@@ -102,7 +103,7 @@ def test_kill_9_at_random_points_loses_and_duplicates_nothing(openai_server, emb
     rows = 6
     command = [*NLI_COT, "generate", str(shared(TRIAL)), "-o", str(output), "-b",
                f"openai:{openai_server.url}/v1#{embedded_model_path}", "--limit", str(rows), "--concurrency", "2",
-               "--max-tokens", "8", "--max-reasks", "0", "--no-progress"]
+               "--max-tokens", "8", "--max-reasks", "0", "--no-progress", "--max-failed-share", "1"]
     rng = random.Random(1234)
     kills = 0
     for _ in range(3):
@@ -160,7 +161,7 @@ def test_reflect_with_schema_constrained_server_reaches_the_true_label(llama_ser
                                    predicted_label=1 - int(row["label"])))
     reflected = tmp_path / "reflected.jsonl"
     nli_cot("reflect", source, "-o", reflected, "-b", f"llamacpp:{llama_server.url}/v1#embedded",
-            "--max-tokens", 160, "--max-reasks", 1, "--concurrency", 1, "--no-progress")
+            "--max-tokens", 160, "--max-reasks", 1, "--concurrency", 1, "--no-progress", "--max-failed-share", 1)
     records = read_records(reflected)
     assert len(records) == 2
     for record in records:
@@ -180,7 +181,8 @@ def test_judge_adds_scores_or_a_recorded_failure(openai_server, embedded_model_p
     records = sorted(read_records(judged), key=lambda r: [r.id for r in originals].index(r.id))
     assert [r.id for r in records] == [r.id for r in originals] and len(records) == 2
     for record, original in zip(records, originals):
-        assert record.model_dump(exclude={"judge"}) == original.model_dump(exclude={"judge"})
+        assert record.model_dump(exclude={"judge", "stage"}) == original.model_dump(exclude={"judge", "stage"})
+        assert (original.stage, record.stage) == ("rationales", "judge")
         assert record.judge["prompt_version"] == "judge-v1" and record.judge["status"] in ("ok", "failed")
         assert record.judge["usage"]["prompt_tokens"] > 0
         if record.judge["status"] == "ok":
@@ -245,3 +247,203 @@ def test_missing_api_key_is_a_clear_error(tmp_path):
     result = subprocess.run([*NLI_COT, "generate", str(shared(TRIAL)), "-o", str(tmp_path / "c.jsonl")],
                             capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 2 and "MISTRAL_API_KEY" in result.stderr
+
+
+# ---------------------------------------------------------------- a failed run never passes for a success
+
+TRIAL_IDS = 3
+QUICK_FAIL = ["--limit", TRIAL_IDS, "--max-retries", 0, "--no-progress"]
+
+
+def assert_failed_run(result, output: Path, stage: str = "generate", count: int = TRIAL_IDS) -> None:
+    """Exit code 1, a summary naming the first error, and every record kept."""
+    assert result.returncode == 1, result.stderr
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(error_lines) == 1 and f"{stage}: {count} of {count} records failed" in error_lines[0]
+    assert "first error: " in error_lines[0] and "Traceback" not in result.stderr
+    assert len(lines_of(output)) == count
+
+
+def test_generate_against_a_refusing_backend_exits_1_and_keeps_records(tmp_path):
+    from tests.scripted_server import refused_url
+
+    output = tmp_path / "cot.jsonl"
+    result = nli_cot("generate", shared(TRIAL), "-o", output, "-b", f"openai:{refused_url()}/v1#m", *QUICK_FAIL,
+                     check=False)
+    assert_failed_run(result, output)
+    assert all(r.status == "failed" and r.error.startswith("request failed") for r in read_records(output))
+
+
+def test_generate_against_a_501_server_exits_1(tmp_path):
+    from tests.scripted_server import scripted_server
+
+    output = tmp_path / "cot.jsonl"
+    with scripted_server(status=501, body='{"error": {"message": "chat completions not implemented"}}') as server:
+        result = nli_cot("generate", shared(TRIAL), "-o", output, "-b", f"openai:{server.url}/v1#m", *QUICK_FAIL,
+                         check=False)
+    assert_failed_run(result, output)
+    assert "HTTP 501" in result.stderr
+
+
+def test_generate_against_a_silent_server_times_out_says_it_waits_and_exits_1(tmp_path):
+    from tests.scripted_server import scripted_server
+
+    output = tmp_path / "cot.jsonl"
+    with scripted_server(silent=True) as server:
+        result = nli_cot("generate", shared(TRIAL), "-o", output, "-b", f"openai:{server.url}/v1#m", "--limit", 2,
+                         "--max-retries", 1, "--timeout", 1, "--progress", check=False, timeout=120)
+    assert_failed_run(result, output, count=2)
+    assert "waiting" in result.stderr and "no answer within 1 s" in result.stderr
+
+
+def test_a_typo_in_the_local_model_exits_1(tmp_path):
+    output = tmp_path / "cot.jsonl"
+    result = nli_cot("generate", shared(TRIAL), "-o", output, "-b", "local:embeded", *QUICK_FAIL,
+                     env={"HF_HUB_OFFLINE": "1"}, check=False)
+    assert_failed_run(result, output)
+    assert "embeded" in result.stderr
+
+
+def test_mistral_client_against_a_refusing_server_exits_1(tmp_path):
+    from tests.scripted_server import refused_url
+
+    output = tmp_path / "cot.jsonl"
+    result = nli_cot("generate", shared(TRIAL), "-o", output, "-b", f"mistral:{refused_url()}#m", *QUICK_FAIL,
+                     env={"MISTRAL_API_KEY": "test-key-123456"}, check=False)
+    assert_failed_run(result, output)
+
+
+def test_failed_share_threshold_is_an_option(tmp_path):
+    from tests.scripted_server import refused_url
+
+    output = tmp_path / "cot.jsonl"
+    result = nli_cot("generate", shared(TRIAL), "-o", output, "-b", f"openai:{refused_url()}/v1#m", *QUICK_FAIL,
+                     "--max-failed-share", 1, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "{'failed': 3}" in result.stderr and len(lines_of(output)) == 3
+
+
+def test_a_key_echoed_by_the_server_is_never_printed_or_stored(tmp_path):
+    from tests.scripted_server import scripted_server
+
+    secret = "sk-echoed-secret-0042"
+    output = tmp_path / "cot.jsonl"
+    with scripted_server(status=400, body=f'{{"error": {{"message": "bad request for key {secret}"}}}}') as server:
+        result = nli_cot("generate", shared(TRIAL), "-o", output, "-b", f"openai:{server.url}/v1#m", *QUICK_FAIL,
+                         env={"OPENAI_API_KEY": secret}, check=False)
+    assert result.returncode == 1 and "bad request for key ***" in result.stderr
+    assert secret not in result.stderr + result.stdout
+    assert secret not in output.read_text() and "***" in output.read_text()
+
+
+def labelled_store(path: Path, rows: int = 3, wrong: bool = True) -> list[str]:
+    """Real trial pairs with a thought and a (wrong or right) prediction, as `generate` writes them."""
+    from nli_cot_hub.records import CoTRecord
+
+    pairs = load_pairs(shared(TRIAL)).head(rows)
+    with RecordStore(path, stage="generate") as store:
+        for row in pairs.to_dict("records"):
+            gold = int(row["label"])
+            store.append(CoTRecord(id=row["id"], premise=row["premise"], hypothesis=row["hypothesis"], label=gold,
+                                   thought_process="Step 1: compare the two sentences.",
+                                   predicted_label=1 - gold if wrong else gold))
+    return pairs["id"].tolist()
+
+
+JUDGEMENT = json.dumps({"analysis": "The thought compares the sentences but skips the key word.",
+                        "coherence": 4, "correctness": 3, "brevity": 5})
+
+
+def test_judge_accepts_an_answer_without_the_optional_improved_thought(tmp_path):
+    from tests.scripted_server import scripted_server
+
+    source, judged = tmp_path / "cot.jsonl", tmp_path / "judged.jsonl"
+    ids = labelled_store(source)
+    with scripted_server(replies=[JUDGEMENT]) as server:
+        result = nli_cot("judge", source, "-o", judged, "-b", f"openai:{server.url}/v1#m", "--no-progress")
+    assert "judge: 3 written ({'ok': 3})" in result.stderr
+    records = read_records(judged)
+    assert sorted(r.id for r in records) == sorted(ids)
+    for record in records:
+        assert record.judge["status"] == "ok" and record.judge["improved_thought_process"] is None
+        assert (record.judge["coherence"], record.judge["correctness"], record.judge["brevity"]) == (4, 3, 5)
+        assert record.stage == "judge"
+
+
+def test_judge_counts_failed_judgements_as_failed(tmp_path):
+    from tests.scripted_server import scripted_server
+
+    source, judged = tmp_path / "cot.jsonl", tmp_path / "judged.jsonl"
+    labelled_store(source)
+    with scripted_server(replies=["I would rate this thought as fairly good overall."]) as server:
+        result = nli_cot("judge", source, "-o", judged, "-b", f"openai:{server.url}/v1#m", "--max-reasks", 0,
+                         "--no-progress", check=False)
+    assert "judge: 3 written ({'failed': 3})" in result.stderr
+    assert_failed_run(result, judged, stage="judge")
+    assert all(r.judge["status"] == "failed" for r in read_records(judged))
+
+
+@pytest.mark.parametrize("stage", ["reflect", "judge"])
+def test_reflect_and_judge_refuse_a_missing_input_and_create_nothing(stage, tmp_path):
+    output = tmp_path / "out.jsonl"
+    result = nli_cot(stage, tmp_path / "absent.jsonl", "-o", output, "-b", "openai:http://127.0.0.1:9/v1#m",
+                     check=False)
+    assert result.returncode == 2 and result.stderr.strip().count("\n") == 0
+    assert "absent.jsonl" in result.stderr and not output.exists()
+
+
+def test_reflect_says_why_it_has_nothing_to_do(tmp_path):
+    source = tmp_path / "cot.jsonl"
+    labelled_store(source, wrong=False)
+    result = nli_cot("reflect", source, "-o", tmp_path / "reflected.jsonl", "-b", "openai:http://127.0.0.1:9/v1#m")
+    assert "0 written" in result.stderr
+    assert "none of the 3 labelled records" in result.stderr and "--all" in result.stderr
+
+
+def test_output_onto_the_input_is_refused_and_the_input_kept(tmp_path):
+    data = tmp_path / "pairs.csv"
+    data.write_bytes(shared(TRIAL).read_bytes())
+    result = nli_cot("generate", data, "-o", data, "-b", "openai:http://127.0.0.1:9/v1#m", check=False)
+    assert result.returncode == 2 and "is an input" in result.stderr
+    assert data.read_bytes() == shared(TRIAL).read_bytes()
+    store = tmp_path / "cot.jsonl"
+    labelled_store(store)
+    before = store.read_bytes()
+    for stage in ("reflect", "judge"):
+        result = nli_cot(stage, store, "-o", tmp_path / "." / "cot.jsonl", "-b", "openai:http://127.0.0.1:9/v1#m",
+                         check=False)
+        assert result.returncode == 2 and "is an input" in result.stderr
+    assert store.read_bytes() == before
+
+
+def test_a_store_of_another_stage_is_refused(tmp_path):
+    store = tmp_path / "cot.jsonl"
+    labelled_store(store)
+    before = store.read_bytes()
+    result = nli_cot("rationales", shared("esnli/dev"), "-o", store, "--limit", 2, check=False)
+    assert result.returncode == 2 and "written by `nli-cot generate`" in result.stderr
+    assert store.read_bytes() == before
+
+
+def test_header_only_csv_and_folder_paths_are_one_line_errors(tmp_path):
+    header_only = tmp_path / "pairs.csv"
+    header_only.write_text("premise,hypothesis,label\n")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    store = tmp_path / "cot.jsonl"
+    labelled_store(store)
+    backend = ["-b", "openai:http://127.0.0.1:9/v1#m"]
+    cases = [
+        (["generate", header_only, "-o", tmp_path / "a.jsonl", *backend], "no data rows"),
+        (["reflect", folder, "-o", tmp_path / "b.jsonl", *backend], "is a folder"),
+        (["judge", folder, "-o", tmp_path / "c.jsonl", *backend], "is a folder"),
+        (["generate", shared(TRIAL), "-o", folder, *backend], "is a folder"),
+        (["reflect", store, "-o", folder, *backend], "is a folder"),
+        (["judge", store, "-o", folder, *backend], "is a folder"),
+        (["rationales", shared("esnli/dev"), "-o", folder], "is a folder"),
+    ]
+    for arguments, message in cases:
+        result = nli_cot(*arguments, check=False)
+        assert result.returncode == 2, (arguments, result.stderr)
+        assert result.stderr.startswith("error: ") and result.stderr.strip().count("\n") == 0, result.stderr
+        assert message in result.stderr

@@ -131,7 +131,7 @@ def test_private_adapter_on_a_branch_and_results_beside_it(hub_server, adapter_d
     assert {"results/metrics.json", "results/report.md"} <= set(api.list_repo_files(repo, revision="dev"))
 
     single = hub_cli(["upload", str(report / "metrics.json"), repo, "--revision", "dev"], env)
-    assert single.returncode == 1 and "pass --repo-type" in single.stderr  # one file says nothing of its repo
+    assert single.returncode == 2 and "pass --repo-type" in single.stderr  # one file says nothing of its repo
     single = hub_cli(["upload", str(report / "metrics.json"), repo, "--repo-type", "model", "--revision", "dev"], env)
     assert single.returncode == 0, single.stderr[-3000:]
     assert "metrics.json" in api.list_repo_files(repo, revision="dev")
@@ -156,7 +156,7 @@ def test_errors_are_one_line(hub_server, tmp_path):
     (notes / "a.txt").write_text("not a model, not a data set")
 
     unknown = hub_cli(["upload", str(notes), unique("x")], env)
-    assert unknown.returncode == 1 and "pass --repo-type" in unknown.stderr
+    assert unknown.returncode == 2 and "pass --repo-type" in unknown.stderr
 
     no_token = hub_cli(["upload", str(notes), unique("x"), "--repo-type", "model"], {**env, "HF_TOKEN": ""})
     assert no_token.returncode == 1 and "HF_TOKEN" in no_token.stderr
@@ -170,3 +170,71 @@ def test_errors_are_one_line(hub_server, tmp_path):
 
     for result in (unknown, no_token, missing_path, missing_repo):
         assert "Traceback" not in result.stderr
+
+
+def test_hub_404s_name_the_repo_its_type_and_the_revision(hub_server, built_dataset, tmp_path):
+    env = hub_server.env(tmp_path / "cache")
+    absent = unique("absent")
+    missing = hub_cli(["download", absent, "--repo-type", "dataset", "--local-dir", str(tmp_path / "a")], env)
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr
+    [line] = missing.stderr.strip().splitlines()
+    assert f"dataset repo '{absent}'" in line and "not found" in line
+
+    repo = unique("cot")
+    assert hub_cli(["upload", str(built_dataset), repo], env).returncode == 0
+    no_branch = hub_cli(["download", repo, "--repo-type", "dataset", "--revision", "no-such-branch",
+                         "--local-dir", str(tmp_path / "b")], env)
+    assert no_branch.returncode == 1 and "Traceback" not in no_branch.stderr
+    [line] = no_branch.stderr.strip().splitlines()
+    assert repo in line and "no-such-branch" in line
+
+
+@pytest.fixture
+def silent_endpoint():
+    """A local socket that accepts connections and never answers."""
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    accepted, stop = [], threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    stop.set()
+    thread.join()
+    for connection in accepted:
+        connection.close()
+    listener.close()
+
+
+def test_a_hub_that_never_answers_times_out_with_retries_and_progress(silent_endpoint, built_dataset, tmp_path):
+    env = {"HF_ENDPOINT": silent_endpoint, "HF_TOKEN": "hf_local_test_token", "HF_HOME": str(tmp_path / "home")}
+    for arguments in (["upload", str(built_dataset), unique("cot")],
+                      ["download", unique("cot"), "--local-dir", str(tmp_path / "d")]):
+        result = hub_cli([*arguments, "--timeout", "1", "--retries", "1"], env)  # hub_cli bounds it at 300 s
+        assert result.returncode == 1 and "Traceback" not in result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert "no answer within 1 s; retry 1 of 1" in lines[0]
+        assert lines[-1].startswith("error: ") and "failed 2 time(s)" in lines[-1] and silent_endpoint in lines[-1]
+
+
+def test_a_refused_hub_port_is_one_line(built_dataset, tmp_path):
+    from tests.servers import free_port
+
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    env = {"HF_ENDPOINT": endpoint, "HF_TOKEN": "hf_local_test_token", "HF_HOME": str(tmp_path / "home")}
+    result = hub_cli(["upload", str(built_dataset), unique("cot"), "--retries", "0"], env)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("error: ") and endpoint in line and "refused" in line.lower()

@@ -71,3 +71,52 @@ def test_cli_prints_a_recommendation_and_writes_the_png(built_dir, tmp_path):
 
     missing = CliRunner().invoke(app, ["lengths", built_dir, "--config", "combined", "--split", "dev"])
     assert missing.exit_code == 2 and "no split 'dev'" in missing.output
+
+
+def _lengths(*arguments):
+    from nli_cot_hub.cli import build_app
+
+    result = CliRunner().invoke(build_app(), ["lengths", *map(str, arguments)], env={"HF_HUB_OFFLINE": "1"})
+    assert "Traceback" not in result.output
+    return result
+
+
+def test_cli_refuses_what_is_not_a_built_data_set_in_one_line(built_dir, tmp_path):
+    store = tmp_path / "cot.jsonl"
+    store.write_text('{"id": "0", "premise": "A man sleeps.", "hypothesis": "A man rests."}\n')
+    cases = [
+        ([tmp_path / "missing" / "build"], "no such folder"),
+        ([shared("comp34812_nli/trial_jd0g.csv")], "is a file"),
+        ([store], "is a file"),
+        ([built_dir, "--tokenizer", tmp_path / "no-tokenizer"], "no-tokenizer"),
+    ]
+    for arguments, message in cases:
+        result = _lengths(*arguments, "--png", tmp_path / "h.png")
+        assert result.exit_code == 2, (arguments, result.output)
+        assert message in result.output and result.output.count("error: ") == 1
+    for option, value in (("--quantile", 5), ("--quantile", 0), ("--multiple-of", 0)):
+        result = _lengths(built_dir, option, value, "--png", tmp_path / "h.png")
+        assert result.exit_code == 2 and option in result.output
+
+
+def test_recommendation_never_exceeds_the_model_context(built_dir, embedded_model_path, tmp_path):
+    import json
+    import shutil
+    from pathlib import Path
+
+    short = tmp_path / "short-context-tokenizer"
+    short.mkdir()
+    for source in Path(embedded_model_path).iterdir():
+        if source.is_file() and source.suffix != ".safetensors":
+            shutil.copy(source, short / source.name)
+    config = json.loads((short / "tokenizer_config.json").read_text())
+    config["model_max_length"] = 128
+    (short / "tokenizer_config.json").write_text(json.dumps(config))
+    rows = load_rows(built_dir, "original", "train")
+    report = measure(rows, str(short))
+    assert report.recommended == 128 and report.context == 128 and report.wanted > 128
+    assert report.truncated == int((report.lengths > 128).sum())
+    result = _lengths(built_dir, "--tokenizer", short, "--config", "original", "--png", tmp_path / "h.png")
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "above the model's context of 128 tokens" in said and "recommended max_length: 128" in said

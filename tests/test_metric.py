@@ -166,3 +166,9 @@ def test_probabilities_are_optional_and_checked(metric):
         metric.compute(predictions=[1, 0], references=[1, 0], probabilities=[1.2, 0.1])
     one_class = metric.compute(predictions=[1, 1], references=[1, 1], probabilities=[0.9, 0.7])
     assert one_class["roc_auc"] is None and one_class["brier"] == pytest.approx((0.01 + 0.09) / 2)
+
+
+def test_no_predictions_give_the_metric_of_nothing(metric):
+    result = metric.compute(predictions=[], references=[])
+    assert result["scored"] == 0 and result["accuracy"] is None and result["macro_f1"] is None
+    assert result["confusion_matrix"] == [[0, 0, 0], [0, 0, 0]]

@@ -154,3 +154,45 @@ def test_card_names_the_completion_format_and_the_label_weight(tmp_path, monkeyp
     assert "the label token weighted 5.0x" in text
     (output / "completion_format.json").unlink()  # the recipe alone still says it
     assert "**label_first** completion format" in render_card(output)
+
+
+def _card(*arguments, env=None):
+    from typer.testing import CliRunner
+
+    from nli_cot_hub.cli import build_app
+
+    result = CliRunner().invoke(build_app(), ["card", *map(str, arguments)], env=env)
+    assert "Traceback" not in result.output
+    return result
+
+
+def test_card_refuses_a_folder_that_is_not_an_adapter(tmp_path):
+    built = tmp_path / "dataset"
+    (built / "combined").mkdir(parents=True)
+    (built / "combined" / "train-00000-of-00001.parquet").write_bytes(b"PAR1")
+    card = "---\nconfigs:\n- config_name: combined\n---\n# the data set card\n"
+    (built / "README.md").write_text(card)
+    result = _card(built)
+    assert result.exit_code == 2 and "not an adapter folder" in result.output
+    assert (built / "README.md").read_text() == card
+
+
+def test_card_refuses_null_metrics_and_a_push_without_token(tmp_path, monkeypatch):
+    output = output_folder(tmp_path, monkeypatch)
+    null_metrics = tmp_path / "metrics.json"
+    null_metrics.write_text(json.dumps({"models": {"adapter": {"rows": 0, "accuracy": None, "macro_f1": None,
+                                                               "parse_rate": None}}}))
+    result = _card(output, "--eval-metrics", null_metrics)
+    assert result.exit_code == 2 and "no scored metric" in result.output
+    no_token = _card(output, "--push", "--hub-model-id", "tester/x", env={"HF_TOKEN": "", "HF_HOME": str(tmp_path)})
+    assert no_token.exit_code == 2 and "HF_TOKEN" in no_token.output
+
+
+@pytest.mark.server
+def test_card_push_with_a_bad_token_is_one_line(tmp_path, monkeypatch, hub_server):
+    output = output_folder(tmp_path, monkeypatch)
+    env = {**hub_server.env(tmp_path / "cache"), "HF_TOKEN": "hf_wrong_token_0000"}
+    result = _card(output, "--push", "--hub-model-id", "tester/x", env=env)
+    assert result.exit_code == 1
+    [line] = [line for line in result.output.splitlines() if line.startswith("error: ")]
+    assert "tester/x" in line and "hf_wrong_token_0000" not in result.output

@@ -83,7 +83,7 @@ def test_cli_predicts_30_trial_rows_resumably(tmp_path):
     threads = torch.get_num_threads()
     runner = CliRunner()
     common = ["predict", str(data), "-o", str(output), "--submission", str(submission), "--max-new-tokens", "48",
-              "--batch-size", "15", "--threads", "1", "--no-progress"]
+              "--batch-size", "15", "--threads", "1", "--no-progress", "--max-failed-share", "1"]
     try:
         first = runner.invoke(build_app(), common + ["--limit", "12"])
         assert first.exit_code == 0, first.output
@@ -174,3 +174,115 @@ def test_tgi_generate_backend_with_json_grammar(tgi_test_server, embedded_model_
     records = read_records(output)
     _check_remote_records(records, samples=1)
     assert all(r.prompt_version == "ft-v1" for r in records)
+
+
+# ---------------------------------------------------------------- failures, refusals, one-line errors
+
+def _predict_cli(*args, env=None, timeout=300):
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "nli_cot_hub", "predict", *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})})
+
+
+def _one_error_line(result) -> str:
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_submission_report_counts_fallback_labels(tmp_path):
+    import json
+
+    pairs = pd.DataFrame({"id": ["a", "b", "c", "d"], "premise": "p", "hypothesis": "h", "label": pd.NA})
+    records = [CoTRecord(id="a", premise="p", hypothesis="h", predicted_label=1),
+               CoTRecord(id="b", premise="p", hypothesis="h", predicted_label=0),
+               CoTRecord(id="c", premise="p", hypothesis="h", status="failed")]
+    written = write_submission(pairs, records, tmp_path / "sub.csv", max_fallback_share=0.5)
+    report = json.loads((tmp_path / "sub.report.json").read_text())
+    assert written.report_path == tmp_path / "sub.report.json"
+    assert (report["rows"], report["fallback_rows"], report["never_predicted"], report["written"]) == (4, 2, 1, True)
+    assert report["fallback_ids"] == ["c", "d"]
+
+
+def test_submission_of_fallbacks_is_refused_and_the_report_says_why(tmp_path):
+    import json
+
+    from nli_cot_hub.predict import SubmissionRefused
+
+    pairs = pd.DataFrame({"id": ["a", "b", "c"], "premise": "p", "hypothesis": "h", "label": pd.NA})
+    records = [CoTRecord(id="a", premise="p", hypothesis="h", predicted_label=1)]
+    with pytest.raises(SubmissionRefused, match="2 of 3 rows"):
+        write_submission(pairs, records, tmp_path / "sub.csv", max_fallback_share=0.5)
+    assert not (tmp_path / "sub.csv").exists()
+    report = json.loads((tmp_path / "sub.report.json").read_text())
+    assert report["written"] is False and report["fallback_rows"] == 2
+
+
+def test_remote_predict_that_never_parses_exits_1_keeps_records_and_refuses_the_submission(tmp_path):
+    from tests.scripted_server import scripted_server
+
+    output, submission = tmp_path / "pred.jsonl", tmp_path / "submission.csv"
+    with scripted_server(replies=["I am not sure about this one."]) as server:
+        result = _predict_cli(shared(TRIAL), "-o", output, "--submission", submission, "-b",
+                              f"openai:{server.url}/v1#m", "--limit", 4, "--no-progress")
+        assert result.returncode == 1
+        assert "not written: 4 of 4 rows" in _one_error_line(result)
+        assert len(read_records(output)) == 4 and not submission.exists()
+        assert (tmp_path / "submission.report.json").exists()
+        accepted = _predict_cli(shared(TRIAL), "-o", output, "--submission", submission, "-b",
+                                f"openai:{server.url}/v1#m", "--limit", 4, "--no-progress", "--max-failed-share", 1)
+    assert accepted.returncode == 0, accepted.stderr
+    assert len(_submission(submission)) == 4 and "4 got the fallback label" in accepted.stderr
+
+
+def test_remote_predict_against_a_refusing_server_exits_1(tmp_path):
+    from tests.scripted_server import refused_url
+
+    output = tmp_path / "pred.jsonl"
+    result = _predict_cli(shared(TRIAL), "-o", output, "-b", f"openai:{refused_url()}/v1#m", "--limit", 3,
+                          "--max-retries", 0, "--no-progress")
+    assert result.returncode == 1
+    assert "predict: 3 of 3 records failed" in _one_error_line(result)
+    assert len(read_records(output)) == 3
+
+
+def test_predict_never_writes_onto_its_input_or_another_stages_store(tmp_path):
+    from nli_cot_hub.store import RecordStore
+
+    data = tmp_path / "test.csv"
+    data.write_bytes(shared(TRIAL).read_bytes())
+    refused = _predict_cli(data, "-o", tmp_path / "p.jsonl", "--submission", data, "-b", "openai:http://127.0.0.1:9/v1#m")
+    assert refused.returncode == 2 and "--submission" in _one_error_line(refused)
+    assert data.read_bytes() == shared(TRIAL).read_bytes()
+
+    generated = tmp_path / "cot.jsonl"
+    with RecordStore(generated, stage="generate") as store:
+        store.append(CoTRecord(id="0", premise="p", hypothesis="h", predicted_label=1))
+    before = generated.read_bytes()
+    mixed = _predict_cli(data, "-o", generated, "-b", "openai:http://127.0.0.1:9/v1#m", "--limit", 2)
+    assert mixed.returncode == 2 and "written by `nli-cot generate`" in _one_error_line(mixed)
+    assert generated.read_bytes() == before
+
+
+def test_predict_setup_errors_are_one_line(tmp_path):
+    header_only = tmp_path / "test.csv"
+    header_only.write_text("premise,hypothesis\n")
+    no_key = {"MISTRAL_API_KEY": ""}
+    cases = [
+        ([shared(TRIAL), "-o", tmp_path / "a.jsonl", "-b", "foo:bar"], 2, "foo:bar"),
+        ([shared(TRIAL), "-o", tmp_path / "b.jsonl", "-b", "mistral:open-mistral-7b", "--limit", 1], 2,
+         "MISTRAL_API_KEY"),
+        ([shared(TRIAL), "-o", tmp_path / "c.jsonl", "--model", tmp_path / "no-model", "--limit", 1], 2, "no-model"),
+        ([shared(TRIAL), "-o", tmp_path / "d.jsonl", "--adapter", tmp_path / "no-adapter", "--limit", 1], 2,
+         "no-adapter"),
+        ([header_only, "-o", tmp_path / "e.jsonl"], 2, "no data rows"),
+        ([shared(TRIAL), "-o", tmp_path, "--limit", 1], 2, "is a folder"),
+    ]
+    for arguments, code, message in cases:
+        result = _predict_cli(*arguments, env=no_key)
+        assert result.returncode == code, (arguments, result.stderr[-2000:])
+        assert message in _one_error_line(result)

@@ -155,3 +155,66 @@ def test_evaluate_adds_probability_metrics_and_a_reliability_diagram(mistral_row
     assert not (tmp_path / "out" / "old_reliability.png").exists()
     report = (tmp_path / "out" / "report.md").read_text()
     assert "![reliability diagram](tfidf_reliability.png)" in report and "ROC-AUC" in result.output
+
+
+def _evaluate(*arguments):
+    result = CliRunner().invoke(build_app(), ["evaluate", *map(str, arguments)])
+    assert "Traceback" not in result.output
+    return result
+
+
+def _error_line(result) -> str:
+    lines = [line for line in result.output.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, result.output
+    return lines[0]
+
+
+def _gold_csv(path, rows):
+    import pandas as pd
+
+    pd.DataFrame({"id": [r["id"] for r in rows], "premise": [r["premise"] for r in rows],
+                  "hypothesis": [r["hypothesis"] for r in rows], "label": [r["true_label"] for r in rows]}
+                 ).to_csv(path, index=False)
+    return path
+
+
+def test_evaluate_refuses_what_it_cannot_score_honestly(mistral_rows, tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    unlabelled = _write(tmp_path / "unlabelled.jsonl", _mistral_records(mistral_rows[:10], with_gold=False))
+    reflections = _write(tmp_path / "reflected.jsonl", [
+        r.model_copy(update={"source": "reflected", "predicted_label": r.label})
+        for r in _mistral_records(mistral_rows[:10])])
+    header_only = tmp_path / "gold.csv"
+    header_only.write_text("id,premise,hypothesis,label\n")
+    cases = [
+        ([empty], "no records to score"),
+        ([unlabelled], "none of its 10 records has a gold label; pass --gold"),
+        ([reflections], "label is the gold label by construction"),
+        ([unlabelled, "--gold", header_only, "--id-col", "id"], "no data rows"),
+    ]
+    for arguments, message in cases:
+        result = _evaluate(*arguments, "-o", tmp_path / "out")
+        assert result.exit_code == 2, result.output
+        assert message in _error_line(result)
+    assert not (tmp_path / "out").exists()
+
+
+def test_evaluate_checks_that_gold_ids_mean_the_same_pairs(mistral_rows, tmp_path):
+    predictions = _write(tmp_path / "p.jsonl", _mistral_records(mistral_rows[:20], with_gold=False))
+    # Another data set whose ids happen to be the same: its pairs differ.
+    shuffled = [dict(row, id=other["id"]) for row, other in zip(mistral_rows[20:40], mistral_rows[:20])]
+    unrelated = _gold_csv(tmp_path / "unrelated.csv", shuffled)
+    result = _evaluate(predictions, "--gold", unrelated, "--id-col", "id", "-o", tmp_path / "out")
+    assert result.exit_code == 2 and "is another pair than in" in _error_line(result)
+
+
+def test_evaluate_warns_when_gold_covers_only_part_of_the_predictions(mistral_rows, tmp_path):
+    predictions = _write(tmp_path / "p.jsonl", _mistral_records(mistral_rows[:20], with_gold=False))
+    partial = _gold_csv(tmp_path / "gold.csv", mistral_rows[:15])
+    result = _evaluate(predictions, "--gold", partial, "--id-col", "id", "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "warning: --gold" in said and "no label for 5 of the 20 records" in said
+    summary = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert summary["models"]["p"]["rows"] == 15 and summary["warnings"]

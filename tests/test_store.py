@@ -120,3 +120,64 @@ def test_each_append_is_on_disk_before_it_returns(tmp_path):
     finally:
         os.close(fd)
     store.close()
+
+
+def test_two_names_of_one_store_share_one_lock(tmp_path):
+    path = tmp_path / "cot.jsonl"
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(path)
+    with RecordStore(path) as store:
+        store.append(record("a"))
+        script = f"from nli_cot_hub.store import RecordStore\nRecordStore({str(link)!r})"
+        other = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+        assert other.returncode != 0 and "StoreLockedError" in other.stderr
+        with pytest.raises(StoreLockedError):
+            RecordStore(link)
+    with RecordStore(link) as store:  # writing through the link appends to the real file
+        store.append(record("b"))
+        store.drop({"a"})
+    assert link.is_symlink() and [r.id for r in read_records(path)] == ["b"]
+
+
+def test_a_store_refuses_another_stages_records_and_reads_old_ones(tmp_path):
+    from nli_cot_hub.store import StoreStageError
+
+    path = tmp_path / "cot.jsonl"
+    with RecordStore(path, stage="generate") as store:
+        store.append(record("a"))
+    assert read_records(path)[0].stage == "generate"
+    before = path.read_bytes()
+    with pytest.raises(StoreStageError, match=r"line 1 was written by `nli-cot generate`"):
+        RecordStore(path, stage="predict")
+    assert path.read_bytes() == before
+    with RecordStore(path, stage="generate") as store:  # the same stage resumes
+        store.append(record("b"))
+    # Records written before records carried a stage stay readable and resumable by any stage.
+    old = tmp_path / "old.jsonl"
+    old.write_text(json.dumps(record("x").model_dump(exclude={"stage"})) + "\n")
+    with RecordStore(old, stage="predict") as store:
+        assert store.done_ids() == {"x"}
+        store.append(record("y"))
+    assert [r.stage for r in read_records(old)] == [None, "predict"]
+
+
+def test_stored_errors_never_hold_a_secret_of_the_environment(tmp_path, monkeypatch):
+    secret = "sk-live-abcdef123456"
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
+    path = tmp_path / "cot.jsonl"
+    with RecordStore(path) as store:
+        store.append(record("a", status="failed", error=f"HTTP 401: invalid key {secret}",
+                            raw_output=f"echo {secret}"))
+    assert secret not in path.read_text()
+    assert read_records(path)[0].error == "HTTP 401: invalid key ***"
+
+
+def test_a_folder_is_not_a_store(tmp_path):
+    from nli_cot_hub.store import read_input_records
+
+    with pytest.raises(DataError, match="is a folder"):
+        RecordStore(tmp_path)
+    with pytest.raises(DataError, match="is a folder"):
+        read_records(tmp_path)
+    with pytest.raises(FileNotFoundError, match="absent.jsonl"):
+        read_input_records(tmp_path / "absent.jsonl")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from nli_cot_hub.cli.common import clean_errors
+from nli_cot_hub.cli.common import RunFailed, check_output_file, clean_errors
 
 JD0G_SOURCE_TEXT = ("the COMP34812 NLI coursework data (SNLI and MNLI pairs), annotated by the original "
                     "j-d0g/mistral-7b-nli project")
@@ -109,8 +108,9 @@ def build(
         try:
             sha = push(built, push_to_hub, card, private=private)
         except HfHubHTTPError as error:
-            print(f"error: push to {push_to_hub} failed: {str(error).splitlines()[0]}", file=sys.stderr)
-            raise typer.Exit(1) from None
+            from nli_cot_hub.hub_transfer import hub_error_line
+
+            raise RunFailed(f"push failed: {hub_error_line(error, push_to_hub, 'dataset', None)}") from None
         console.print(f"pushed to {push_to_hub} (dataset) at commit {sha}")
 
 
@@ -122,8 +122,9 @@ def lengths(
                                                 "template is applied to prompt + completion.")] = "embedded",
     config: Annotated[str, typer.Option(help="Config to measure.")] = "combined",
     split: Annotated[str, typer.Option(help="Split to measure ('all' for every split).")] = "train",
-    quantile: Annotated[float, typer.Option(help="Recommend a max_length covering this share of examples.")] = 0.99,
-    multiple_of: Annotated[int, typer.Option(help="Round the recommendation up to a multiple of this.")] = 64,
+    quantile: Annotated[float, typer.Option(min=0.0, max=1.0, help="Recommend a max_length covering this share of "
+                                            "examples (0 < q <= 1).")] = 0.99,
+    multiple_of: Annotated[int, typer.Option(min=1, help="Round the recommendation up to a multiple of this.")] = 64,
     png: Annotated[Optional[Path], typer.Option(help="Histogram PNG path (default: lengths_<config>_<split>.png "
                                                      "in the current folder).")] = None,
 ) -> None:
@@ -135,6 +136,9 @@ def lengths(
 
     from nli_cot_hub.lengths import load_rows, measure, plot_histogram
 
+    if not 0 < quantile <= 1:
+        raise typer.BadParameter(f"must be in (0, 1], got {quantile:g}", param_hint="--quantile")
+    check_output_file(png, "--png")
     console = Console()
     rows = load_rows(dataset, config, split)
     result = measure(rows, tokenizer, quantile=quantile, multiple_of=multiple_of)
@@ -152,6 +156,9 @@ def lengths(
         for bucket in result.accuracy_by_bucket:
             buckets.add_row(bucket["range"], str(bucket["count"]), f"{bucket['accuracy']:.1%}")
         console.print(buckets)
+    if result.wanted is not None:
+        console.print(f"warning: the p{quantile * 100:g} length rounds up to {result.wanted}, above the model's context "
+                      f"of {result.context} tokens; recommending the context length instead")
     console.print(f"recommended max_length: {result.recommended} (truncates {result.truncated} of "
                   f"{len(result.lengths)}); histogram: {png}")
 

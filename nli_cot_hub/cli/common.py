@@ -1,14 +1,28 @@
-"""Options and error handling shared by the stage commands."""
+"""Options and error handling shared by the stage commands.
+
+Exit codes of every command: 0 success; 1 the run failed (more failed records than
+``--max-failed-share`` allows, a backend or Hub refusal, an unexpected error); 2 bad input or usage
+(a file, row, field or option that cannot be used). Expected failures print one line
+``error: ...`` on stderr; ``nli-cot --debug`` shows the traceback instead.
+"""
 
 from __future__ import annotations
 
 import functools
+import os
 import sys
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+try:  # typer >= 0.25 ships its own copy of click
+    from typer._click.exceptions import ClickException
+except ImportError:  # pragma: no cover - older typer
+    from click.exceptions import ClickException
+
 from nli_cot_hub.data import Columns, DataError, LabelMapping, parse_label_map
+from nli_cot_hub.redact import redact
 
 PremiseCol = Annotated[str, typer.Option("--premise-col", help="Column holding the premise.")]
 HypothesisCol = Annotated[str, typer.Option("--hypothesis-col", help="Column holding the hypothesis.")]
@@ -24,6 +38,94 @@ LabelMapSpec = Annotated[Optional[str], typer.Option(
 Config = Annotated[Optional[str], typer.Option("--config", help="Data set config (folder or Hub repo).")]
 Split = Annotated[str, typer.Option("--split", help="Split to read from a data set folder or Hub repo.")]
 
+DEFAULT_MAX_FAILED_SHARE = 0.5
+MaxFailedShare = Annotated[float, typer.Option(
+    "--max-failed-share", min=0.0, max=1.0,
+    help="Exit with code 1 when more than this share of this run's records failed (every record is kept).")]
+
+EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
+MESSAGE_LIMIT = 600
+DEBUG_ENV = "NLI_COT_DEBUG"
+
+
+class RunFailed(RuntimeError):
+    """The command ran, but its result must not pass for a success (exit code 1)."""
+
+
+OWN_MODULES = {"nli_cot_hub"}
+REMOTE_MODULES = {"huggingface_hub", "httpx", "httpx2", "requests", "openai", "mistralai"}
+# Errors that mean "this input cannot be used": exit code 2.
+INPUT_ERRORS: tuple[type[BaseException], ...] = (DataError, OSError, ValueError, KeyError)
+
+
+def debug_enabled() -> bool:
+    return os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
+def one_line(error: BaseException) -> str:
+    """A message for ``error`` on one line, secrets masked: what the user needs, not a traceback."""
+    if isinstance(error, OSError) and error.filename is not None and error.strerror:
+        target = f"{error.filename} -> {error.filename2}" if error.filename2 else str(error.filename)
+        text = f"{target}: {error.strerror}"
+    else:
+        text = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+    text = " ".join(text.split())
+    if not text:
+        text = type(error).__name__
+    elif not isinstance(error, (OSError, ValueError)) and type(error).__module__.split(".")[0] not in OWN_MODULES:
+        text = f"{type(error).__name__}: {text}"  # a library's error: its type says where it came from
+    text = redact(text) or text  # before cutting, so no part of a secret survives the cut
+    return text[:MESSAGE_LIMIT] + " ..." if len(text) > MESSAGE_LIMIT else text
+
+
+def exit_code_of(error: BaseException) -> int:
+    if isinstance(error, RunFailed):
+        return EXIT_FAILED
+    if isinstance(error, (ConnectionError, TimeoutError)):
+        return EXIT_FAILED
+    if type(error).__module__.split(".")[0] in REMOTE_MODULES:  # a server refused or failed: not the input
+        return EXIT_FAILED
+    return EXIT_BAD_INPUT if isinstance(error, INPUT_ERRORS) else EXIT_FAILED
+
+
+def unexpected(error: BaseException) -> bool:
+    """An error no check of ours foresaw (likely a bug): worth its traceback."""
+    foreseen = (RunFailed, ConnectionError, TimeoutError, *INPUT_ERRORS)
+    return not isinstance(error, foreseen) and type(error).__module__.split(".")[0] not in REMOTE_MODULES | OWN_MODULES
+
+
+def fail(error: BaseException) -> typer.Exit:
+    hint = " (nli-cot --debug shows the traceback)" if unexpected(error) else ""
+    print(f"error: {one_line(error)}{hint}", file=sys.stderr)
+    return typer.Exit(exit_code_of(error))
+
+
+def error_boundary(function):
+    """Every command runs inside this: an exception becomes one line on stderr and exit code 1 or 2.
+
+    ``typer.Exit``/click errors pass through; Ctrl-C too (click prints "Aborted!").
+    """
+    if getattr(function, "__error_boundary__", False):
+        return function
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except (typer.Exit, typer.Abort, KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as error:  # noqa: BLE001 - this is the CLI's one error boundary
+            if isinstance(error, ClickException) or debug_enabled():
+                raise
+            raise fail(error) from None
+
+    wrapper.__error_boundary__ = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+# The stage modules decorate their commands with this name; build_app wraps every command anyway.
+clean_errors = error_boundary
+
 
 def columns_and_labels(premise_col: str, hypothesis_col: str, label_col: str, id_col: str | None,
                        labels: str, three_class: str | None, label_map: str | None) -> tuple[Columns, LabelMapping]:
@@ -34,15 +136,41 @@ def columns_and_labels(premise_col: str, hypothesis_col: str, label_col: str, id
     return Columns(premise_col, hypothesis_col, label_col, id_col), mapping
 
 
-def clean_errors(function):
-    """Turn expected input errors into one line on stderr and exit code 2, not a traceback."""
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether two paths name the same existing file (through links, relative parts, ...)."""
+    a, b = Path(a), Path(b)
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
 
-    @functools.wraps(function)
-    def wrapper(*args, **kwargs):
-        try:
-            return function(*args, **kwargs)
-        except (DataError, FileNotFoundError) as error:
-            print(f"error: {error}", file=sys.stderr)
-            raise typer.Exit(2) from None
 
-    return wrapper
+def refuse_input_as_output(output: str | Path | None, inputs: list, option: str) -> None:
+    """An output path must never be one of the command's inputs: writing it would destroy the input."""
+    if output is None:
+        return
+    for source in inputs:
+        if source is not None and (same_file(output, source) or Path(output).resolve() == Path(str(source)).resolve()):
+            raise DataError(f"{option} {output} is an input of this command; writing it would destroy that input: "
+                            f"choose another path")
+
+
+def check_output_file(path: str | Path | None, option: str) -> None:
+    """Fail before any work when a file output cannot be written there (a folder, or under a file)."""
+    if path is None:
+        return
+    path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{option} {path}: is a folder; give a file path")
+    blocking = next((parent for parent in path.parents if parent.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise DataError(f"{option} {path}: {blocking} is a file, not a folder")
+
+
+def check_failed_share(stage: str, failed: int, total: int, first_error: str | None, max_share: float,
+                       kept_in: str | Path) -> None:
+    """Raise :class:`RunFailed` when more than ``max_share`` of the ``total`` records of this run failed."""
+    if total == 0 or failed / total <= max_share:
+        return
+    raise RunFailed(f"{stage}: {failed} of {total} records failed ({failed / total:.0%} > --max-failed-share "
+                    f"{max_share:g}); first error: {first_error or 'unknown'}; every record is kept in {kept_in}")

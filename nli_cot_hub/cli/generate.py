@@ -9,8 +9,8 @@ from typing import Annotated, Optional
 import typer
 
 from nli_cot_hub.cli.common import (
-    Config, HypothesisCol, IdCol, LabelCol, LabelMapSpec, LabelScheme, PremiseCol, Split, ThreeClass,
-    clean_errors, columns_and_labels,
+    DEFAULT_MAX_FAILED_SHARE, Config, HypothesisCol, IdCol, LabelCol, LabelMapSpec, LabelScheme, MaxFailedShare,
+    PremiseCol, Split, ThreeClass, check_failed_share, clean_errors, columns_and_labels, refuse_input_as_output,
 )
 from nli_cot_hub.models import DEFAULT_API_GENERATOR, DEFAULT_API_REFLECTOR
 
@@ -75,17 +75,12 @@ def _backend(spec: str, json_mode: str, timeout: float, system_role: str = "auto
 
 
 def _run(coroutine):
-    from nli_cot_hub.engine import FatalBackendError
-    from nli_cot_hub.store import StoreLockedError
-
-    try:
-        return asyncio.run(coroutine)
-    except (FatalBackendError, StoreLockedError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise typer.Exit(1) from None
+    """A fatal backend error or a locked store reaches the error boundary: one line, exit code 1."""
+    return asyncio.run(coroutine)
 
 
-def _print_result(result, stage: str) -> None:
+def _print_result(result, stage: str, max_failed_share: float) -> None:
+    """The run's summary; then exit code 1 when too many of this run's records failed."""
     from rich.console import Console
 
     from nli_cot_hub.store import read_records, summarize
@@ -96,6 +91,8 @@ def _print_result(result, stage: str) -> None:
                   f"{result.already_done} already in {result.output}"
                   + (f"; {result.dropped_failed} earlier failures retried" if result.dropped_failed else ""))
     summary = summarize(read_records(result.output))
+    if result.note:
+        console.print(f"{stage}: nothing to do: {result.note}")
     console.print(f"store: {summary['records']} records, by status {summary['by_status']}"
                   + (f", accuracy {summary['accuracy']:.1%}" if summary["accuracy"] is not None else ""))
     for model, counts in result.ledger.items():
@@ -103,6 +100,7 @@ def _print_result(result, stage: str) -> None:
         console.print(f"ledger {model}: {counts['requests']} requests, {counts['retries']} retries, "
                       f"{counts['reasks']} re-asks, {counts['prompt_tokens']}+{counts['completion_tokens']} tokens, "
                       f"{cost} (all runs, {result.ledger_path})")
+    check_failed_share(stage, report.failed, report.written, report.first_error, max_failed_share, result.output)
 
 
 def register(app: typer.Typer) -> None:
@@ -139,6 +137,7 @@ def register(app: typer.Typer) -> None:
         retry_failed: RetryFailed = False,
         prices: Prices = None,
         progress: Progress = True,
+        max_failed_share: MaxFailedShare = DEFAULT_MAX_FAILED_SHARE,
     ) -> None:
         """Ask an LLM for a chain of thought and a label for each pair (prompt cot-v1).
 
@@ -149,6 +148,7 @@ def register(app: typer.Typer) -> None:
         from nli_cot_hub.data import load_pairs
         from nli_cot_hub.engine import load_prices
 
+        refuse_input_as_output(output, [data], "--output")
         columns, mapping = columns_and_labels(premise_col, hypothesis_col, label_col, id_col, labels, three_class, label_map)
         pairs = load_pairs(data, columns=columns, labels=mapping, require_labels=not unlabeled, config=config, split=split)
         timeout = _timeout(backend, timeout)
@@ -157,7 +157,7 @@ def register(app: typer.Typer) -> None:
                                        max_tokens, gen_seed)
         result = _run(stage.generate(pairs, output, chat, engine_config, limit=limit, sample=sample, seed=seed,
                                      prices=load_prices(prices), retry_failed=retry_failed, progress=progress))
-        _print_result(result, "generate")
+        _print_result(result, "generate", max_failed_share)
 
     @app.command("reflect")
     @clean_errors
@@ -184,6 +184,7 @@ def register(app: typer.Typer) -> None:
         retry_failed: RetryFailed = False,
         prices: Prices = None,
         progress: Progress = True,
+        max_failed_share: MaxFailedShare = DEFAULT_MAX_FAILED_SHARE,
     ) -> None:
         """Repair wrong chains of thought with a (stronger) model that is told the true label.
 
@@ -194,6 +195,7 @@ def register(app: typer.Typer) -> None:
         from nli_cot_hub import generate as stage
         from nli_cot_hub.engine import load_prices
 
+        refuse_input_as_output(output, [records], "--output")
         timeout = _timeout(backend, timeout)
         chat = _backend(backend, json_mode, timeout, system_role)
         engine_config = _engine_config(concurrency, rpm, tpm, max_retries, max_reasks, timeout, temperature,
@@ -201,7 +203,7 @@ def register(app: typer.Typer) -> None:
         result = _run(stage.reflect(records, output, chat, engine_config, include_correct=include_correct,
                                     limit=limit, sample=sample, seed=seed, prices=load_prices(prices),
                                     retry_failed=retry_failed, progress=progress))
-        _print_result(result, "reflect")
+        _print_result(result, "reflect", max_failed_share)
 
     @app.command("judge")
     @clean_errors
@@ -226,6 +228,7 @@ def register(app: typer.Typer) -> None:
         retry_failed: RetryFailed = False,
         prices: Prices = None,
         progress: Progress = True,
+        max_failed_share: MaxFailedShare = DEFAULT_MAX_FAILED_SHARE,
     ) -> None:
         """Score each chain of thought 1-5 on coherence, correctness and brevity (prompt judge-v1).
 
@@ -235,13 +238,14 @@ def register(app: typer.Typer) -> None:
         from nli_cot_hub import generate as stage
         from nli_cot_hub.engine import load_prices
 
+        refuse_input_as_output(output, [records], "--output")
         timeout = _timeout(backend, timeout)
         chat = _backend(backend, json_mode, timeout, system_role)
         engine_config = _engine_config(concurrency, rpm, tpm, max_retries, max_reasks, timeout, temperature,
                                        max_tokens, gen_seed)
         result = _run(stage.judge(records, output, chat, engine_config, limit=limit, sample=sample, seed=seed,
                                   prices=load_prices(prices), retry_failed=retry_failed, progress=progress))
-        _print_result(result, "judge")
+        _print_result(result, "judge", max_failed_share)
 
     @app.command("rationales")
     @clean_errors
@@ -259,6 +263,7 @@ def register(app: typer.Typer) -> None:
 
         if neutral not in NEUTRAL_POLICIES:
             raise typer.BadParameter(f"choose one of {NEUTRAL_POLICIES}", param_hint="--neutral")
+        refuse_input_as_output(output, [data], "--output")
         written, existing = write_human_rationales(data, output, explanation=explanation, neutral=neutral,
                                                    limit=limit, sample=sample, seed=seed)
         print(f"rationales: {written} written, {existing} already in {output}", file=sys.stderr)

@@ -22,18 +22,27 @@ Include = Annotated[Optional[list[str]], typer.Option(
     "--include", help="Only files matching this glob (repeatable), e.g. '*.json'.")]
 
 
+Timeout = Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds to wait for each Hub request.")]
+Retries = Annotated[int, typer.Option("--retries", min=0, help="Retries of a Hub request that timed out, was "
+                                      "refused or got 429/5xx, with exponential backoff.")]
+
+
 def _hub_errors(function):
-    """Hub refusals and missing repos as one line on stderr (exit 1), never a traceback."""
+    """Hub refusals and missing repos as one line on stderr naming the repo, type and revision (exit 1)."""
     import functools
 
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
         from huggingface_hub.errors import HfHubHTTPError
 
+        from nli_cot_hub.hub_transfer import hub_error_line
+        from nli_cot_hub.redact import redact
+
         try:
             return function(*args, **kwargs)
-        except (HfHubHTTPError, PermissionError, ValueError) as error:
-            print(f"error: {str(error).splitlines()[0]}", file=sys.stderr)
+        except (HfHubHTTPError, PermissionError) as error:
+            line = hub_error_line(error, kwargs.get("repo_id", "?"), kwargs.get("repo_type"), kwargs.get("revision"))
+            print(f"error: {redact(line)}", file=sys.stderr)
             raise typer.Exit(1) from None
 
     return wrapper
@@ -55,12 +64,15 @@ def upload_command(
     include: Include = None,
     exclude: Annotated[Optional[list[str]], typer.Option(
         "--exclude", help="Skip files matching this glob (repeatable); checkpoints and caches are always skipped.")] = None,
+    timeout: Timeout = 60.0,
+    retries: Retries = 3,
 ) -> None:
     """Create the repo if needed and commit PATH to it. Token from HF_TOKEN, endpoint from HF_ENDPOINT."""
-    from nli_cot_hub.hub_transfer import upload
+    from nli_cot_hub.hub_transfer import Patience, upload
 
     done = upload(path, repo_id, repo_type=repo_type, revision=revision, path_in_repo=path_in_repo, private=private,
-                  commit_message=commit_message, include=include, exclude=exclude)
+                  commit_message=commit_message, include=include, exclude=exclude,
+                  patience=Patience(timeout_s=timeout, retries=retries))
     print(f"uploaded {done.files} file(s) from {path} to {done.repo_type} {done.repo_id}@{done.revision} "
           f"(commit {done.commit[:12]}): {done.url}")
 
@@ -75,12 +87,14 @@ def download_command(
     local_dir: Annotated[Optional[Path], typer.Option(
         "--local-dir", help="Copy the files into this folder (default: the Hugging Face cache).")] = None,
     include: Include = None,
+    timeout: Timeout = 60.0,
+    retries: Retries = 3,
 ) -> None:
     """Download a repo snapshot (a data set, an adapter, results); prints the local folder."""
-    from nli_cot_hub.hub_transfer import download
+    from nli_cot_hub.hub_transfer import Patience, download
 
     folder = download(repo_id, repo_type=repo_type or "model", revision=revision, local_dir=local_dir,
-                      include=include)
+                      include=include, patience=Patience(timeout_s=timeout, retries=retries))
     print(folder)
 
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated, Optional
 
 import typer
 
 from nli_cot_hub.cli.common import (
-    Config, HypothesisCol, IdCol, LabelCol, LabelMapSpec, LabelScheme, PremiseCol, Split, ThreeClass,
-    clean_errors, columns_and_labels,
+    DEFAULT_MAX_FAILED_SHARE, Config, HypothesisCol, IdCol, LabelCol, LabelMapSpec, LabelScheme, MaxFailedShare, RunFailed,
+    PremiseCol, Split, ThreeClass, check_failed_share, check_output_file, clean_errors, columns_and_labels,
+    refuse_input_as_output,
 )
 
 BACKEND_HELP = (
@@ -62,6 +62,7 @@ def register(app: typer.Typer) -> None:
         config: Config = None,
         split: Split = "test",
         progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+        max_failed_share: MaxFailedShare = DEFAULT_MAX_FAILED_SHARE,
     ) -> None:
         """Predict a label and a chain of thought for every pair; gold labels are kept when present.
 
@@ -78,6 +79,9 @@ def register(app: typer.Typer) -> None:
 
         if fallback_label not in FALLBACKS:
             raise typer.BadParameter(f"must be one of {FALLBACKS}", param_hint="--fallback-label")
+        refuse_input_as_output(output, [data, model, adapter], "--output")
+        refuse_input_as_output(submission, [data, output], "--submission")
+        check_output_file(submission, "--submission")
         columns, mapping = columns_and_labels(premise_col, hypothesis_col, label_col, id_col, labels, three_class, label_map)
         pairs = load_pairs(data, columns=columns, labels=mapping, require_labels=False, config=config, split=split)
         try:
@@ -108,10 +112,13 @@ def register(app: typer.Typer) -> None:
             write_stats(stats, result)
         if submission:
             rows = pairs if limit is None else pairs.iloc[:limit]
-            written = write_submission(rows, read_records(output), submission, fallback_label)
+            written = write_submission(rows, read_records(output), submission, fallback_label,
+                                       max_fallback_share=max_failed_share)
             console.print(f"submission: {written.rows} rows -> {written.path}; {len(written.fallback_rows)} got the "
                           f"fallback label {written.fallback_label}"
-                          + (f" ({len(written.missing_rows)} never predicted)" if written.missing_rows else ""))
+                          + (f" ({len(written.missing_rows)} never predicted)" if written.missing_rows else "")
+                          + f"; report: {written.report_path}")
+        check_failed_share("predict", result.failed, result.written, result.first_error, max_failed_share, output)
 
     @app.command("evaluate")
     @clean_errors
@@ -140,7 +147,8 @@ def register(app: typer.Typer) -> None:
 
         if unparsed not in ("wrong", "drop", "0", "1"):
             raise typer.BadParameter("must be wrong, drop, 0 or 1", param_hint="--unparsed")
-        gold_labels = None
+        refuse_input_as_output(output_dir, [*predictions, gold], "--output-dir")
+        gold_labels = gold_texts = None
         if gold:
             from nli_cot_hub.data import load_pairs
 
@@ -148,13 +156,17 @@ def register(app: typer.Typer) -> None:
                                                   three_class, label_map)
             gold_pairs = load_pairs(gold, columns=columns, labels=mapping, require_labels=True)
             gold_labels = dict(zip(gold_pairs["id"].astype(str), gold_pairs["label"].astype(int)))
+            gold_texts = dict(zip(gold_pairs["id"].astype(str), zip(gold_pairs["premise"], gold_pairs["hypothesis"])))
         display = [name.strip() for name in names.split(",")] if names else None
         if display is not None and len(display) != len(predictions):
             raise typer.BadParameter(f"{len(display)} names for {len(predictions)} files", param_hint="--names")
         summary = evaluate_files(predictions, output_dir, gold=gold_labels, names=display,
                                  unparsed=unparsed if unparsed in ("wrong", "drop") else int(unparsed),
-                                 worst=worst, audit_min_votes=audit_min_votes, threshold=threshold)
+                                 worst=worst, audit_min_votes=audit_min_votes, threshold=threshold,
+                                 gold_texts=gold_texts, gold_name=f"--gold {gold}")
         console = Console(stderr=True, soft_wrap=True)
+        for warning in summary["warnings"]:
+            console.print(f"warning: {warning}")
         for name, metrics in summary["models"].items():
             accuracy = metrics.get("accuracy")
             console.print(f"{name}: accuracy {accuracy:.4f}, macro F1 {metrics['macro_f1']:.4f}, parse rate "
@@ -184,6 +196,7 @@ def register(app: typer.Typer) -> None:
         try:
             repo = push_metric(repo_id, private=private)
         except HfHubHTTPError as error:
-            print(f"error: pushing the metric to {repo_id} failed: {str(error).splitlines()[0]}", file=sys.stderr)
-            raise typer.Exit(1) from None
+            from nli_cot_hub.hub_transfer import hub_error_line
+
+            raise RunFailed(f"pushing the metric failed: {hub_error_line(error, repo_id, 'space', None)}") from None
         print(f"metric pushed: evaluate.load({repo!r})")

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from nli_cot_hub.cli.common import clean_errors
+from nli_cot_hub.cli.common import RunFailed, clean_errors
 
 TRAIN_SCRIPT = Path(__file__).resolve().parents[2] / "train.py"
 
@@ -102,16 +102,28 @@ def card(
     push: Annotated[bool, typer.Option(help="Also upload README.md to --hub-model-id (token from HF_TOKEN).")] = False,
 ) -> None:
     """Write (or rewrite) the model card README.md of a trained adapter, optionally with evaluation results."""
-    from nli_cot_hub.model_card import flat_eval_metrics, write_card
+    from nli_cot_hub.data import DataError
+    from nli_cot_hub.hub import hub_token
+    from nli_cot_hub.model_card import EVAL_METRICS, flat_eval_metrics, write_card
 
     if not output_dir.is_dir():
         raise FileNotFoundError(f"{output_dir}: no such output folder")
+    if not (output_dir / "adapter_config.json").exists():
+        raise DataError(f"{output_dir}: no adapter_config.json, so not an adapter folder (train.py's output); "
+                        f"its README.md is left as it is")
+    if push:
+        if not hub_model_id:
+            raise typer.BadParameter("--push needs --hub-model-id")
+        if not hub_token():
+            raise typer.BadParameter("--push needs a token with write access: set HF_TOKEN", param_hint="--push")
     metrics = None
     if eval_metrics is not None:
         try:
             metrics = flat_eval_metrics(json.loads(eval_metrics.read_text()), eval_model)
         except ValueError as error:
             raise typer.BadParameter(f"{eval_metrics}: {error}") from None
+        if not any(isinstance(metrics.get(name), (int, float)) for name in EVAL_METRICS):
+            raise DataError(f"{eval_metrics}: no scored metric ({', '.join(EVAL_METRICS)} are all missing or null)")
     options = dict(hub_model_id=hub_model_id, dataset_id=dataset_id, eval_dataset=eval_dataset,
                    eval_split=eval_split, license=license)
     if metrics is not None:
@@ -119,12 +131,16 @@ def card(
     path = write_card(output_dir, **options)
     print(f"wrote {path}")
     if push:
-        if not hub_model_id:
-            raise typer.BadParameter("--push needs --hub-model-id")
-        from huggingface_hub import HfApi
+        from huggingface_hub.errors import HfHubHTTPError
 
-        HfApi().upload_file(path_or_fileobj=str(path), path_in_repo="README.md", repo_id=hub_model_id,
-                            commit_message="Update model card")
+        from nli_cot_hub.hub import hub_api
+        from nli_cot_hub.hub_transfer import hub_error_line
+
+        try:
+            hub_api().upload_file(path_or_fileobj=str(path), path_in_repo="README.md", repo_id=hub_model_id,
+                                  commit_message="Update model card")
+        except HfHubHTTPError as error:
+            raise RunFailed(f"pushing the card failed: {hub_error_line(error, hub_model_id, 'model', None)}") from None
         print(f"pushed the card to {hub_model_id}")
 
 

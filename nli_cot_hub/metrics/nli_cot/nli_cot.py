@@ -72,6 +72,13 @@ class NliCot(evaluate.Metric):
             reference_urls=["https://github.com/mangiucugna/json_repair"],
         )
 
+    def _infer_feature_from_batch(self, batch):
+        # evaluate reads the first example to choose between text and label features; with no
+        # example at all, either fits, and the result is the metric of nothing (scored 0).
+        if not any(len(values) for values in batch.values()):
+            return self.features[1]
+        return super()._infer_feature_from_batch(batch)
+
     def _compute(self, predictions, references, unparsed="wrong", neutral=1, probabilities=None, threshold=0.5,
                  bins=10):
         if unparsed not in UNPARSED_CHOICES:
