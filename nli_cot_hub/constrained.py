@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 ITEM_SEPARATOR, KEY_SEPARATOR = ", ", ": "
 # No quote or backslash (so no escapes), no control characters (newlines, tabs), no two spaces in a row.
-STRING_PATTERN = r'^( ?[^"\\\x00-\x1f ])* ?$'
+STRING_PATTERN = r'^( ?[^"\\\x00-\x1f\x7f ])* ?$'
 QUOTE, CLOSE_BRACE = ord('"'), ord("}")
 VALUE_OPENING = KEY_SEPARATOR.encode() + b'"'
 # Extra tokens on top of the measured closing: a quote token that differs from the simulated one,

@@ -53,6 +53,9 @@ class CoTRecord(BaseModel):
     vote_share: float | None = None
     # Log-probability read-out (predict --readout logprob): p(label = 1) from the two label tokens' probabilities.
     p_label_1: float | None = None
+    # Whether decoding was constrained to the answer's JSON schema (local engine); None: not known
+    # (remote backends, records written before this field existed).
+    constrained: bool | None = None
     created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
     @property
