@@ -126,6 +126,10 @@ def _extract(text, prompt: str | None, neutral: int) -> Extraction:
             else:
                 result.status, result.reason = "label-only", "JSON has a label but no thought"
             return result
+        if not _has_label_key(strict) and not _has_thought_key(strict):
+            # A whole JSON answer of another shape (a judgement): its fields, for the caller to check.
+            result.reason = "the JSON object has no label or thought"
+            return result
 
     answer_text, notes = _answer_region(text, prompt)
     excluded = _objects_in(prompt, neutral) if prompt else []

@@ -120,3 +120,16 @@ def test_each_append_is_on_disk_before_it_returns(tmp_path):
     finally:
         os.close(fd)
     store.close()
+
+
+def test_records_written_before_the_constrained_field_still_load(tmp_path):
+    """Stores from before `constrained` existed load with it unknown (None); new records keep it."""
+    old = {"id": "a", "premise": "P.", "hypothesis": "H.", "label": 1, "thought_process": "t", "predicted_label": 1,
+           "status": "ok", "created_at": "2025-01-01T00:00:00+00:00"}
+    path = tmp_path / "old.jsonl"
+    path.write_text(json.dumps(old) + "\n")
+    (record,) = read_records(path)
+    assert record.constrained is None
+    with RecordStore(path) as store:
+        store.append(CoTRecord(id="b", premise="P.", hypothesis="H.", constrained=True))
+    assert [r.constrained for r in read_records(path)] == [None, True]
