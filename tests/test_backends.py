@@ -216,9 +216,6 @@ def test_local_backend_batches_concurrent_requests(embedded_model_path):
 def test_local_backend_constrains_to_each_requests_schema(embedded_model_path):
     """Concurrent requests with different schemas share a batch; each answer follows its own schema.
     json_mode none turns constraining off."""
-    import torch
-
-    torch.set_num_threads(1)  # two threads on a busy 2-core machine crawl
     backend = LocalBackend(embedded_model_path, batch_size=4)
     assert backend.json_support == "schema"
     pair = ("A dog runs in a park.", "An animal is outside.")
@@ -232,14 +229,21 @@ def test_local_backend_constrains_to_each_requests_schema(embedded_model_path):
         finally:
             await chat.aclose()
 
-    reflection, answer = asyncio.run(go(backend))
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # two threads on a busy 2-core machine crawl
+    try:
+        reflection, answer = asyncio.run(go(backend))
+        free = LocalBackend(embedded_model_path, json_mode="none")
+        free._engine = backend._engine  # the same loaded model
+        _, unconstrained = asyncio.run(go(free))
+    finally:
+        torch.set_num_threads(threads)
     jsonschema.validate(json.loads(reflection.text), prompts.reflect_schema(1))
     jsonschema.validate(json.loads(answer.text), prompts.COT_SCHEMA)
     assert reflection.constrained and answer.constrained
-    free = LocalBackend(embedded_model_path, json_mode="none")
     assert free.json_support == "none"
-    free._engine = backend._engine  # the same loaded model
-    _, unconstrained = asyncio.run(go(free))
     assert unconstrained.constrained is False and unconstrained.text != answer.text
 
 
