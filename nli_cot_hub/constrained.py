@@ -77,6 +77,7 @@ class Grammars:
     """The llguidance tokenizer of one model and the schemas compiled for it (cached)."""
 
     def __init__(self, tokenizer, eos_ids: Sequence[int], vocab_size: int):
+        import llguidance
         import llguidance.hf
         import torch
 
@@ -89,6 +90,16 @@ class Grammars:
             brace_start=torch.tensor([byte == CLOSE_BRACE for byte in first_bytes], dtype=torch.bool),
             vocab_size=vocab_size)
         self._compiled: dict[str, CompiledSchema] = {}
+        self._on_device: dict[str, TokenSets] = {}
+        self.executor = llguidance.LLExecutor()
+
+    def tokens_on(self, device) -> TokenSets:
+        """The token sets on ``device`` (the scores' device), copied once."""
+        key = str(device)
+        if key not in self._on_device:
+            self._on_device[key] = TokenSets(self.tokens.quote_start.to(device), self.tokens.brace_start.to(device),
+                                             self.vocab_size)
+        return self._on_device[key]
 
     def _first_byte(self, token: int) -> int | None:
         if self.lltokenizer.is_special_token(token):
@@ -157,7 +168,7 @@ def unpack_bitmask(bitmask, vocab_size: int):
     """llguidance's int32 bitmask [rows, words] (bit i of word w = token 32w+i) as bool [rows, vocab]."""
     import torch
 
-    shifts = torch.arange(32, dtype=torch.int32)
+    shifts = torch.arange(32, dtype=torch.int32, device=bitmask.device)
     bits = (bitmask.unsqueeze(-1) >> shifts) & 1
     return bits.view(bitmask.shape[0], -1)[:, :vocab_size].bool()
 
@@ -244,23 +255,25 @@ class SchemaLogitsProcessor:
         vocab = grammars.vocab_size
         import llguidance.torch
 
+        # Masks are computed on the CPU (in parallel across rows) and unpacked where the scores are.
         bitmask = llguidance.torch.allocate_token_bitmask(rows, vocab)
-        for row in active:
-            llguidance.torch.fill_next_token_bitmask(self.matchers[row], bitmask, row)
-        allowed = unpack_bitmask(bitmask, vocab)
+        llguidance.torch.fill_next_token_bitmask_par(grammars.executor, [(self.matchers[row], row) for row in active],
+                                                     bitmask)
+        allowed = unpack_bitmask(bitmask.to(scores.device, non_blocking=True), vocab)
+        tokens = grammars.tokens_on(scores.device)
         for row in active:
             compiled, text = self.schemas[row], self.texts[row]
             inside_string = text.count(b'"') % 2 == 1
             if remaining <= compiled.reserve_after(text.count(VALUE_OPENING)):
-                allowed[row] = closing_mask(self.matchers[row], allowed[row], inside_string, grammars.tokens)
+                allowed[row] = closing_mask(self.matchers[row], allowed[row], inside_string, tokens)
             elif inside_string and self._string_share_used(compiled, text, step):
-                narrowed = allowed[row] & grammars.tokens.quote_start
+                narrowed = allowed[row] & tokens.quote_start
                 if narrowed.any():
                     allowed[row] = narrowed
-        mask = torch.ones(scores.shape, dtype=torch.bool)
+        mask = torch.ones(scores.shape, dtype=torch.bool, device=scores.device)
         mask[:, :vocab] = ~allowed
         mask[[row for row in range(rows) if self.done[row]]] = False
-        return scores.masked_fill(mask.to(scores.device), float("-inf"))
+        return scores.masked_fill(mask, float("-inf"))
 
     def _string_share_used(self, compiled: CompiledSchema, text: bytearray, step: int) -> bool:
         """Inside string value k of n (not the last): has the answer used k+1 n-ths of its free tokens?"""
