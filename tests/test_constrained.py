@@ -57,7 +57,7 @@ def drive(grammars, schemas, budget: int, seed: int, bias: dict[int, float] | No
     return [bytes(row) for row in out]
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(names=st.lists(st.sampled_from(sorted(SCHEMAS)), min_size=1, max_size=4),
        extra=st.integers(min_value=0, max_value=40), seed=st.integers(min_value=0, max_value=2**31))
 def test_any_model_closes_a_valid_answer_within_the_budget(grammars, names, extra, seed):
