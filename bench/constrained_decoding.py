@@ -146,6 +146,8 @@ def main(argv=None) -> None:
     parser.add_argument("--libraries", default=",".join(LIBRARIES))
     parser.add_argument("--batch-sizes", default="1,8")
     parser.add_argument("--rows", type=int, default=16, help="prompts per timed run")
+    parser.add_argument("--single-rows", type=int, default=8,
+                        help="prompts timed at batch size 1 (one generate call each, so kept few on a GPU)")
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--tag", default=None, help="result file suffix (default: cpu or the GPU name)")
@@ -162,7 +164,8 @@ def main(argv=None) -> None:
     timed_generate(model, tokenizer, device, [encoded[:1]], 4)
 
     def batches(size):
-        return [encoded[start:start + size] for start in range(0, len(encoded), size)]
+        rows = encoded if size > 1 else encoded[:args.single_rows]
+        return [rows[start:start + size] for start in range(0, len(rows), size)]
 
     results = {"free": {str(size): timed_generate(model, tokenizer, device, batches(size), args.new_tokens)
                         for size in sizes}}
@@ -203,7 +206,8 @@ def main(argv=None) -> None:
         "machine": {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu",
                     "load_average_1min": round(os.getloadavg()[0], 2)},
-        "model": args.model, "rows": args.rows, "new_tokens": args.new_tokens, "versions": versions,
+        "model": args.model, "rows": args.rows, "single_rows": min(args.single_rows, args.rows),
+        "new_tokens": args.new_tokens, "versions": versions,
         "results": results, "skipped": skipped,
     }
     from bench.common import write_result
