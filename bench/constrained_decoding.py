@@ -15,7 +15,7 @@ CPU, the embedded model (SmolLM2-135M-Instruct) on real coursework pairs with th
 GPU, the random-weight Mistral-7B-v0.3 (bench/common.py) with the real v0.3 tokenizer from
 mistral-common, at the engine's GPU batch size:
 
-    python -m bench.constrained_decoding --model random-mistral --batch-sizes 1,512 --rows 512 --new-tokens 128
+    python -m bench.constrained_decoding --model random-mistral --batch-sizes 1,512 --rows 512 --single-rows 16 --new-tokens 128
 
 Results: bench/results/constrained_decoding_<tag>.json (``$OUT`` moves the folder).
 """
