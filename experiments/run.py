@@ -427,7 +427,7 @@ def write_report(folder: Path, record: dict) -> Path:
 # ---------------------------------------------------------------- command line
 
 SMOKE = {"limit": 4, "max_steps": 2, "max_train_samples": 8, "train_batch_size": 2, "max_length": 384,
-         "predict_batch_size": 4, "max_new_tokens": 24, "reflect_sample": 2, "reflect_max_tokens": 24,
+         "predict_batch_size": 4, "max_new_tokens": 24, "reflect_sample": 2, "reflect_max_tokens": 48,
          "samples": 2, "reflect_concurrency": 2}
 
 

@@ -47,6 +47,8 @@ class Completion:
     # With top_logprobs asked for: each generated token's text and its top alternatives' log-probabilities.
     tokens: list[str] | None = None
     alternatives: list[dict[str, float]] | None = None
+    # True/False when the backend knows whether decoding followed the JSON schema; None otherwise.
+    constrained: bool | None = None
 
 
 class BackendError(Exception):
@@ -432,6 +434,7 @@ class _Pending:
     max_tokens: int
     seed: int | None
     future: asyncio.Future = field(repr=False)
+    json_schema: dict | None = None
 
 
 # Requests gathered into one local generate call: a 135M-7B model on a GPU is far from saturated at 8.
@@ -443,15 +446,20 @@ class LocalBackend(ChatBackend):
 
     Concurrent ``complete`` calls are gathered into batches (same sampling settings; ``batch_size``
     defaults to 64 on a GPU and 8 on a CPU, and ``--concurrency`` should be at least that) and run in a
-    worker thread, so the event loop keeps serving the engine while the model works. No constrained
-    decoding: JSON is asked for in the prompt only, and bad answers are re-asked by the engine.
+    worker thread, so the event loop keeps serving the engine while the model works. A request's JSON
+    schema constrains its decoding (``json_mode`` ``none`` turns that off: JSON is then asked for in
+    the prompt only), and requests with different schemas share a batch.
     """
 
     kind = "local"
-    json_support = "none"
+    json_support = "schema"
 
     def __init__(self, model: str = "embedded", *, adapter: str | None = None, batch_size: int | None = None,
-                 device: str | None = None):
+                 device: str | None = None, json_mode: JsonMode = "auto"):
+        if json_mode not in ("auto", "schema", "none"):
+            raise ValueError(f"the local backend constrains to the schema (auto/schema) or not at all (none), "
+                             f"not {json_mode!r}")
+        self.json_support = "none" if json_mode == "none" else "schema"
         self.model_source = model
         self.adapter = adapter
         self.model = model if adapter is None else f"{model}+{adapter}"
@@ -483,7 +491,8 @@ class LocalBackend(ChatBackend):
 
     async def complete(self, messages, *, json_schema=None, temperature=0.0, max_tokens=512, seed=None):
         future = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(messages, temperature, max_tokens, seed, future))
+        schema = json_schema if self.json_support == "schema" else None
+        self._queue.append(_Pending(messages, temperature, max_tokens, seed, future, schema))
         if self._worker is None or self._worker.done():
             self._worker = asyncio.create_task(self._drain())
         return await future
@@ -501,9 +510,7 @@ class LocalBackend(ChatBackend):
             except Exception as error:  # noqa: BLE001 - hand the failure to every caller of the batch
                 for pending in batch:
                     if not pending.future.done():
-                        pending.future.set_exception(
-                            BackendError(f"local generation failed: {type(error).__name__}: {error}",
-                                         retryable=False))
+                        pending.future.set_exception(_local_failure(error))
                 continue
             for pending, completion in zip(batch, results):
                 if not pending.future.done():
@@ -512,12 +519,27 @@ class LocalBackend(ChatBackend):
     def _generate(self, batch: list[_Pending]) -> list[Completion]:
         engine = self._load()
         head = batch[0]
+        schemas = [p.json_schema for p in batch]
         generations = engine.generate([p.messages for p in batch], max_new_tokens=head.max_tokens,
-                                      temperature=head.temperature, seed=head.seed)
+                                      temperature=head.temperature, seed=head.seed,
+                                      json_schema=None if all(s is None for s in schemas) else schemas)
         return [Completion(text=samples[0].text, prompt_tokens=samples[0].prompt_tokens,
                            completion_tokens=samples[0].completion_tokens, model=self.model,
-                           finish_reason="stop" if samples[0].finished else "length")
+                           finish_reason="stop" if samples[0].finished else "length",
+                           constrained=samples[0].constrained)
                 for samples in generations]
+
+
+def _local_failure(error: Exception) -> Exception:
+    """A schema the engine cannot use (or a token cap too small to close it) fails every request
+    alike, so it stops the run; anything else fails the batch's requests."""
+    from nli_cot_hub.constrained import SchemaError
+
+    if isinstance(error, SchemaError):
+        from nli_cot_hub.engine import FatalBackendError
+
+        return FatalBackendError(f"local: {error}")
+    return BackendError(f"local generation failed: {type(error).__name__}: {error}", retryable=False)
 
 
 # ---------------------------------------------------------------- helpers and factory
@@ -581,4 +603,5 @@ def make_backend(spec: str, *, timeout_s: float = DEFAULT_TIMEOUT_S, json_mode: 
                                        json_mode=json_mode, flavour=parsed.kind, system_role=system_role)
     if parsed.kind == "tgi":
         return TGIBackend(parsed.url, parsed.model, timeout_s=timeout_s, json_mode=json_mode)
-    return LocalBackend(parsed.model or "embedded", adapter=adapter, batch_size=batch_size, device=device)
+    return LocalBackend(parsed.model or "embedded", adapter=adapter, batch_size=batch_size, device=device,
+                        json_mode="schema" if json_mode == "object" else json_mode)

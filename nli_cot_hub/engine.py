@@ -133,6 +133,7 @@ class Answer:
     reask_count: int
     model: str
     problem: str | None = None  # why the final answer is not usable, if it is not
+    constrained: bool | None = None  # the final answer's decoding followed the schema (None: unknown)
 
     @property
     def status(self) -> str:
@@ -243,7 +244,7 @@ class Engine:
             problem = _problem(extraction, completion, check, needs_label)
             if problem is None or reasks >= self.config.max_reasks:
                 return Answer(extraction, completion.text, total, reasks, completion.model or self.backend.model,
-                              problem)
+                              problem, completion.constrained)
             reasks += 1
             self.ledger.of(self.backend.model).reasks += 1
             conversation = [*conversation, {"role": "assistant", "content": completion.text},

@@ -58,6 +58,7 @@ def cot_record(row: dict, answer: Answer) -> CoTRecord:
         thought_process=extraction.thought, predicted_label=extraction.label, source="original",
         model=answer.model, prompt_version=prompts.COT_VERSION, reask_count=answer.reask_count,
         usage=answer.usage, status=answer.status, error=answer.problem, raw_output=_raw_if_not_ok(answer),
+        constrained=answer.constrained,
     )
 
 
@@ -111,6 +112,7 @@ async def reflect_one(engine: Engine, record: CoTRecord) -> CoTRecord:
         error_analysis=str(fields.get("error_analysis") or "").strip() or None, source="reflected",
         model=answer.model, prompt_version=prompts.REFLECT_VERSION, reask_count=answer.reask_count,
         usage=answer.usage, status=answer.status, error=answer.problem, raw_output=_raw_if_not_ok(answer),
+        constrained=answer.constrained,
     )
 
 
@@ -158,7 +160,7 @@ async def judge_one(engine: Engine, record: CoTRecord) -> CoTRecord:
         "model": answer.model, "prompt_version": prompts.JUDGE_VERSION, "reask_count": answer.reask_count,
         "usage": answer.usage.model_dump(),
         "status": "failed" if answer.problem else "ok", "error": answer.problem,
-        "raw_output": answer.text if answer.problem else None,
+        "raw_output": answer.text if answer.problem else None, "constrained": answer.constrained,
     }
     return record.model_copy(update={"judge": verdict})
 

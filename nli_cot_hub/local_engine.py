@@ -9,6 +9,9 @@ Results come back in input order with token counts.
 static KV cache (GPU, with ``torch.compile``). ``mode="continuous"`` hands all prompts to
 transformers' continuous batching (``generate_batch``, paged attention), the faster choice on a GPU
 for many prompts of mixed lengths.
+
+``generate(..., json_schema=...)`` constrains every answer to a JSON schema (one for all prompts or
+one per prompt) in padded mode, through :mod:`nli_cot_hub.constrained`; continuous mode refuses a schema.
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ class Generation:
     completion_tokens: int
     # True when the model ended with EOS; False when max_new_tokens cut it off.
     finished: bool
+    # True when decoding was constrained to a JSON schema.
+    constrained: bool = False
 
 
 def adapter_base(adapter: str) -> str | None:
@@ -193,6 +198,7 @@ class LocalEngine:
                 self.model = self.model.merge_and_unload()
         self.model.to(self.device).eval()
         self.eos_ids = self._eos_ids()
+        self._grammars = None
 
     # ------------------------------------------------------------ setup
     def _ensure_pad_token(self) -> None:
@@ -239,15 +245,35 @@ class LocalEngine:
 
         return encode_prompts(self.tokenizer, conversations)
 
+    # ------------------------------------------------------------ schemas
+    def compiled_schemas(self, json_schema: dict | Sequence[dict | None] | None, count: int) -> list | None:
+        """One compiled schema (or None: unconstrained) per conversation, or None when nothing is constrained."""
+        if json_schema is None:
+            return None
+        schemas = [json_schema] * count if isinstance(json_schema, dict) else list(json_schema)
+        if len(schemas) != count:
+            raise ValueError(f"{len(schemas)} JSON schemas for {count} conversations")
+        if all(schema is None for schema in schemas):
+            return None
+        if self._grammars is None:
+            from nli_cot_hub.constrained import Grammars
+
+            vocab = max(len(self.tokenizer), self.model.get_output_embeddings().weight.shape[0])
+            self._grammars = Grammars(self.tokenizer, self.eos_ids, vocab)
+        return [None if schema is None else self._grammars.compile(schema) for schema in schemas]
+
     # ------------------------------------------------------------ generation
     def generate(self, conversations: Sequence[Messages], max_new_tokens: int = 256, temperature: float = 0.0,
                  num_samples: int = 1, top_p: float = 1.0, seed: int | None = None,
                  on_batch: Callable[[list[int], list[list[Generation]]], None] | None = None,
+                 json_schema: dict | Sequence[dict | None] | None = None,
                  ) -> list[list[Generation]]:
         """Generate ``num_samples`` answers per conversation; result ``[i][j]`` is sample j of input i.
 
         ``on_batch(indices, generations)`` is called after each batch (e.g. to stream results to disk).
         Greedy decoding (``temperature == 0``) gives one answer, so ``num_samples > 1`` needs a temperature.
+        ``json_schema``: one schema for every answer, or a list with one (or None) per conversation;
+        each constrained answer is then valid JSON of its schema that closes within ``max_new_tokens``.
         """
         import torch
 
@@ -267,9 +293,13 @@ class LocalEngine:
         config = self._generation_config(max_new_tokens, temperature, num_samples, top_p)
         if self.auto_batch and encoded:
             self.batch_size = self.memory_batch_size(max(len(ids) for ids in encoded), max_new_tokens, num_samples)
+        schemas = self.compiled_schemas(json_schema, len(conversations))
         if self.mode == "continuous":
+            if schemas is not None:
+                raise ValueError("continuous batching cannot constrain answers to a JSON schema; "
+                                 "use the padded engine mode or turn constraining off")
             return self._generate_continuous(encoded, config, num_samples, on_batch)
-        return self._generate_padded(encoded, config, num_samples, on_batch)
+        return self._generate_padded(encoded, config, num_samples, on_batch, schemas)
 
     def _generation_config(self, max_new_tokens: int, temperature: float, num_samples: int, top_p: float):
         from transformers import GenerationConfig
@@ -282,9 +312,10 @@ class LocalEngine:
             cache_implementation=self.cache,
         )
 
-    def _generate_padded(self, encoded, config, num_samples, on_batch) -> list[list[Generation]]:
+    def _generate_padded(self, encoded, config, num_samples, on_batch, schemas=None) -> list[list[Generation]]:
         import torch
         from tqdm.auto import tqdm
+        from transformers import LogitsProcessorList
 
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]), reverse=True)
         results: list[list[Generation] | None] = [None] * len(encoded)
@@ -294,13 +325,23 @@ class LocalEngine:
                 batch = self.tokenizer.pad({"input_ids": [encoded[i] for i in indices]}, return_tensors="pt",
                                            pad_to_multiple_of=self.pad_multiple)
                 batch = {key: value.to(self.device) for key, value in batch.items()}
+                extra = {}
+                if schemas is not None:
+                    from nli_cot_hub.constrained import SchemaLogitsProcessor
+
+                    # generate repeats each prompt num_samples times in a row.
+                    rows = [schemas[i] for i in indices for _ in range(num_samples)]
+                    extra["logits_processor"] = LogitsProcessorList(
+                        [SchemaLogitsProcessor(rows, config.max_new_tokens)])
                 with torch.inference_mode():
-                    output = self.model.generate(**batch, generation_config=config)
+                    output = self.model.generate(**batch, generation_config=config, **extra)
                 new_tokens = output[:, batch["input_ids"].shape[1]:].tolist()
                 generations = []
                 for row, index in enumerate(indices):
                     samples = new_tokens[row * num_samples:(row + 1) * num_samples]
-                    generations.append([self._decoded(tokens, len(encoded[index])) for tokens in samples])
+                    constrained = schemas is not None and schemas[index] is not None
+                    generations.append([self._decoded(tokens, len(encoded[index]), constrained)
+                                        for tokens in samples])
                 for index, generated in zip(indices, generations):
                     results[index] = generated
                 if on_batch:
@@ -329,7 +370,7 @@ class LocalEngine:
             on_batch(list(range(len(encoded))), results)
         return results
 
-    def _decoded(self, tokens: list[int], prompt_tokens: int) -> Generation:
+    def _decoded(self, tokens: list[int], prompt_tokens: int, constrained: bool = False) -> Generation:
         finished = False
         for position, token in enumerate(tokens):
             if token in self.eos_ids:
@@ -339,7 +380,7 @@ class LocalEngine:
         counted = [token for token in tokens if token != pad]
         text = self.tokenizer.decode(counted, skip_special_tokens=True)
         return Generation(text=text.strip(), prompt_tokens=prompt_tokens, completion_tokens=len(counted),
-                          finished=finished)
+                          finished=finished, constrained=constrained)
 
 
 def cpu_cache_config(encoded: Sequence[Sequence[int]], max_new_tokens: int, num_samples: int = 1):

@@ -48,6 +48,7 @@ class PredictConfig:
     readout: str = "generate"         # generate: parse the generated answer; logprob: compare p(0) and p(1)
     explain: bool = False             # answer-first formats: also write the explanation of the label
     thoughts_from: str | None = None  # logprob + thought_first: take each row's thought from these predictions
+    constrain: bool = True            # decode to the answer's JSON schema (local engine; remote: send it)
 
     def __post_init__(self):
         from nli_cot_hub.chat_template import SYSTEM_ROLE_MODES
@@ -123,7 +124,7 @@ def majority_vote(labels: Sequence[int | None]) -> tuple[int | None, float]:
 
 
 def record_from_samples(row: dict, texts: Sequence[str], extractions: Sequence[Extraction], *, model: str,
-                        version: str, usage: TokenUsage) -> CoTRecord:
+                        version: str, usage: TokenUsage, constrained: bool | None = None) -> CoTRecord:
     """One prediction record from one or more sampled answers of the same row."""
     labels = [extraction.label for extraction in extractions]
     winner, share = majority_vote(labels)
@@ -136,6 +137,7 @@ def record_from_samples(row: dict, texts: Sequence[str], extractions: Sequence[E
         usage=usage, status=extraction.status if winner is not None else "failed",
         error=extraction.reason if extraction.status != "ok" else None, raw_output=texts[chosen],
         votes=list(labels) if many else None, vote_share=round(share, 4) if many else None,
+        constrained=constrained,
     )
 
 
@@ -206,6 +208,15 @@ def _count(result: PredictResult, record: CoTRecord) -> None:
         result.first_error = result.first_error or record.error
 
 
+def answer_schema_for(prompt: str, completion_format: str) -> dict:
+    """The JSON schema of one answer: the generation stage's for the CoT prompt and for thought_first (the
+    same shape, so old runs send the very same request), else the completion format's."""
+    from nli_cot_hub.formats import answer_schema
+    from nli_cot_hub.prompts import COT_SCHEMA
+
+    return COT_SCHEMA if prompt == "cot" or completion_format == "thought_first" else answer_schema(completion_format)
+
+
 def _predict_local(rows, store, result, *, model, adapter, merge, config, progress, engine_options) -> None:
     from nli_cot_hub.local_engine import LocalEngine
 
@@ -230,23 +241,29 @@ def _predict_local(rows, store, result, *, model, adapter, merge, config, progre
             usage = TokenUsage(prompt_tokens=samples[0].prompt_tokens,
                                completion_tokens=sum(sample.completion_tokens for sample in samples))
             records.append(record_from_samples(rows[index], [s.text for s in samples], extractions, model=name,
-                                               version=version, usage=usage))
+                                               version=version, usage=usage,
+                                               constrained=samples[0].constrained))
         if explain_on_demand:
-            rationales = explanations(engine, [rows[index] for index in indices], config.max_new_tokens)
+            rationales = explanations(engine, [rows[index] for index in indices], config.max_new_tokens,
+                                      constrain=config.constrain)
             records = [with_explanation(record, rationale) for record, rationale in zip(records, rationales)]
         store.append_many(records)
         for record in records:
             _count(result, record)
 
     engine.generate(conversations, max_new_tokens=config.max_new_tokens, temperature=config.temperature,
-                    num_samples=config.num_samples, seed=config.seed, on_batch=write)
+                    num_samples=config.num_samples, seed=config.seed, on_batch=write,
+                    json_schema=answer_schema_for(config.prompt, completion_format) if config.constrain else None)
 
 
-def explanations(engine, rows: Sequence[dict], max_new_tokens: int) -> list[str | None]:
+def explanations(engine, rows: Sequence[dict], max_new_tokens: int, constrain: bool = False) -> list[str | None]:
     """multitask: the rationale of each pair, asked with the [explain] task tag."""
+    from nli_cot_hub.formats import answer_schema
+
     conversations = [messages_for(row["premise"], row["hypothesis"], "finetune", "multitask", "explain")
                      for row in rows]
-    generations = engine.generate(conversations, max_new_tokens=max_new_tokens)
+    generations = engine.generate(conversations, max_new_tokens=max_new_tokens,
+                                  json_schema=answer_schema("multitask", "explain") if constrain else None)
     # The rationale is the answer: a reply that is not the asked-for JSON still is one, as plain text.
     return [extract_answer(samples[0].text).thought or samples[0].text.strip() or None for samples in generations]
 
@@ -356,10 +373,10 @@ class ReadoutUnsupported(ValueError):
 async def _predict_remote(rows, store, result, *, spec, config, progress) -> None:
     from nli_cot_hub.backends import BackendError, make_backend
     from nli_cot_hub.engine import Engine, EngineConfig, Ledger, run_jobs
-    from nli_cot_hub.formats import answer_schema, completion_text
-    from nli_cot_hub.prompts import COT_SCHEMA
+    from nli_cot_hub.formats import completion_text
 
-    backend = make_backend(spec, timeout_s=config.timeout_s, system_role=config.system_role)
+    backend = make_backend(spec, timeout_s=config.timeout_s, system_role=config.system_role,
+                           json_mode="auto" if config.constrain else "none")
     completion_format = config.completion_format or "thought_first"
     logprob = config.readout == "logprob"
     if logprob and backend.kind not in LOGPROB_KINDS:
@@ -378,9 +395,7 @@ async def _predict_remote(rows, store, result, *, spec, config, progress) -> Non
     engines = [Engine(backend, dataclasses.replace(base, seed=None if config.seed is None else config.seed + k),
                       ledger) for k in range(config.num_samples)]
     version = prompt_version(config.prompt, completion_format)
-    # thought_first's schema is the generation stage's (COT_SCHEMA), so old runs send the very same request.
-    schema = COT_SCHEMA if config.prompt == "cot" or completion_format == "thought_first" else answer_schema(
-        completion_format)
+    schema = answer_schema_for(config.prompt, completion_format)
 
     def messages(row: dict) -> list[dict[str, str]]:
         return messages_for(row["premise"], row["hypothesis"], config.prompt, completion_format)
@@ -391,7 +406,8 @@ async def _predict_remote(rows, store, result, *, spec, config, progress) -> Non
         for answer in answers:
             usage = usage + answer.usage
         return record_from_samples(row, [a.text for a in answers], [a.extraction for a in answers],
-                                   model=answers[0].model, version=version, usage=usage)
+                                   model=answers[0].model, version=version, usage=usage,
+                                   constrained=answers[0].constrained)
 
     async def read_label(row: dict) -> CoTRecord:
         if backend.kind == "tgi":

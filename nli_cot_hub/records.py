@@ -56,6 +56,9 @@ class CoTRecord(BaseModel):
     # The command that wrote the record (generate, reflect, judge, predict, rationales); None in
     # stores written before records carried it.
     stage: str | None = None
+    # Whether decoding was constrained to the answer's JSON schema (local engine); None: not known
+    # (remote backends, records written before this field existed).
+    constrained: bool | None = None
     created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
     @property

@@ -212,6 +212,41 @@ def test_local_backend_batches_concurrent_requests(embedded_model_path):
     assert alone.text == completions[1].text
 
 
+@pytest.mark.slow
+def test_local_backend_constrains_to_each_requests_schema(embedded_model_path):
+    """Concurrent requests with different schemas share a batch; each answer follows its own schema.
+    json_mode none turns constraining off."""
+    backend = LocalBackend(embedded_model_path, batch_size=4)
+    assert backend.json_support == "schema"
+    pair = ("A dog runs in a park.", "An animal is outside.")
+
+    async def go(chat):
+        try:
+            return await asyncio.gather(
+                chat.complete(prompts.reflect_messages(*pair, "No animal.", 0, 1), json_schema=prompts.reflect_schema(1),
+                              max_tokens=48),
+                chat.complete(prompts.cot_messages(*pair), json_schema=prompts.COT_SCHEMA, max_tokens=32))
+        finally:
+            await chat.aclose()
+
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # two threads on a busy 2-core machine crawl
+    try:
+        reflection, answer = asyncio.run(go(backend))
+        free = LocalBackend(embedded_model_path, json_mode="none")
+        free._engine = backend._engine  # the same loaded model
+        _, unconstrained = asyncio.run(go(free))
+    finally:
+        torch.set_num_threads(threads)
+    jsonschema.validate(json.loads(reflection.text), prompts.reflect_schema(1))
+    jsonschema.validate(json.loads(answer.text), prompts.COT_SCHEMA)
+    assert reflection.constrained and answer.constrained
+    assert free.json_support == "none"
+    assert unconstrained.constrained is False and unconstrained.text != answer.text
+
+
 def test_local_backend_gathers_more_requests_per_batch_on_a_gpu():
     # Nothing is loaded until the first request, so the defaults can be read without a model.
     assert LocalBackend("embedded", device="cuda")._batch_limit() == 64

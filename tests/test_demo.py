@@ -112,6 +112,10 @@ def test_demo_cot_stores_and_data_set(demo):
     assert [r.id for r in generated] == [str(i) for i in range(plan["rows"])]
     assert all(r.model == "embedded" and r.usage.completion_tokens > 0 for r in generated)
     assert all(r.raw_output or r.thought_process for r in generated)  # a failure keeps the model's text
+    # Decoded to the CoT schema, every generated answer parses (a label, and a thought unless cut short).
+    assert all(r.constrained and r.status != "failed" and r.predicted_label in (0, 1) for r in generated)
+    assert summary["parsing"]["generate"] == {"records": plan["rows"], "parsed": plan["rows"], "failed": 0,
+                                              "constrained": plan["rows"]}
     reflected = read_records(output / "cot" / "reflected.jsonl")
     assert 0 < len(reflected) <= plan["reflect_rows"] and all(r.source == "reflected" for r in reflected)
     assert len(read_records(output / "cot" / "judged.jsonl")) <= plan["judge_rows"]
@@ -146,6 +150,7 @@ def test_demo_adapter_predictions_submission_report(demo):
     for name in ("adapter", "base"):
         records = read_records(output / "predictions" / f"{name}.jsonl")
         assert len(records) == rows and all(r.label in (0, 1) for r in records)
+        assert all(r.constrained and r.predicted_label in (0, 1) for r in records)
     with open(output / "submission.csv", newline="") as handle:
         submission = list(csv.reader(handle))
     assert submission[0] == ["prediction"] and len(submission) == rows + 1
@@ -172,5 +177,6 @@ def test_demo_output_index_links_resolve(demo):
     for link in links:
         assert (output / link).exists(), link
     assert "| adapter |" in index and "| total |" in index
+    assert "## Answers parsed per stage" in index and "| predict (adapter) |" in index
     for label, path in summary["artifacts"].items():
         assert Path(path).exists() or (output.parent / path).exists(), label

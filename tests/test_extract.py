@@ -223,3 +223,12 @@ def test_answer_of_another_schema_keeps_its_fields():
         result = extract_answer(text)
         assert result.label is None
         assert result.fields == judgement
+
+
+def test_a_whole_json_answer_without_label_keeps_its_fields():
+    """A judgement (no label, no thought) is not an answer to parse for a label, but its fields
+    are returned so that the judge stage can check them."""
+    judgement = '{"analysis": "Clear steps.", "coherence": 4, "correctness": 5, "brevity": 3}'
+    result = extract_answer(judgement)
+    assert result.label is None and result.status == "failed"
+    assert result.fields == {"analysis": "Clear steps.", "coherence": 4, "correctness": 5, "brevity": 3}

@@ -447,3 +447,39 @@ def test_header_only_csv_and_folder_paths_are_one_line_errors(tmp_path):
         assert result.returncode == 2, (arguments, result.stderr)
         assert result.stderr.startswith("error: ") and result.stderr.strip().count("\n") == 0, result.stderr
         assert message in result.stderr
+
+
+@pytest.mark.slow
+def test_local_backend_constrains_every_stage_unless_told_not_to(tmp_path):
+    """local:embedded decodes each stage's answer to its schema: generated records parse, reflections
+    reach the gold label, judgements have their scores; --no-constrain stores the free text."""
+    from nli_cot_hub import prompts
+
+    cot, reflected, judged = tmp_path / "cot.jsonl", tmp_path / "reflected.jsonl", tmp_path / "judged.jsonl"
+    local = ["-b", "local:embedded", "--max-reasks", "0", "--no-progress"]
+    one_thread = {"OMP_NUM_THREADS": "1"}  # two torch threads on a busy 2-core machine crawl
+    nli_cot("generate", shared(TRIAL), "-o", cot, "--limit", 2, "--max-tokens", 32, *local, env=one_thread)
+    records = read_records(cot)
+    assert len(records) == 2
+    for record in records:
+        assert record.constrained is True and record.status == "ok" and record.predicted_label in (0, 1)
+    nli_cot("reflect", cot, "-o", reflected, "--all", "--limit", 1, "--max-tokens", 48, *local, env=one_thread)
+    (reflection,) = read_records(reflected)
+    assert reflection.constrained is True and reflection.predicted_label == reflection.label
+    nli_cot("judge", cot, "-o", judged, "--limit", 1, "--max-tokens", 64, *local, env=one_thread)
+    (judgement,) = read_records(judged)
+    verdict = judgement.judge
+    assert verdict["constrained"] is True and verdict["status"] == "ok" and verdict["analysis"]
+    assert all(verdict[score] in range(1, 6) for score in prompts.JUDGE_SCORES)
+
+    free = tmp_path / "free.jsonl"
+    nli_cot("generate", shared(TRIAL), "-o", free, "--limit", 1, "--max-tokens", 8, "--no-constrain", *local,
+            env=one_thread)
+    (record,) = read_records(free)
+    assert record.constrained is False and record.usage.completion_tokens <= 8
+
+    too_small = nli_cot("reflect", cot, "-o", tmp_path / "r2.jsonl", "--all", "--max-tokens", 10, *local,
+                        check=False, env=one_thread)
+    assert too_small.returncode == 1
+    assert "budget of 10 new tokens is too small for nli_reflection" in too_small.stderr
+    assert read_records(tmp_path / "r2.jsonl") == []

@@ -7,6 +7,7 @@ from nli_cot_hub import local_engine
 from nli_cot_hub.local_engine import (
     GPU_BATCH_SIZE, KV_MEMORY_SHARE, LocalEngine, adapter_base, cpu_cache_config, gpu_batch_size, kv_bytes_per_token,
 )
+from nli_cot_hub.prompts import COT_SCHEMA
 
 pytestmark = pytest.mark.slow
 
@@ -278,3 +279,120 @@ def test_engine_sizes_its_gpu_batch_from_the_prompts_it_gets(engine):
                                                    longest + 4) == 2
     finally:
         engine.auto_batch, engine.batch_size = False, 2
+
+
+# ------------------------------------------------------------ constrained decoding (JSON schema)
+
+def _dev_pairs():
+    import pandas as pd
+
+    from tests.conftest import shared
+
+    frame = pd.read_csv(shared("comp34812_nli/dev_jd0g.csv"))
+    return list(zip(frame["premise"], frame["hypothesis"], frame["label"]))
+
+
+DEV = None
+
+
+def _stage_prompt(stage: str, premise: str, hypothesis: str, label: int):
+    """The stage's real prompt and schema for one pair."""
+    from nli_cot_hub import prompts
+
+    if stage == "finetune":
+        return prompt_messages(premise, hypothesis), prompts.COT_SCHEMA
+    if stage == "cot":
+        return prompts.cot_messages(premise, hypothesis), prompts.COT_SCHEMA
+    if stage == "reflect":
+        return (prompts.reflect_messages(premise, hypothesis, "1. Premise: ... 3. So the label is wrong.",
+                                         1 - label, label), prompts.reflect_schema(label))
+    return prompts.judge_messages(premise, hypothesis, "1. Premise: a fact. 2. Hypothesis: a claim.", label,
+                                  label), prompts.JUDGE_SCHEMA
+
+
+def test_constrained_answers_validate_on_real_pairs_and_budgets(engine):
+    """Property test: real dev pairs, every stage's prompt and schema, token budgets from the
+    smallest the schema allows (too small for a long thought) up: each answer is valid JSON of its
+    schema, in json.dumps' layout, within the budget, with labels from the label set."""
+    import jsonschema
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    global DEV
+    DEV = DEV or _dev_pairs()
+
+    @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(rows=st.lists(st.integers(min_value=0, max_value=len(DEV) - 1), min_size=1, max_size=3),
+           stage=st.sampled_from(["finetune", "cot", "reflect", "judge"]),
+           extra=st.integers(min_value=0, max_value=24))
+    def check(rows, stage, extra):
+        built = [_stage_prompt(stage, *DEV[row]) for row in rows]
+        schemas = [schema for _, schema in built]
+        budget = max(engine.compiled_schemas(schemas, len(schemas))[i].reserve for i in range(len(rows))) + extra
+        generations = engine.generate([messages for messages, _ in built], max_new_tokens=budget,
+                                      json_schema=schemas)
+        for row, schema, (generation,) in zip(rows, schemas, generations):
+            value = json.loads(generation.text)
+            jsonschema.validate(value, schema)
+            assert generation.text == json.dumps(value, ensure_ascii=False)
+            assert generation.constrained and generation.completion_tokens <= budget
+            if "predicted_label" in value:
+                assert value["predicted_label"] in (0, 1)
+            if stage == "reflect":
+                assert value["predicted_label"] == DEV[row][2]
+
+    check()
+
+
+def test_reflection_schema_forces_each_rows_label(engine):
+    """One batch, two rows with opposite correct labels: each gets its own label."""
+    from nli_cot_hub.prompts import reflect_messages, reflect_schema
+
+    conversations = [reflect_messages(p, h, "They say the same thing.", 1, 0) for p, h in PAIRS[:2]]
+    conversations[1] = reflect_messages(*PAIRS[1], "They contradict.", 0, 1)
+    generations = engine.generate(conversations, max_new_tokens=60, json_schema=[reflect_schema(0), reflect_schema(1)])
+    assert [json.loads(g[0].text)["predicted_label"] for g in generations] == [0, 1]
+
+
+def test_unconstrained_generation_is_plain_generate(engine):
+    """Without a schema the engine is transformers' generate as before: same greedy text as calling
+    the model directly, and the same with a list of None schemas."""
+    import torch
+
+    conversations = _conversations()[:1]
+    plain = engine.generate(conversations, max_new_tokens=24)[0][0]
+    assert not plain.constrained
+    assert engine.generate(conversations, max_new_tokens=24, json_schema=[None])[0][0].text == plain.text
+    ids = torch.tensor(engine.encode(conversations))
+    with torch.inference_mode():
+        direct = engine.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=24,
+                                       do_sample=False, eos_token_id=engine.eos_ids,
+                                       pad_token_id=engine.tokenizer.pad_token_id)
+    assert engine.tokenizer.decode(direct[0, ids.shape[1]:], skip_special_tokens=True).strip() == plain.text
+    constrained = engine.generate(conversations, max_new_tokens=40, json_schema=COT_SCHEMA)[0][0]
+    assert constrained.text.startswith('{"thought_process": "') and constrained.text != plain.text
+
+
+def test_sampled_constrained_answers_validate(engine):
+    import jsonschema
+
+    generations = engine.generate(_conversations()[:2], max_new_tokens=40, temperature=1.0, top_p=0.9,
+                                  num_samples=2, seed=3, json_schema=COT_SCHEMA)
+    for samples in generations:
+        for sample in samples:
+            jsonschema.validate(json.loads(sample.text), COT_SCHEMA)
+
+
+def test_schema_errors_are_clear(engine):
+    from nli_cot_hub.constrained import SchemaError
+
+    with pytest.raises(SchemaError, match="too small"):
+        engine.generate(_conversations()[:1], max_new_tokens=5, json_schema=COT_SCHEMA)
+    with pytest.raises(ValueError, match="2 JSON schemas for 1 conversations"):
+        engine.generate(_conversations()[:1], max_new_tokens=30, json_schema=[COT_SCHEMA, COT_SCHEMA])
+    engine.mode = "continuous"
+    try:
+        with pytest.raises(ValueError, match="continuous batching cannot constrain"):
+            engine.generate(_conversations()[:1], max_new_tokens=30, json_schema=COT_SCHEMA)
+    finally:
+        engine.mode = "padded"

@@ -1,4 +1,5 @@
 import csv
+import json
 
 import pandas as pd
 import pytest
@@ -99,8 +100,10 @@ def test_cli_predicts_30_trial_rows_resumably(tmp_path):
     pairs = load_pairs(data, require_labels=False).iloc[:30]
     assert set(records) == set(pairs["id"])
     for record in records.values():
-        assert record.predicted_label in (0, 1) or (record.status == "failed" and record.error)
-        assert record.raw_output is not None and record.usage.completion_tokens <= 48
+        # Constrained decoding (the default): every answer is the answer schema's JSON.
+        assert record.constrained is True and record.status == "ok" and record.predicted_label in (0, 1)
+        assert json.loads(record.raw_output)["predicted_label"] == record.predicted_label
+        assert record.usage.completion_tokens <= 48
         assert record.label is not None and record.model == "embedded" and record.prompt_version == "ft-v1"
     predictions = _submission(submission)
     assert len(predictions) == 30
@@ -114,7 +117,7 @@ def test_cli_predicts_30_trial_rows_resumably(tmp_path):
 
 @pytest.mark.slow
 def test_local_self_consistency_keeps_every_vote(embedded_model_path, tmp_path):
-    config = PredictConfig(max_new_tokens=8, temperature=0.9, num_samples=3, seed=0, batch_size=3)
+    config = PredictConfig(max_new_tokens=30, temperature=0.9, num_samples=3, seed=0, batch_size=3)
     import torch
 
     threads = torch.get_num_threads()
@@ -127,9 +130,52 @@ def test_local_self_consistency_keeps_every_vote(embedded_model_path, tmp_path):
     records = read_records(tmp_path / "sc.jsonl")
     _check_remote_records(records, samples=3)
     for record in records:
+        assert None not in record.votes and record.constrained  # every constrained sample has a label
         expected_share = max(record.votes.count(0), record.votes.count(1)) / 3
         assert record.vote_share == pytest.approx(expected_share, abs=1e-4)
         assert record.model == embedded_model_path
+
+
+@pytest.mark.slow
+def test_no_constrain_turns_constrained_decoding_off(embedded_model_path, tmp_path):
+    """--no-constrain: the stored answer is the model's free text, exactly what the engine writes
+    without a schema; by default the same rows come back as schema JSON."""
+    import torch
+
+    from nli_cot_hub.chat_format import prompt_messages
+    from nli_cot_hub.local_engine import LocalEngine
+
+    data = shared(TRIAL)
+    threads = torch.get_num_threads()
+    common = ["predict", str(data), "--model", embedded_model_path, "--limit", "2", "--max-new-tokens", "24",
+              "--threads", "1", "--no-progress"]
+    try:
+        free = CliRunner().invoke(build_app(), common + ["-o", str(tmp_path / "free.jsonl"), "--no-constrain"])
+        assert free.exit_code == 0, free.output
+        constrained = CliRunner().invoke(build_app(), common + ["-o", str(tmp_path / "json.jsonl")])
+        assert constrained.exit_code == 0, constrained.output
+        pairs = load_pairs(data, require_labels=False).iloc[:2]
+        engine = LocalEngine(embedded_model_path, progress=False)
+        plain = engine.generate([prompt_messages(p, h) for p, h in zip(pairs["premise"], pairs["hypothesis"])],
+                                max_new_tokens=24)
+    finally:
+        torch.set_num_threads(threads)
+    free_records = {r.id: r for r in read_records(tmp_path / "free.jsonl")}
+    for row_id, (generation,) in zip(pairs["id"], plain):
+        assert free_records[row_id].constrained is False
+        assert free_records[row_id].raw_output == generation.text
+    for record in read_records(tmp_path / "json.jsonl"):
+        assert record.constrained is True and record.raw_output.startswith('{"thought_process": "')
+    assert {r.raw_output for r in free_records.values()}.isdisjoint(
+        {r.raw_output for r in read_records(tmp_path / "json.jsonl")})
+
+
+def test_cli_refuses_continuous_batching_with_a_schema(tmp_path):
+    result = CliRunner().invoke(build_app(), ["predict", str(shared(TRIAL)), "-o", str(tmp_path / "p.jsonl"),
+                                              "--engine-mode", "continuous"])
+    assert result.exit_code == 2
+    assert "--no-constrain" in " ".join(result.output.split())
+    assert not (tmp_path / "p.jsonl").exists()
 
 
 # ---------------------------------------------------------------- remote backends against real servers

@@ -129,9 +129,11 @@ def test_readout_on_an_answer_first_adapter_agrees_with_greedy_generation(answer
         assert record.predicted_label == records[record.id].predicted_label
         assert record.raw_output.startswith(f'{{"predicted_label": {record.predicted_label}, "explanation": ')
     generated = tmp_path / "generated.jsonl"
+    # (24 tokens: decoding constrained to the label_first schema needs room to close even an empty answer)
     predict(pairs.iloc[:2], generated, model=str(answer_first_adapter), progress=False, engine_options=options,
-            config=PredictConfig(max_new_tokens=12))
+            config=PredictConfig(max_new_tokens=24))
     assert all(r.prompt_version == "ft-v1/label_first" and r.p_label_1 is None for r in read_records(generated))
+    assert all(r.constrained and r.predicted_label in (0, 1) for r in read_records(generated))
 
 
 @pytest.mark.slow
@@ -206,7 +208,7 @@ def test_multitask_explains_on_demand_with_its_explain_task(answer_first_adapter
         plain, explained = tmp_path / f"{readout}.jsonl", tmp_path / f"{readout}_explained.jsonl"
         for output, explain in ((plain, False), (explained, True)):
             predict(pairs, output, model=str(adapter), progress=False, engine_options=options,
-                    config=PredictConfig(readout=readout, explain=explain, max_new_tokens=10))
+                    config=PredictConfig(readout=readout, explain=explain, max_new_tokens=24))  # room to close a constrained answer
         without, with_rationale = read_records(plain), read_records(explained)
         assert all(r.prompt_version == "ft-v1/multitask" for r in without + with_rationale)
         # The [label] task alone carries no rationale; --explain asks the [explain] task for one.

@@ -181,3 +181,16 @@ def test_a_folder_is_not_a_store(tmp_path):
         read_records(tmp_path)
     with pytest.raises(FileNotFoundError, match="absent.jsonl"):
         read_input_records(tmp_path / "absent.jsonl")
+
+
+def test_records_written_before_the_constrained_field_still_load(tmp_path):
+    """Stores from before `constrained` existed load with it unknown (None); new records keep it."""
+    old = {"id": "a", "premise": "P.", "hypothesis": "H.", "label": 1, "thought_process": "t", "predicted_label": 1,
+           "status": "ok", "created_at": "2025-01-01T00:00:00+00:00"}
+    path = tmp_path / "old.jsonl"
+    path.write_text(json.dumps(old) + "\n")
+    (record,) = read_records(path)
+    assert record.constrained is None
+    with RecordStore(path) as store:
+        store.append(CoTRecord(id="b", premise="P.", hypothesis="H.", constrained=True))
+    assert [r.constrained for r in read_records(path)] == [None, True]

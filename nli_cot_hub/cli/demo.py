@@ -43,7 +43,9 @@ def demo(
     from rich.console import Console
     from rich.table import Table
 
-    from nli_cot_hub.demo import METRIC_COLUMNS, DemoPlan, default_data_root, metric_rows, run_demo, shown
+    from nli_cot_hub.demo import (
+        METRIC_COLUMNS, PARSE_COLUMNS, DemoPlan, default_data_root, metric_rows, parse_rows, run_demo, shown,
+    )
 
     if threads:
         import torch
@@ -62,6 +64,12 @@ def demo(
     for label, path in summary["artifacts"].items():
         artifacts.add_row(label, shown(path))
     console.print(artifacts)
+    parsing = Table(title="answers parsed per stage")
+    for title in ("stage", *PARSE_COLUMNS):
+        parsing.add_column(title)
+    for row in parse_rows(summary):
+        parsing.add_row(*row)
+    console.print(parsing)
     metrics = Table(title=f"evaluation on {plan.eval_rows} coursework dev rows")
     for title in ("model", *(title for _, title in METRIC_COLUMNS)):
         metrics.add_column(title)

@@ -44,6 +44,9 @@ SystemRole = Annotated[str, typer.Option(
     "--system-role", help="Endpoints that apply their own chat template (mistral, openai, llamacpp): keep the "
     "system message, fold it into the user turn, or auto (fold when the served model's tokenizer, readable "
     "offline, cannot take a system message as it is).")]
+Constrain = Annotated[bool, typer.Option(
+    "--constrain/--no-constrain", help="Constrain answers to the stage's JSON schema where the backend can "
+    "(local: constrained decoding; servers: as --json-mode says). --no-constrain asks for JSON in the prompt only.")]
 RetryFailed = Annotated[bool, typer.Option("--retry-failed", help="Drop stored failures first and try them again.")]
 Prices = Annotated[Optional[str], typer.Option(help="YAML of USD per million tokens per model (default: shipped list prices).")]
 Limit = Annotated[Optional[int], typer.Option(min=1, help="Only the first N rows (after --sample).")]
@@ -60,13 +63,15 @@ def _engine_config(concurrency, rpm, tpm, max_retries, max_reasks, timeout, temp
                         temperature=temperature, max_tokens=max_tokens, seed=gen_seed)
 
 
-def _backend(spec: str, json_mode: str, timeout: float, system_role: str = "auto"):
+def _backend(spec: str, json_mode: str, timeout: float, system_role: str = "auto", constrain: bool = True):
     from nli_cot_hub.backends import make_backend
 
     if json_mode not in ("auto", "schema", "object", "none"):
         raise typer.BadParameter(f"--json-mode must be auto, schema, object or none, not {json_mode!r}")
     if system_role not in ("auto", "keep", "fold"):
         raise typer.BadParameter(f"must be auto, keep or fold, not {system_role!r}", param_hint="--system-role")
+    if not constrain:
+        json_mode = "none"
     try:
         return make_backend(spec, timeout_s=timeout, json_mode=json_mode,  # type: ignore[arg-type]
                             system_role=system_role)
@@ -134,6 +139,7 @@ def register(app: typer.Typer) -> None:
         gen_seed: GenSeed = None,
         json_mode: JsonMode = "auto",
         system_role: SystemRole = "auto",
+        constrain: Constrain = True,
         retry_failed: RetryFailed = False,
         prices: Prices = None,
         progress: Progress = True,
@@ -152,7 +158,7 @@ def register(app: typer.Typer) -> None:
         columns, mapping = columns_and_labels(premise_col, hypothesis_col, label_col, id_col, labels, three_class, label_map)
         pairs = load_pairs(data, columns=columns, labels=mapping, require_labels=not unlabeled, config=config, split=split)
         timeout = _timeout(backend, timeout)
-        chat = _backend(backend, json_mode, timeout, system_role)
+        chat = _backend(backend, json_mode, timeout, system_role, constrain)
         engine_config = _engine_config(concurrency, rpm, tpm, max_retries, max_reasks, timeout, temperature,
                                        max_tokens, gen_seed)
         result = _run(stage.generate(pairs, output, chat, engine_config, limit=limit, sample=sample, seed=seed,
@@ -181,6 +187,7 @@ def register(app: typer.Typer) -> None:
         gen_seed: GenSeed = None,
         json_mode: JsonMode = "auto",
         system_role: SystemRole = "auto",
+        constrain: Constrain = True,
         retry_failed: RetryFailed = False,
         prices: Prices = None,
         progress: Progress = True,
@@ -197,7 +204,7 @@ def register(app: typer.Typer) -> None:
 
         refuse_input_as_output(output, [records], "--output")
         timeout = _timeout(backend, timeout)
-        chat = _backend(backend, json_mode, timeout, system_role)
+        chat = _backend(backend, json_mode, timeout, system_role, constrain)
         engine_config = _engine_config(concurrency, rpm, tpm, max_retries, max_reasks, timeout, temperature,
                                        max_tokens, gen_seed)
         result = _run(stage.reflect(records, output, chat, engine_config, include_correct=include_correct,
@@ -225,6 +232,7 @@ def register(app: typer.Typer) -> None:
         gen_seed: GenSeed = None,
         json_mode: JsonMode = "auto",
         system_role: SystemRole = "auto",
+        constrain: Constrain = True,
         retry_failed: RetryFailed = False,
         prices: Prices = None,
         progress: Progress = True,
@@ -240,7 +248,7 @@ def register(app: typer.Typer) -> None:
 
         refuse_input_as_output(output, [records], "--output")
         timeout = _timeout(backend, timeout)
-        chat = _backend(backend, json_mode, timeout, system_role)
+        chat = _backend(backend, json_mode, timeout, system_role, constrain)
         engine_config = _engine_config(concurrency, rpm, tpm, max_retries, max_reasks, timeout, temperature,
                                        max_tokens, gen_seed)
         result = _run(stage.judge(records, output, chat, engine_config, limit=limit, sample=sample, seed=seed,

@@ -39,6 +39,7 @@ def register(app: typer.Typer) -> None:
         engine_mode: Annotated[str, typer.Option(help="Local engine: padded (generate on padded batches) or continuous (continuous batching).")] = "padded",
         cache: Annotated[Optional[str], typer.Option(help="Local engine: generate's cache_implementation, e.g. static (GPU).")] = None,
         threads: Annotated[Optional[int], typer.Option(min=1, help="Local engine: CPU threads for torch.")] = None,
+        constrain: Annotated[bool, typer.Option("--constrain/--no-constrain", help="Constrain each answer to the answer's JSON schema (local engine: constrained decoding, padded mode only; servers: the schema is sent). --no-constrain asks for JSON in the prompt only.")] = True,
         concurrency: Annotated[int, typer.Option(min=1, help="Remote backends: requests in flight.")] = 8,
         max_retries: Annotated[int, typer.Option(min=0, help="Remote backends: retries on 429/5xx/timeouts.")] = 6,
         max_reasks: Annotated[int, typer.Option(min=0, help="Remote backends: re-asks after an unusable answer (0: score the first answer).")] = 0,
@@ -71,6 +72,7 @@ def register(app: typer.Typer) -> None:
         """
         from rich.console import Console
 
+        from nli_cot_hub.constrained import SchemaError
         from nli_cot_hub.data import load_pairs
         from nli_cot_hub.predict import (
             FALLBACKS, PredictConfig, ReadoutUnsupported, predict, write_stats, write_submission,
@@ -89,9 +91,13 @@ def register(app: typer.Typer) -> None:
                                      num_samples=num_samples, seed=gen_seed, batch_size=batch_size,
                                      concurrency=concurrency, max_retries=max_retries, max_reasks=max_reasks,
                                      timeout_s=timeout, system_role=system_role, completion_format=completion_format,
-                                     readout=readout, explain=explain, thoughts_from=thoughts_from)
+                                     readout=readout, explain=explain, thoughts_from=thoughts_from,
+                                     constrain=constrain)
         except ValueError as error:
             raise typer.BadParameter(str(error)) from None
+        if constrain and engine_mode == "continuous" and backend.split(":", 1)[0] == "local":
+            raise typer.BadParameter("continuous batching cannot constrain answers to a JSON schema: "
+                                     "use --engine-mode padded or add --no-constrain", param_hint="--engine-mode")
         options = {"dtype": dtype, "mode": engine_mode, "cache": cache, "threads": threads}
         console = Console(stderr=True, soft_wrap=True)
         try:
@@ -102,6 +108,9 @@ def register(app: typer.Typer) -> None:
             print(f"error: {error}", file=sys.stderr)
             raise typer.Exit(1) from None
         except ReadoutUnsupported as error:
+            print(f"error: {error}", file=sys.stderr)
+            raise typer.Exit(2) from None
+        except SchemaError as error:
             print(f"error: {error}", file=sys.stderr)
             raise typer.Exit(2) from None
         console.print(f"predict: {result.written} written {result.by_status or {}} in {result.seconds:.1f} s "
