@@ -28,6 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 MARK = re.compile(r"<!--\s*docs-test(?::\s*(?P<kind>[\w-]+))?\s*-->\s*\n```[\w-]*\n(?P<body>.*?)```", re.S)
 FENCE = re.compile(r"```(?P<lang>[\w-]*)\n(?P<body>.*?)```", re.S)
+README_SCRATCH = "/tmp/nli-cot"
 # Outputs of earlier local runs, never linked into the scratch checkout.
 NOT_LINKED = {".git", "build", "demo_output", "outputs", "evaluation", ".pytest_cache", ".hypothesis"}
 COMMAND_TIMEOUT_S = 1800  # the quick demo takes ~2-3 min on 2 idle cores; much longer on a loaded machine
@@ -168,6 +169,11 @@ def make_checkout(root: Path, shared_data: Path) -> Path:
 def readme_run(tmp_path_factory) -> ReadmeRun:
     from tests.conftest import SHARED_DATA
 
+    import shutil
+
+    # The README's examples write to /tmp/nli-cot; a store left there by an earlier run would be resumed
+    # (its records kept as they were) instead of written by the code under test.
+    shutil.rmtree(README_SCRATCH, ignore_errors=True)
     root = tmp_path_factory.mktemp("readme")
     make_checkout(root, SHARED_DATA)
     return ReadmeRun(root, marked_blocks())
