@@ -14,6 +14,7 @@ McNemar's test against the classic baseline on the rows both predicted
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 from pathlib import Path
 
@@ -22,6 +23,12 @@ from experiments.run import RUNS, SCORED_VIEWS, evaluate, write_report
 
 DEFAULT_OUTPUT = REPO / "docs" / "RESULTS.md"
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+
+
+def markers(block: str = "results") -> tuple[str, str]:
+    """The markers of one written block of the results file: runs made at different times can be kept in
+    blocks of their own, so summarising new runs never drops older ones whose predictions are gone."""
+    return f"<!-- {block}:begin -->", f"<!-- {block}:end -->"
 VIEW_TITLES = {
     "dev": "Coursework dev, held out (`dev_jd0g.csv` minus every training pair)",
     "mnli_hard": "MNLI hard (matched + mismatched sample), COMP34812 labels: neutral -> 1",
@@ -47,13 +54,15 @@ def gold_labels(view: str, work: Path) -> dict[str, int] | None:
     return dict(zip(pairs["id"].astype(str), pairs["label"].astype(int)))
 
 
-def collect(results: Path, work: Path, include_smoke: bool = False) -> dict[str, dict]:
+def collect(results: Path, work: Path, include_smoke: bool = False, pattern: str | None = None) -> dict[str, dict]:
     """Every run with predictions, evaluated (here if it was not yet); returns run -> metrics.json.
     Smoke runs (`run.py --smoke`: a few rows, two training steps) are path checks, not results: left out
     unless asked for, and then marked."""
     runs = {}
     others = sorted(p.name for p in results.iterdir() if p.is_dir() and p.name not in RUNS) if results.is_dir() else []
     for name in [*RUNS, *others]:
+        if pattern and not fnmatch.fnmatch(name, pattern):
+            continue
         folder = results / name
         if not (folder / "metrics.json").exists() or not list(folder.glob("predictions_*.jsonl")):
             continue
@@ -260,9 +269,11 @@ def _number(value, digits: int = 4) -> str:
 
 
 def render(runs: dict[str, dict], tables: dict[str, list[dict]], plot: Path | None, output: Path, baseline: str,
-           pairs: dict[tuple[str, str], float] | None = None, formats: dict[str, list[dict]] | None = None) -> str:
+           pairs: dict[tuple[str, str], float] | None = None, formats: dict[str, list[dict]] | None = None,
+           block: str = "results") -> str:
+    begin, end = markers(block)
     cards = sorted({f"{r['environment']['card']}" for r in runs.values()})
-    lines = [BEGIN, "", "_Written by `python -m experiments.summarise` from the runs in `experiments/results/`; "
+    lines = [begin, "", "_Written by `python -m experiments.summarise` from the runs in `experiments/results/`; "
              "do not edit between the markers._", "",
              f"Runs: {len(runs)} ({', '.join(runs)}). Cards: {', '.join(cards)}. Model: SmolLM2-135M-Instruct "
              "(the embedded model) + LoRA; classic baseline: TF-IDF + logistic regression.", ""]
@@ -307,22 +318,26 @@ def render(runs: dict[str, dict], tables: dict[str, list[dict]], plot: Path | No
     if plot is not None:
         lines += [f"![accuracy by thought length]({plot.relative_to(output.parent).as_posix()})", ""]
     lines += ["Per-run details (commands, wall times, training summary, confusion matrices, worst errors): "
-              "`experiments/results/<run>/report.md`.", "", END]
+              "`experiments/results/<run>/report.md`.", "", end]
     return "\n".join(lines)
 
 
-def write_results(output: Path, block: str) -> Path:
-    text = output.read_text(encoding="utf-8") if output.exists() else f"# Results\n\n{BEGIN}\n{END}\n"
-    if BEGIN not in text or END not in text:
-        raise SystemExit(f"error: {output}: the markers {BEGIN} / {END} are missing")
-    head, rest = text.split(BEGIN, 1)
-    tail = rest.split(END, 1)[1]
+def write_results(output: Path, block: str, name: str = "results") -> Path:
+    begin, end = markers(name)
+    text = output.read_text(encoding="utf-8") if output.exists() else "# Results\n"
+    if begin not in text and end not in text:  # a new block goes at the end of the file
+        text = text.rstrip("\n") + f"\n\n{begin}\n{end}\n"
+    if begin not in text or end not in text:
+        raise SystemExit(f"error: {output}: one of the markers {begin} / {end} is missing")
+    head, rest = text.split(begin, 1)
+    tail = rest.split(end, 1)[1]
     output.write_text(head + block + tail, encoding="utf-8")
     return output
 
 
-def summarise(results: Path, work: Path, output: Path, baseline: str = "tfidf", include_smoke: bool = False) -> dict:
-    runs = collect(results, work, include_smoke)
+def summarise(results: Path, work: Path, output: Path, baseline: str = "tfidf", include_smoke: bool = False,
+              pattern: str | None = None, block: str = "results") -> dict:
+    runs = collect(results, work, include_smoke, pattern)
     if not runs:
         raise SystemExit(f"error: no runs with predictions under {results} (--smoke runs count only with --include-smoke)")
     tables, pairs = {}, None
@@ -332,8 +347,8 @@ def summarise(results: Path, work: Path, output: Path, baseline: str = "tfidf", 
         if view == "dev":
             pairs = pairwise(models, gold)
     formats = {view: format_rows(view, runs, results, work) for view in FORMAT_VIEWS}
-    plot = plot_lengths(runs, results, output.parent / "results_thought_length.png")
-    write_results(output, render(runs, tables, plot, output, baseline, pairs, formats))
+    plot = plot_lengths(runs, results, output.parent / f"{block}_thought_length.png")
+    write_results(output, render(runs, tables, plot, output, baseline, pairs, formats, block), block)
     return {"runs": list(runs), "tables": tables, "pairs": pairs, "formats": formats,
             "plot": str(plot) if plot else None}
 
@@ -345,8 +360,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="Markdown file to fill in (default docs/RESULTS.md).")
     parser.add_argument("--baseline", default="tfidf", help="Run that McNemar's test compares against.")
     parser.add_argument("--include-smoke", action="store_true", help="Also list --smoke runs (marked as such).")
+    parser.add_argument("--runs", default=None, metavar="PATTERN",
+                        help="Only the runs whose folder name matches this shell pattern (e.g. 'fmt-*').")
+    parser.add_argument("--block", default="results",
+                        help="Name of the marked block to write (<!-- NAME:begin --> ... <!-- NAME:end -->; added at "
+                             "the end of the file when missing); its plot is NAME_thought_length.png.")
     args = parser.parse_args(argv)
-    summary = summarise(args.results, args.work, args.output, args.baseline, args.include_smoke)
+    summary = summarise(args.results, args.work, args.output, args.baseline, args.include_smoke, args.runs, args.block)
     print(f"summarised {len(summary['runs'])} runs into {args.output}" + (f"; plot {summary['plot']}" if summary["plot"] else ""))
 
 

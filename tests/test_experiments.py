@@ -334,3 +334,26 @@ def test_summarise_tables_the_formats_over_seeds_against_label_only(work, tmp_pa
     assert "### Completion formats: Coursework dev" in text and "| thought_first | fmt-thought-first | logprob |" in text
     # the weight choice: best generated accuracy, the smaller weight on a tie
     assert choose({1.0: {"generate": 0.6}, 3.0: {"generate": 0.7}, 10.0: {"generate": 0.7}}) == 3.0
+
+
+def test_a_named_block_summarises_only_its_runs_and_keeps_the_others(tmp_path):
+    """Runs made later go to a block of their own: the older block, whose predictions may be gone, stays."""
+    from experiments import common, summarise
+
+    results = tmp_path / "results"
+    for run in ("fmt-label-only-s42", "label-only"):
+        (results / run).mkdir(parents=True)
+        (results / run / "predictions_dev.jsonl").write_text("")
+        common.write_json(results / run / "metrics.json", {"run": run, "sets": {"dev": {"accuracy": 0.5}}})
+    assert list(summarise.collect(results, tmp_path, pattern="fmt-*")) == ["fmt-label-only-s42"]
+    assert set(summarise.collect(results, tmp_path)) == {"fmt-label-only-s42", "label-only"}
+
+    output = tmp_path / "RESULTS.md"
+    output.write_text(f"# R\n\n{summarise.BEGIN}\nolder runs\n{summarise.END}\n\n## Reading\nkept by hand\n")
+    begin, end = summarise.markers("formats")
+    summarise.write_results(output, f"{begin}\nnew\n{end}", "formats")
+    summarise.write_results(output, f"{begin}\nnewer\n{end}", "formats")
+    text = output.read_text()
+    assert "older runs" in text and "kept by hand" in text
+    assert text.count(begin) == 1 and "newer" in text and "\nnew\n" not in text
+    assert text.index("kept by hand") < text.index(begin)

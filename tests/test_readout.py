@@ -153,6 +153,11 @@ def test_cli_logprob_readout_on_thought_first_generates_then_reads_every_label(t
     assert all(r.prompt_version == "ft-v1" for r in records)
     speed = json.loads(stats.read_text())
     assert speed["written"] == 3 and speed["examples_per_second"] > 0
+    again = subprocess.run([sys.executable, "-m", "nli_cot_hub", "predict", str(shared(TRIAL)), "--limit", "3",
+                            "--readout", "logprob", "--max-new-tokens", "16", "--threads", "1", "-o", str(output),
+                            "--stats", str(stats), "--no-progress"], capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "0 written" in again.stderr + again.stdout
+    assert json.loads(stats.read_text()) == speed  # a rerun with nothing to do keeps the measured speed
     bad = subprocess.run([sys.executable, "-m", "nli_cot_hub", "predict", str(shared(TRIAL)), "--limit", "1",
                           "--readout", "logprob", "--prompt", "cot", "-o", str(tmp_path / "x.jsonl")],
                          capture_output=True, text=True, timeout=300)

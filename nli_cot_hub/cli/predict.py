@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -117,7 +118,8 @@ def register(app: typer.Typer) -> None:
                       f"({result.examples_per_second or 0:.1f} examples/s after {result.load_seconds:.1f} s of "
                       f"loading); {result.already_done} already in {output}"
                       + (f"; {result.dropped_failed} earlier failures retried" if result.dropped_failed else ""))
-        if stats:
+        # A rerun that finds every row done measured nothing: the speed of the run that did the work stays.
+        if stats and (result.written or not Path(stats).exists()):
             write_stats(stats, result)
         if submission:
             rows = pairs if limit is None else pairs.iloc[:limit]
