@@ -217,10 +217,12 @@ def answer_schema_for(prompt: str, completion_format: str) -> dict:
     return COT_SCHEMA if prompt == "cot" or completion_format == "thought_first" else answer_schema(completion_format)
 
 
-def _predict_local(rows, store, result, *, model, adapter, merge, config, progress, engine_options) -> None:
-    from nli_cot_hub.local_engine import LocalEngine
-
+def _load_engine(model, adapter, merge, config, progress, engine_options, result):
+    """The local engine (its loading time kept apart from the prediction's), the records' model name, the
+    completion format and the prompt version."""
     import time
+
+    from nli_cot_hub.local_engine import LocalEngine
 
     started = time.monotonic()
     engine = LocalEngine(model, adapter, merge=merge, batch_size=config.batch_size, progress=progress,
@@ -228,7 +230,12 @@ def _predict_local(rows, store, result, *, model, adapter, merge, config, progre
     result.load_seconds = time.monotonic() - started
     name = engine.model_name + (f"+{engine.adapter}" if engine.adapter else "")
     completion_format = config.completion_format or "thought_first"
-    version = prompt_version(config.prompt, completion_format)
+    return engine, name, completion_format, prompt_version(config.prompt, completion_format)
+
+
+def _predict_local(rows, store, result, *, model, adapter, merge, config, progress, engine_options) -> None:
+    engine, name, completion_format, version = _load_engine(model, adapter, merge, config, progress,
+                                                            engine_options, result)
     conversations = [messages_for(row["premise"], row["hypothesis"], config.prompt, completion_format)
                      for row in rows]
     explain_on_demand = config.explain and completion_format == "multitask" and config.prompt == "finetune"
@@ -282,18 +289,10 @@ def _predict_local_logprob(rows, store, result, *, model, adapter, merge, config
     from tqdm.auto import tqdm
 
     from nli_cot_hub.formats import explanation_prefix
-    from nli_cot_hub.local_engine import LocalEngine
     from nli_cot_hub.readout import continue_texts, label_split, score_labels
 
-    import time
-
-    started = time.monotonic()
-    engine = LocalEngine(model, adapter, merge=merge, batch_size=config.batch_size, progress=False,
-                         **engine_options)
-    result.load_seconds = time.monotonic() - started
-    name = engine.model_name + (f"+{engine.adapter}" if engine.adapter else "")
-    completion_format = config.completion_format or "thought_first"
-    version = prompt_version(config.prompt, completion_format)
+    engine, name, completion_format, version = _load_engine(model, adapter, merge, config, False,
+                                                            engine_options, result)
     earlier = earlier_thoughts(config.thoughts_from, rows)
     chunk = engine.batch_size * 4
     with tqdm(total=len(rows), desc="log-prob read-out", unit="pair", disable=not progress) as bar:

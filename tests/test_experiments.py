@@ -99,19 +99,25 @@ def author_predictions(folder, rows: int):
     return [r.model_copy(update={"id": r.id.removeprefix("dev-")}) for r in records]
 
 
-def test_tfidf_baseline_and_summariser_end_to_end(work, tmp_path):
-    from experiments import summarise, tfidf_baseline
-    from nli_cot_hub.report import mcnemar
-    from nli_cot_hub.store import RecordStore
-
-    folder, _ = work
+def held_out_split(folder):
+    """The author's 60 first predictions as held-out rows, and 400 seeded training pairs that are none of them."""
     author = author_predictions(folder, 60)
     held = pd.DataFrame({"id": [r.id for r in author], "premise": [r.premise for r in author],
                          "hypothesis": [r.hypothesis for r in author], "label": [r.label for r in author]})
     held_keys = {pair_key(p, h) for p, h in zip(held["premise"], held["hypothesis"])}
     pairs = pd.read_csv(folder / common.PAIRS, dtype={"id": str}, keep_default_na=False)
     train = pairs[[pair_key(p, h) not in held_keys for p, h in zip(pairs["premise"], pairs["hypothesis"])]]
-    train.sample(n=400, random_state=0).to_csv(tmp_path / "train.csv", index=False)
+    return author, held, train.sample(n=400, random_state=0)
+
+
+def test_tfidf_baseline_and_summariser_end_to_end(work, tmp_path):
+    from experiments import summarise, tfidf_baseline
+    from nli_cot_hub.report import mcnemar
+    from nli_cot_hub.store import RecordStore
+
+    folder, _ = work
+    author, held, train = held_out_split(folder)
+    train.to_csv(tmp_path / "train.csv", index=False)
     held.to_csv(tmp_path / "held.csv", index=False)
 
     results = tmp_path / "results"
@@ -279,13 +285,7 @@ def test_summarise_tables_the_formats_over_seeds_against_label_only(work, tmp_pa
     from nli_cot_hub.store import RecordStore
 
     folder, _ = work
-    author = author_predictions(folder, 60)
-    held = pd.DataFrame({"id": [r.id for r in author], "premise": [r.premise for r in author],
-                         "hypothesis": [r.hypothesis for r in author], "label": [r.label for r in author]})
-    held_keys = {pair_key(p, h) for p, h in zip(held["premise"], held["hypothesis"])}
-    pairs = pd.read_csv(folder / common.PAIRS, dtype={"id": str}, keep_default_na=False)
-    train = pairs[[pair_key(p, h) not in held_keys for p, h in zip(pairs["premise"], pairs["hypothesis"])]]
-    train = train.sample(n=400, random_state=0)
+    author, held, train = held_out_split(folder)
     train.to_csv(tmp_path / "train.csv", index=False)
     held.to_csv(tmp_path / "held.csv", index=False)
     tfidf = read_records(tfidf_baseline.run(tmp_path / "train.csv", {"dev": tmp_path / "held.csv"},
