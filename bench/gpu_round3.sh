@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One device call (issue 7, round 3): the prediction engines again, each in a fresh process, with the
+# One GPU-machine call (third prediction-speed measurement): the prediction engines again, each in a fresh process, with the
 # transformers this project is tested with (5.24, carried in .carry/whl_exp and installed by
 # experiments/device.sh), whose SDPA path packs the query heads of each key/value group into one
 # decoding step (`pack_gqa`) instead of copying every key/value head four times as 5.17's does.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One device call of issue 8 (run from the repository root on the GPU machine):
+# One GPU-machine call of the experiments (run from the repository root on the GPU machine):
 #
 #   bash experiments/device.sh                                   # set-up only: wheels, model parts that came
 #   bash experiments/device.sh <run> [<run> ...] [experiments.run options]     # the runs one after another

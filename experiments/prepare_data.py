@@ -1,4 +1,4 @@
-"""Build issue 8's evaluation and training sets from the real files in ``../shared/data``.
+"""Build the experiments' evaluation and training sets from the real files in ``../shared/data``.
 
     python experiments/prepare_data.py [--data-root ../shared/data] [--work .carry/exp]
 

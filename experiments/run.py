@@ -1,4 +1,4 @@
-"""One of issue 8's runs: train, predict and evaluate with the project's own CLI stages.
+"""One accuracy run: train, predict and evaluate with the project's own CLI stages.
 
     python -m experiments.run <run> [<run> ...] [options]      # on the GPU machine: bash experiments/device.sh <run>
 

@@ -1,4 +1,4 @@
-"""Collect issue 8's runs into ``docs/RESULTS.md``: one table per evaluation set and an accuracy-by-
+"""Collect the experiment runs into ``docs/RESULTS.md``: one table per evaluation set and an accuracy-by-
 thought-length plot, from the prediction files the runs wrote.
 
     python -m experiments.summarise [--results experiments/results] [--output docs/RESULTS.md]

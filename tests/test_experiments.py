@@ -1,4 +1,4 @@
-"""Issue 8's experiment scripts on the real shared data: the evaluation/training split (no leak), the
+"""The experiment scripts on the real shared data: the evaluation/training split (no leak), the
 TF-IDF baseline end to end through `nli-cot evaluate`, the summariser, and the model carry helper."""
 
 from __future__ import annotations
