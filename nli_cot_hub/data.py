@@ -386,3 +386,39 @@ def describe(pairs: pd.DataFrame) -> dict:
             "max": int(words.max()) if len(words) else 0,
         }
     return stats
+
+
+# ---------------------------------------------------------------- options shared by every stage that reads pairs
+
+from nli_cot_hub.config import option  # noqa: E402  (config imports nothing of this module at import time)
+
+
+@dataclass(kw_only=True)
+class PairOptions:
+    """Where the pairs' columns are and what their labels mean; a stage config that reads pairs has these."""
+
+    premise_col: str = option("premise", "Column holding the premise.")
+    hypothesis_col: str = option("hypothesis", "Column holding the hypothesis.")
+    label_col: str = option("label", "Column holding the label.")
+    id_col: str | None = option(None, "Column holding a row id (default: the row index).")
+    labels: str = option("binary", "Integer label scheme: binary (1 = entailment), inverted (0 = entailment), "
+                         "glue3 (0 entailment / 1 neutral / 2 contradiction).", choices=LABEL_SCHEMES)
+    three_class: str | None = option(None, "What neutral becomes: strict (-> 0) or non-contradiction (-> 1).",
+                                     choices=THREE_CLASS_POLICIES)
+    label_map: str | None = option(None, "Explicit raw=label pairs, e.g. 'yes=1,no=0'; checked first.")
+    dataset_config: str | None = option(None, "Config of a data set folder or Hub repo.")
+    split: str = option("train", "Split to read from a data set folder or Hub repo.")
+
+    def columns(self) -> Columns:
+        return Columns(self.premise_col, self.hypothesis_col, self.label_col, self.id_col)
+
+    def label_mapping(self) -> LabelMapping:
+        try:
+            return LabelMapping(scheme=self.labels, three_class=self.three_class,
+                                custom=parse_label_map(self.label_map))
+        except ValueError as error:
+            raise DataError(str(error)) from None
+
+    def load(self, source: str | Path, *, require_labels: bool = True, split: str | None = None) -> pd.DataFrame:
+        return load_pairs(source, columns=self.columns(), labels=self.label_mapping(), require_labels=require_labels,
+                          config=self.dataset_config, split=split or self.split)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from nli_cot_hub.backends import BackendError, ChatBackend, Completion
+from nli_cot_hub.config import option
 from nli_cot_hub.extract import Extraction, extract_answer
 from nli_cot_hub.records import CoTRecord, TokenUsage
 from nli_cot_hub.redact import redact
@@ -48,6 +49,66 @@ class EngineConfig:
     temperature: float = 0.0
     max_tokens: int = 256
     seed: int | None = None
+
+
+REMOTE_TIMEOUT_S, LOCAL_TIMEOUT_S = 120.0, 1800.0
+BACKEND_HELP = (
+    "Backend spec: mistral:MODEL (MISTRAL_API_KEY), mistral:URL#MODEL, openai:URL#MODEL (vLLM, SGLang, "
+    "TGI Messages API, transformers serve), llamacpp:URL#MODEL, tgi:URL#TOKENIZER, local:embedded or local:PATH.")
+
+
+@dataclass(kw_only=True)
+class RequestOptions:
+    """How a stage asks its backend: concurrency, limits, retries, sampling, JSON, and when a run fails."""
+
+    concurrency: int = option(8, "Requests in flight at once.", min=1)
+    rpm: float | None = option(None, "Cap on requests per minute (default: none).")
+    tpm: float | None = option(None, "Cap on estimated tokens per minute (default: none).")
+    max_retries: int = option(6, "Retries of a request on 429/5xx/timeouts/dropped connections.", min=0)
+    max_reasks: int = option(2, "Re-asks when the reply is not usable JSON (counted per record).", min=0)
+    timeout: float | None = option(None, "Seconds to wait for one reply before retrying (default: 120 for "
+                                   "servers, 1800 for the local backend).")
+    temperature: float = option(0.0, "Sampling temperature (0 = greedy).", min=0.0)
+    max_new_tokens: int = option(256, "Token cap of each reply.", min=1)
+    gen_seed: int | None = option(None, "Sampling seed sent to the backend, if it takes one.")
+    json_mode: str = option("auto", "How to request JSON: auto (per backend), schema (response_format "
+                            "json_schema), object (json_object + schema, llama.cpp), none (prompt only).",
+                            choices=("auto", "schema", "object", "none"))
+    system_role: str = option("auto", "Endpoints that apply their own chat template (mistral, openai, llamacpp): "
+                              "keep the system message, fold it into the user turn, or auto (fold when the served "
+                              "model's tokenizer, readable offline, cannot take a system message as it is).",
+                              choices=("auto", "keep", "fold"))
+    constrain: bool = option(True, "Constrain answers to the stage's JSON schema where the backend can (local: "
+                             "constrained decoding; servers: as --json-mode says). --no-constrain asks for JSON in "
+                             "the prompt only.", negatable=True)
+    retry_failed: bool = option(False, "Drop stored failures first and try them again.")
+    prices: str | None = option(None, "YAML of USD per million tokens per model (default: shipped list prices).")
+    progress: bool = option(True, "Show a progress bar.")
+    max_failed_share: float = option(0.5, "Fail the run (exit code 1) when more than this share of its records "
+                                     "failed (every record is kept).", min=0.0, max=1.0)
+
+    def timeout_for(self, backend: str) -> float:
+        """A local batch on a busy CPU can take minutes, and a retry would only redo the same work."""
+        if self.timeout is not None:
+            return self.timeout
+        return LOCAL_TIMEOUT_S if backend.startswith("local") else REMOTE_TIMEOUT_S
+
+    def engine_config(self, backend: str) -> EngineConfig:
+        return EngineConfig(concurrency=self.concurrency, requests_per_minute=self.rpm, tokens_per_minute=self.tpm,
+                            max_retries=self.max_retries, max_reasks=self.max_reasks,
+                            request_timeout_s=self.timeout_for(backend), temperature=self.temperature,
+                            max_tokens=self.max_new_tokens, seed=self.gen_seed)
+
+    def make_backend(self, backend: str) -> ChatBackend:
+        from nli_cot_hub.backends import make_backend
+        from nli_cot_hub.data import DataError
+
+        try:
+            return make_backend(backend, timeout_s=self.timeout_for(backend),
+                                json_mode=self.json_mode if self.constrain else "none",  # type: ignore[arg-type]
+                                system_role=self.system_role)
+        except ValueError as error:
+            raise DataError(f"--backend: {error}") from None
 
 
 # ---------------------------------------------------------------- ledger

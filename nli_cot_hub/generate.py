@@ -8,6 +8,7 @@ pair, failures included, so a rerun after a crash picks up exactly where the las
 from __future__ import annotations
 
 import re
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +17,14 @@ import pandas as pd
 
 from nli_cot_hub import prompts
 from nli_cot_hub.backends import ChatBackend
+from nli_cot_hub.config import failed_share_problem, option, stage_config
+from nli_cot_hub.data import PairOptions
 from nli_cot_hub.engine import (
-    Answer, Engine, EngineConfig, Ledger, RunReport, judgement_status, record_status, run_jobs, subset,
+    BACKEND_HELP, Answer, Engine, EngineConfig, Ledger, RequestOptions, RunReport, judgement_status, load_prices,
+    record_status, run_jobs, subset,
 )
+from nli_cot_hub.models import DEFAULT_API_GENERATOR, DEFAULT_API_REFLECTOR
+from nli_cot_hub.paths import refuse_input_as_output
 from nli_cot_hub.extract import Extraction
 from nli_cot_hub.records import CoTRecord, TokenUsage
 from nli_cot_hub.store import RecordStore, read_input_records
@@ -34,6 +40,7 @@ class StageResult:
     already_done: int
     dropped_failed: int
     note: str | None = None  # why nothing was asked, when nothing was
+    problem: str | None = None  # why this run counts as failed (too many failed records), when it does
 
 
 def ledger_path_for(output: str | Path) -> Path:
@@ -332,3 +339,126 @@ def write_human_rationales(source: str | Path, output: str | Path, *, explanatio
         for start in range(0, len(new), 1000):
             store.append_many(new[start:start + 1000])
     return len(new), len(records) - len(new)
+
+
+# ---------------------------------------------------------------- stage configs and entry points
+
+@dataclass(kw_only=True)
+class SubsetOptions:
+    limit: int | None = option(None, "Only the first N rows (after --sample).", min=1)
+    sample: int | None = option(None, "A random sample of N rows (see --seed).", min=1)
+    seed: int = option(0, "Seed of --sample.")
+
+
+@stage_config
+class GenerateConfig(PairOptions, SubsetOptions, RequestOptions):
+    """Ask an LLM for a chain of thought and a label for each pair (prompt cot-v1).
+
+    Appends one record per pair to OUTPUT (failures included, with their error) and adds this run's tokens
+    and cost to OUTPUT.ledger.json. Rerun the same command to resume.
+    """
+
+    data: str = option(help="NLI pairs: CSV/TSV/JSONL/JSON/Parquet, data set folder or Hub repo id.", positional=True)
+    output: str = option("cot.jsonl", "JSONL store to append to; ids already in it are skipped.", short="-o")
+    backend: str = option(f"mistral:{DEFAULT_API_GENERATOR}", BACKEND_HELP, short="-b")
+    unlabeled: bool = option(False, "Accept data without labels.")
+
+
+@stage_config
+class ReflectConfig(SubsetOptions, RequestOptions):
+    """Repair wrong chains of thought with a (stronger) model that is told the true label.
+
+    Writes records with source "reflected": error_analysis, the improved thought and the true label as
+    predicted_label (prompt reflect-v1). A reply that does not reach the true label is re-asked, then stored
+    as failed.
+    """
+
+    records: str = option(help="JSONL store written by `nli-cot generate`.", positional=True)
+    output: str = option("reflected.jsonl", "JSONL store to append to; ids already in it are skipped.", short="-o")
+    backend: str = option(f"mistral:{DEFAULT_API_REFLECTOR}", BACKEND_HELP, short="-b")
+    include_correct: bool = option(False, "Reflect on every labelled record, not only those whose prediction "
+                                   "differs from the label.", flag="--all")
+    max_new_tokens: int = option(384, "Token cap of each reply.", min=1)
+
+
+@stage_config
+class JudgeConfig(SubsetOptions, RequestOptions):
+    """Score each chain of thought 1-5 on coherence, correctness and brevity (prompt judge-v1).
+
+    Writes a copy of each record with a `judge` field: analysis, the scores, an optional improved thought,
+    and the judge's model, usage and status.
+    """
+
+    records: str = option(help="JSONL store of chains of thought (generate, reflect or rationales).",
+                          positional=True)
+    output: str = option("judged.jsonl", "JSONL store to append to; ids already in it are skipped.", short="-o")
+    backend: str = option(f"mistral:{DEFAULT_API_REFLECTOR}", BACKEND_HELP, short="-b")
+    max_new_tokens: int = option(384, "Token cap of each reply.", min=1)
+
+
+@stage_config
+class RationalesConfig(SubsetOptions):
+    """Turn human e-SNLI explanations into chain-of-thought records (source "human"), no API needed."""
+
+    data: str = option(help="e-SNLI split folder (s1/s2/labels/preproc1_expl_N files).", positional=True)
+    output: str = option("human.jsonl", "JSONL store to append to; ids already in it are skipped.", short="-o")
+    explanation: int = option(1, "Which of the human explanations to use (1-3).", min=1, max=3)
+    neutral: str = option("drop", "Neutral pairs: drop, strict (-> 0) or non-contradiction (-> 1).",
+                          choices=NEUTRAL_POLICIES)
+
+
+@dataclass
+class RationalesResult:
+    output: Path
+    written: int
+    already_done: int
+
+
+def _finish(result: StageResult, stage: str, max_failed_share: float) -> StageResult:
+    report = result.report
+    result.problem = failed_share_problem(stage, report.failed, report.written, report.first_error,
+                                          max_failed_share, result.output)
+    return result
+
+
+def run_generate(config: GenerateConfig) -> StageResult:
+    """Generate a chain of thought for every pair of ``config.data`` into ``config.output`` (resumable)."""
+    refuse_input_as_output(config.output, [config.data], "--output")
+    pairs = config.load(config.data, require_labels=not config.unlabeled)
+    backend = config.make_backend(config.backend)
+    result = asyncio.run(generate(pairs, config.output, backend, config.engine_config(config.backend),
+                                  limit=config.limit, sample=config.sample, seed=config.seed,
+                                  prices=load_prices(config.prices), retry_failed=config.retry_failed,
+                                  progress=config.progress))
+    return _finish(result, "generate", config.max_failed_share)
+
+
+def run_reflect(config: ReflectConfig) -> StageResult:
+    """Reflect on the wrong thoughts of ``config.records`` into ``config.output`` (resumable)."""
+    refuse_input_as_output(config.output, [config.records], "--output")
+    backend = config.make_backend(config.backend)
+    result = asyncio.run(reflect(config.records, config.output, backend, config.engine_config(config.backend),
+                                 include_correct=config.include_correct, limit=config.limit, sample=config.sample,
+                                 seed=config.seed, prices=load_prices(config.prices),
+                                 retry_failed=config.retry_failed, progress=config.progress))
+    return _finish(result, "reflect", config.max_failed_share)
+
+
+def run_judge(config: JudgeConfig) -> StageResult:
+    """Judge every thought of ``config.records`` into ``config.output`` (resumable)."""
+    refuse_input_as_output(config.output, [config.records], "--output")
+    backend = config.make_backend(config.backend)
+    result = asyncio.run(judge(config.records, config.output, backend, config.engine_config(config.backend),
+                               limit=config.limit, sample=config.sample, seed=config.seed,
+                               prices=load_prices(config.prices), retry_failed=config.retry_failed,
+                               progress=config.progress))
+    return _finish(result, "judge", config.max_failed_share)
+
+
+def run_rationales(config: RationalesConfig) -> RationalesResult:
+    """Append the human explanations of an e-SNLI split to ``config.output``."""
+    refuse_input_as_output(config.output, [config.data], "--output")
+    written, existing = write_human_rationales(config.data, config.output, explanation=config.explanation,
+                                               neutral=config.neutral, limit=config.limit, sample=config.sample,
+                                               seed=config.seed)
+    return RationalesResult(Path(config.output), written, existing)

@@ -23,7 +23,7 @@ NLI_COT = [sys.executable, "-m", "nli_cot_hub"]
 TRIAL = "comp34812_nli/trial_jd0g.csv"
 # Small replies keep the embedded model quick; the tests are about the plumbing, not the answers
 # (12-token replies seldom parse, so every failure share is accepted here).
-FAST = ["--max-tokens", "12", "--max-reasks", "1", "--no-progress", "--max-failed-share", "1"]
+FAST = ["--max-new-tokens", "12", "--max-reasks", "1", "--no-progress", "--max-failed-share", "1"]
 
 
 def nli_cot(*args, env=None, timeout=600, check=True) -> subprocess.CompletedProcess:
@@ -103,7 +103,7 @@ def test_kill_9_at_random_points_loses_and_duplicates_nothing(openai_server, emb
     rows = 6
     command = [*NLI_COT, "generate", str(shared(TRIAL)), "-o", str(output), "-b",
                f"openai:{openai_server.url}/v1#{embedded_model_path}", "--limit", str(rows), "--concurrency", "2",
-               "--max-tokens", "8", "--max-reasks", "0", "--no-progress", "--max-failed-share", "1"]
+               "--max-new-tokens", "8", "--max-reasks", "0", "--no-progress", "--max-failed-share", "1"]
     rng = random.Random(1234)
     kills = 0
     for _ in range(3):
@@ -161,7 +161,7 @@ def test_reflect_with_schema_constrained_server_reaches_the_true_label(llama_ser
                                    predicted_label=1 - int(row["label"])))
     reflected = tmp_path / "reflected.jsonl"
     nli_cot("reflect", source, "-o", reflected, "-b", f"llamacpp:{llama_server.url}/v1#embedded",
-            "--max-tokens", 160, "--max-reasks", 1, "--concurrency", 1, "--no-progress", "--max-failed-share", 1)
+            "--max-new-tokens", 160, "--max-reasks", 1, "--concurrency", 1, "--no-progress", "--max-failed-share", 1)
     records = read_records(reflected)
     assert len(records) == 2
     for record in records:
@@ -458,27 +458,27 @@ def test_local_backend_constrains_every_stage_unless_told_not_to(tmp_path):
     cot, reflected, judged = tmp_path / "cot.jsonl", tmp_path / "reflected.jsonl", tmp_path / "judged.jsonl"
     local = ["-b", "local:embedded", "--max-reasks", "0", "--no-progress"]
     one_thread = {"OMP_NUM_THREADS": "1"}  # two torch threads on a busy 2-core machine crawl
-    nli_cot("generate", shared(TRIAL), "-o", cot, "--limit", 2, "--max-tokens", 32, *local, env=one_thread)
+    nli_cot("generate", shared(TRIAL), "-o", cot, "--limit", 2, "--max-new-tokens", 32, *local, env=one_thread)
     records = read_records(cot)
     assert len(records) == 2
     for record in records:
         assert record.constrained is True and record.status == "ok" and record.predicted_label in (0, 1)
-    nli_cot("reflect", cot, "-o", reflected, "--all", "--limit", 1, "--max-tokens", 48, *local, env=one_thread)
+    nli_cot("reflect", cot, "-o", reflected, "--all", "--limit", 1, "--max-new-tokens", 48, *local, env=one_thread)
     (reflection,) = read_records(reflected)
     assert reflection.constrained is True and reflection.predicted_label == reflection.label
-    nli_cot("judge", cot, "-o", judged, "--limit", 1, "--max-tokens", 64, *local, env=one_thread)
+    nli_cot("judge", cot, "-o", judged, "--limit", 1, "--max-new-tokens", 64, *local, env=one_thread)
     (judgement,) = read_records(judged)
     verdict = judgement.judge
     assert verdict["constrained"] is True and verdict["status"] == "ok" and verdict["analysis"]
     assert all(verdict[score] in range(1, 6) for score in prompts.JUDGE_SCORES)
 
     free = tmp_path / "free.jsonl"
-    nli_cot("generate", shared(TRIAL), "-o", free, "--limit", 1, "--max-tokens", 8, "--no-constrain", *local,
+    nli_cot("generate", shared(TRIAL), "-o", free, "--limit", 1, "--max-new-tokens", 8, "--no-constrain", *local,
             env=one_thread)
     (record,) = read_records(free)
     assert record.constrained is False and record.usage.completion_tokens <= 8
 
-    too_small = nli_cot("reflect", cot, "-o", tmp_path / "r2.jsonl", "--all", "--max-tokens", 10, *local,
+    too_small = nli_cot("reflect", cot, "-o", tmp_path / "r2.jsonl", "--all", "--max-new-tokens", 10, *local,
                         check=False, env=one_thread)
     assert too_small.returncode == 1
     assert "budget of 10 new tokens is too small for nli_reflection" in too_small.stderr

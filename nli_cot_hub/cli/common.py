@@ -21,7 +21,9 @@ try:  # typer >= 0.25 ships its own copy of click
 except ImportError:  # pragma: no cover - older typer
     from click.exceptions import ClickException
 
+from nli_cot_hub.config import RunFailed, failed_share_problem
 from nli_cot_hub.data import Columns, DataError, LabelMapping, parse_label_map
+from nli_cot_hub.paths import check_output_file, refuse_input_as_output, same_file  # noqa: F401
 from nli_cot_hub.redact import redact
 
 PremiseCol = Annotated[str, typer.Option("--premise-col", help="Column holding the premise.")]
@@ -46,10 +48,6 @@ MaxFailedShare = Annotated[float, typer.Option(
 EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
 MESSAGE_LIMIT = 600
 DEBUG_ENV = "NLI_COT_DEBUG"
-
-
-class RunFailed(RuntimeError):
-    """The command ran, but its result must not pass for a success (exit code 1)."""
 
 
 OWN_MODULES = {"nli_cot_hub"}
@@ -136,41 +134,9 @@ def columns_and_labels(premise_col: str, hypothesis_col: str, label_col: str, id
     return Columns(premise_col, hypothesis_col, label_col, id_col), mapping
 
 
-def same_file(a: str | Path, b: str | Path) -> bool:
-    """Whether two paths name the same existing file (through links, relative parts, ...)."""
-    a, b = Path(a), Path(b)
-    try:
-        return a.exists() and b.exists() and os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
-def refuse_input_as_output(output: str | Path | None, inputs: list, option: str) -> None:
-    """An output path must never be one of the command's inputs: writing it would destroy the input."""
-    if output is None:
-        return
-    for source in inputs:
-        if source is not None and (same_file(output, source) or Path(output).resolve() == Path(str(source)).resolve()):
-            raise DataError(f"{option} {output} is an input of this command; writing it would destroy that input: "
-                            f"choose another path")
-
-
-def check_output_file(path: str | Path | None, option: str) -> None:
-    """Fail before any work when a file output cannot be written there (a folder, or under a file)."""
-    if path is None:
-        return
-    path = Path(path)
-    if path.is_dir():
-        raise DataError(f"{option} {path}: is a folder; give a file path")
-    blocking = next((parent for parent in path.parents if parent.exists()), None)
-    if blocking is not None and not blocking.is_dir():
-        raise DataError(f"{option} {path}: {blocking} is a file, not a folder")
-
-
 def check_failed_share(stage: str, failed: int, total: int, first_error: str | None, max_share: float,
                        kept_in: str | Path) -> None:
     """Raise :class:`RunFailed` when more than ``max_share`` of the ``total`` records of this run failed."""
-    if total == 0 or failed / total <= max_share:
-        return
-    raise RunFailed(f"{stage}: {failed} of {total} records failed ({failed / total:.0%} > --max-failed-share "
-                    f"{max_share:g}); first error: {first_error or 'unknown'}; every record is kept in {kept_in}")
+    problem = failed_share_problem(stage, failed, total, first_error, max_share, kept_in)
+    if problem:
+        raise RunFailed(problem)
