@@ -1,15 +1,14 @@
 """The offline demo: every stage of the pipeline on the embedded model and real coursework rows.
 
-Each step is the very ``nli-cot`` command a user would type (run in this process, so the model and
-libraries load once); the demo prints it before running it and writes them all to ``commands.sh``, so
-the run can be repeated or adapted stage by stage. A step no command covers can be a small function
-(``Step.action``), written to ``commands.sh`` as its shell equivalent.
+Each step is a stage config run by the very function its ``nli-cot`` command runs, in this process, so
+the model and libraries load once. The demo prints each step's equivalent command line before running it
+and writes them all to ``commands.sh``, so the run can be repeated or adapted stage by stage.
 
 The embedded model (SmolLM2-135M-Instruct) stands in for the API models: its chains of thought are real
 output of the real stages, decoded to each stage's JSON schema (the local engine constrains decoding),
 so its records parse, though a 135M model's reasoning is weak. The data set therefore also imports the
-original author's real open-mistral-7b thoughts and reflections on coursework rows (``--jd0g``), as a
-real run's API output would be, so the training step has good examples to learn from.
+original author's real open-mistral-7b thoughts and reflections on coursework rows (``--import-artifacts``),
+as a real run's API output would be, so the training step has good examples to learn from.
 
 Rerunning the demo into the same folder reuses the chain-of-thought stores (rows already annotated are
 skipped, as with any ``nli-cot generate`` rerun) and recomputes everything after them.
@@ -23,9 +22,11 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
+
+from nli_cot_hub.config import option, stage_config, to_argv
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RECIPE = REPO_ROOT / "recipes" / "smollm2_demo.yaml"
@@ -33,7 +34,7 @@ HUB_SERVER_MODULE = REPO_ROOT / "tests" / "hub_server.py"
 TRIAL_FILE = Path("comp34812_nli") / "trial_jd0g.csv"
 DEV_FILE = Path("comp34812_nli") / "dev_jd0g.csv"
 # The original author's real open-mistral-7b thoughts and mistral reflections on coursework rows.
-JD0G_FOLDER = Path("comp34812_nli_jd0g_cot")
+ARTIFACTS_FOLDER = Path("comp34812_nli_jd0g_cot")
 HUB_DATASET_REPO = "nli-cot-demo"
 HUB_ADAPTER_REPO = "nli-cot-demo-adapter"
 
@@ -69,13 +70,33 @@ class DemoPlan:
 
 @dataclass
 class Step:
+    """One stage of the demo: its config, run in this process by the very function ``nli-cot`` runs."""
+
     name: str
     title: str
-    argv: list[str] | None = None             # an nli-cot command line
-    action: Callable[[], None] | None = None  # or a small function
-    equivalent: str | None = None             # the action as a shell line, for commands.sh
+    config: Any = None                        # a stage config (nli_cot_hub.config)
+    train_argv: list[str] | None = None       # or training's own recipe + overrides (TrlParser)
     outputs: dict[str, Path] = field(default_factory=dict)
-    subprocess_env: dict[str, str] | None = None  # run argv in a fresh process with this environment
+    subprocess_env: dict[str, str] | None = None  # run in a fresh process with this environment
+
+    @property
+    def argv(self) -> list[str]:
+        """The ``nli-cot`` command line that does the same."""
+        if self.train_argv is not None:
+            return ["train", *self.train_argv]
+        from nli_cot_hub.cli.derive import registered
+
+        path, _ = registered(type(self.config))
+        return [*path, *to_argv(self.config)]
+
+    def run(self) -> None:
+        if self.train_argv is not None:
+            train(self.train_argv)
+            return
+        from nli_cot_hub.cli.derive import registered
+
+        _, runner = registered(type(self.config))
+        runner(self.config)
 
 
 @dataclass
@@ -128,57 +149,63 @@ def command_line(argv: list[str]) -> str:
 
 def plan_steps(plan: DemoPlan, layout: Layout, data_root: Path, hub_env: dict[str, str] | None = None,
                hub_user: str | None = None) -> list[Step]:
+    from nli_cot_hub.build import BuildConfig
+    from nli_cot_hub.generate import GenerateConfig, JudgeConfig, ReflectConfig
+    from nli_cot_hub.hub_transfer import DownloadConfig, UploadConfig
+    from nli_cot_hub.lengths import LengthsConfig
+    from nli_cot_hub.model_card import CardConfig
+    from nli_cot_hub.predict import PredictConfig
+    from nli_cot_hub.report import EvaluateConfig
+
     trial, dev = data_root / TRIAL_FILE, data_root / DEV_FILE
-    local = "local:embedded"
     # A local batch on a busy CPU can take minutes; a timeout would only start the same work again.
     # Local decoding is constrained to each stage's schema, so the default failure threshold applies.
-    common = ["--max-reasks", str(plan.max_reasks), "--concurrency", "8", "--timeout", "1800"]
+    local = dict(backend="local:embedded", max_reasks=plan.max_reasks, concurrency=8, timeout=1800.0)
     steps = [
         Step("generate", "chains of thought from the embedded model (the API model's job in real use)",
-             ["generate", shown(trial), "-o", shown(layout.generated), "--backend", local, "--limit", str(plan.rows),
-              "--max-tokens", str(plan.generate_tokens), *common],
+             GenerateConfig(data=shown(trial), output=shown(layout.generated), limit=plan.rows,
+                            max_new_tokens=plan.generate_tokens, **local),
              outputs={"chains of thought": layout.generated}),
         Step("reflect", "the wrong answers, repaired by a model told the gold label",
-             ["reflect", shown(layout.generated), "-o", shown(layout.reflected), "--backend", local,
-              "--limit", str(plan.reflect_rows), "--max-tokens", str(plan.reflect_tokens), *common],
+             ReflectConfig(records=shown(layout.generated), output=shown(layout.reflected), limit=plan.reflect_rows,
+                           max_new_tokens=plan.reflect_tokens, **local),
              outputs={"reflections": layout.reflected}),
         Step("judge", "1-5 scores for coherence, correctness and brevity on a sample",
-             ["judge", shown(layout.generated), "-o", shown(layout.judged), "--backend", local,
-              "--limit", str(plan.judge_rows), "--max-tokens", str(plan.judge_tokens), *common],
+             JudgeConfig(records=shown(layout.generated), output=shown(layout.judged), limit=plan.judge_rows,
+                         max_new_tokens=plan.judge_tokens, **local),
              outputs={"judgements": layout.judged}),
         Step("build", "the Hub data set (with the original author's real API thoughts): configs, splits, card",
-             ["build", "--store", shown(layout.generated), "--store", shown(layout.reflected),
-              "--jd0g", shown(data_root / JD0G_FOLDER),
-              "--output-dir", shown(layout.dataset), "--overwrite", "--eval-set", shown(dev),
-              "--on-contamination", "drop", "--pretty-name", "NLI chain-of-thought (demo)"],
+             BuildConfig(store=[shown(layout.generated), shown(layout.reflected)],
+                         import_artifacts=shown(data_root / ARTIFACTS_FOLDER), output_dir=shown(layout.dataset),
+                         overwrite=True, eval_set=[shown(dev)], on_contamination="drop",
+                         pretty_name="NLI chain-of-thought (demo)"),
              outputs={"data set + card": layout.dataset}),
     ]
     if hub_env is not None:
         repo = f"{hub_user}/{HUB_DATASET_REPO}"
         steps += [
             Step("hub upload data set", "push the data set to the local Hub-protocol server",
-                 ["hub", "upload", shown(layout.dataset), repo, "--repo-type", "dataset"], subprocess_env=hub_env),
+                 UploadConfig(path=shown(layout.dataset), repo_id=repo, repo_type="dataset"), subprocess_env=hub_env),
             Step("hub download data set", "and fetch it back, as another machine would",
-                 ["hub", "download", repo, "--repo-type", "dataset", "--local-dir",
-                  shown(layout.hub_download / "dataset")], subprocess_env=hub_env,
-                 outputs={"data set from the Hub": layout.hub_download / "dataset"}),
+                 DownloadConfig(repo_id=repo, repo_type="dataset", local_dir=shown(layout.hub_download / "dataset")),
+                 subprocess_env=hub_env, outputs={"data set from the Hub": layout.hub_download / "dataset"}),
         ]
     steps += [
         Step("lengths", "token lengths under the chat template and a max_length recommendation",
-             ["lengths", shown(layout.dataset), "--tokenizer", "embedded", "--config", "combined", "--split", "all",
-              "--png", shown(layout.lengths_png)],
+             LengthsConfig(dataset=shown(layout.dataset), tokenizer="embedded", dataset_config="combined",
+                           split="all", png=shown(layout.lengths_png)),
              outputs={"length histogram": layout.lengths_png}),
-        Step("train", "LoRA on the embedded model with TRL's SFTTrainer (recipes/smollm2_demo.yaml)",
-             ["train", "--config", shown(RECIPE), "--dataset_name", shown(layout.dataset),
-              "--dataset_config", "combined", "--output_dir", shown(layout.adapter),
-              "--max_steps", str(plan.train_steps), "--per_device_train_batch_size", str(plan.train_batch),
-              "--gradient_accumulation_steps", "1",
-              "--eval_steps", str(max(1, plan.train_steps // 2)), "--save_steps", str(max(1, plan.train_steps // 2))],
+        Step("train", "LoRA on the embedded model with TRL's SFTTrainer (the demo recipe)",
+             train_argv=["--config", shown(RECIPE), "--dataset_name", shown(layout.dataset),
+                         "--dataset_config", "combined", "--output_dir", shown(layout.adapter),
+                         "--max_steps", str(plan.train_steps), "--per_device_train_batch_size", str(plan.train_batch),
+                         "--gradient_accumulation_steps", "1", "--eval_steps", str(max(1, plan.train_steps // 2)),
+                         "--save_steps", str(max(1, plan.train_steps // 2))],
              outputs={"adapter + model card": layout.adapter}),
-        Step("predict", "the fine-tuned adapter answers unseen dev pairs; the coursework CSV",
-             ["predict", shown(dev), "-o", shown(layout.adapter_predictions), "--adapter", shown(layout.adapter),
-              "--limit", str(plan.eval_rows), "--max-new-tokens", str(plan.predict_tokens),
-              "--submission", shown(layout.submission)],
+        Step("predict", "the fine-tuned adapter answers unseen dev pairs; the submission CSV",
+             PredictConfig(data=shown(dev), output=shown(layout.adapter_predictions), adapter=shown(layout.adapter),
+                           limit=plan.eval_rows, max_new_tokens=plan.predict_tokens,
+                           submission=shown(layout.submission)),
              outputs={"predictions": layout.adapter_predictions, "submission CSV": layout.submission}),
     ]
     names = "adapter"
@@ -186,28 +213,27 @@ def plan_steps(plan: DemoPlan, layout: Layout, data_root: Path, hub_env: dict[st
     if plan.baseline:
         steps.append(Step(
             "predict (base)", "the base model without the adapter, same prompt and pairs: what training changed",
-            ["predict", shown(dev), "-o", shown(layout.base_predictions), "--model", "embedded",
-             "--limit", str(plan.eval_rows), "--max-new-tokens", str(plan.predict_tokens)],
+            PredictConfig(data=shown(dev), output=shown(layout.base_predictions), model="embedded",
+                          limit=plan.eval_rows, max_new_tokens=plan.predict_tokens),
             outputs={"base-model predictions": layout.base_predictions}))
         names += ",base"
         predictions.append(shown(layout.base_predictions))
     steps += [
         Step("evaluate", "the nli_cot metric, plots, McNemar comparison, label-disagreement audit",
-             ["evaluate", *predictions, "-o", shown(layout.report), "--names", names],
+             EvaluateConfig(predictions=predictions, output_dir=shown(layout.report), names=names),
              outputs={"report + plots": layout.report / "report.md"}),
         Step("card", "the model card with the evaluation results in its metadata",
-             ["card", shown(layout.adapter), "--eval-metrics", shown(layout.report / "metrics.json"),
-              "--eval-model", "adapter",
-              "--eval-dataset", "comp34812-nli-dev", "--eval-split", f"dev[:{plan.eval_rows}]"],
+             CardConfig(output_dir=shown(layout.adapter), eval_metrics=shown(layout.report / "metrics.json"),
+                        eval_model="adapter", eval_dataset="comp34812-nli-dev", eval_split=f"dev[:{plan.eval_rows}]"),
              outputs={"model card": layout.adapter / "README.md"}),
     ]
     if hub_env is not None:
         repo = f"{hub_user}/{HUB_ADAPTER_REPO}"
         steps += [
             Step("hub upload adapter", "push the adapter and its card to the local Hub-protocol server",
-                 ["hub", "upload", shown(layout.adapter), repo], subprocess_env=hub_env),
+                 UploadConfig(path=shown(layout.adapter), repo_id=repo), subprocess_env=hub_env),
             Step("hub upload results", "and the evaluation report beside it",
-                 ["hub", "upload", shown(layout.report), repo, "--repo-type", "model", "--path-in-repo", "results"],
+                 UploadConfig(path=shown(layout.report), repo_id=repo, repo_type="model", path_in_repo="results"),
                  subprocess_env=hub_env),
         ]
     return steps
@@ -219,30 +245,25 @@ class StepFailed(RuntimeError):
     pass
 
 
-def run_command(argv: list[str]) -> None:
-    """Run one ``nli-cot`` command in this process, as the console script would."""
-    import typer
+def train(argv: list[str]) -> None:
+    """Training's own entry point on a recipe + overrides, as ``nli-cot train`` runs it."""
+    from nli_cot_hub.cli.train import load_train_script
 
-    from nli_cot_hub.cli import app, build_app
-
-    if not app.registered_commands:
-        build_app()
-    code = typer.main.get_command(app).main(args=argv, prog_name="nli-cot", standalone_mode=False)
-    if code not in (None, 0):
-        raise StepFailed(f"`{command_line(argv)}` exited with {code}")
+    script = load_train_script()
+    outcome = script.main(*script.make_parser().parse_args_and_config(argv))
+    if outcome["status"] != "completed":
+        raise StepFailed(f"`{command_line(['train', *argv])}` stopped: {outcome['status']}")
 
 
 def run_step(step: Step) -> StepResult:
     started, cpu_started = time.monotonic(), time.process_time()
-    if step.action is not None:
-        step.action()
-    elif step.subprocess_env is not None:
+    if step.subprocess_env is not None:  # the Hub client reads its endpoint from the environment at import
         result = subprocess.run([sys.executable, "-m", "nli_cot_hub", *step.argv],
                                 env={**os.environ, **step.subprocess_env})
         if result.returncode:
             raise StepFailed(f"`{command_line(step.argv)}` exited with {result.returncode}")
     else:
-        run_command(step.argv)
+        step.run()
     return StepResult(step.name, time.monotonic() - started, time.process_time() - cpu_started)
 
 
@@ -254,7 +275,7 @@ def commands_script(steps: list[Step], hub_url: str | None = None) -> str:
                   "# and use your own namespace.", ""]
     for step in steps:
         lines.append(f"# {step.name}: {step.title}")
-        lines.append(step.equivalent if step.action is not None else command_line(step.argv))
+        lines.append(command_line(step.argv))
         lines.append("")
     return "\n".join(lines)
 
@@ -403,14 +424,52 @@ def start_hub_server(root: Path):
     return module.HubServer(root=root).start()
 
 
-def run_demo(output_dir: Path, data_root: Path, plan: DemoPlan, *, hub_server: bool = False, console=None) -> dict:
-    """Run every step, write commands.sh, demo_summary.json and README.md into ``output_dir``; return the summary."""
+@stage_config
+class DemoConfig:
+    """Run every stage offline: generate -> reflect -> judge -> build -> lengths -> train -> predict ->
+    evaluate -> model card, on the embedded model (SmolLM2-135M-Instruct) and real coursework rows.
+
+    Prints each step's `nli-cot` command before running it (all of them land in OUTPUT_DIR/commands.sh), then
+    where every artifact is and the metrics table. OUTPUT_DIR/README.md indexes the results.
+    """
+
+    output_dir: str = option("demo_output", "Where every artifact is written (reruns reuse its CoT stores).")
+    data_root: str | None = option(None, "The shared real-data folder holding comp34812_nli/ (default: "
+                                   "NLI_COT_SHARED_DATA, else shared/data beside the source checkout).")
+    rows: int | None = option(None, "Trial rows to annotate (default 50, all of them).", min=1, max=50)
+    eval_rows: int | None = option(None, "Dev rows to predict and score (default 50).", min=1)
+    train_steps: int | None = option(None, "LoRA optimizer steps (default 16).", min=1)
+    baseline: bool | None = option(None, "Also predict with the base model without the adapter and compare "
+                                   "(default: on).", negatable=True)
+    threads: int | None = option(None, "CPU threads for torch (default: torch's choice, one per core). On a "
+                                 "machine busy with other work, 1 is often faster.", min=1)
+    quick: bool = option(False, "8 rows, 2 training steps, short answers: the same code path in a few minutes "
+                         "(CI's smoke run). Explicit options still win.")
+    hub_server: bool = option(False, "Also push the data set, adapter and report to a local Hub-protocol server "
+                              "and download the data set back.")
+
+    def plan(self) -> DemoPlan:
+        plan = DemoPlan().quick() if self.quick else DemoPlan()
+        overrides = {"rows": self.rows, "eval_rows": self.eval_rows, "train_steps": self.train_steps,
+                     "baseline": self.baseline}
+        return replace(plan, **{key: value for key, value in overrides.items() if value is not None})
+
+
+def run_demo(config: DemoConfig, console=None) -> dict:
+    """Run every step, write commands.sh, demo_summary.json and README.md into the output folder; return the
+    summary."""
     import tempfile
 
     from rich.console import Console
 
+    if config.threads:
+        import torch
+
+        torch.set_num_threads(config.threads)
     console = console or Console(stderr=True)
-    for needed in (data_root / TRIAL_FILE, data_root / DEV_FILE, data_root / JD0G_FOLDER):
+    output_dir, plan, hub_server = Path(config.output_dir), config.plan(), config.hub_server
+    data_root = Path(config.data_root) if config.data_root else default_data_root()
+    for needed in (data_root / TRIAL_FILE, data_root / DEV_FILE, data_root / ARTIFACTS_FOLDER):
         if not needed.exists():
             raise FileNotFoundError(f"{needed}: the demo reads the coursework data there (set --data-root)")
     layout = Layout(output_dir)
@@ -429,7 +488,7 @@ def run_demo(output_dir: Path, data_root: Path, plan: DemoPlan, *, hub_server: b
         results = []
         for number, step in enumerate(steps, 1):
             console.rule(f"[bold][{number}/{len(steps)}] {step.name}[/bold]: {step.title}")
-            console.print(f"$ {step.equivalent if step.action is not None else command_line(step.argv)}",
+            console.print(f"$ {command_line(step.argv)}",
                           markup=False, highlight=False, soft_wrap=True)
             results.append(run_step(step))
             console.print(f"{step.name}: {results[-1].seconds:.1f} s", style="dim")

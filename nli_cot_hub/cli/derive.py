@@ -81,4 +81,25 @@ def command(app: typer.Typer, name: str, config_class: type, run: Callable[[Any]
     callback.__annotations__ = {parameter.name: parameter.annotation for parameter in parameters}
     callback.__name__ = f"{name.replace('-', '_')}_command"
     callback.__doc__ = help or inspect.getdoc(config_class)
+    callback.config_class, callback.runner = config_class, run  # type: ignore[attr-defined]
     return app.command(name, **command_options)(callback)
+
+
+def registered(config_class: type) -> tuple[list[str], Callable[[Any], Any]]:
+    """The command path (e.g. ``["hub", "upload"]``) and the runner registered for ``config_class``."""
+    from nli_cot_hub.cli import build_app
+
+    def walk(typer_app: typer.Typer, prefix: list[str]):
+        for entry in typer_app.registered_commands:
+            if getattr(entry.callback, "config_class", None) is config_class:
+                return [*prefix, entry.name], entry.callback.runner
+        for group in typer_app.registered_groups:
+            found = walk(group.typer_instance, [*prefix, group.name])
+            if found:
+                return found
+        return None
+
+    found = walk(build_app(), [])
+    if found is None:
+        raise LookupError(f"no nli-cot command runs {config_class.__name__}")
+    return found
