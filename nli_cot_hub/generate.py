@@ -16,6 +16,7 @@ import pandas as pd
 
 from nli_cot_hub import prompts
 from nli_cot_hub.backends import ChatBackend
+from nli_cot_hub.data import pair_rows
 from nli_cot_hub.engine import (
     Answer, Engine, EngineConfig, Ledger, RunReport, judgement_status, record_status, run_jobs, subset,
 )
@@ -73,10 +74,6 @@ def failed_pair(row: dict, error: BaseException, *, model: str, source: str = "o
     return CoTRecord(id=str(row["id"]), premise=row["premise"], hypothesis=row["hypothesis"],
                      label=_label(row.get("label")), source=source, model=model, prompt_version=prompt_version,
                      status="failed", error=f"request failed: {error}")
-
-
-def pair_rows(pairs: pd.DataFrame) -> list[dict]:
-    return pairs[["id", "premise", "hypothesis", "label"]].to_dict("records")
 
 
 # ---------------------------------------------------------------- reflection
