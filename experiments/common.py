@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_WORK = REPO / ".carry" / "exp"  # ignored by git; travels to the GPU machine with `carry`
+DEFAULT_WORK = REPO / "experiments" / "prepared"  # prepare_data's output; ignored by git (experiments/.gitignore)
 DEFAULT_RESULTS = REPO / "experiments" / "results"
 DEFAULT_DATA_ROOT = Path(os.environ.get("NLI_COT_SHARED_DATA", REPO.parent / "shared" / "data"))
 
