@@ -78,6 +78,6 @@ def write_json(path: Path, payload) -> Path:
 def read_json(path: Path):
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:  # e.g. a file cut short when a call ran out of time
+    except json.JSONDecodeError as error:  # e.g. a file cut short when a run was stopped
         raise SystemExit(f"error: {path}: not valid JSON at line {error.lineno}, column {error.colno}: "
                          f"{error.msg}") from None
