@@ -12,7 +12,7 @@
 #   MAX_STEPS=30 bash bench/mistral7b_path.sh             # shorter: warm-up 3 (the recipe's share), peak, decay
 #   ACCELERATE_CONFIG=accelerate_configs/fsdp_qlora.yaml NUM_PROCESSES=2 bash bench/mistral7b_path.sh   # 2 GPUs
 #
-# $OUT receives at most 6 files: summary.txt, training_curves.png, training_metrics.json, metrics.json (evaluate),
+# $OUT receives six files: summary.txt, training_curves.png, training_metrics.json, metrics.json (evaluate),
 # environment.txt and everything else (logs, resolved recipe, adapter config, predictions, report) in all.tar.gz.
 set -uo pipefail
 RESULTS=${OUT:-/tmp/mistral7b-path}

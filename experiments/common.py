@@ -30,8 +30,8 @@ MANIFEST = "manifest.json"
 
 
 def cli(*arguments: str, log: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    """Run one `nli-cot` stage as a separate process (`python -m nli_cot_hub`, so no console script is
-    needed on the GPU machine); its output goes to the terminal and, when given, to ``log``."""
+    """Run one `nli-cot` stage as a separate process (`python -m nli_cot_hub`, so no console script need be
+    installed); its output goes to the terminal and, when given, to ``log``."""
     arguments = tuple(shorten(a) for a in arguments)  # the stages run in REPO, so logs stay machine-neutral
     command = [sys.executable, "-m", "nli_cot_hub", *arguments]
     print("$ nli-cot " + " ".join(arguments), flush=True)

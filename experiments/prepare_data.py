@@ -180,7 +180,7 @@ def prepare(data_root: Path, work: Path, *, mnli_per_subset: int = 500, rational
     work.mkdir(parents=True, exist_ok=True)
     jd0g_dir = work / JD0G_DIR
     jd0g_dir.mkdir(exist_ok=True)
-    for name in JD0G_FILES:  # the GPU machine builds the reflected data set from these
+    for name in JD0G_FILES:  # the cot-reflected run builds its data set from these
         shutil.copyfile(data_root / JD0G_SOURCE / name, jd0g_dir / name)
 
     sources = training_sources(data_root, jd0g_dir)
