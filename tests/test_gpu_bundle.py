@@ -103,7 +103,6 @@ def _wheel(folder, name: str, value: int):
     return path
 
 
-@pytest.mark.slow
 def test_install_wheels_installs_each_wheel_once(tmp_path):
     first, later = tmp_path / "first", tmp_path / "later"
     first.mkdir()
