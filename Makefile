@@ -56,9 +56,11 @@ lint: $(RUFF_STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 
+# Fixes first (they can leave lines to reformat), then the formatter, then what is left to fix by hand.
 format: $(RUFF_STAMP)
+	$(BIN)/ruff check --fix --exit-zero --quiet .
 	$(BIN)/ruff format .
-	$(BIN)/ruff check --fix .
+	$(BIN)/ruff check .
 
 clean:
 	rm -rf $(VENV) demo_output
