@@ -1,12 +1,13 @@
 # Two commands set everything up on a fresh machine:
 #   make demo   installs into .venv and runs the whole pipeline offline on the embedded model
 #   make test   installs into .venv and runs the test suite
+# make lint checks formatting and lint rules with ruff (pyproject.toml, [tool.ruff]); make format applies them.
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup setup-llama demo test clean
+.PHONY: setup setup-llama demo test lint format clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -41,6 +42,25 @@ demo: setup
 
 test: setup $(if $(filter 1,$(WITH_LLAMA)),setup-llama)
 	$(BIN)/python -m pytest -q -ra
+
+# Only ruff, at the version the dev extra pins, so linting needs neither torch nor the rest of the install.
+RUFF_STAMP := $(VENV)/.ruff
+RUFF_SPEC = $$($(BIN)/python -c 'import tomllib; dev = tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["dev"]; print(next(d for d in dev if d.startswith("ruff")))')
+
+$(RUFF_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q "$(RUFF_SPEC)"
+	touch $(RUFF_STAMP)
+
+lint: $(RUFF_STAMP)
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+# Fixes first (they can leave lines to reformat), then the formatter, then what is left to fix by hand.
+format: $(RUFF_STAMP)
+	$(BIN)/ruff check --fix --exit-zero --quiet .
+	$(BIN)/ruff format .
+	$(BIN)/ruff check .
 
 clean:
 	rm -rf $(VENV) demo_output

@@ -1,10 +1,9 @@
 """Shared pieces of the GPU benchmarks: a random-weight Mistral-7B-v0.3, synthetic CoT-length data,
 and the environment record written next to every result.
 
-No weights or tokenizer can be downloaded on the GPU machine, and speed does not depend on the
-values of the weights, so the benchmarks build the real architecture with random weights once
-(saved under ``$BENCH_CACHE``, default /tmp/bench-cache) and draw token ids at random with the
-(prompt, completion) lengths measured on real records by ``bench/cot_lengths.py``.
+The benchmarks download nothing, and speed does not depend on the values of the weights, so they build the
+real architecture with random weights once (saved under ``$BENCH_CACHE``, default /tmp/bench-cache) and draw
+token ids at random with the (prompt, completion) lengths measured on real records by ``bench/cot_lengths.py``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Token lengths of real CoT training records under the Mistral-7B-v0.3 tokenizer (CPU).
 
 The GPU benchmarks train on synthetic token ids whose (prompt, completion) lengths are drawn from
-this measured distribution, so no data or tokenizer has to travel to the GPU machine.
+this measured distribution, so they need neither the data nor the tokenizer.
 
     python bench/cot_lengths.py --data ../shared/data/comp34812_nli_jd0g_cot/dev_missing_gold.csv
 """

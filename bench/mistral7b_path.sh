@@ -5,45 +5,27 @@
 # architecture) and the tokenizer is the real v0.3 one (--tokenizer_name_or_path mistral-common:v3), so this
 # checks the path (memory, speed, schedule, saving, loading, prediction), not accuracy.
 #
-# Run from the repository root on the GPU machine; everything it needs travels inside the repository:
-#   wheels the machine lacks, installed into /tmp/site from .whl/ (../shared/device/fetch-wheels.sh),
-#     .carry/whl_exp, .carry/whl_bnb and .carry/whl_7b (liger-kernel, mistral-common, sentencepiece, protobuf);
-#     (in two batches if they are too large to bring at once: INSTALL_ONLY=1 installs the first and stops)
-#   .carry/mistral7b/comp34812_nli_jd0g_cot/   a copy of ../shared/data/comp34812_nli_jd0g_cot
-#   .carry/mistral7b/dev_jd0g.csv              a copy of ../shared/data/comp34812_nli/dev_jd0g.csv
+# Run from the repository root with the package and its gpu extra installed. The data come from
+# $NLI_COT_SHARED_DATA (default ../shared/data): comp34812_nli_jd0g_cot/ and comp34812_nli/dev_jd0g.csv.
 #
 #   OUT=/tmp/out bash bench/mistral7b_path.sh             # the real schedule
 #   MAX_STEPS=30 bash bench/mistral7b_path.sh             # shorter: warm-up 3 (the recipe's share), peak, decay
 #   ACCELERATE_CONFIG=accelerate_configs/fsdp_qlora.yaml NUM_PROCESSES=2 bash bench/mistral7b_path.sh   # 2 GPUs
 #
-# $OUT receives at most 6 files: summary.txt, training_curves.png, training_metrics.json, metrics.json (evaluate),
+# $OUT receives six files: summary.txt, training_curves.png, training_metrics.json, metrics.json (evaluate),
 # environment.txt and everything else (logs, resolved recipe, adapter config, predictions, report) in all.tar.gz.
 set -uo pipefail
 RESULTS=${OUT:-/tmp/mistral7b-path}
 OUT=/tmp/mistral7b-path-work
-DATA=${DATA:-.carry/mistral7b}
-SITE=${SITE:-/tmp/nli-site}  # the same site as experiments/device.sh, so wheels brought for one serve both
+DATA_ROOT=${NLI_COT_SHARED_DATA:-../shared/data}
+JD0G=$DATA_ROOT/comp34812_nli_jd0g_cot
+DEV=$DATA_ROOT/comp34812_nli/dev_jd0g.csv
 RUN=outputs/mistral7b-path
-export PYTHONPATH=$SITE:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
-       NLI_COT_CACHE=/tmp/nli-cache TOKENIZERS_PARALLELISM=false PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
-mkdir -p "$OUT" "$SITE" "$RESULTS"
+export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 \
+       TRANSFORMERS_OFFLINE=1 NLI_COT_CACHE=${NLI_COT_CACHE:-/tmp/nli-cache} TOKENIZERS_PARALLELISM=false \
+       PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
+mkdir -p "$OUT" "$RESULTS"
 
-# Wheels may arrive in several batches on a machine that stays up: each run installs the ones not installed
-# yet, from every folder in WHEEL_DIRS.
-mkdir -p "$SITE/.wheels"
-new_wheels=()
-for wheel in ${WHEEL_DIRS:-.whl .carry/whl_exp .carry/whl_bnb .carry/whl_7b}; do
-  for file in "$wheel"/*.whl; do
-    [ -f "$file" ] && [ ! -f "$SITE/.wheels/$(basename "$file")" ] && new_wheels+=("$file")
-  done
-done
-if [ ${#new_wheels[@]} -gt 0 ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" \
-    "${new_wheels[@]}" || { echo "error: wheel install failed"; exit 1; }
-  for file in "${new_wheels[@]}"; do touch "$SITE/.wheels/$(basename "$file")"; done
-  echo "installed ${#new_wheels[@]} wheels"
-fi
-[ "${INSTALL_ONLY:-0}" = 1 ] && { echo "wheels installed; run again without INSTALL_ONLY with the data"; exit 0; }
 python3 - <<'EOF' | tee "$OUT/environment.txt"
 import importlib.util
 import torch, transformers
@@ -55,8 +37,8 @@ print("torch", torch.__version__, "transformers", transformers.__version__)
 missing = [name for name in needed if importlib.util.find_spec(name.split(".")[0]) is None]
 print("missing modules:", ", ".join(missing) or "none")
 EOF
-for needed in "$DATA/comp34812_nli_jd0g_cot/sample_thoughts.json" "$DATA/dev_jd0g.csv"; do
-  [ -f "$needed" ] || { echo "error: $needed missing: copy ../shared/data into $DATA (see the header)"; exit 1; }
+for needed in "$JD0G/sample_thoughts.json" "$DEV"; do
+  [ -f "$needed" ] || { echo "error: $needed missing: set NLI_COT_SHARED_DATA to the folder that holds the data"; exit 1; }
 done
 
 step() {  # name, command...: run, log to $OUT/<name>.log, stop the script on failure
@@ -80,7 +62,7 @@ collect() {
 }
 trap collect EXIT
 
-step build python3 -m nli_cot_hub build --jd0g "$DATA/comp34812_nli_jd0g_cot" --jd0g-dev-missing \
+step build python3 -m nli_cot_hub build --jd0g "$JD0G" --jd0g-dev-missing \
   --output-dir build/cot_dataset --overwrite || exit 1
 
 # The random-weight checkpoint that --random_init trains on (seed 42, the recipe's), saved once before the
@@ -97,7 +79,7 @@ step train timeout "${TRAIN_TIMEOUT:-420}" python3 -m accelerate.commands.launch
   --random_init --tokenizer_name_or_path mistral-common:v3 --output_dir "$RUN" "${steps[@]}" || exit 1
 tail -n 4 "$OUT/train.log"
 
-step predict timeout "${PREDICT_TIMEOUT:-150}" python3 -m nli_cot_hub predict "$DATA/dev_jd0g.csv" --model "$base" --adapter "$RUN" \
+step predict timeout "${PREDICT_TIMEOUT:-150}" python3 -m nli_cot_hub predict "$DEV" --model "$base" --adapter "$RUN" \
   --limit "${PREDICT_ROWS:-200}" --batch-size 64 --max-new-tokens "${MAX_NEW_TOKENS:-128}" \
   -o "$OUT/predictions.jsonl" || exit 1
 step evaluate python3 -m nli_cot_hub evaluate "$OUT/predictions.jsonl" -o "$OUT/eval" || exit 1

@@ -9,7 +9,7 @@ switched off, since random weights would stop at arbitrary places), greedy decod
 Predictions written before the run (bench/README.md keeps them with the outcomes):
   seed_like      NF4 + unmerged LoRA, HF generate, batch 16: ~100-150 new tok/s (dequantising 4-bit
                  weights and the LoRA side path on every decode step, tiny batch).
-  bf16_b256      merged bf16, length-sorted, batch 256, dynamic cache: ~2,400 (the issue's number).
+  bf16_b256      merged bf16, length-sorted, batch 256, dynamic cache: ~2,400 (the estimate made beforehand).
   static_b256    + static KV cache, which generate compiles on CUDA: no cache re-allocation and fused
                  decode kernels, ~3x over dynamic, if the compile is warmed at the timed shape.
   static_b512    twice the rows per weight read; KV reads begin to dominate: ~1.3x over b256.

@@ -37,7 +37,7 @@ CONFIGS = {
                                    use_liger_kernel=True),
     "group_b32_liger": dict(per_device_train_batch_size=32, train_sampling_strategy="group_by_length",
                             gradient_checkpointing=True, use_liger_kernel=True),
-    # Round 2 (after round 1 on an H100): keep the norms and lm_head in bf16 (prepare_model_for_kbit_training
+    # After the configurations above: keep the norms and lm_head in bf16 (prepare_model_for_kbit_training
     # upcasts them to fp32: a 32768x4096 fp32 matmul per micro-batch), and trade recompute for memory.
     "group_b32_liger_bf16": dict(per_device_train_batch_size=32, train_sampling_strategy="group_by_length",
                                  gradient_checkpointing=True, use_liger_kernel=True, keep_bf16=True),

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_WORK = REPO / ".carry" / "exp"  # ignored by git; travels to the GPU machine with `carry`
+DEFAULT_WORK = REPO / "experiments" / "prepared"  # prepare_data's output; ignored by git (experiments/.gitignore)
 DEFAULT_RESULTS = REPO / "experiments" / "results"
 DEFAULT_DATA_ROOT = Path(os.environ.get("NLI_COT_SHARED_DATA", REPO.parent / "shared" / "data"))
 
@@ -30,8 +30,8 @@ MANIFEST = "manifest.json"
 
 
 def cli(*arguments: str, log: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    """Run one `nli-cot` stage as a separate process (`python -m nli_cot_hub`, so no console script is
-    needed on the GPU machine); its output goes to the terminal and, when given, to ``log``."""
+    """Run one `nli-cot` stage as a separate process (`python -m nli_cot_hub`, so no console script need be
+    installed); its output goes to the terminal and, when given, to ``log``."""
     arguments = tuple(shorten(a) for a in arguments)  # the stages run in REPO, so logs stay machine-neutral
     command = [sys.executable, "-m", "nli_cot_hub", *arguments]
     print("$ nli-cot " + " ".join(arguments), flush=True)
@@ -78,6 +78,6 @@ def write_json(path: Path, payload) -> Path:
 def read_json(path: Path):
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:  # e.g. a file cut short when a call ran out of time
+    except json.JSONDecodeError as error:  # e.g. a file cut short when a run was stopped
         raise SystemExit(f"error: {path}: not valid JSON at line {error.lineno}, column {error.colno}: "
                          f"{error.msg}") from None

@@ -1,6 +1,6 @@
 """Build the experiments' evaluation and training sets from the real files in ``../shared/data``.
 
-    python experiments/prepare_data.py [--data-root ../shared/data] [--work .carry/exp]
+    python experiments/prepare_data.py [--data-root ../shared/data] [--work experiments/prepared]
 
 Training sources (all real):
 * the original author's open-mistral-7b thoughts on 3,005 coursework dev rows
@@ -17,8 +17,8 @@ Evaluation sets:
   training source, written twice: COMP34812-style labels (neutral -> 1, the meaning label 1 has in
   the training data and the prompts) and standard labels (only entailment -> 1).
 
-Everything goes into ``--work`` (default ``.carry/exp``, ignored by git), the folder that travels to
-the GPU machine; ``manifest.json`` there records every count and exclusion.
+Everything goes into ``--work`` (default ``experiments/prepared``, ignored by git), the one folder a run needs
+besides the package; ``manifest.json`` there records every count and exclusion.
 """
 
 from __future__ import annotations
@@ -180,7 +180,7 @@ def prepare(data_root: Path, work: Path, *, mnli_per_subset: int = 500, rational
     work.mkdir(parents=True, exist_ok=True)
     jd0g_dir = work / JD0G_DIR
     jd0g_dir.mkdir(exist_ok=True)
-    for name in JD0G_FILES:  # the GPU machine builds the reflected data set from these
+    for name in JD0G_FILES:  # the cot-reflected run builds its data set from these
         shutil.copyfile(data_root / JD0G_SOURCE / name, jd0g_dir / name)
 
     sources = training_sources(data_root, jd0g_dir)
@@ -243,7 +243,7 @@ def main(argv: list[str] | None = None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT,
                         help="The shared real-data folder (default: NLI_COT_SHARED_DATA, else ../shared/data).")
-    parser.add_argument("--work", type=Path, default=DEFAULT_WORK, help="Output folder (default: .carry/exp).")
+    parser.add_argument("--work", type=Path, default=DEFAULT_WORK, help="Output folder (default: experiments/prepared).")
     parser.add_argument("--mnli-per-subset", type=int, default=500,
                         help="Rows drawn from each MNLI hard subset (0 = all, about 4,500 each).")
     parser.add_argument("--rationales", type=int, default=3000, help="e-SNLI explanations drawn for the rationale run.")

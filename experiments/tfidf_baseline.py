@@ -1,7 +1,7 @@
 """The classic baseline: TF-IDF features + logistic regression (scikit-learn), no neural model.
 
-    python -m experiments.tfidf_baseline --train .carry/exp/train/pairs.csv \
-        --eval .carry/exp/eval/dev.csv -o predictions_dev.jsonl
+    python -m experiments.tfidf_baseline --train experiments/prepared/train/pairs.csv \
+        --eval experiments/prepared/eval/dev.csv -o predictions_dev.jsonl
 
 Features: word uni+bigram TF-IDF of the premise, of the hypothesis, and their element-wise product
 (non-zero only for n-grams the two sentences share, the lexical-overlap signal that hypothesis-only

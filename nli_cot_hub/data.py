@@ -328,6 +328,14 @@ def normalise_pairs(raw: pd.DataFrame, name: str, *, columns: Columns = Columns(
     return out
 
 
+def pair_rows(pairs: pd.DataFrame) -> list[dict]:
+    """The pairs as one dict per row (``id``, ``premise``, ``hypothesis``, ``label``), in order.
+
+    Extra columns are left out; ``label`` keeps the frame's value (``<NA>`` for unlabeled pairs).
+    """
+    return pairs[["id", "premise", "hypothesis", "label"]].to_dict("records")
+
+
 # ---------------------------------------------------------------- checks
 
 def normalise_text(text: str) -> str:

@@ -18,7 +18,7 @@ import pandas as pd
 from nli_cot_hub import prompts
 from nli_cot_hub.backends import ChatBackend
 from nli_cot_hub.config import failed_share_problem, option, stage_config
-from nli_cot_hub.data import PairOptions
+from nli_cot_hub.data import PairOptions, pair_rows
 from nli_cot_hub.engine import (
     BACKEND_HELP, Answer, Engine, EngineConfig, Ledger, RequestOptions, RunReport, judgement_status, load_prices,
     record_status, run_jobs, subset,
@@ -80,10 +80,6 @@ def failed_pair(row: dict, error: BaseException, *, model: str, source: str = "o
     return CoTRecord(id=str(row["id"]), premise=row["premise"], hypothesis=row["hypothesis"],
                      label=_label(row.get("label")), source=source, model=model, prompt_version=prompt_version,
                      status="failed", error=f"request failed: {error}")
-
-
-def pair_rows(pairs: pd.DataFrame) -> list[dict]:
-    return pairs[["id", "premise", "hypothesis", "label"]].to_dict("records")
 
 
 # ---------------------------------------------------------------- reflection

@@ -16,8 +16,7 @@ EMBEDDED = "embedded"
 EMBEDDED_ALIASES = {EMBEDDED, "embedded:smollm2-135m", "smollm2-135m-embedded"}
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct"  # the upstream model the GGUF was made from
-# Documented defaults for real use (need a GPU / API key):
-DEFAULT_BASE_MODEL = "mistralai/Mistral-7B-v0.3"
+# API models for real use (need an API key):
 DEFAULT_API_GENERATOR = "open-mistral-7b"
 # open-mistral-nemo is deprecated by Mistral; its listed replacement is mistral-small-latest.
 DEFAULT_API_REFLECTOR = "mistral-small-latest"

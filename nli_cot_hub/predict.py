@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from nli_cot_hub.data import pair_rows
 from nli_cot_hub.extract import Extraction, extract_answer
 from nli_cot_hub.records import CoTRecord, TokenUsage
 
@@ -149,10 +150,6 @@ def failed_record(row: dict, error: BaseException, *, model: str, version: str) 
 
 def _gold(value) -> int | None:
     return None if value is None or pd.isna(value) else int(value)
-
-
-def pair_rows(pairs: pd.DataFrame) -> list[dict]:
-    return pairs[["id", "premise", "hypothesis", "label"]].to_dict("records")
 
 
 def predict(pairs: pd.DataFrame, output: str | Path, *, backend: str = "local", model: str | None = None,

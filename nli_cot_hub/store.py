@@ -20,7 +20,6 @@ Failed pairs are stored too (``status="failed"`` with ``error``), so nothing sil
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -251,7 +250,3 @@ def summarize(records: Iterable[CoTRecord]) -> dict:
             correct += record.correct
     return {"records": sum(by_status.values()), "by_status": by_status, "by_source": by_source,
             "labelled_predictions": judged, "accuracy": round(correct / judged, 4) if judged else None}
-
-
-def dumps_summary(summary: dict) -> str:
-    return json.dumps(summary, indent=2)

@@ -6,8 +6,8 @@
 * :func:`fault_proxy` — ``tests/fault_proxy.py`` in front of any of them: 429 + Retry-After, 500,
   dropped connections and stalls, on a schedule the test chooses.
 
-Each is a context manager yielding a :class:`Server` (base URL, process, log file). The issue-6
-predict tests can reuse them.
+Each is a context manager yielding a :class:`Server` (base URL, process, log file), for the generate and
+predict tests alike.
 """
 
 from __future__ import annotations

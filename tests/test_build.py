@@ -258,9 +258,11 @@ def test_cli_build_writes_the_hub_layout_that_load_dataset_reads(tmp_path, jd0g_
 
 def test_dataset_script_runs_the_same_build(tmp_path, jd0g_dir):
     out = tmp_path / "script_out"
+    # The script imports the installed package; PYTHONPATH makes that this checkout's code.
     result = subprocess.run([sys.executable, str(REPO / "dataset_scripts" / "build_cot_dataset.py"),
                              "--jd0g", str(jd0g_dir), "--output-dir", str(out)],
-                            capture_output=True, text=True, timeout=300, cwd=tmp_path)
+                            capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
     assert result.returncode == 0, result.stderr[-2000:]
     assert (out / data_file("combined", "train")).exists() and (out / "README.md").exists()
 

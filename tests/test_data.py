@@ -1,7 +1,9 @@
 import pandas as pd
 import pytest
 
-from nli_cot_hub.data import Columns, DataError, LabelMapping, contamination, describe, load_pairs, parse_label_map
+from nli_cot_hub.data import (
+    Columns, DataError, LabelMapping, contamination, describe, load_pairs, pair_rows, parse_label_map,
+)
 from tests.conftest import shared
 
 
@@ -99,6 +101,26 @@ def test_jsonl_and_parquet_roundtrip(tmp_path):
     (tmp_path / "broken.jsonl").write_text('{"premise": "a"}\n{oops\n')
     with pytest.raises(DataError, match="line 2: invalid JSON"):
         load_pairs(tmp_path / "broken.jsonl")
+
+
+def test_pair_rows_keeps_order_and_the_four_fields(tmp_path):
+    path = tmp_path / "pairs.csv"
+    path.write_text("pid,premise,hypothesis,label,source\n"
+                    "b,A dog runs.,An animal moves.,1,snli\n"
+                    "a,A dog runs.,A cat sleeps.,0,mnli\n", encoding="utf-8")
+    rows = pair_rows(load_pairs(path, columns=Columns(id="pid")))
+    assert [list(row) for row in rows] == [["id", "premise", "hypothesis", "label"]] * 2
+    assert [row["id"] for row in rows] == ["b", "a"]
+    assert [int(row["label"]) for row in rows] == [1, 0]
+    assert rows[1]["hypothesis"] == "A cat sleeps."
+
+
+def test_pair_rows_of_unlabeled_pairs_carry_missing_labels():
+    pairs = load_pairs(shared("comp34812_nli/test_unlabeled_jd0g.csv"), require_labels=False)
+    rows = pair_rows(pairs)
+    assert len(rows) == 3302
+    assert all(pd.isna(row["label"]) for row in rows)
+    assert rows[0]["premise"] == pairs["premise"].iloc[0]
 
 
 def test_contamination_coursework_dev_vs_snli_dev():

