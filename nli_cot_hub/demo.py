@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from nli_cot_hub.config import option, stage_config, to_argv
+from nli_cot_hub.config import option, stage_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RECIPE = REPO_ROOT / "recipes" / "smollm2_demo.yaml"
@@ -84,10 +84,9 @@ class Step:
         """The ``nli-cot`` command line that does the same."""
         if self.train_argv is not None:
             return ["train", *self.train_argv]
-        from nli_cot_hub.cli.derive import registered
+        from nli_cot_hub.cli.derive import stage_argv
 
-        path, _ = registered(type(self.config))
-        return [*path, *to_argv(self.config)]
+        return stage_argv(self.config)
 
     def run(self) -> None:
         if self.train_argv is not None:

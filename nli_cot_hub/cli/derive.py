@@ -103,3 +103,11 @@ def registered(config_class: type) -> tuple[list[str], Callable[[Any], Any]]:
     if found is None:
         raise LookupError(f"no nli-cot command runs {config_class.__name__}")
     return found
+
+
+def stage_argv(config: Any) -> list[str]:
+    """The ``nli-cot`` arguments that run ``config`` (after the program name)."""
+    from nli_cot_hub.config import to_argv
+
+    path, _ = registered(type(config))
+    return [*path, *to_argv(config)]
