@@ -148,8 +148,9 @@ def test_no_constrain_turns_constrained_decoding_off(embedded_model_path, tmp_pa
 
     data = shared(TRIAL)
     threads = torch.get_num_threads()
+    # Free text from an untrained model rarely parses: the failed share is not what this test is about.
     common = ["predict", str(data), "--model", embedded_model_path, "--limit", "2", "--max-new-tokens", "24",
-              "--threads", "1", "--no-progress"]
+              "--threads", "1", "--no-progress", "--max-failed-share", "1"]
     try:
         free = CliRunner().invoke(build_app(), common + ["-o", str(tmp_path / "free.jsonl"), "--no-constrain"])
         assert free.exit_code == 0, free.output
