@@ -58,7 +58,7 @@ BACKEND_HELP = (
 
 
 @dataclass(kw_only=True)
-class RequestOptions:
+class BaseRequestOptions:
     """How a stage asks its backend: concurrency, limits, retries, sampling, JSON, and when a run fails."""
 
     concurrency: int = option(8, "Requests in flight at once.", min=1)
@@ -82,7 +82,6 @@ class RequestOptions:
                              "constrained decoding; servers: as --json-mode says). --no-constrain asks for JSON in "
                              "the prompt only.", negatable=True)
     retry_failed: bool = option(False, "Drop stored failures first and try them again.")
-    prices: str | None = option(None, "YAML of USD per million tokens per model (default: shipped list prices).")
     progress: bool = option(True, "Show a progress bar.")
     max_failed_share: float = option(0.5, "Fail the run (exit code 1) when more than this share of its records "
                                      "failed (every record is kept).", min=0.0, max=1.0)
@@ -109,6 +108,13 @@ class RequestOptions:
                                 system_role=self.system_role)
         except ValueError as error:
             raise DataError(f"--backend: {error}") from None
+
+
+@dataclass(kw_only=True)
+class RequestOptions(BaseRequestOptions):
+    """The request options of a stage that keeps a cost ledger, and the prices it counts the cost at."""
+
+    prices: str | None = option(None, "YAML of USD per million tokens per model (default: shipped list prices).")
 
 
 # ---------------------------------------------------------------- ledger

@@ -23,17 +23,24 @@ from pathlib import Path
 
 import pandas as pd
 
-from nli_cot_hub.data import pair_rows
+from nli_cot_hub.config import failed_share_problem, option, stage_config
+from nli_cot_hub.data import DataError, PairOptions, pair_rows
+from nli_cot_hub.engine import BaseRequestOptions
 from nli_cot_hub.extract import Extraction, extract_answer
+from nli_cot_hub.formats import FORMATS
+from nli_cot_hub.local_engine import MODES as ENGINE_MODES
 from nli_cot_hub.records import CoTRecord, TokenUsage
 
 PROMPTS = ("finetune", "cot")
 FALLBACKS = ("majority", "0", "1")
 READOUTS = ("generate", "logprob")
+JSON_MODES = ("auto", "schema", "object", "none")
 
 
 @dataclass
-class PredictConfig:
+class PredictSettings:
+    """How :func:`predict` asks its model (the stage config :class:`PredictConfig` builds one)."""
+
     prompt: str = "finetune"          # finetune: chat_format (fine-tuned models); cot: the few-shot CoT prompt
     max_new_tokens: int = 256
     temperature: float = 0.0
@@ -44,6 +51,9 @@ class PredictConfig:
     max_retries: int = 6
     max_reasks: int = 0               # a prediction is the model's first answer unless asked otherwise
     timeout_s: float = 120.0
+    requests_per_minute: float | None = None  # remote backends: rate limits (None: none)
+    tokens_per_minute: float | None = None
+    json_mode: str = "auto"           # remote backends: how the answer's JSON schema is sent (when constrained)
     system_role: str = "auto"         # endpoints with a server-side template: auto, keep or fold
     completion_format: str | None = None  # None: the adapter folder's (completion_format.json), else thought_first
     readout: str = "generate"         # generate: parse the generated answer; logprob: compare p(0) and p(1)
@@ -61,6 +71,8 @@ class PredictConfig:
             raise ValueError(f"unknown system role mode {self.system_role!r}; choose one of {SYSTEM_ROLE_MODES}")
         if self.completion_format is not None:
             check_format(self.completion_format)
+        if self.json_mode not in JSON_MODES:
+            raise ValueError(f"unknown JSON mode {self.json_mode!r}; choose one of {JSON_MODES}")
         if self.readout not in READOUTS:
             raise ValueError(f"unknown read-out {self.readout!r}; choose one of {READOUTS}")
         if self.readout == "logprob" and (self.prompt != "finetune" or self.num_samples > 1):
@@ -81,6 +93,9 @@ class PredictResult:
     failed: int = 0
     first_error: str | None = None
     load_seconds: float = 0.0  # of ``seconds``: loading the local model, before the first pair
+    stats: Path | None = None  # the --stats file, when this run wrote it
+    submission: Submission | None = None  # the --submission CSV written, when one was asked for and written
+    problem: str | None = None  # why this run counts as failed (too many failures, a refused submission)
 
     @property
     def examples_per_second(self) -> float | None:
@@ -153,13 +168,14 @@ def _gold(value) -> int | None:
 
 
 def predict(pairs: pd.DataFrame, output: str | Path, *, backend: str = "local", model: str | None = None,
-            adapter: str | None = None, merge: bool | None = None, config: PredictConfig | None = None,
+            adapter: str | None = None, merge: bool | None = None, settings: PredictSettings | None = None,
             retry_failed: bool = False, limit: int | None = None, progress: bool = True,
             engine_options: dict | None = None) -> PredictResult:
     """Predict every pair of ``pairs`` not yet in ``output``; return what was written.
 
     ``backend``: ``local`` (``model`` + ``adapter`` in this process; no model: the base the adapter names,
     else the embedded model) or a backends spec.
+    ``settings``: prompt, sampling and request settings (default: :class:`PredictSettings`'s).
     ``engine_options``: extra :class:`LocalEngine` keyword arguments (dtype, mode, cache, threads).
     """
     import time
@@ -168,7 +184,7 @@ def predict(pairs: pd.DataFrame, output: str | Path, *, backend: str = "local", 
 
     from nli_cot_hub.formats import resolve_format
 
-    config = config or PredictConfig()
+    config = settings or PredictSettings()
     if backend.startswith("local:"):  # the backends spec form: same engine, model named in the spec
         backend, model = "local", backend.split(":", 1)[1] or model
     # A model is predicted in the format it was trained in, unless told otherwise.
@@ -372,7 +388,7 @@ async def _predict_remote(rows, store, result, *, spec, config, progress) -> Non
     from nli_cot_hub.formats import completion_text
 
     backend = make_backend(spec, timeout_s=config.timeout_s, system_role=config.system_role,
-                           json_mode="auto" if config.constrain else "none")
+                           json_mode=config.json_mode if config.constrain else "none")
     completion_format = config.completion_format or "thought_first"
     logprob = config.readout == "logprob"
     if logprob and backend.kind not in LOGPROB_KINDS:
@@ -384,7 +400,8 @@ async def _predict_remote(rows, store, result, *, spec, config, progress) -> Non
     if logprob and completion_format != "thought_first" and not config.explain:
         max_tokens = min(max_tokens, ANSWER_FIRST_LABEL_TOKENS)
     ledger = Ledger()
-    base = EngineConfig(concurrency=config.concurrency, max_retries=config.max_retries,
+    base = EngineConfig(concurrency=config.concurrency, requests_per_minute=config.requests_per_minute,
+                        tokens_per_minute=config.tokens_per_minute, max_retries=config.max_retries,
                         max_reasks=config.max_reasks, request_timeout_s=config.timeout_s,
                         temperature=config.temperature, max_tokens=max_tokens, seed=config.seed)
     # One engine per sample, each with its own seed, so k samples are k different reasoning paths.
@@ -565,3 +582,114 @@ def write_submission(pairs: pd.DataFrame, records: Sequence[CoTRecord], path: st
         writer.writerows([value] for value in predictions)
     temporary.replace(path)
     return Submission(path, len(predictions), label, fallback_rows, missing, report)
+
+
+# ---------------------------------------------------------------- stage config and entry point
+
+BACKEND_HELP = (
+    "local (the model below, in this process, batched) or a remote spec: tgi:URL#TOKENIZER (TGI /generate "
+    "with the JSON grammar), openai:URL#MODEL (vLLM, SGLang, TGI Messages API, HF Inference Endpoints, "
+    "transformers serve), llamacpp:URL#MODEL, mistral:MODEL.")
+
+
+@stage_config
+class PredictConfig(PairOptions, BaseRequestOptions):
+    """Predict a label and a chain of thought for every pair; gold labels are kept when present.
+
+    Streams one record per pair to OUTPUT (failures too, with the reason). Rerun the same
+    command to resume. With --submission, also writes the coursework CSV. The request options
+    (--concurrency, --rpm, --tpm, --max-retries, --max-reasks, --timeout, --json-mode, --system-role)
+    apply to remote backends; the local engine batches in this process.
+    """
+
+    data: str = option(help="NLI pairs: CSV/TSV/JSONL/JSON/Parquet, data set folder or Hub repo id.", positional=True)
+    output: str = option("predictions.jsonl", "Predictions JSONL; ids already in it are skipped (resume).",
+                         short="-o")
+    submission: str | None = option(None, "Coursework CSV to write: one 'prediction' column, one row per input "
+                                    "row, in order.")
+    backend: str = option("local", BACKEND_HELP, short="-b")
+    model: str | None = option(None, "Local model: folder, Hub id, 'embedded', or a PEFT adapter (default: the base "
+                               "model --adapter names, else embedded).")
+    adapter: str | None = option(None, "PEFT adapter (folder or Hub id) on top of --model.")
+    merge: bool | None = option(None, "Merge the adapter into the weights before generating (default: on a GPU).",
+                                negatable=True)
+    prompt: str = option("finetune", "finetune: the fine-tuning chat format (fine-tuned models); cot: the few-shot "
+                         "CoT prompt (zero-shot base/instruct models).", choices=PROMPTS)
+    num_samples: int = option(1, "Self-consistency: answers per pair, majority vote (needs --temperature > 0).",
+                              min=1)
+    batch_size: int | None = option(None, "Local engine: prompts per batch, sorted by length (default: what GPU "
+                                    "memory holds, up to 512; 8 on a CPU).", min=1)
+    dtype: str = option("auto", "Local engine: auto (bf16 on GPU, fp32 on CPU), bfloat16, float16, float32.")
+    engine_mode: str = option("padded", "Local engine: padded (generate on padded batches) or continuous "
+                              "(continuous batching).", choices=ENGINE_MODES)
+    cache: str | None = option(None, "Local engine: generate's cache_implementation, e.g. static (GPU).")
+    threads: int | None = option(None, "Local engine: CPU threads for torch.", min=1)
+    max_reasks: int = option(0, "Remote backends: re-asks after an unusable answer (0: score the first answer).",
+                             min=0)
+    timeout: float = option(120.0, "Remote backends: seconds to wait for one answer.")
+    completion_format: str | None = option(None, "Answer format: thought_first, label_first, multitask or "
+                                           "label_only (default: the one the adapter folder records, else "
+                                           "thought_first).", choices=FORMATS)
+    readout: str = option("generate", "generate: parse the generated answer; logprob: compare the log-probabilities "
+                          "of 0 and 1 at the label position (every row gets a label and p(label = 1)).",
+                          choices=READOUTS)
+    explain: bool = option(False, "Answer-first formats: also write the explanation (label_first: after the chosen "
+                           "label; multitask: the [explain] task).")
+    thoughts_from: str | None = option(None, "--readout logprob on thought_first: read each row's thought from "
+                                       "these earlier (generation) predictions instead of generating it again; "
+                                       "rows missing there are generated.")
+    stats: str | None = option(None, "JSON file for this run's counts, seconds and examples per second.")
+    fallback_label: str = option("majority", "Submission label for rows without a prediction: majority (most common "
+                                 "predicted label), 0 or 1.", choices=FALLBACKS)
+    limit: int | None = option(None, "Only the first N rows.", min=1)
+    split: str = option("test", "Split to read from a data set folder or Hub repo.")
+
+    def settings(self) -> PredictSettings:
+        """The prompt, sampling and request settings of :func:`predict`; bad combinations are a DataError."""
+        try:
+            return PredictSettings(
+                prompt=self.prompt, max_new_tokens=self.max_new_tokens, temperature=self.temperature,
+                num_samples=self.num_samples, seed=self.gen_seed, batch_size=self.batch_size,
+                concurrency=self.concurrency, max_retries=self.max_retries, max_reasks=self.max_reasks,
+                timeout_s=self.timeout, requests_per_minute=self.rpm, tokens_per_minute=self.tpm,
+                json_mode=self.json_mode, system_role=self.system_role, completion_format=self.completion_format,
+                readout=self.readout, explain=self.explain, thoughts_from=self.thoughts_from,
+                constrain=self.constrain)
+        except ValueError as error:
+            raise DataError(str(error)) from None
+
+    def engine_options(self) -> dict:
+        return {"dtype": self.dtype, "mode": self.engine_mode, "cache": self.cache, "threads": self.threads}
+
+
+def run_predict(config: PredictConfig) -> PredictResult:
+    """Predict every pair of ``config.data`` into ``config.output`` (resumable); then ``--stats`` and
+    ``--submission``. ``result.problem`` says why the run counts as failed, when it does."""
+    from nli_cot_hub.paths import check_output_file, refuse_input_as_output
+    from nli_cot_hub.store import read_records
+
+    refuse_input_as_output(config.output, [config.data, config.model, config.adapter], "--output")
+    check_output_file(config.output, "--output")
+    refuse_input_as_output(config.submission, [config.data, config.output], "--submission")
+    check_output_file(config.submission, "--submission")
+    settings = config.settings()
+    if config.constrain and config.engine_mode == "continuous" and config.backend.split(":", 1)[0] == "local":
+        raise DataError("--engine-mode continuous: continuous batching cannot constrain answers to a JSON schema: "
+                        "use --engine-mode padded or add --no-constrain")
+    pairs = config.load(config.data, require_labels=False)
+    result = predict(pairs, config.output, backend=config.backend, model=config.model, adapter=config.adapter,
+                     merge=config.merge, settings=settings, retry_failed=config.retry_failed, limit=config.limit,
+                     progress=config.progress, engine_options=config.engine_options())
+    # A rerun that finds every row done measured nothing: the speed of the run that did the work stays.
+    if config.stats and (result.written or not Path(config.stats).exists()):
+        result.stats = write_stats(config.stats, result)
+    if config.submission:
+        rows = pairs if config.limit is None else pairs.iloc[:config.limit]
+        try:
+            result.submission = write_submission(rows, read_records(config.output), config.submission,
+                                                 config.fallback_label, max_fallback_share=config.max_failed_share)
+        except SubmissionRefused as refused:
+            result.problem = str(refused)
+    result.problem = result.problem or failed_share_problem(
+        "predict", result.failed, result.written, result.first_error, config.max_failed_share, config.output)
+    return result

@@ -19,6 +19,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from nli_cot_hub.config import RunFailed, option, stage_config
+from nli_cot_hub.data import DataError, PairOptions
 from nli_cot_hub.records import CoTRecord
 
 METRIC_DIR = Path(__file__).parent / "metrics" / "nli_cot"
@@ -371,8 +373,6 @@ def check_scorable(models: list[Model], gold: dict[str, int] | None,
     the gold label by construction, so they always look right); a gold file whose pair under an id
     is another pair than the prediction's. Warned: gold labels for only some of the records.
     """
-    from nli_cot_hub.data import DataError
-
     warnings = []
     for model in models:
         records = list(model.records.values())
@@ -412,7 +412,7 @@ def evaluate_files(paths: list[str], output_dir: str | Path, *, gold: dict[str, 
     folder = Path(output_dir)
     folder.mkdir(parents=True, exist_ok=True)
     metric = load_metric()
-    summary: dict = {"unparsed": unparsed, "models": {}, "warnings": warnings}
+    summary: dict = {"unparsed": unparsed, "threshold": threshold, "models": {}, "warnings": warnings}
     plots, errors, buckets = {}, {}, {}
     for model in models:
         records = list(model.records.values())
@@ -461,3 +461,84 @@ def push_metric(repo_id: str, *, private: bool = False, token: str | None = None
     ]
     api.create_commit(repo, operations=operations, repo_type="space", commit_message="Upload the nli_cot metric")
     return repo
+
+
+# ---------------------------------------------------------------- stage configs and entry points
+
+UNPARSED_POLICIES = ("wrong", "drop", "0", "1")
+
+
+@stage_config
+class EvaluateConfig(PairOptions):
+    """Score predictions with the nli_cot metric; write metrics.json, report.md with PNG plots,
+    a McNemar comparison when given two or more files, and a label-disagreement audit.
+
+    The column, label, --dataset-config and --split options say how to read --gold.
+    """
+
+    predictions: list[str] = option(help="One or more predictions JSONL files (from predict); two or more are "
+                                    "compared pairwise.", positional=True)
+    output_dir: str = option("evaluation", "Folder for metrics.json, report.md, plots and the audit.", short="-o")
+    gold: str | None = option(None, "Gold labels (any data file load_pairs reads) when the predictions lack them; "
+                              "matched by id.")
+    names: str | None = option(None, "Comma-separated display names of the prediction files (default: file stems).")
+    unparsed: str = option("wrong", "How an answer without a label counts: wrong, drop, 0 or 1.",
+                           choices=UNPARSED_POLICIES)
+    worst: int = option(10, "How many errors to list in the report.", min=0)
+    audit_min_votes: int = option(2, "Audit: flag a pair when at least this many predictions (files or samples) "
+                                  "agree with each other against gold.", min=2)
+    threshold: float = option(0.5, "Predictions with p(label = 1) (--readout logprob): accuracy when label 1 is "
+                              "given at p >= this.", min=0.0, max=1.0)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.predictions, str):  # one file, as a YAML config may give it
+            self.predictions = [self.predictions]
+
+    def display_names(self) -> list[str] | None:
+        if not self.names:
+            return None
+        names = [name.strip() for name in self.names.split(",")]
+        if len(names) != len(self.predictions):
+            raise DataError(f"--names: {len(names)} names for {len(self.predictions)} files")
+        return names
+
+
+def run_evaluate(config: EvaluateConfig) -> dict:
+    """Score ``config.predictions`` and write the report folder; the summary :func:`evaluate_files` returns."""
+    from nli_cot_hub.paths import refuse_input_as_output
+
+    if not config.predictions:
+        raise DataError("no predictions file given: name one or more")
+    names = config.display_names()
+    refuse_input_as_output(config.output_dir, [*config.predictions, config.gold], "--output-dir")
+    gold_labels = gold_texts = None
+    if config.gold:
+        pairs = config.load(config.gold, require_labels=True)
+        gold_labels = dict(zip(pairs["id"].astype(str), pairs["label"].astype(int)))
+        gold_texts = dict(zip(pairs["id"].astype(str), zip(pairs["premise"], pairs["hypothesis"])))
+    unparsed = config.unparsed if config.unparsed in ("wrong", "drop") else int(config.unparsed)
+    return evaluate_files(config.predictions, config.output_dir, gold=gold_labels, names=names, unparsed=unparsed,
+                          worst=config.worst, audit_min_votes=config.audit_min_votes, threshold=config.threshold,
+                          gold_texts=gold_texts, gold_name=f"--gold {config.gold}")
+
+
+@stage_config
+class PushMetricConfig:
+    """Publish the nli_cot evaluate metric as a Hub Space (token from HF_TOKEN); then
+    evaluate.load(REPO_ID) loads it (with nli-cot-hub installed)."""
+
+    repo_id: str = option(help="Space to create or update, e.g. your-name/nli_cot.", positional=True)
+    private: bool = option(False, "Create the Space private.")
+
+
+def run_push_metric(config: PushMetricConfig) -> str:
+    """Push the metric to the Space ``config.repo_id``; its repo id. A Hub refusal is :class:`RunFailed`."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        return push_metric(config.repo_id, private=config.private)
+    except HfHubHTTPError as error:
+        from nli_cot_hub.hub_transfer import hub_error_line
+
+        raise RunFailed(f"pushing the metric failed: "
+                        f"{hub_error_line(error, config.repo_id, 'space', None)}") from None

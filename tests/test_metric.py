@@ -172,3 +172,27 @@ def test_no_predictions_give_the_metric_of_nothing(metric):
     result = metric.compute(predictions=[], references=[])
     assert result["scored"] == 0 and result["accuracy"] is None and result["macro_f1"] is None
     assert result["confusion_matrix"] == [[0, 0, 0], [0, 0, 0]]
+
+
+def test_push_metric_from_a_yaml_config_and_as_a_function(hub_server, monkeypatch, tmp_path):
+    import uuid
+
+    import yaml
+    from huggingface_hub import HfApi
+    from typer.testing import CliRunner
+
+    from nli_cot_hub.cli import build_app
+    from nli_cot_hub.config import RunFailed
+    from nli_cot_hub.report import PushMetricConfig, run_push_metric
+
+    space = f"{hub_server.user}/nli_cot_{uuid.uuid4().hex[:6]}"
+    config_file = tmp_path / "push.yaml"
+    config_file.write_text(yaml.safe_dump({"repo_id": space}))
+    result = CliRunner().invoke(build_app(), ["push-metric", "--config", str(config_file), "--private"])
+    assert result.exit_code == 0, result.output
+    assert f"metric pushed: evaluate.load({space!r})" in result.output
+    assert HfApi().repo_info(space, repo_type="space").private
+    assert run_push_metric(PushMetricConfig(repo_id=space)) == space  # an update of the same Space
+    monkeypatch.setenv("HF_TOKEN", "hf_not_the_token")
+    with pytest.raises(RunFailed, match=rf"^pushing the metric failed: space repo '{space}' at .*: HTTP 401: "):
+        run_push_metric(PushMetricConfig(repo_id=space))

@@ -9,7 +9,8 @@ from nli_cot_hub.cli import build_app
 from nli_cot_hub.data import load_pairs
 from nli_cot_hub.extract import extract_answer
 from nli_cot_hub.predict import (
-    PredictConfig, fallback_for, majority_vote, predict, record_from_samples, write_submission,
+    PredictConfig, PredictSettings, fallback_for, majority_vote, predict, record_from_samples, run_predict,
+    write_submission,
 )
 from nli_cot_hub.records import CoTRecord, TokenUsage
 from nli_cot_hub.store import read_records
@@ -50,11 +51,11 @@ def test_self_consistency_record_keeps_votes_and_the_winning_thought():
     assert single.error and single.raw_output == "no answer"
 
 
-def test_config_rejects_sampling_without_temperature():
+def test_settings_reject_sampling_without_temperature():
     with pytest.raises(ValueError, match="temperature"):
-        PredictConfig(num_samples=3)
+        PredictSettings(num_samples=3)
     with pytest.raises(ValueError, match="prompt"):
-        PredictConfig(prompt="fancy")
+        PredictSettings(prompt="fancy")
 
 
 def test_submission_order_fallback_and_missing_rows(tmp_path):
@@ -117,12 +118,12 @@ def test_cli_predicts_30_trial_rows_resumably(tmp_path):
 
 @pytest.mark.slow
 def test_local_self_consistency_keeps_every_vote(embedded_model_path, tmp_path):
-    config = PredictConfig(max_new_tokens=30, temperature=0.9, num_samples=3, seed=0, batch_size=3)
+    settings = PredictSettings(max_new_tokens=30, temperature=0.9, num_samples=3, seed=0, batch_size=3)
     import torch
 
     threads = torch.get_num_threads()
     try:
-        result = predict(_PAIRS, tmp_path / "sc.jsonl", backend=f"local:{embedded_model_path}", config=config,
+        result = predict(_PAIRS, tmp_path / "sc.jsonl", backend=f"local:{embedded_model_path}", settings=settings,
                          progress=False, engine_options={"threads": 1})
     finally:
         torch.set_num_threads(threads)
@@ -147,8 +148,9 @@ def test_no_constrain_turns_constrained_decoding_off(embedded_model_path, tmp_pa
 
     data = shared(TRIAL)
     threads = torch.get_num_threads()
+    # Free text from an untrained model rarely parses: the failed share is not what this test is about.
     common = ["predict", str(data), "--model", embedded_model_path, "--limit", "2", "--max-new-tokens", "24",
-              "--threads", "1", "--no-progress"]
+              "--threads", "1", "--no-progress", "--max-failed-share", "1"]
     try:
         free = CliRunner().invoke(build_app(), common + ["-o", str(tmp_path / "free.jsonl"), "--no-constrain"])
         assert free.exit_code == 0, free.output
@@ -200,12 +202,12 @@ def _check_remote_records(records, samples: int):
 @pytest.mark.server
 def test_openai_compatible_backend_with_self_consistency(openai_server, embedded_model_path, tmp_path):
     output = tmp_path / "openai.jsonl"
-    config = PredictConfig(max_new_tokens=24, temperature=0.8, num_samples=2, seed=3, concurrency=3)
-    result = predict(_PAIRS, output, backend=f"openai:{openai_server.url}/v1#{embedded_model_path}", config=config,
+    settings = PredictSettings(max_new_tokens=24, temperature=0.8, num_samples=2, seed=3, concurrency=3)
+    result = predict(_PAIRS, output, backend=f"openai:{openai_server.url}/v1#{embedded_model_path}", settings=settings,
                      progress=False)
     assert result.written == 3
     _check_remote_records(read_records(output), samples=2)
-    again = predict(_PAIRS, output, backend=f"openai:{openai_server.url}/v1#{embedded_model_path}", config=config,
+    again = predict(_PAIRS, output, backend=f"openai:{openai_server.url}/v1#{embedded_model_path}", settings=settings,
                     progress=False)
     assert (again.written, again.already_done) == (0, 3)
 
@@ -213,8 +215,8 @@ def test_openai_compatible_backend_with_self_consistency(openai_server, embedded
 @pytest.mark.server
 def test_tgi_generate_backend_with_json_grammar(tgi_test_server, embedded_model_path, tmp_path):
     output = tmp_path / "tgi.jsonl"
-    config = PredictConfig(max_new_tokens=40, concurrency=2)
-    result = predict(_PAIRS, output, backend=f"tgi:{tgi_test_server.url}#{embedded_model_path}", config=config,
+    settings = PredictSettings(max_new_tokens=40, concurrency=2)
+    result = predict(_PAIRS, output, backend=f"tgi:{tgi_test_server.url}#{embedded_model_path}", settings=settings,
                      progress=False)
     assert result.written == 3
     records = read_records(output)
@@ -332,3 +334,85 @@ def test_predict_setup_errors_are_one_line(tmp_path):
         result = _predict_cli(*arguments, env=no_key)
         assert result.returncode == code, (arguments, result.stderr[-2000:])
         assert message in _one_error_line(result)
+
+
+# ---------------------------------------------------------------- the stage config and its function
+
+ANSWER = '{"thought_process": "1. The hypothesis restates the premise.", "predicted_label": 1}'
+
+
+def test_predict_reads_a_yaml_config_and_a_flag_overrides_it(tmp_path):
+    import yaml
+
+    from tests.scripted_server import scripted_server
+
+    output, submission = tmp_path / "from_yaml.jsonl", tmp_path / "submission.csv"
+    config_file = tmp_path / "predict.yaml"
+    with scripted_server(replies=[ANSWER]) as server:
+        config_file.write_text(yaml.safe_dump({
+            "data": str(shared(TRIAL)), "output": str(output), "submission": str(submission), "limit": 5,
+            "backend": f"openai:{server.url}/v1#m", "json-mode": "object", "progress": False}))
+        result = CliRunner().invoke(build_app(), ["predict", "--config", str(config_file), "--limit", "2"])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "predict: 2 written {'ok': 2}" in said and f"already in {output}" in said
+    assert f"submission: 2 rows -> {submission}; 0 got the fallback label 1; report: " in said
+    assert [r.predicted_label for r in read_records(output)] == [1, 1] and _submission(submission) == ["1", "1"]
+    # --json-mode from the file reached the server: a JSON object, not the default json_schema
+    assert [r["response_format"]["type"] for r in server.requests] == ["json_object"] * 2
+
+
+def test_run_predict_takes_a_config_object_and_reports_a_refused_submission_as_its_problem(tmp_path):
+    import dataclasses
+
+    from tests.scripted_server import scripted_server
+
+    output, submission, stats = tmp_path / "p.jsonl", tmp_path / "s.csv", tmp_path / "speed.json"
+    with scripted_server(replies=["I am not sure about this one."]) as server:
+        config = PredictConfig(data=str(shared(TRIAL)), output=str(output), submission=str(submission),
+                               stats=str(stats), backend=f"openai:{server.url}/v1#m", limit=3, progress=False)
+        result = run_predict(config)
+        assert (result.written, result.failed, result.by_status) == (3, 3, {"failed": 3})
+        assert result.submission is None and not submission.exists()
+        assert "not written: 3 of 3 rows" in result.problem
+        assert result.stats == stats and json.loads(stats.read_text())["written"] == 3
+        accepted = run_predict(dataclasses.replace(config, max_failed_share=1.0))
+    assert (accepted.written, accepted.already_done, accepted.problem) == (0, 3, None)
+    assert accepted.stats is None  # a rerun that measured nothing keeps the earlier speed
+    assert accepted.submission.rows == 3 and len(accepted.submission.fallback_rows) == 3
+    assert _submission(submission) == ["1", "1", "1"]
+
+
+def test_predict_config_checks_its_options_on_creation():
+    from nli_cot_hub.data import DataError
+
+    with pytest.raises(DataError, match="--fallback-label must be one of"):
+        PredictConfig(data="x", fallback_label="2")
+    with pytest.raises(DataError, match="--readout must be one of"):
+        PredictConfig(data="x", readout="guess")
+    config = PredictConfig(data="x", rpm=30, tpm=9000, gen_seed=4, timeout=7)
+    assert (config.split, config.max_reasks, config.timeout) == ("test", 0, 7)
+    settings = config.settings()
+    assert (settings.requests_per_minute, settings.tokens_per_minute, settings.seed, settings.timeout_s) == (
+        30, 9000, 4, 7)
+
+
+def test_a_locked_store_exits_1_and_an_endpoint_without_log_probabilities_exits_2(tmp_path):
+    from nli_cot_hub.store import RecordStore
+
+    locked = tmp_path / "locked.jsonl"
+    with RecordStore(locked, stage="predict"):
+        busy = _predict_cli(shared(TRIAL), "-o", locked, "-b", "openai:http://127.0.0.1:9/v1#m", "--limit", 1)
+    assert busy.returncode == 1 and "another process is writing this store" in _one_error_line(busy)
+    no_logprobs = _predict_cli(shared(TRIAL), "-o", tmp_path / "l.jsonl", "-b", "mistral:http://127.0.0.1:9#m",
+                               "--readout", "logprob", "--completion-format", "label_only", "--limit", 1,
+                               env={"MISTRAL_API_KEY": "not-a-key"})
+    assert no_logprobs.returncode == 2
+    assert "--readout logprob: the mistral backend returns no log-probabilities" in _one_error_line(no_logprobs)
+
+
+@pytest.mark.slow
+def test_a_token_cap_too_small_for_the_schema_exits_2(tmp_path):
+    result = _predict_cli(shared(TRIAL), "-o", tmp_path / "p.jsonl", "--max-new-tokens", 2, "--limit", 1,
+                          "--threads", 1, "--no-progress")
+    assert result.returncode == 2 and "too small" in _one_error_line(result)

@@ -95,7 +95,7 @@ def answer_first_adapter(embedded_model_path, tmp_path_factory):
 def test_readout_on_an_answer_first_adapter_agrees_with_greedy_generation(answer_first_adapter, tmp_path):
     from nli_cot_hub.formats import answer_prefix, prompt_messages
     from nli_cot_hub.local_engine import LocalEngine
-    from nli_cot_hub.predict import PredictConfig, predict
+    from nli_cot_hub.predict import PredictSettings, predict
     from nli_cot_hub.readout import continue_texts
     from nli_cot_hub.store import read_records
 
@@ -103,7 +103,7 @@ def test_readout_on_an_answer_first_adapter_agrees_with_greedy_generation(answer
     options = {"threads": 1}
     output = tmp_path / "logprob.jsonl"
     predict(pairs, output, model=str(answer_first_adapter), progress=False, engine_options=options,
-            config=PredictConfig(readout="logprob", max_new_tokens=8, batch_size=3))
+            settings=PredictSettings(readout="logprob", max_new_tokens=8, batch_size=3))
     records = {r.id: r for r in read_records(output)}
     assert len(records) == 6
     for record in records.values():  # every row has a label and its probability, no parse failure
@@ -124,14 +124,14 @@ def test_readout_on_an_answer_first_adapter_agrees_with_greedy_generation(answer
     # --explain writes the explanation after the chosen label; generation read-out still works on the adapter.
     explained = tmp_path / "explained.jsonl"
     predict(pairs.iloc[:2], explained, model=str(answer_first_adapter), progress=False, engine_options=options,
-            config=PredictConfig(readout="logprob", explain=True, max_new_tokens=12))
+            settings=PredictSettings(readout="logprob", explain=True, max_new_tokens=12))
     for record in read_records(explained):
         assert record.predicted_label == records[record.id].predicted_label
         assert record.raw_output.startswith(f'{{"predicted_label": {record.predicted_label}, "explanation": ')
     generated = tmp_path / "generated.jsonl"
     # (24 tokens: decoding constrained to the label_first schema needs room to close even an empty answer)
     predict(pairs.iloc[:2], generated, model=str(answer_first_adapter), progress=False, engine_options=options,
-            config=PredictConfig(max_new_tokens=24))
+            settings=PredictSettings(max_new_tokens=24))
     assert all(r.prompt_version == "ft-v1/label_first" and r.p_label_1 is None for r in read_records(generated))
     assert all(r.constrained and r.predicted_label in (0, 1) for r in read_records(generated))
 
@@ -166,18 +166,18 @@ def test_cli_logprob_readout_on_thought_first_generates_then_reads_every_label(t
 
 @pytest.mark.server
 def test_tgi_endpoint_readout_uses_top_n_tokens(tgi_test_server, embedded_model_path, tmp_path):
-    from nli_cot_hub.predict import PredictConfig, predict
+    from nli_cot_hub.predict import PredictSettings, predict
     from nli_cot_hub.store import read_records
 
     output = tmp_path / "tgi.jsonl"
-    config = PredictConfig(readout="logprob", completion_format="label_only", max_new_tokens=12, concurrency=2)
+    settings = PredictSettings(readout="logprob", completion_format="label_only", max_new_tokens=12, concurrency=2)
     result = predict(trial_pairs(4), output, backend=f"tgi:{tgi_test_server.url}#{embedded_model_path}",
-                     config=config, progress=False)
+                     settings=settings, progress=False)
     assert result.written == 4
     records = {r.id: r for r in read_records(output)}
     # The same read-out in process on the same model: TGI's top_n_tokens give the same probabilities.
     local = tmp_path / "local.jsonl"
-    predict(trial_pairs(4), local, config=PredictConfig(readout="logprob", completion_format="label_only"),
+    predict(trial_pairs(4), local, settings=PredictSettings(readout="logprob", completion_format="label_only"),
             progress=False, engine_options={"threads": 1})
     for record in read_records(local):
         remote = records[record.id]
@@ -189,12 +189,12 @@ def test_tgi_endpoint_readout_uses_top_n_tokens(tgi_test_server, embedded_model_
 @pytest.mark.server
 def test_endpoint_without_logprobs_stops_with_one_error_naming_the_option(openai_server, embedded_model_path,
                                                                          tmp_path):
-    from nli_cot_hub.predict import PredictConfig, ReadoutUnsupported, predict
+    from nli_cot_hub.predict import PredictSettings, ReadoutUnsupported, predict
 
-    config = PredictConfig(readout="logprob", completion_format="label_only", max_new_tokens=8)
+    settings = PredictSettings(readout="logprob", completion_format="label_only", max_new_tokens=8)
     with pytest.raises(ReadoutUnsupported, match="--readout logprob"):
         predict(trial_pairs(3), tmp_path / "o.jsonl", backend=f"openai:{openai_server.url}/v1#{embedded_model_path}",
-                config=config, progress=False)
+                settings=settings, progress=False)
 
 
 @pytest.mark.slow
@@ -202,7 +202,7 @@ def test_multitask_explains_on_demand_with_its_explain_task(answer_first_adapter
     import shutil
 
     from nli_cot_hub.formats import write_format
-    from nli_cot_hub.predict import PredictConfig, predict
+    from nli_cot_hub.predict import PredictSettings, predict
     from nli_cot_hub.store import read_records
 
     adapter = tmp_path / "multitask"
@@ -213,7 +213,7 @@ def test_multitask_explains_on_demand_with_its_explain_task(answer_first_adapter
         plain, explained = tmp_path / f"{readout}.jsonl", tmp_path / f"{readout}_explained.jsonl"
         for output, explain in ((plain, False), (explained, True)):
             predict(pairs, output, model=str(adapter), progress=False, engine_options=options,
-                    config=PredictConfig(readout=readout, explain=explain, max_new_tokens=24))  # room to close a constrained answer
+                    settings=PredictSettings(readout=readout, explain=explain, max_new_tokens=24))  # room to close a constrained answer
         without, with_rationale = read_records(plain), read_records(explained)
         assert all(r.prompt_version == "ft-v1/multitask" for r in without + with_rationale)
         # The [label] task alone carries no rationale; --explain asks the [explain] task for one.

@@ -218,3 +218,36 @@ def test_evaluate_warns_when_gold_covers_only_part_of_the_predictions(mistral_ro
     assert "warning: --gold" in said and "no label for 5 of the 20 records" in said
     summary = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert summary["models"]["p"]["rows"] == 15 and summary["warnings"]
+
+
+def test_evaluate_reads_a_yaml_config_and_a_flag_overrides_it(mistral_rows, tmp_path):
+    import yaml
+
+    first = _write(tmp_path / "a.jsonl", _mistral_records(mistral_rows[:30]))
+    second = _write(tmp_path / "b.jsonl", _mistral_records(mistral_rows[30:60]))
+    config_file = tmp_path / "evaluate.yaml"
+    config_file.write_text(yaml.safe_dump({"predictions": [str(first), str(second)], "names": "one,two",
+                                           "output-dir": str(tmp_path / "out"), "worst": 3}))
+    result = _evaluate("--config", config_file, "--names", "first,second")
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert list(summary["models"]) == ["first", "second"] and summary["models"]["first"]["rows"] == 30
+    assert "Worst errors (3)" in (tmp_path / "out" / "report.md").read_text()
+    said = " ".join(result.output.split())
+    assert "first: accuracy" in said and "McNemar first vs second" in said and "audit: " in said
+
+    mismatch = _evaluate("--config", config_file, "--names", "only-one")
+    assert mismatch.exit_code == 2 and "--names: 1 names for 2 files" in _error_line(mismatch)
+
+
+def test_run_evaluate_takes_a_config_object(mistral_rows, tmp_path):
+    from nli_cot_hub.report import EvaluateConfig, run_evaluate
+
+    predictions = _write(tmp_path / "p.jsonl", _mistral_records(mistral_rows[:20], with_gold=False))
+    gold = _gold_csv(tmp_path / "gold.csv", mistral_rows[:20])
+    summary = run_evaluate(EvaluateConfig(predictions=str(predictions), gold=str(gold), id_col="id",
+                                          unparsed="0", output_dir=str(tmp_path / "out")))
+    assert summary["unparsed"] == 0 and summary["threshold"] == 0.5 and summary["models"]["p"]["rows"] == 20
+    assert summary["report"] == str(tmp_path / "out" / "report.md")
+    with pytest.raises(ValueError, match="--output-dir .* is an input"):
+        run_evaluate(EvaluateConfig(predictions=[str(predictions)], output_dir=str(predictions)))

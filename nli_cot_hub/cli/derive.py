@@ -34,7 +34,7 @@ def _parameter(field, annotation) -> inspect.Parameter:
             annotation = Optional[annotation]
     else:
         flag = flag_of(field)
-        if annotation is bool and (meta.get("negatable") or default is True):
+        if annotation in (bool, Optional[bool]) and (meta.get("negatable") or default is True):
             decls = [f"{flag}/--no-{flag[2:]}"]
         else:
             decls = [flag]
