@@ -19,7 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from experiments.common import BUILD_JD0G, write_json
-from experiments.run import RUNS, WEIGHT_CHOICE, Log, environment, parser as run_parser, train_arguments
+from experiments.run import (
+    RUNS, WEIGHT_CHOICE, Log, environment, parser as run_parser, predict_config, train_arguments,
+)
 
 DEFAULT_WEIGHTS = (1.0, 3.0, 10.0)
 
@@ -80,16 +82,10 @@ def main(argv: list[str] | None = None) -> None:
         found = {}
         for readout in ("generate", "logprob"):
             output = run / f"validation_{readout}.jsonl"
-            arguments = ["predict", str(pairs), "-o", str(output), "--id-col", "id", "--adapter", str(adapter),
-                         "--readout", readout, "--max-new-tokens", str(args.max_new_tokens or spec.max_new_tokens),
-                         "--batch-size", str(args.predict_batch_size), "--no-progress"]
-            if readout == "logprob":  # the read-out after the same greedy thoughts: read them, do not regenerate
-                arguments += ["--thoughts-from", str(run / "validation_generate.jsonl")]
-            if args.limit:
-                arguments += ["--limit", str(args.limit)]
-            if args.device == "cpu":
-                arguments += ["--threads", str(args.threads)]
-            log.cli(f"predict w{weight:g} {readout}", *arguments)
+            # The read-out after the same greedy thoughts reads them instead of generating them again.
+            thoughts = str(run / "validation_generate.jsonl") if readout == "logprob" else None
+            log.run(f"predict w{weight:g} {readout}",
+                    predict_config(args, spec, pairs, output, adapter, readout=readout, thoughts_from=thoughts))
             found[readout] = accuracy(output)
         return found
 

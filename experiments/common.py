@@ -56,6 +56,14 @@ def cli(*arguments: str, log: Path | None = None, check: bool = True) -> subproc
     return done
 
 
+def run_stage(config, log: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a stage config in a process of its own: GPU memory goes back when the stage ends, and everything it
+    prints lands in ``log``. The config crosses over as the command line derived from it."""
+    from nli_cot_hub.cli.derive import stage_argv
+
+    return cli(*stage_argv(config), log=log, check=check)
+
+
 def shorten(argument: str) -> str:
     prefix = str(REPO) + os.sep
     return argument[len(prefix):] if argument.startswith(prefix) else argument
@@ -81,3 +89,14 @@ def read_json(path: Path):
     except json.JSONDecodeError as error:  # e.g. a file cut short when a run was stopped
         raise SystemExit(f"error: {path}: not valid JSON at line {error.lineno}, column {error.colno}: "
                          f"{error.msg}") from None
+
+
+def build_config(work: Path, output: Path, *stores: Path):
+    """The data set a run trains on: the author's artifacts (all dev thoughts) plus ``stores``, every pair in
+    train; refused if a pair occurs in an evaluation set (that would mean the preparation is wrong)."""
+    from nli_cot_hub.build import BuildConfig
+
+    return BuildConfig(import_artifacts=str(work / JD0G_DIR), import_dev_thoughts=True,
+                       store=[str(store) for store in stores], output_dir=str(output), overwrite=True,
+                       validation_fraction=0.0, test_fraction=0.0,
+                       eval_set=[str(work / DEV_EVAL), str(work / MNLI_EVAL)])

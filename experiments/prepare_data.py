@@ -32,9 +32,10 @@ import pandas as pd
 
 from experiments.common import (
     BUILD_JD0G, BUILD_JD0G_ESNLI, DEFAULT_DATA_ROOT, DEFAULT_WORK, DEV_EVAL, HUMAN_STORE, JD0G_DIR, JD0G_ORIGINALS,
-    LABEL_ONLY, MANIFEST, MNLI_EVAL, MNLI_EVAL_STRICT, PAIRS, cli, sha256, write_json,
+    LABEL_ONLY, MANIFEST, MNLI_EVAL, MNLI_EVAL_STRICT, PAIRS, build_config, sha256, write_json,
 )
 from nli_cot_hub.data import Columns, LabelMapping, contamination, load_pairs, pair_key
+from nli_cot_hub.generate import RationalesConfig, run_rationales
 
 DEV_FILE = "comp34812_nli/dev_jd0g.csv"
 JD0G_FILES = ("sample_thoughts.json", "sample_reflections.json", "dev_missing_gold.csv")
@@ -135,13 +136,9 @@ def write_label_only(pairs: pd.DataFrame, path: Path) -> None:
 
 
 def build(work: Path, output: str, *stores: str) -> None:
-    arguments = ["build", "--jd0g", str(work / JD0G_DIR), "--jd0g-dev-missing", "--output-dir", str(work / output),
-                 "--overwrite", "--validation-fraction", "0", "--test-fraction", "0",
-                 # refuse: a pair shared with an evaluation set would mean this script is wrong
-                 "--eval-set", str(work / DEV_EVAL), "--eval-set", str(work / MNLI_EVAL)]
-    for store in stores:
-        arguments += ["--store", str(work / store)]
-    cli(*arguments)
+    from nli_cot_hub.build import run_build
+
+    run_build(build_config(work, work / output, *(work / store for store in stores)))
 
 
 # ---------------------------------------------------------------- checks
@@ -200,8 +197,8 @@ def prepare(data_root: Path, work: Path, *, mnli_per_subset: int = 500, rational
     originals = write_originals_store(jd0g_dir, work / JD0G_ORIGINALS)
     if (work / HUMAN_STORE).exists():
         (work / HUMAN_STORE).unlink()
-    cli("rationales", str(data_root / ESNLI_SPLIT), "-o", str(work / HUMAN_STORE), "--explanation", "1",
-        "--sample", str(rationales), "--seed", str(seed))
+    run_rationales(RationalesConfig(data=str(data_root / ESNLI_SPLIT), output=str(work / HUMAN_STORE), explanation=1,
+                                    sample=rationales, seed=seed))
     build(work, BUILD_JD0G)
     build(work, BUILD_JD0G_ESNLI, HUMAN_STORE)
     pairs = training_pairs(work / BUILD_JD0G)

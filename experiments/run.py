@@ -1,6 +1,6 @@
 """One accuracy run: train, predict and evaluate with the project's own CLI stages.
 
-    python -m experiments.run <run> [<run> ...] [options]      # on the GPU machine: bash experiments/device.sh <run>
+    python -m experiments.run <run> [<run> ...] [options]
 
 Runs (same seed, same evaluation sets, prepared by ``python -m experiments.prepare_data``):
 
@@ -38,8 +38,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from experiments.common import (
-    BUILD_JD0G, BUILD_JD0G_ESNLI, DEFAULT_RESULTS, DEFAULT_WORK, DEV_EVAL, JD0G_DIR, JD0G_ORIGINALS, LABEL_ONLY,
-    MANIFEST, MNLI_EVAL, MNLI_EVAL_STRICT, PAIRS, REPO, cli, read_json, shorten, write_json,
+    BUILD_JD0G, BUILD_JD0G_ESNLI, DEFAULT_RESULTS, DEFAULT_WORK, DEV_EVAL, JD0G_ORIGINALS, LABEL_ONLY,
+    MANIFEST, MNLI_EVAL, MNLI_EVAL_STRICT, PAIRS, REPO, build_config, cli, read_json, run_stage, shorten, write_json,
 )
 
 RECIPE = REPO / "experiments" / "recipe_smollm2_h100.yaml"
@@ -164,11 +164,17 @@ class Log:
 
     def cli(self, stage: str, *arguments: str, check: bool = True) -> int:
         done = cli(*arguments, log=self.path, check=False)
-        self.steps.append({"stage": stage, "command": "nli-cot " + " ".join(arguments),
+        self.steps.append({"stage": stage, "command": "nli-cot " + " ".join(map(shorten, arguments)),
                            "seconds": done.seconds, "exit_code": done.returncode})
         if check and done.returncode != 0:
             raise SystemExit(f"error: {stage} failed (exit {done.returncode}); see {self.path}")
         return done.returncode
+
+    def run(self, stage: str, config, check: bool = True) -> int:
+        """A stage config, run as its ``nli-cot`` command in a process of its own."""
+        from nli_cot_hub.cli.derive import stage_argv
+
+        return self.cli(stage, *stage_argv(config), check=check)
 
 
 # ---------------------------------------------------------------- stages
@@ -206,25 +212,33 @@ def label_weight(args) -> float:
 
 # An experiment measures how often a model fails (failed records are scored as wrong), so no failure
 # share stops a run; the commands' default threshold is for production use.
-MEASURE_FAILURES = ["--max-failed-share", "1"]
+MEASURE_FAILURES = {"max_failed_share": 1.0}
 
 
 def reflect_and_build(args, log: Log, folder: Path) -> Path:
     """Reflections on the author's wrong thoughts by the embedded model, then the combined data set."""
+    from nli_cot_hub.generate import ReflectConfig
+
     work = args.work
     store = folder / "reflected.jsonl"
-    arguments = ["reflect", str(work / JD0G_ORIGINALS), "-o", str(store), "--backend", args.reflector,
-                 "--concurrency", str(args.reflect_concurrency), "--max-tokens", str(args.reflect_max_tokens),
-                 "--max-reasks", str(args.reflect_reasks), "--seed", str(args.seed),
-                 *MEASURE_FAILURES]
-    if args.reflect_sample:
-        arguments += ["--sample", str(args.reflect_sample)]
-    log.cli("reflect", *arguments)
+    log.run("reflect", ReflectConfig(
+        records=str(work / JD0G_ORIGINALS), output=str(store), backend=args.reflector,
+        concurrency=args.reflect_concurrency, max_new_tokens=args.reflect_max_tokens, max_reasks=args.reflect_reasks,
+        seed=args.seed, sample=args.reflect_sample or None, **MEASURE_FAILURES))
     build = folder / "build"
-    log.cli("build", "build", "--jd0g", str(work / JD0G_DIR), "--jd0g-dev-missing", "--store", str(store),
-            "--output-dir", str(build), "--overwrite", "--validation-fraction", "0", "--test-fraction", "0",
-            "--eval-set", str(work / DEV_EVAL), "--eval-set", str(work / MNLI_EVAL))
+    log.run("build", build_config(work, build, store))
     return build
+
+
+def predict_config(args, spec: RunSpec, data: Path, output: Path, adapter: Path | None, **options):
+    """How every run predicts: the embedded base model (with the run's adapter), greedy unless sampled."""
+    from nli_cot_hub.predict import PredictConfig
+
+    settings = dict(data=str(data), output=str(output), id_col="id", model="embedded", prompt=spec.prompt,
+                    max_new_tokens=args.max_new_tokens or spec.max_new_tokens, batch_size=args.predict_batch_size,
+                    progress=False, adapter=str(adapter) if adapter is not None else None, limit=args.limit or None,
+                    threads=args.threads if args.device == "cpu" else None, **MEASURE_FAILURES)
+    return PredictConfig(**{**settings, **options})
 
 
 def predict(args, log: Log, spec: RunSpec, folder: Path, adapter: Path | None, sets: list[str]) -> dict[str, str]:
@@ -233,27 +247,18 @@ def predict(args, log: Log, spec: RunSpec, folder: Path, adapter: Path | None, s
     for name, readout in [(set_name, readout) for readout in readouts for set_name in sets]:
         suffix = "" if readout == "generate" else f"_{readout}"
         output = folder / f"predictions_{name}{suffix}.jsonl"
-        arguments = ["predict", str(args.work / EVAL_SETS[name]), "-o", str(output), "--id-col", "id",
-                     "--model", "embedded", "--prompt", spec.prompt,
-                     "--max-new-tokens", str(args.max_new_tokens or spec.max_new_tokens),
-                     "--batch-size", str(args.predict_batch_size), "--no-progress", *MEASURE_FAILURES]
+        options = {}
         if spec.completion_format:  # the adapter folder records it too; named here so the log says it
-            arguments += ["--completion-format", spec.completion_format, "--readout", readout,
-                          "--stats", str(folder / f"speed_{name}{suffix}.json")]
+            options.update(completion_format=spec.completion_format, readout=readout,
+                           stats=str(folder / f"speed_{name}{suffix}.json"))
         generated = folder / f"predictions_{name}.jsonl"
         if readout == "logprob" and spec.completion_format == "thought_first" and generated.exists():
             # The read-out after the thought reuses the thoughts the generation run wrote (same model, greedy).
-            arguments += ["--thoughts-from", str(generated)]
-        if adapter is not None:
-            arguments += ["--adapter", str(adapter)]
+            options["thoughts_from"] = str(generated)
         if spec.samples > 1:
-            arguments += ["--num-samples", str(args.samples), "--temperature", str(args.temperature),
-                          "--gen-seed", str(args.seed)]
-        if args.limit:
-            arguments += ["--limit", str(args.limit)]
-        if args.device == "cpu":
-            arguments += ["--threads", str(args.threads)]
-        log.cli(f"predict {name}{suffix}", *arguments)
+            options.update(num_samples=args.samples, temperature=args.temperature, gen_seed=args.seed)
+        log.run(f"predict {name}{suffix}", predict_config(args, spec, args.work / EVAL_SETS[name], output, adapter,
+                                                          **options))
         files[f"{name}{suffix}"] = str(output)
     return files
 
@@ -261,8 +266,10 @@ def predict(args, log: Log, spec: RunSpec, folder: Path, adapter: Path | None, s
 def evaluate(run: str, folder: Path, work: Path, log: Log | None = None, in_process: bool = False) -> dict[str, dict]:
     """`nli-cot evaluate` on every prediction file of the run (MNLI hard twice: both label mappings).
 
-    ``in_process`` calls the function behind the command (``nli_cot_hub.report.evaluate_files``) in this
-    process instead, with the same arguments: the summariser scores many files and saves the start-ups."""
+    ``in_process`` runs the stage's function (``nli_cot_hub.report.run_evaluate``) in this process instead of
+    a process of its own: the summariser scores many files and saves the start-ups."""
+    from nli_cot_hub.report import EvaluateConfig, run_evaluate
+
     numbers = {}
     views = [(view + suffix, name + suffix, gold) for suffix in ("", "_logprob")
              for view, (name, gold) in SCORED_VIEWS.items()]
@@ -271,22 +278,14 @@ def evaluate(run: str, folder: Path, work: Path, log: Log | None = None, in_proc
         if not predictions.exists():
             continue
         output = folder / f"eval_{view}"
-        arguments = ["evaluate", str(predictions), "-o", str(output), "--names", run]
-        if gold:
-            arguments += ["--gold", str(work / gold), "--id-col", "id"]
+        config = EvaluateConfig(predictions=[str(predictions)], output_dir=str(output), names=run,
+                                gold=str(work / gold) if gold else None, id_col="id" if gold else None)
         if in_process:
-            from nli_cot_hub.data import Columns, load_pairs
-            from nli_cot_hub.report import evaluate_files
-
-            labels = None
-            if gold:
-                pairs = load_pairs(work / gold, columns=Columns(id="id"))
-                labels = dict(zip(pairs["id"].astype(str), pairs["label"].astype(int)))
-            evaluate_files([str(predictions)], output, gold=labels, names=[run])
+            run_evaluate(config)
         elif log is None:
-            cli(*arguments)
+            run_stage(config)
         else:
-            log.cli(f"evaluate {view}", *arguments)
+            log.run(f"evaluate {view}", config)
         numbers[view] = read_json(output / "metrics.json")["models"][run]
     return numbers
 
