@@ -80,7 +80,7 @@ collect() {
 }
 trap collect EXIT
 
-step build python3 -m nli_cot_hub build --jd0g "$DATA/comp34812_nli_jd0g_cot" --jd0g-dev-missing \
+step build python3 -m nli_cot_hub build --import-artifacts "$DATA/comp34812_nli_jd0g_cot" --import-dev-thoughts \
   --output-dir build/cot_dataset --overwrite || exit 1
 
 # The random-weight checkpoint that --random_init trains on (seed 42, the recipe's), saved once before the

@@ -13,11 +13,17 @@ import typer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a checkout without installing
 
-from nli_cot_hub.cli.build import build  # noqa: E402
+from nli_cot_hub.build import BuildConfig, run_build  # noqa: E402
+from nli_cot_hub.cli.build import show_build  # noqa: E402
+from nli_cot_hub.cli.common import error_boundary  # noqa: E402
+from nli_cot_hub.cli.derive import command  # noqa: E402
 
 
 def main() -> None:
-    typer.run(build)
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    callback = command(app, "build", BuildConfig, lambda config: show_build(run_build(config)))
+    app.registered_commands[0].callback = error_boundary(callback)  # one command: the script is `nli-cot build`
+    app()
 
 
 if __name__ == "__main__":

@@ -34,11 +34,11 @@ def digests(folder: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def built_dataset(tmp_path_factory) -> Path:
-    """The j-d0g sample built into a Hub-layout folder (parquet per config/split + card)."""
-    from nli_cot_hub.build import build_dataset, import_jd0g, write_local
+    """The original project's sample artifacts built into a Hub-layout folder (parquet per config/split + card)."""
+    from nli_cot_hub.build import build_dataset, import_artifacts, write_local
     from nli_cot_hub.dataset_card import CardInfo, render_card
 
-    built = build_dataset(import_jd0g(shared("comp34812_nli_jd0g_cot")))
+    built = build_dataset(import_artifacts(shared("comp34812_nli_jd0g_cot")))
     folder = tmp_path_factory.mktemp("built") / "cot_dataset"
     write_local(built, folder, render_card(built, CardInfo()))
     return folder

@@ -115,7 +115,7 @@ def test_tiny_mistral_build_train_merge_predict_evaluate_card(tmp_path):
 
     base = build_tiny_mistral(tmp_path / "base", chat_template=MISTRAL_V3_CHAT_TEMPLATE)
     data = tmp_path / "cot"
-    built = cli("build", "--jd0g", str(shared("comp34812_nli_jd0g_cot")), "--output-dir", str(data))
+    built = cli("build", "--import-artifacts", str(shared("comp34812_nli_jd0g_cot")), "--output-dir", str(data))
     assert built.exit_code == 0, built.output
 
     class FirstRows(TrainerCallback):
