@@ -30,7 +30,6 @@ def option(default: Any = MISSING, help: str = "", *, flag: str | None = None, s
 
 def stage_config(cls: type[C]) -> type[C]:
     """The decorator of a stage config: a keyword-only dataclass whose choices are checked on creation."""
-    cls = dataclass(kw_only=True)(cls)
     original_post_init = getattr(cls, "__post_init__", None)
 
     def __post_init__(self) -> None:
@@ -38,8 +37,9 @@ def stage_config(cls: type[C]) -> type[C]:
         if original_post_init is not None:
             original_post_init(self)
 
+    # Before dataclass(): the __init__ it generates calls __post_init__ only if the class has one by then.
     cls.__post_init__ = __post_init__
-    return cls
+    return dataclass(kw_only=True)(cls)
 
 
 def flag_of(field: dataclasses.Field) -> str:

@@ -313,3 +313,35 @@ def test_build_with_no_usable_record_is_a_clear_error():
                         status="failed", error="no JSON") for i in range(3)]
     with pytest.raises(DataError, match="none of the 3 records is usable"):
         build_dataset(failed)
+
+
+def test_build_from_a_yaml_config_with_a_flag_override_and_as_a_function(tmp_path, artifacts_dir, artifact_records):
+    from nli_cot_hub.build import BuildConfig, BuildResult, run_build
+    from nli_cot_hub.cli import build_app
+
+    config = tmp_path / "build.yaml"
+    config.write_text(f"import_artifacts: {artifacts_dir}\noutput-dir: {tmp_path / 'from_yaml'}\nseed: 7\n"
+                      "test_fraction: 0.2\npretty_name: From a YAML file\n")
+    result = CliRunner().invoke(build_app(), ["build", "--config", str(config), "--seed", "42"])
+    assert result.exit_code == 0, result.output
+    expected = build_dataset(artifact_records, splits=SplitSpec(seed=42, test=0.2))  # the flag beat the file's 7
+    written = pd.read_parquet(tmp_path / "from_yaml" / data_file("original", "test"))
+    assert sorted(written["id"]) == sorted(expected.configs["original"]["test"]["id"])
+    assert "pretty_name: From a YAML file" in (tmp_path / "from_yaml" / "README.md").read_text()
+
+    done = run_build(BuildConfig(import_artifacts=str(artifacts_dir), output_dir=str(tmp_path / "direct")))
+    assert isinstance(done, BuildResult) and done.pushed_to is None and done.commit is None
+    assert done.output_dir == tmp_path / "direct" and (tmp_path / "direct" / "README.md") in done.written
+    assert {(row["config"], row["split"]) for row in done.stats} == {
+        (c, s) for c, splits in done.built.configs.items() for s in splits}
+    assert done.report.unresolved_reflections == ["sample-90"] and done.card.startswith("---")
+
+    for wrong, message in ((dict(import_artifacts=str(artifacts_dir)), "--output-dir and/or --push-to-hub"),
+                           (dict(store=[], import_dev_thoughts=True, output_dir=str(tmp_path / "n")),
+                            "--import-dev-thoughts needs --import-artifacts"),
+                           (dict(import_artifacts=str(artifacts_dir), output_dir=str(tmp_path / "n"),
+                                 validation_fraction=0.6, test_fraction=0.5), "--test-fraction")):
+        with pytest.raises(DataError, match=message):
+            run_build(BuildConfig(**wrong))
+    with pytest.raises(DataError, match="--on-contamination must be one of refuse, drop"):
+        BuildConfig(on_contamination="ignore")

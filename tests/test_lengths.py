@@ -120,3 +120,21 @@ def test_recommendation_never_exceeds_the_model_context(built_dir, embedded_mode
     assert result.exit_code == 0, result.output
     said = " ".join(result.output.split())
     assert "above the model's context of 128 tokens" in said and "recommended max_length: 128" in said
+
+
+def test_lengths_from_a_yaml_config_with_a_flag_override_and_as_a_function(built_dir, tmp_path):
+    from nli_cot_hub.cli import build_app
+    from nli_cot_hub.lengths import LengthsConfig, LengthsResult, run_lengths
+
+    done = run_lengths(LengthsConfig(dataset=built_dir, dataset_config="original", split="all",
+                                     png=str(tmp_path / "direct.png"), multiple_of=32))
+    assert isinstance(done, LengthsResult) and len(done.report.lengths) == 100
+    assert done.report.recommended % 32 == 0 and done.png == tmp_path / "direct.png" and done.png.exists()
+
+    config = tmp_path / "lengths.yaml"
+    config.write_text(f"dataset: {built_dir}\ndataset_config: original\nsplit: all\npng: {tmp_path / 'y.png'}\n")
+    train_rows = len(load_rows(built_dir, "original", "train"))
+    result = CliRunner().invoke(build_app(), ["lengths", "--config", str(config), "--split", "train"])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert f"({train_rows} examples)" in said and f"of {train_rows}); histogram: {tmp_path / 'y.png'}" in said
