@@ -105,7 +105,8 @@ def mnli_eval_set(data_root: Path, sources: dict[str, pd.DataFrame], per_subset:
 
 def write_originals_store(jd0g_dir: Path, path: Path) -> int:
     """The author's dev thoughts as a CoTRecord store, the input of `nli-cot reflect` (it reflects on the
-    wrong ones). The sample thoughts are left out: their reflections already exist and come with --import-artifacts."""
+    wrong ones). The sample thoughts are left out: their reflections already exist and come with
+    --import-artifacts."""
     from nli_cot_hub.store import RecordStore
 
     records = [r for r in artifact_records(jd0g_dir) if r.id.startswith("dev-")]
@@ -135,8 +136,8 @@ def write_label_only(pairs: pd.DataFrame, path: Path) -> None:
 
 
 def build(work: Path, output: str, *stores: str) -> None:
-    arguments = ["build", "--import-artifacts", str(work / JD0G_DIR), "--import-dev-thoughts", "--output-dir", str(work / output),
-                 "--overwrite", "--validation-fraction", "0", "--test-fraction", "0",
+    arguments = ["build", "--import-artifacts", str(work / JD0G_DIR), "--import-dev-thoughts",
+                 "--output-dir", str(work / output), "--overwrite", "--validation-fraction", "0", "--test-fraction", "0",
                  # refuse: a pair shared with an evaluation set would mean this script is wrong
                  "--eval-set", str(work / DEV_EVAL), "--eval-set", str(work / MNLI_EVAL)]
     for store in stores:

@@ -221,8 +221,8 @@ def reflect_and_build(args, log: Log, folder: Path) -> Path:
         arguments += ["--sample", str(args.reflect_sample)]
     log.cli("reflect", *arguments)
     build = folder / "build"
-    log.cli("build", "build", "--import-artifacts", str(work / JD0G_DIR), "--import-dev-thoughts", "--store", str(store),
-            "--output-dir", str(build), "--overwrite", "--validation-fraction", "0", "--test-fraction", "0",
+    log.cli("build", "build", "--import-artifacts", str(work / JD0G_DIR), "--import-dev-thoughts",
+            "--store", str(store), "--output-dir", str(build), "--overwrite", "--validation-fraction", "0", "--test-fraction", "0",
             "--eval-set", str(work / DEV_EVAL), "--eval-set", str(work / MNLI_EVAL))
     return build
 

@@ -8,8 +8,9 @@ the run can be repeated or adapted stage by stage. A step no command covers can 
 The embedded model (SmolLM2-135M-Instruct) stands in for the API models: its chains of thought are real
 output of the real stages, decoded to each stage's JSON schema (the local engine constrains decoding),
 so its records parse, though a 135M model's reasoning is weak. The data set therefore also imports the
-original author's real open-mistral-7b thoughts and reflections on coursework rows (``--import-artifacts``), as a
-real run's API output would be, so the training step has good examples to learn from.
+original author's real open-mistral-7b thoughts and reflections on coursework rows
+(``--import-artifacts``), as a real run's API output would be, so the training step has good examples
+to learn from.
 
 Rerunning the demo into the same folder reuses the chain-of-thought stores (rows already annotated are
 skipped, as with any ``nli-cot generate`` rerun) and recomputes everything after them.
@@ -165,8 +166,8 @@ def plan_steps(plan: DemoPlan, layout: Layout, data_root: Path, hub_env: dict[st
         ]
     steps += [
         Step("lengths", "token lengths under the chat template and a max_length recommendation",
-             ["lengths", shown(layout.dataset), "--tokenizer", "embedded", "--dataset-config", "combined", "--split", "all",
-              "--png", shown(layout.lengths_png)],
+             ["lengths", shown(layout.dataset), "--tokenizer", "embedded", "--dataset-config", "combined",
+              "--split", "all", "--png", shown(layout.lengths_png)],
              outputs={"length histogram": layout.lengths_png}),
         Step("train", "LoRA on the embedded model with TRL's SFTTrainer (recipes/smollm2_demo.yaml)",
              ["train", "--config", shown(RECIPE), "--dataset_name", shown(layout.dataset),

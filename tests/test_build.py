@@ -227,7 +227,8 @@ def test_cli_build_writes_the_hub_layout_that_load_dataset_reads(tmp_path, artif
 
     build_app()
     out = tmp_path / "cot"
-    result = CliRunner().invoke(app, ["build", "--import-artifacts", str(artifacts_dir), "--output-dir", str(out), "--seed", "42"])
+    result = CliRunner().invoke(app, ["build", "--import-artifacts", str(artifacts_dir), "--output-dir", str(out),
+                                      "--seed", "42"])
     assert result.exit_code == 0, result.output
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     built = build_dataset(artifact_records, splits=SplitSpec(seed=42))
@@ -240,12 +241,13 @@ def test_cli_build_writes_the_hub_layout_that_load_dataset_reads(tmp_path, artif
 
     again = CliRunner().invoke(app, ["build", "--import-artifacts", str(artifacts_dir), "--output-dir", str(out)])
     assert again.exit_code == 2 and "--overwrite" in again.output  # an earlier build is never replaced silently
-    replaced = CliRunner().invoke(app, ["build", "--import-artifacts", str(artifacts_dir), "--output-dir", str(out), "--overwrite",
-                                        "--test-fraction", "0"])
+    replaced = CliRunner().invoke(app, ["build", "--import-artifacts", str(artifacts_dir), "--output-dir", str(out),
+                                        "--overwrite", "--test-fraction", "0"])
     assert replaced.exit_code == 0, replaced.output
     assert not list(out.glob("*/test-*.parquet"))  # no stale split survives the replacement
 
-    refused = CliRunner().invoke(app, ["build", "--import-artifacts", str(artifacts_dir), "--output-dir", str(tmp_path / "x"),
+    refused = CliRunner().invoke(app, ["build", "--import-artifacts", str(artifacts_dir),
+                                       "--output-dir", str(tmp_path / "x"),
                                        "--eval-set", str(shared("comp34812_nli/dev_jd0g.csv"))])
     assert refused.exit_code == 2 and "18 pairs" in refused.output and "Traceback" not in refused.output
     assert not (tmp_path / "x").exists()  # nothing half-written

@@ -492,8 +492,8 @@ def built_cot(tmp_path_factory) -> dict[str, Path]:
     folders = {}
     for name, extra in (("sample", []), ("full", ["--import-dev-thoughts"])):
         folders[name] = tmp_path_factory.mktemp("cot") / name
-        done = CliRunner().invoke(build_app(), ["build", "--import-artifacts", str(shared("comp34812_nli_jd0g_cot")), *extra,
-                                                "--output-dir", str(folders[name])])
+        done = CliRunner().invoke(build_app(), ["build", "--import-artifacts", str(shared("comp34812_nli_jd0g_cot")),
+                                                *extra, "--output-dir", str(folders[name])])
         assert done.exit_code == 0, done.output
     return folders
 
