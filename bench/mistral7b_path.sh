@@ -18,7 +18,7 @@ set -uo pipefail
 RESULTS=${OUT:-/tmp/mistral7b-path}
 OUT=/tmp/mistral7b-path-work
 DATA_ROOT=${NLI_COT_SHARED_DATA:-../shared/data}
-JD0G=$DATA_ROOT/comp34812_nli_jd0g_cot
+ARTIFACTS=$DATA_ROOT/comp34812_nli_jd0g_cot
 DEV=$DATA_ROOT/comp34812_nli/dev_jd0g.csv
 RUN=outputs/mistral7b-path
 export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 \
@@ -37,7 +37,7 @@ print("torch", torch.__version__, "transformers", transformers.__version__)
 missing = [name for name in needed if importlib.util.find_spec(name.split(".")[0]) is None]
 print("missing modules:", ", ".join(missing) or "none")
 EOF
-for needed in "$JD0G/sample_thoughts.json" "$DEV"; do
+for needed in "$ARTIFACTS/sample_thoughts.json" "$DEV"; do
   [ -f "$needed" ] || { echo "error: $needed missing: set NLI_COT_SHARED_DATA to the folder that holds the data"; exit 1; }
 done
 
@@ -62,7 +62,7 @@ collect() {
 }
 trap collect EXIT
 
-step build python3 -m nli_cot_hub build --jd0g "$JD0G" --jd0g-dev-missing \
+step build python3 -m nli_cot_hub build --import-artifacts "$ARTIFACTS" --import-dev-thoughts \
   --output-dir build/cot_dataset --overwrite || exit 1
 
 # The random-weight checkpoint that --random_init trains on (seed 42, the recipe's), saved once before the

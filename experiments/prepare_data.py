@@ -5,7 +5,7 @@
 Training sources (all real):
 * the original author's open-mistral-7b thoughts on 3,005 coursework dev rows
   (``comp34812_nli_jd0g_cot/dev_missing_gold.csv``) plus his 100 sample thoughts and 33 reflections,
-  imported by ``nli-cot build --jd0g ... --jd0g-dev-missing``;
+  imported by ``nli-cot build --import-artifacts ... --import-dev-thoughts``;
 * e-SNLI human explanations (``esnli/dev``, neutral pairs dropped) through ``nli-cot rationales``.
 
 Evaluation sets:
@@ -47,10 +47,10 @@ MNLI_SUBSETS = {"matched": "mnli_hard/MNLIMatchedHardWithHardTest",
 
 # ---------------------------------------------------------------- sources
 
-def jd0g_records(jd0g_dir: Path):
-    from nli_cot_hub.build import import_jd0g
+def artifact_records(jd0g_dir: Path):
+    from nli_cot_hub.build import import_artifacts
 
-    return import_jd0g(jd0g_dir, dev_missing=True)
+    return import_artifacts(jd0g_dir, dev_thoughts=True)
 
 
 def records_frame(records) -> pd.DataFrame:
@@ -63,7 +63,7 @@ def training_sources(data_root: Path, jd0g_dir: Path) -> dict[str, pd.DataFrame]
     """Every pair any run trains on, by source (e-SNLI dev whole, neutral pairs included: a superset of
     the rationales, so the evaluation set does not depend on which rationales are drawn)."""
     return {
-        "jd0g (dev_missing_gold + sample thoughts/reflections)": records_frame(jd0g_records(jd0g_dir)),
+        "jd0g (dev_missing_gold + sample thoughts/reflections)": records_frame(artifact_records(jd0g_dir)),
         "e-SNLI dev": load_pairs(data_root / ESNLI_SPLIT, labels=LabelMapping(three_class="strict")),
     }
 
@@ -106,10 +106,11 @@ def mnli_eval_set(data_root: Path, sources: dict[str, pd.DataFrame], per_subset:
 
 def write_originals_store(jd0g_dir: Path, path: Path) -> int:
     """The author's dev thoughts as a CoTRecord store, the input of `nli-cot reflect` (it reflects on the
-    wrong ones). The sample thoughts are left out: their reflections already exist and come with --jd0g."""
+    wrong ones). The sample thoughts are left out: their reflections already exist and come with
+    --import-artifacts."""
     from nli_cot_hub.store import RecordStore
 
-    records = [r for r in jd0g_records(jd0g_dir) if r.id.startswith("dev-")]
+    records = [r for r in artifact_records(jd0g_dir) if r.id.startswith("dev-")]
     if path.exists():
         path.unlink()
     with RecordStore(path) as store:

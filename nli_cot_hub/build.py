@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from nli_cot_hub.chat_format import FORMAT_VERSION, training_example
+from nli_cot_hub.config import option, stage_config
 from nli_cot_hub.data import DataError, pair_key
 from nli_cot_hub.records import CoTRecord
 
@@ -37,7 +38,12 @@ USABLE_STATUSES = ("ok", "repaired", "label-only")
 # Which record wins when one pair has several candidates for the training mix.
 COMBINED_PRIORITY = {"reflected": 0, "original": 1, "human": 2}
 
-JD0G_GENERATOR = "open-mistral-7b"  # SOURCE.md: predictions and thoughts are open-mistral-7b outputs
+# The original Mistral-7B NLI project's released chain-of-thought artifacts (sample_thoughts.json,
+# sample_reflections.json, dev_missing_gold.csv): SOURCE.md says its predictions and thoughts are open-mistral-7b
+# outputs.
+ARTIFACTS_GENERATOR = "open-mistral-7b"
+ARTIFACTS_SOURCE_TEXT = ("the COMP34812 NLI coursework data (SNLI and MNLI pairs), annotated by the original "
+                         "j-d0g/mistral-7b-nli project")
 
 
 class ContaminationError(DataError):
@@ -79,7 +85,7 @@ class BuiltDataset:
         return {c: {s: len(rows) for s, rows in splits.items()} for c, splits in self.configs.items()}
 
 
-# -- importing the original author's artifacts ------------------------------------------------------------------
+# -- importing the original project's artifacts ------------------------------------------------------------------
 
 
 def _read_json_rows(path: Path) -> list[dict]:
@@ -110,12 +116,12 @@ def _label(path: Path, row_number: int, row: dict, name: str) -> int:
     return int(str(value).strip())
 
 
-def import_jd0g(folder: str | Path, *, dev_missing: bool = False) -> list[CoTRecord]:
-    """Turn j-d0g's CoT artifacts into CoTRecords.
+def import_artifacts(folder: str | Path, *, dev_thoughts: bool = False) -> list[CoTRecord]:
+    """Turn the original Mistral-7B NLI project's released chain-of-thought artifacts into CoTRecords.
 
     ``sample_thoughts.json`` gives original records, ``sample_reflections.json`` reflected ones (thought_process is
     the improved thought, predicted_label the label the reflection reached); ids become ``sample-<row>`` (the row
-    of sample.csv). With ``dev_missing``, ``dev_missing_gold.csv`` adds original records ``dev-<row>``.
+    of sample.csv). With ``dev_thoughts``, ``dev_missing_gold.csv`` adds original records ``dev-<row>``.
     """
     folder = Path(folder)
     records: list[CoTRecord] = []
@@ -128,7 +134,7 @@ def import_jd0g(folder: str | Path, *, dev_missing: bool = False) -> list[CoTRec
             label=_label(thoughts, number, row, "true_label"),
             thought_process=_field(thoughts, number, row, "thought_process"),
             predicted_label=_label(thoughts, number, row, "predicted_label"),
-            source="original", model=JD0G_GENERATOR, prompt_version="jd0g-cot",
+            source="original", model=ARTIFACTS_GENERATOR, prompt_version="jd0g-cot",
             reask_count=int(row.get("reprompt_counts") or 0),
         ))
     reflections = folder / "sample_reflections.json"
@@ -143,7 +149,7 @@ def import_jd0g(folder: str | Path, *, dev_missing: bool = False) -> list[CoTRec
             error_analysis=_field(reflections, number, row, "error_analysis"),
             source="reflected", model=None, prompt_version="jd0g-reflect",
         ))
-    if dev_missing:
+    if dev_thoughts:
         path = folder / "dev_missing_gold.csv"
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
         for number, row in enumerate(frame.to_dict("records"), start=2):  # line 1 is the header
@@ -151,7 +157,7 @@ def import_jd0g(folder: str | Path, *, dev_missing: bool = False) -> list[CoTRec
                 id=f"dev-{row['id']}", premise=row["premise"], hypothesis=row["hypothesis"],
                 label=_label(path, number, row, "label"), thought_process=row["thoughts"] or None,
                 predicted_label=_label(path, number, row, "prediction"),
-                source="original", model=JD0G_GENERATOR, prompt_version="jd0g-cot",
+                source="original", model=ARTIFACTS_GENERATOR, prompt_version="jd0g-cot",
                 status="ok" if row["thoughts"] else "label-only",
             ))
     return records
@@ -308,7 +314,7 @@ def build_dataset(records: list[CoTRecord], *, splits: SplitSpec = SplitSpec(),
                   eval_sets: dict[str, pd.DataFrame] | None = None,
                   on_contamination: Literal["refuse", "drop"] = "refuse") -> BuiltDataset:
     if not records:
-        raise DataError("no records to build from: give --store and/or --jd0g")
+        raise DataError("no records to build from: give --store and/or --import-artifacts")
     ids = Counter((r.source, r.id) for r in records)
     repeated = [f"{source}:{rid}" for (source, rid), n in ids.items() if n > 1]
     if repeated:
@@ -421,3 +427,97 @@ def push(built: BuiltDataset, repo_id: str, card_text: str, *, private: bool = F
     info = hub_api(token).upload_file(path_or_fileobj=card_text.encode("utf-8"), path_in_repo="README.md",
                                       repo_id=repo_id, repo_type="dataset", commit_message="Dataset card")
     return info.oid
+
+
+# -- the `nli-cot build` stage ----------------------------------------------------------------------------------
+
+
+@stage_config
+class BuildConfig:
+    """Build the original / reflected / combined configs with seeded, label-stratified splits, a dataset card,
+    and write them to --output-dir and/or push them to the Hub.
+
+    At least one of --store / --import-artifacts is needed, and at least one of --output-dir / --push-to-hub.
+    """
+
+    store: list[str] = option([], "JSONL store of CoT records (generate, reflect or human-rationale output); "
+                              "repeatable. Reflected records are matched to originals by id.")
+    import_artifacts: str | None = option(None, "Folder with the original Mistral-7B NLI project's released "
+                                          "chain-of-thought artifacts (sample_thoughts.json, sample_reflections.json, "
+                                          "dev_missing_gold.csv) to import as records.")
+    import_dev_thoughts: bool = option(False, "With --import-artifacts: also import that project's 3,005 dev "
+                                       "thoughts (dev_missing_gold.csv) as originals.", negatable=True)
+    output_dir: str | None = option(None, "Write the data set here, in the same file layout as the Hub repo.")
+    push_to_hub: str | None = option(None, "Hub repo id (namespace/name) to push to; token from HF_TOKEN, endpoint "
+                                     "from HF_ENDPOINT.")
+    overwrite: bool = option(False, "Replace an earlier build in --output-dir (otherwise that is an error).")
+    private: bool = option(False, "Create the Hub repo as private.")
+    eval_set: list[str] = option([], "Evaluation data (any format `nli-cot data check` reads) that no built pair "
+                                 "may occur in; repeatable.")
+    on_contamination: str = option("refuse", "refuse: stop with an error if a pair occurs in an --eval-set; drop: "
+                                   "remove those pairs and report them.", choices=("refuse", "drop"))
+    seed: int = option(42, "Seed of the split permutation.")
+    validation_fraction: float = option(0.1, "Share of pairs in the validation split.")
+    test_fraction: float = option(0.1, "Share of pairs in the test split.")
+    pretty_name: str = option("NLI chain-of-thought", "Card title (pretty_name).")
+    license: str = option("apache-2.0", "License id for the card.")
+    source_dataset: list[str] = option([], "Card source_datasets entry, e.g. 'extended|snli'; repeatable "
+                                       "(default: original).")
+
+
+@dataclass
+class BuildResult:
+    """What ``run_build`` made: the data set, its card and statistics, where it was written and pushed."""
+
+    built: BuiltDataset
+    card: str
+    stats: list[dict]                 # one row per config/split: config, split, rows, label_1, flag, thought
+    output_dir: Path | None = None
+    written: list[Path] = field(default_factory=list)
+    pushed_to: str | None = None
+    commit: str | None = None
+
+    @property
+    def report(self) -> BuildReport:
+        return self.built.report
+
+
+def run_build(config: BuildConfig) -> BuildResult:
+    """Read the records, build the configs and card, then write ``config.output_dir`` and/or push the repo."""
+    from nli_cot_hub.data import load_pairs
+    from nli_cot_hub.dataset_card import CardInfo, render_card, stats_rows
+    from nli_cot_hub.hub import hub_token
+    from nli_cot_hub.hub_transfer import hub_errors
+
+    if config.output_dir is None and config.push_to_hub is None:
+        raise DataError("give --output-dir and/or --push-to-hub")
+    if config.import_dev_thoughts and config.import_artifacts is None:
+        raise DataError("--import-dev-thoughts needs --import-artifacts DIR")
+    try:
+        splits = SplitSpec(seed=config.seed, validation=config.validation_fraction, test=config.test_fraction)
+    except ValueError as error:
+        raise DataError(f"--validation-fraction / --test-fraction: {error}") from None
+    if config.output_dir is not None:
+        check_output_dir(config.output_dir, config.overwrite)
+    if config.push_to_hub is not None and not hub_token():
+        raise DataError("--push-to-hub needs a token: set HF_TOKEN (or run `hf auth login`)")
+    records = read_stores(config.store)
+    if config.import_artifacts is not None:
+        records += import_artifacts(config.import_artifacts, dev_thoughts=config.import_dev_thoughts)
+    eval_sets = {name: load_pairs(name) for name in config.eval_set}
+    built = build_dataset(records, splits=splits, eval_sets=eval_sets,
+                          on_contamination=config.on_contamination)  # type: ignore[arg-type]
+    info = CardInfo(repo_id=config.push_to_hub or "your-name/nli-cot", pretty_name=config.pretty_name,
+                    license=config.license, source_datasets=config.source_dataset or ["original"],
+                    source_text=ARTIFACTS_SOURCE_TEXT if config.import_artifacts is not None
+                    else "the input NLI data set", seed=config.seed)
+    card = render_card(built, info)
+    result = BuildResult(built, card, stats_rows(built))
+    if config.output_dir is not None:
+        result.output_dir = Path(config.output_dir)
+        result.written = write_local(built, config.output_dir, card, overwrite=config.overwrite)
+    if config.push_to_hub is not None:
+        with hub_errors("pushing the data set", config.push_to_hub, "dataset"):
+            result.commit = push(built, config.push_to_hub, card, private=config.private)
+        result.pushed_to = config.push_to_hub
+    return result

@@ -91,8 +91,10 @@ def read_yaml_config(path: str | Path, cls: type) -> dict[str, Any]:
     return values
 
 
-def load_config(cls: type[C], path: str | Path | None = None, **overrides: Any) -> C:
-    """``cls`` from the YAML file at ``path`` (if any), then ``overrides`` on top."""
+def load_config(cls: type[C], path: str | Path | None = None, /, **overrides: Any) -> C:
+    """``cls`` from the YAML file at ``path`` (if any), then ``overrides`` on top.
+
+    ``cls`` and ``path`` are positional-only, so a config may have fields of those names."""
     from nli_cot_hub.data import DataError
 
     values = read_yaml_config(path, cls) if path else {}

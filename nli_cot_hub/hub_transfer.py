@@ -6,13 +6,15 @@ A thin layer over ``huggingface_hub``: the endpoint comes from ``HF_ENDPOINT`` a
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from nli_cot_hub.config import RunFailed, option, stage_config
 from nli_cot_hub.hub import hub_api, hub_endpoint, hub_token
 
 T = TypeVar("T")
@@ -134,6 +136,7 @@ class Uploaded:
     commit: str
     url: str
     files: int
+    path: Path | None = None
 
 
 def upload(path: str | Path, repo_id: str, *, repo_type: str | None = None, revision: str | None = None,
@@ -174,7 +177,7 @@ def upload(path: str | Path, repo_id: str, *, repo_type: str | None = None, revi
             commit_message=message, allow_patterns=include or None, ignore_patterns=ignore),
             f"uploading {path} to {target}", patience)
         count = sum(1 for _ in _uploaded_files(path, include, ignore))
-    return Uploaded(repo_id, repo_type, revision or "main", info.oid, repo_url(repo_id, repo_type), count)
+    return Uploaded(repo_id, repo_type, revision or "main", info.oid, repo_url(repo_id, repo_type), count, path)
 
 
 def _uploaded_files(folder: Path, include: list[str] | None, ignore: list[str]):
@@ -223,3 +226,85 @@ def hub_error_line(error: BaseException, repo_id: str, repo_type: str | None, re
             return f"{where}: HTTP {status}: the token (HF_TOKEN) is missing, invalid or may not write here ({first})"
         return f"{where}@{revision or 'main'}: {first}"
     return " ".join(str(error).split())
+
+
+@contextlib.contextmanager
+def hub_errors(action: str, repo_id: str, repo_type: str | None, revision: str | None = None) -> Iterator[None]:
+    """Turn a Hub refusal inside the block into :class:`RunFailed` with one line naming the repo, its type and
+    the revision: ``"{action} failed: ..."``. A missing token (PermissionError) keeps its own message."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        yield
+    except HfHubHTTPError as error:
+        raise RunFailed(f"{action} failed: {hub_error_line(error, repo_id, repo_type, revision)}") from None
+    except PermissionError as error:
+        raise RunFailed(hub_error_line(error, repo_id, repo_type, revision)) from None
+
+
+# -- the `nli-cot hub upload | download` stages ------------------------------------------------------------------
+
+
+@dataclass(kw_only=True)
+class TransferOptions:
+    """What an upload and a download share: the repo's type and revision, the files, how long to wait."""
+
+    repo_type: str | None = option(None, "model, dataset or space. upload: guessed when omitted (adapter_config.json "
+                                   "-> model, Hub-layout parquet data set -> dataset); download: model when omitted.",
+                                   choices=REPO_TYPES)
+    revision: str | None = option(None, "Branch (upload: created from main when missing) or, for download, also a "
+                                  "tag or commit.")
+    include: list[str] = option([], "Only files matching this glob (repeatable), e.g. '*.json'.")
+    timeout: float = option(60.0, "Seconds to wait for each Hub request.", min=0.1)
+    retries: int = option(3, "Retries of a Hub request that timed out, was refused or got 429/5xx, with "
+                          "exponential backoff.", min=0)
+
+    def patience(self) -> Patience:
+        return Patience(timeout_s=self.timeout, retries=self.retries)
+
+
+@stage_config
+class UploadConfig(TransferOptions):
+    """Create the repo if needed and commit PATH to it. Token from HF_TOKEN, endpoint from HF_ENDPOINT."""
+
+    path: str = option(help="A folder (built data set, adapter, evaluation report) or one file.", positional=True)
+    repo_id: str = option(help="Hub repo id, namespace/name.", positional=True)
+    path_in_repo: str | None = option(None, "Where in the repo the files go (default: the root; a file keeps its "
+                                      "name), e.g. 'results' for an evaluation report next to an adapter.")
+    private: bool = option(False, "Create the repo as private (if it does not exist yet).")
+    commit_message: str | None = option(None, "Commit message.", flag="--message", short="-m")
+    exclude: list[str] = option([], "Skip files matching this glob (repeatable); checkpoints and caches are always "
+                                "skipped.")
+
+
+@stage_config
+class DownloadConfig(TransferOptions):
+    """Download a repo snapshot (a data set, an adapter, results); prints the local folder."""
+
+    repo_id: str = option(help="Hub repo id, namespace/name.", positional=True)
+    local_dir: str | None = option(None, "Copy the files into this folder (default: the Hugging Face cache).")
+
+
+@dataclass
+class Downloaded:
+    repo_id: str
+    repo_type: str
+    revision: str | None
+    folder: Path
+
+
+def run_upload(config: UploadConfig) -> Uploaded:
+    """Commit ``config.path`` to ``config.repo_id`` (created when missing)."""
+    with hub_errors("uploading", config.repo_id, config.repo_type, config.revision):
+        return upload(config.path, config.repo_id, repo_type=config.repo_type, revision=config.revision,
+                      path_in_repo=config.path_in_repo, private=config.private, commit_message=config.commit_message,
+                      include=config.include, exclude=config.exclude, patience=config.patience())
+
+
+def run_download(config: DownloadConfig) -> Downloaded:
+    """Download a snapshot of ``config.repo_id`` (a model repo unless ``config.repo_type`` says otherwise)."""
+    repo_type = config.repo_type or "model"
+    with hub_errors("downloading", config.repo_id, config.repo_type, config.revision):
+        folder = download(config.repo_id, repo_type=repo_type, revision=config.revision, local_dir=config.local_dir,
+                          include=config.include, patience=config.patience())
+    return Downloaded(config.repo_id, repo_type, config.revision, folder)

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from nli_cot_hub.chat_format import training_example
+from nli_cot_hub.config import option, stage_config
 from nli_cot_hub.data import DataError
 
 
@@ -191,3 +192,49 @@ def plot_histogram(report: LengthReport, path: str | Path, title: str) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+# -- the `nli-cot lengths` stage --------------------------------------------------------------------------------
+
+
+@stage_config
+class LengthsConfig:
+    """Token lengths of prompt + completion under a chat template: distribution, longest example, a recommended
+    max_length and how many examples it would truncate, accuracy by thought-length bucket when the rows carry
+    predictions; prints a table and writes a PNG histogram."""
+
+    dataset: str = option(help="Built data set: a local folder (--output-dir of build) or a Hub repo id.",
+                          positional=True)
+    tokenizer: str = option("embedded", "Tokenizer (model folder, Hub id or 'embedded') whose chat template is "
+                            "applied to prompt + completion.")
+    dataset_config: str = option("combined", "Config of the built data set to measure.")
+    split: str = option("train", "Split to measure ('all' for every split).")
+    quantile: float = option(0.99, "Recommend a max_length covering this share of examples (0 < q <= 1).",
+                             min=0.0, max=1.0)
+    multiple_of: int = option(64, "Round the recommendation up to a multiple of this.", min=1)
+    png: str | None = option(None, "Histogram PNG path (default: lengths_<config>_<split>.png in the current "
+                             "folder).")
+
+
+@dataclass
+class LengthsResult:
+    report: LengthReport
+    png: Path
+    dataset: str
+    dataset_config: str
+    split: str
+
+
+def run_lengths(config: LengthsConfig) -> LengthsResult:
+    """Measure ``config.dataset`` and write the histogram; the report holds the numbers and the recommendation."""
+    from nli_cot_hub.paths import check_output_file
+
+    if not 0 < config.quantile <= 1:
+        raise DataError(f"--quantile must be in (0, 1], got {config.quantile:g}")
+    check_output_file(config.png, "--png")
+    rows = load_rows(config.dataset, config.dataset_config, config.split)
+    report = measure(rows, config.tokenizer, quantile=config.quantile, multiple_of=config.multiple_of)
+    png = Path(config.png) if config.png else Path(f"lengths_{config.dataset_config}_{config.split}.png")
+    plot_histogram(report, png, title=f"{config.dataset} [{config.dataset_config}/{config.split}] tokens "
+                                      f"({config.tokenizer})")
+    return LengthsResult(report, png, config.dataset, config.dataset_config, config.split)

@@ -11,8 +11,11 @@ from __future__ import annotations
 import json
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from nli_cot_hub.config import option, stage_config
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "model_card" / "template.md"
 EVAL_METRICS = ("accuracy", "precision", "recall", "f1", "parse_rate")
@@ -176,3 +179,71 @@ def write_card(output_dir: str | Path, **options: Any) -> Path:
     path = output_dir / "README.md"
     path.write_text(render_card(output_dir, **options), encoding="utf-8")
     return path
+
+
+# -- the `nli-cot card` stage -----------------------------------------------------------------------------------
+
+
+@stage_config
+class CardConfig:
+    """Write (or rewrite) the model card README.md of a trained adapter, optionally with evaluation results."""
+
+    output_dir: str = option(help="train.py's output folder (adapter, recipe_resolved.yaml, training_metrics.json).",
+                             positional=True)
+    eval_metrics: str | None = option(None, "metrics.json from evaluation (accuracy, precision, recall, f1, "
+                                      "parse_rate); default: OUTPUT_DIR/metrics.json when present.")
+    hub_model_id: str | None = option(None, "Repo id named in the card (default: the recipe's hub_model_id).")
+    dataset_id: str | None = option(None, "Hub id of the training data (default: the recipe's).")
+    eval_model: str | None = option(None, "Which model's results to take when the metrics file is nli-cot "
+                                    "evaluate's (several models).")
+    eval_dataset: str | None = option(None, "Name of the evaluation data set shown with the results.")
+    eval_split: str = option("validation", "Split the evaluation metrics were computed on.")
+    license: str = option("apache-2.0", "License identifier for the card metadata.")
+    push: bool = option(False, "Also upload README.md to --hub-model-id (token from HF_TOKEN).", negatable=True)
+
+
+@dataclass
+class CardResult:
+    path: Path                       # the README.md written
+    pushed_to: str | None = None     # the model repo it was uploaded to, with --push
+    commit: str | None = None
+
+
+def run_card(config: CardConfig) -> CardResult:
+    """Render the card into ``config.output_dir/README.md``; with ``config.push``, upload it to the model repo."""
+    from nli_cot_hub.data import DataError
+    from nli_cot_hub.hub import hub_api, hub_token
+    from nli_cot_hub.hub_transfer import hub_errors
+
+    output_dir = Path(config.output_dir)
+    if not output_dir.is_dir():
+        raise FileNotFoundError(f"{output_dir}: no such output folder")
+    if not (output_dir / "adapter_config.json").exists():
+        raise DataError(f"{output_dir}: no adapter_config.json, so not an adapter folder (train.py's output); "
+                        f"its README.md is left as it is")
+    if config.push:
+        if not config.hub_model_id:
+            raise DataError("--push needs --hub-model-id")
+        if not hub_token():
+            raise DataError("--push needs a token with write access: set HF_TOKEN")
+    metrics = None
+    if config.eval_metrics is not None:
+        try:
+            metrics = flat_eval_metrics(json.loads(Path(config.eval_metrics).read_text()), config.eval_model)
+        except ValueError as error:
+            raise DataError(f"--eval-metrics {config.eval_metrics}: {error}") from None
+        if not any(isinstance(metrics.get(name), (int, float)) for name in EVAL_METRICS):
+            raise DataError(f"{config.eval_metrics}: no scored metric ({', '.join(EVAL_METRICS)} are all missing "
+                            f"or null)")
+    options: dict[str, Any] = dict(hub_model_id=config.hub_model_id, dataset_id=config.dataset_id,
+                                   eval_dataset=config.eval_dataset, eval_split=config.eval_split,
+                                   license=config.license)
+    if metrics is not None:
+        options["eval_metrics"] = metrics
+    result = CardResult(write_card(output_dir, **options))
+    if config.push:
+        with hub_errors("pushing the card", config.hub_model_id, "model"):
+            info = hub_api().upload_file(path_or_fileobj=str(result.path), path_in_repo="README.md",
+                                         repo_id=config.hub_model_id, commit_message="Update model card")
+        result.pushed_to, result.commit = config.hub_model_id, getattr(info, "oid", None)
+    return result

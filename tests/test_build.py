@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from nli_cot_hub.build import (
-    ContaminationError, SplitSpec, assign_splits, build_dataset, data_file, import_jd0g, read_stores, write_local,
+    ContaminationError, SplitSpec, assign_splits, build_dataset, data_file, import_artifacts, read_stores, write_local,
 )
 from nli_cot_hub.chat_format import training_example
 from nli_cot_hub.data import DataError, load_pairs, pair_key
@@ -23,17 +23,17 @@ from nli_cot_hub.dataset_card import CardInfo, render_card, validate_card
 from nli_cot_hub.records import CoTRecord
 from tests.conftest import REPO, shared
 
-JD0G = "comp34812_nli_jd0g_cot"
+ARTIFACTS = "comp34812_nli_jd0g_cot"
 
 
 @pytest.fixture(scope="module")
-def jd0g_dir() -> Path:
-    return shared(JD0G)
+def artifacts_dir() -> Path:
+    return shared(ARTIFACTS)
 
 
 @pytest.fixture(scope="module")
-def jd0g_records(jd0g_dir) -> list[CoTRecord]:
-    return import_jd0g(jd0g_dir)
+def artifact_records(artifacts_dir) -> list[CoTRecord]:
+    return import_artifacts(artifacts_dir)
 
 
 def json_rows(path: Path) -> list[dict]:
@@ -48,19 +48,19 @@ def keys(frame: pd.DataFrame) -> list[str]:
     return [pair_key(p, h) for p, h in zip(frame["premise"], frame["hypothesis"])]
 
 
-def test_importer_turns_every_artifact_row_into_a_record(jd0g_dir, jd0g_records):
-    thoughts = json_rows(jd0g_dir / "sample_thoughts.json")
-    reflections = json_rows(jd0g_dir / "sample_reflections.json")
-    by_source = Counter(r.source for r in jd0g_records)
+def test_importer_turns_every_artifact_row_into_a_record(artifacts_dir, artifact_records):
+    thoughts = json_rows(artifacts_dir / "sample_thoughts.json")
+    reflections = json_rows(artifacts_dir / "sample_reflections.json")
+    by_source = Counter(r.source for r in artifact_records)
     assert by_source == {"original": len(thoughts), "reflected": len(reflections)}
 
-    originals = {r.id: r for r in jd0g_records if r.source == "original"}
+    originals = {r.id: r for r in artifact_records if r.source == "original"}
     for row in thoughts:
         record = originals[f"sample-{row['id']}"]
         assert (record.premise, record.label, record.predicted_label, record.reask_count) == \
             (row["premise"], row["true_label"], row["predicted_label"], row["reprompt_counts"])
         assert record.correct == row["correct"]
-    reflected = {r.id: r for r in jd0g_records if r.source == "reflected"}
+    reflected = {r.id: r for r in artifact_records if r.source == "reflected"}
     for row in reflections:
         record = reflected[f"sample-{row['id']}"]
         assert record.thought_process == row["improved_thought_process"]
@@ -68,28 +68,28 @@ def test_importer_turns_every_artifact_row_into_a_record(jd0g_dir, jd0g_records)
         # the reflections are exactly the originals the generator got wrong
         assert originals[record.id].correct is False
 
-    with_dev = import_jd0g(jd0g_dir, dev_missing=True)
-    dev = pd.read_csv(jd0g_dir / "dev_missing_gold.csv")
-    assert len(with_dev) == len(jd0g_records) + len(dev)
+    with_dev = import_artifacts(artifacts_dir, dev_thoughts=True)
+    dev = pd.read_csv(artifacts_dir / "dev_missing_gold.csv")
+    assert len(with_dev) == len(artifact_records) + len(dev)
     dev_records = [r for r in with_dev if r.id.startswith("dev-")]
     assert sum(r.correct for r in dev_records) == int(dev["correct_prediction"].sum())
 
 
-def test_importer_names_file_row_and_field_on_bad_input(tmp_path, jd0g_dir):
+def test_importer_names_file_row_and_field_on_bad_input(tmp_path, artifacts_dir):
     for name in ("sample_thoughts.json", "sample_reflections.json"):
-        (tmp_path / name).write_text((jd0g_dir / name).read_text())
+        (tmp_path / name).write_text((artifacts_dir / name).read_text())
     rows = json_rows(tmp_path / "sample_reflections.json")
     rows[4]["true_label"] = "maybe"
     (tmp_path / "sample_reflections.json").write_text("\n".join(json.dumps(r) for r in rows))
     with pytest.raises(DataError, match=r"sample_reflections.json: row 5: field true_label"):
-        import_jd0g(tmp_path)
+        import_artifacts(tmp_path)
 
 
-def test_configs_from_the_author_artifacts(jd0g_dir, jd0g_records):
-    built = build_dataset(jd0g_records)
+def test_configs_from_the_author_artifacts(artifacts_dir, artifact_records):
+    built = build_dataset(artifact_records)
     original, reflected, combined = (all_rows(built, c) for c in ("original", "reflected", "combined"))
-    assert len(original) == len(json_rows(jd0g_dir / "sample_thoughts.json"))
-    assert len(reflected) == len(json_rows(jd0g_dir / "sample_reflections.json"))
+    assert len(original) == len(json_rows(artifacts_dir / "sample_thoughts.json"))
+    assert len(reflected) == len(json_rows(artifacts_dir / "sample_reflections.json"))
 
     # combined: the correct originals plus the reflections that reached the gold label, every pair once
     correct_originals = set(keys(original[original["correct"]]))
@@ -103,7 +103,7 @@ def test_configs_from_the_author_artifacts(jd0g_dir, jd0g_records):
 
     # the reflected rows carry the initial attempt next to the improvement
     row = reflected.set_index("id").loc["sample-90"]
-    initial = next(r for r in jd0g_records if r.id == "sample-90" and r.source == "original")
+    initial = next(r for r in artifact_records if r.id == "sample-90" and r.source == "original")
     assert row["initial_thought_process"] == initial.thought_process
     assert row["initial_predicted_label"] == initial.predicted_label
 
@@ -113,9 +113,9 @@ def test_configs_from_the_author_artifacts(jd0g_dir, jd0g_records):
         assert record["prompt"] == example["prompt"] and record["completion"] == example["completion"]
 
 
-def test_splits_are_seeded_stratified_and_shared_by_all_configs(jd0g_records):
-    built = build_dataset(jd0g_records, splits=SplitSpec(seed=7))
-    shuffled = list(jd0g_records)
+def test_splits_are_seeded_stratified_and_shared_by_all_configs(artifact_records):
+    built = build_dataset(artifact_records, splits=SplitSpec(seed=7))
+    shuffled = list(artifact_records)
     random.Random(1).shuffle(shuffled)
     again = build_dataset(shuffled, splits=SplitSpec(seed=7))
     for config, splits in built.configs.items():
@@ -129,7 +129,7 @@ def test_splits_are_seeded_stratified_and_shared_by_all_configs(jd0g_records):
             for key in keys(frame):
                 assert split_of.setdefault(key, split) == split  # one pair, one split, in every config
 
-    other_seed = build_dataset(jd0g_records, splits=SplitSpec(seed=8))
+    other_seed = build_dataset(artifact_records, splits=SplitSpec(seed=8))
     assert set(all_rows(other_seed, "original")["id"]) == set(all_rows(built, "original")["id"])
     assert set(other_seed.configs["original"]["test"]["id"]) != set(built.configs["original"]["test"]["id"])
 
@@ -142,27 +142,27 @@ def test_splits_are_seeded_stratified_and_shared_by_all_configs(jd0g_records):
         SplitSpec(validation=0.6, test=0.5)
 
 
-def test_contamination_guard_on_the_real_dev_set(jd0g_records):
+def test_contamination_guard_on_the_real_dev_set(artifact_records):
     # SOURCE.md: 18 of the 100 sample pairs also occur in dev_jd0g.csv
     dev = load_pairs(shared("comp34812_nli/dev_jd0g.csv"))
     dev_keys = set(keys(dev))
-    leaking = {k for k in keys(all_rows(build_dataset(jd0g_records), "original")) if k in dev_keys}
+    leaking = {k for k in keys(all_rows(build_dataset(artifact_records), "original")) if k in dev_keys}
     assert len(leaking) == 18
     with pytest.raises(ContaminationError, match="18 pairs"):
-        build_dataset(jd0g_records, eval_sets={"dev_jd0g.csv": dev}, on_contamination="refuse")
+        build_dataset(artifact_records, eval_sets={"dev_jd0g.csv": dev}, on_contamination="refuse")
 
-    dropped = build_dataset(jd0g_records, eval_sets={"dev_jd0g.csv": dev}, on_contamination="drop")
+    dropped = build_dataset(artifact_records, eval_sets={"dev_jd0g.csv": dev}, on_contamination="drop")
     assert dropped.report.contaminated_pairs == 18
     for config in ("original", "reflected", "combined"):
         assert not set(keys(all_rows(dropped, config))) & dev_keys
     assert len(all_rows(dropped, "original")) == 100 - 18
 
 
-def test_build_from_record_stores_with_human_rationales(tmp_path, jd0g_records):
+def test_build_from_record_stores_with_human_rationales(tmp_path, artifact_records):
     from nli_cot_hub.store import RecordStore
 
     with RecordStore(tmp_path / "generate.jsonl") as originals, RecordStore(tmp_path / "reflect.jsonl") as fixes:
-        for record in jd0g_records:
+        for record in artifact_records:
             (originals if record.source == "original" else fixes).append(record)
     # human rationales: the first e-SNLI dev rows (neutral counts as 1, as in the coursework labels)
     lines = {name: shared(f"esnli/dev/{name}.dev").read_text().split("\n")[:12]
@@ -176,7 +176,7 @@ def test_build_from_record_stores_with_human_rationales(tmp_path, jd0g_records):
             store.append(record)
     records = read_stores([tmp_path / "generate.jsonl", tmp_path / "reflect.jsonl", tmp_path / "human.jsonl"])
     built = build_dataset(records)
-    direct = build_dataset(jd0g_records)
+    direct = build_dataset(artifact_records)
     assert len(all_rows(built, "reflected")) == len(all_rows(direct, "reflected"))
     combined = all_rows(built, "combined")
     assert len(combined) == len(all_rows(direct, "combined")) + 12
@@ -190,10 +190,10 @@ def test_build_from_record_stores_with_human_rationales(tmp_path, jd0g_records):
         build_dataset(records + [records[0]])
 
 
-def test_card_yaml_and_prose(jd0g_records):
+def test_card_yaml_and_prose(artifact_records):
     from huggingface_hub import DatasetCard
 
-    built = build_dataset(jd0g_records)
+    built = build_dataset(artifact_records)
     text = render_card(built, CardInfo(repo_id="someone/nli-cot", pretty_name="j-d0g CoT", seed=42,
                                        source_datasets=["extended|snli", "extended|multi_nli"]))
     card = DatasetCard(text)
@@ -220,17 +220,18 @@ def test_card_yaml_and_prose(jd0g_records):
         validate_card(broken, built)
 
 
-def test_cli_build_writes_the_hub_layout_that_load_dataset_reads(tmp_path, jd0g_dir, jd0g_records):
+def test_cli_build_writes_the_hub_layout_that_load_dataset_reads(tmp_path, artifacts_dir, artifact_records):
     from datasets import load_dataset
 
     from nli_cot_hub.cli import app, build_app
 
     build_app()
     out = tmp_path / "cot"
-    result = CliRunner().invoke(app, ["build", "--jd0g", str(jd0g_dir), "--output-dir", str(out), "--seed", "42"])
+    result = CliRunner().invoke(app, ["build", "--import-artifacts", str(artifacts_dir), "--output-dir", str(out),
+                                      "--seed", "42"])
     assert result.exit_code == 0, result.output
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
-    built = build_dataset(jd0g_records, splits=SplitSpec(seed=42))
+    built = build_dataset(artifact_records, splits=SplitSpec(seed=42))
     assert files == sorted(["README.md"] + [data_file(c, s) for c, splits in built.configs.items() for s in splits])
 
     loaded = load_dataset(str(out), "reflected", cache_dir=str(tmp_path / "cache"))
@@ -238,14 +239,15 @@ def test_cli_build_writes_the_hub_layout_that_load_dataset_reads(tmp_path, jd0g_
         assert loaded[split].to_pandas().equals(frame.astype(loaded[split].to_pandas().dtypes))
     assert sum(len(s) for s in load_dataset(str(out), "original", cache_dir=str(tmp_path / "cache")).values()) == 100
 
-    again = CliRunner().invoke(app, ["build", "--jd0g", str(jd0g_dir), "--output-dir", str(out)])
+    again = CliRunner().invoke(app, ["build", "--import-artifacts", str(artifacts_dir), "--output-dir", str(out)])
     assert again.exit_code == 2 and "--overwrite" in again.output  # an earlier build is never replaced silently
-    replaced = CliRunner().invoke(app, ["build", "--jd0g", str(jd0g_dir), "--output-dir", str(out), "--overwrite",
-                                        "--test-fraction", "0"])
+    replaced = CliRunner().invoke(app, ["build", "--import-artifacts", str(artifacts_dir), "--output-dir", str(out),
+                                        "--overwrite", "--test-fraction", "0"])
     assert replaced.exit_code == 0, replaced.output
     assert not list(out.glob("*/test-*.parquet"))  # no stale split survives the replacement
 
-    refused = CliRunner().invoke(app, ["build", "--jd0g", str(jd0g_dir), "--output-dir", str(tmp_path / "x"),
+    refused = CliRunner().invoke(app, ["build", "--import-artifacts", str(artifacts_dir),
+                                       "--output-dir", str(tmp_path / "x"),
                                        "--eval-set", str(shared("comp34812_nli/dev_jd0g.csv"))])
     assert refused.exit_code == 2 and "18 pairs" in refused.output and "Traceback" not in refused.output
     assert not (tmp_path / "x").exists()  # nothing half-written
@@ -256,11 +258,11 @@ def test_cli_build_writes_the_hub_layout_that_load_dataset_reads(tmp_path, jd0g_
     assert bad.exit_code == 2 and "bad.jsonl: line 1: field label" in bad.output
 
 
-def test_dataset_script_runs_the_same_build(tmp_path, jd0g_dir):
+def test_dataset_script_runs_the_same_build(tmp_path, artifacts_dir):
     out = tmp_path / "script_out"
     # The script imports the installed package; PYTHONPATH makes that this checkout's code.
     result = subprocess.run([sys.executable, str(REPO / "dataset_scripts" / "build_cot_dataset.py"),
-                             "--jd0g", str(jd0g_dir), "--output-dir", str(out)],
+                             "--import-artifacts", str(artifacts_dir), "--output-dir", str(out)],
                             capture_output=True, text=True, timeout=300, cwd=tmp_path,
                             env={**os.environ, "PYTHONPATH": str(REPO)})
     assert result.returncode == 0, result.stderr[-2000:]
@@ -268,12 +270,12 @@ def test_dataset_script_runs_the_same_build(tmp_path, jd0g_dir):
 
 
 @pytest.mark.server
-def test_push_to_hub_round_trip_matches_the_local_copy(hub_server, tmp_path, jd0g_dir):
+def test_push_to_hub_round_trip_matches_the_local_copy(hub_server, tmp_path, artifacts_dir):
     """The CLI pushes in a fresh process (HF_ENDPOINT from the environment); a second process loads it back."""
     repo = f"{hub_server.user}/cot-{os.getpid()}-{tmp_path.name[-6:]}"
     env = {**os.environ, **hub_server.env(tmp_path / "hf"), "PYTHONPATH": str(REPO)}
     local = tmp_path / "local"
-    pushed = subprocess.run([sys.executable, "-m", "nli_cot_hub", "build", "--jd0g", str(jd0g_dir),
+    pushed = subprocess.run([sys.executable, "-m", "nli_cot_hub", "build", "--import-artifacts", str(artifacts_dir),
                              "--output-dir", str(local), "--push-to-hub", repo, "--private"],
                             env=env, capture_output=True, text=True, timeout=300)
     assert pushed.returncode == 0, pushed.stderr[-3000:]
@@ -315,3 +317,35 @@ def test_build_with_no_usable_record_is_a_clear_error():
                         status="failed", error="no JSON") for i in range(3)]
     with pytest.raises(DataError, match="none of the 3 records is usable"):
         build_dataset(failed)
+
+
+def test_build_from_a_yaml_config_with_a_flag_override_and_as_a_function(tmp_path, artifacts_dir, artifact_records):
+    from nli_cot_hub.build import BuildConfig, BuildResult, run_build
+    from nli_cot_hub.cli import build_app
+
+    config = tmp_path / "build.yaml"
+    config.write_text(f"import_artifacts: {artifacts_dir}\noutput-dir: {tmp_path / 'from_yaml'}\nseed: 7\n"
+                      "test_fraction: 0.2\npretty_name: From a YAML file\n")
+    result = CliRunner().invoke(build_app(), ["build", "--config", str(config), "--seed", "42"])
+    assert result.exit_code == 0, result.output
+    expected = build_dataset(artifact_records, splits=SplitSpec(seed=42, test=0.2))  # the flag beat the file's 7
+    written = pd.read_parquet(tmp_path / "from_yaml" / data_file("original", "test"))
+    assert sorted(written["id"]) == sorted(expected.configs["original"]["test"]["id"])
+    assert "pretty_name: From a YAML file" in (tmp_path / "from_yaml" / "README.md").read_text()
+
+    done = run_build(BuildConfig(import_artifacts=str(artifacts_dir), output_dir=str(tmp_path / "direct")))
+    assert isinstance(done, BuildResult) and done.pushed_to is None and done.commit is None
+    assert done.output_dir == tmp_path / "direct" and (tmp_path / "direct" / "README.md") in done.written
+    assert {(row["config"], row["split"]) for row in done.stats} == {
+        (c, s) for c, splits in done.built.configs.items() for s in splits}
+    assert done.report.unresolved_reflections == ["sample-90"] and done.card.startswith("---")
+
+    for wrong, message in ((dict(import_artifacts=str(artifacts_dir)), "--output-dir and/or --push-to-hub"),
+                           (dict(store=[], import_dev_thoughts=True, output_dir=str(tmp_path / "n")),
+                            "--import-dev-thoughts needs --import-artifacts"),
+                           (dict(import_artifacts=str(artifacts_dir), output_dir=str(tmp_path / "n"),
+                                 validation_fraction=0.6, test_fraction=0.5), "--test-fraction")):
+        with pytest.raises(DataError, match=message):
+            run_build(BuildConfig(**wrong))
+    with pytest.raises(DataError, match="--on-contamination must be one of refuse, drop"):
+        BuildConfig(on_contamination="ignore")

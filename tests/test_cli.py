@@ -76,7 +76,7 @@ def test_outputs_that_cannot_be_written_are_one_line_for_every_stage(tmp_path):
         ["generate", shared(TRIAL), "-o", under_file / "cot.jsonl", *backend],
         ["predict", shared(TRIAL), "-o", under_file / "pred.jsonl", *backend],
         ["evaluate", predictions, "-o", under_file],
-        ["build", "--jd0g", shared("comp34812_nli_jd0g_cot"), "--output-dir", under_file],
+        ["build", "--import-artifacts", shared("comp34812_nli_jd0g_cot"), "--output-dir", under_file],
         ["rationales", shared("esnli/dev"), "-o", under_file / "h.jsonl", "--limit", 2],
     ]
     for arguments in cases:

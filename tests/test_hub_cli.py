@@ -34,11 +34,11 @@ def digests(folder: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def built_dataset(tmp_path_factory) -> Path:
-    """The j-d0g sample built into a Hub-layout folder (parquet per config/split + card)."""
-    from nli_cot_hub.build import build_dataset, import_jd0g, write_local
+    """The original project's sample artifacts built into a Hub-layout folder (parquet per config/split + card)."""
+    from nli_cot_hub.build import build_dataset, import_artifacts, write_local
     from nli_cot_hub.dataset_card import CardInfo, render_card
 
-    built = build_dataset(import_jd0g(shared("comp34812_nli_jd0g_cot")))
+    built = build_dataset(import_artifacts(shared("comp34812_nli_jd0g_cot")))
     folder = tmp_path_factory.mktemp("built") / "cot_dataset"
     write_local(built, folder, render_card(built, CardInfo()))
     return folder
@@ -238,3 +238,62 @@ def test_a_refused_hub_port_is_one_line(built_dataset, tmp_path):
     assert result.returncode == 1 and "Traceback" not in result.stderr
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("error: ") and endpoint in line and "refused" in line.lower()
+
+
+def test_upload_and_download_as_functions_and_from_a_yaml_config(hub_server, built_dataset, tmp_path):
+    from huggingface_hub import HfApi
+
+    from nli_cot_hub.hub_transfer import (
+        DownloadConfig, Downloaded, UploadConfig, Uploaded, run_download, run_upload,
+    )
+
+    repo = unique("cot")
+    done = run_upload(UploadConfig(path=str(built_dataset), repo_id=repo))
+    assert isinstance(done, Uploaded) and done.repo_type == "dataset" and done.revision == "main"
+    assert done.path == built_dataset and done.files == len(digests(built_dataset))
+    got = run_download(DownloadConfig(repo_id=repo, repo_type="dataset", include=["README.md"],
+                                      local_dir=str(tmp_path / "card")))
+    assert isinstance(got, Downloaded) and got.folder == tmp_path / "card"
+    assert sorted(digests(got.folder)) == ["README.md"]
+
+    env = hub_server.env(tmp_path / "cache")
+    config = tmp_path / "upload.yaml"
+    config.write_text(f"path: {built_dataset / 'README.md'}\nrepo_id: {repo}\nrepo_type: dataset\n"
+                      "path_in_repo: card/README.md\ncommit_message: from the file\n")
+    result = hub_cli(["upload", "--config", str(config), "-m", "from the flag"], env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    api = HfApi(endpoint=hub_server.url, token=hub_server.token)
+    assert api.list_repo_commits(repo, repo_type="dataset")[0].title == "from the flag"
+    assert "card/README.md" in api.list_repo_files(repo, repo_type="dataset")
+
+    config = tmp_path / "download.yaml"
+    config.write_text(f"repo_id: {repo}\nrepo_type: dataset\nlocal_dir: {tmp_path / 'from_file'}\n"
+                      "include: ['card/*']\n")
+    result = hub_cli(["download", "--config", str(config), "--local-dir", str(tmp_path / "from_flag")], env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert Path(result.stdout.strip()) == tmp_path / "from_flag" and not (tmp_path / "from_file").exists()
+    assert sorted(digests(tmp_path / "from_flag")) == ["card/README.md"]
+
+
+def test_one_hub_error_handler_names_the_action_and_the_repo():
+    import httpx2
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+
+    from nli_cot_hub.config import RunFailed
+    from nli_cot_hub.hub_transfer import hub_errors
+
+    def response(status: int):
+        return httpx2.Response(status, request=httpx2.Request("GET", "http://127.0.0.1/api/models/me/x"))
+
+    with pytest.raises(RunFailed, match=r"^pushing the card failed: model repo 'me/x' at .* not found"):
+        with hub_errors("pushing the card", "me/x", "model"):
+            raise RepositoryNotFoundError("404 Client Error", response=response(404))
+    with pytest.raises(RunFailed, match=r"^downloading failed: .*'me/x'.*HTTP 403: the token"):
+        with hub_errors("downloading", "me/x", None, "dev"):
+            raise HfHubHTTPError("403 Forbidden", response=response(403))
+    with pytest.raises(RunFailed, match="^uploading needs a write token"):
+        with hub_errors("uploading", "me/x", "model"):
+            raise PermissionError("uploading needs a write token: set HF_TOKEN")
+    with pytest.raises(ValueError):  # anything else passes through unchanged
+        with hub_errors("uploading", "me/x", "model"):
+            raise ValueError("not a Hub error")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from nli_cot_hub.build import build_dataset, import_jd0g, write_local
+from nli_cot_hub.build import build_dataset, import_artifacts, write_local
 from nli_cot_hub.dataset_card import CardInfo, render_card
 from nli_cot_hub.lengths import example_messages, load_rows, measure, recommend_max_length
 from tests.conftest import shared
@@ -21,7 +21,7 @@ def private_datasets_cache(tmp_path_factory, monkeypatch):
 
 @pytest.fixture(scope="module")
 def built_dir(tmp_path_factory) -> str:
-    built = build_dataset(import_jd0g(shared("comp34812_nli_jd0g_cot")))
+    built = build_dataset(import_artifacts(shared("comp34812_nli_jd0g_cot")))
     out = tmp_path_factory.mktemp("built")
     write_local(built, out, render_card(built, CardInfo()))
     return str(out)
@@ -63,13 +63,13 @@ def test_cli_prints_a_recommendation_and_writes_the_png(built_dir, tmp_path):
 
     build_app()
     png = tmp_path / "lengths.png"
-    result = CliRunner().invoke(app, ["lengths", built_dir, "--tokenizer", "embedded", "--config", "original",
+    result = CliRunner().invoke(app, ["lengths", built_dir, "--tokenizer", "embedded", "--dataset-config", "original",
                                       "--split", "all", "--png", str(png)])
     assert result.exit_code == 0, result.output
     assert "recommended max_length:" in result.output and "accuracy by thought length" in result.output
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
-    missing = CliRunner().invoke(app, ["lengths", built_dir, "--config", "combined", "--split", "dev"])
+    missing = CliRunner().invoke(app, ["lengths", built_dir, "--dataset-config", "combined", "--split", "dev"])
     assert missing.exit_code == 2 and "no split 'dev'" in missing.output
 
 
@@ -116,7 +116,25 @@ def test_recommendation_never_exceeds_the_model_context(built_dir, embedded_mode
     report = measure(rows, str(short))
     assert report.recommended == 128 and report.context == 128 and report.wanted > 128
     assert report.truncated == int((report.lengths > 128).sum())
-    result = _lengths(built_dir, "--tokenizer", short, "--config", "original", "--png", tmp_path / "h.png")
+    result = _lengths(built_dir, "--tokenizer", short, "--dataset-config", "original", "--png", tmp_path / "h.png")
     assert result.exit_code == 0, result.output
     said = " ".join(result.output.split())
     assert "above the model's context of 128 tokens" in said and "recommended max_length: 128" in said
+
+
+def test_lengths_from_a_yaml_config_with_a_flag_override_and_as_a_function(built_dir, tmp_path):
+    from nli_cot_hub.cli import build_app
+    from nli_cot_hub.lengths import LengthsConfig, LengthsResult, run_lengths
+
+    done = run_lengths(LengthsConfig(dataset=built_dir, dataset_config="original", split="all",
+                                     png=str(tmp_path / "direct.png"), multiple_of=32))
+    assert isinstance(done, LengthsResult) and len(done.report.lengths) == 100
+    assert done.report.recommended % 32 == 0 and done.png == tmp_path / "direct.png" and done.png.exists()
+
+    config = tmp_path / "lengths.yaml"
+    config.write_text(f"dataset: {built_dir}\ndataset_config: original\nsplit: all\npng: {tmp_path / 'y.png'}\n")
+    train_rows = len(load_rows(built_dir, "original", "train"))
+    result = CliRunner().invoke(build_app(), ["lengths", "--config", str(config), "--split", "train"])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert f"({train_rows} examples)" in said and f"of {train_rows}); histogram: {tmp_path / 'y.png'}" in said

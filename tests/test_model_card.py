@@ -196,3 +196,25 @@ def test_card_push_with_a_bad_token_is_one_line(tmp_path, monkeypatch, hub_serve
     assert result.exit_code == 1
     [line] = [line for line in result.output.splitlines() if line.startswith("error: ")]
     assert "tester/x" in line and "hf_wrong_token_0000" not in result.output
+
+
+def test_card_from_a_yaml_config_with_a_flag_override_and_as_a_function(tmp_path, monkeypatch):
+    from nli_cot_hub.model_card import CardConfig, CardResult, run_card
+
+    output = output_folder(tmp_path, monkeypatch)
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(json.dumps(EVAL))
+    done = run_card(CardConfig(output_dir=str(output), eval_metrics=str(metrics), eval_dataset="held-out dev",
+                               eval_split="dev"))
+    assert isinstance(done, CardResult) and done.path == output / "README.md" and done.pushed_to is None
+    text = done.path.read_text()
+    assert "name: held-out dev" in text and "split: dev" in text and "value: 0.8812" in text
+
+    config = tmp_path / "card.yaml"
+    config.write_text(f"output_dir: {output}\neval_metrics: {metrics}\neval_split: from-the-file\n"
+                      "eval_dataset: the file's set\n")
+    result = _card("--config", config, "--eval-split", "from-the-flag")
+    assert result.exit_code == 0, result.output
+    assert f"wrote {output / 'README.md'}" in result.output
+    text = (output / "README.md").read_text()
+    assert "split: from-the-flag" in text and "from-the-file" not in text and "name: the file's set" in text

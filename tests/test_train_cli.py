@@ -115,7 +115,7 @@ def test_tiny_mistral_build_train_merge_predict_evaluate_card(tmp_path):
 
     base = build_tiny_mistral(tmp_path / "base", chat_template=MISTRAL_V3_CHAT_TEMPLATE)
     data = tmp_path / "cot"
-    built = cli("build", "--jd0g", str(shared("comp34812_nli_jd0g_cot")), "--output-dir", str(data))
+    built = cli("build", "--import-artifacts", str(shared("comp34812_nli_jd0g_cot")), "--output-dir", str(data))
     assert built.exit_code == 0, built.output
 
     class FirstRows(TrainerCallback):
@@ -162,3 +162,42 @@ def test_tiny_mistral_build_train_merge_predict_evaluate_card(tmp_path):
     assert done.exit_code == 0, done.output
     card = (output / "README.md").read_text()
     assert "tester/nli-cot" in card and "| accuracy |" in card
+
+
+@pytest.mark.slow
+def test_merge_from_a_yaml_config_with_a_flag_override_and_as_a_function(embedded_model_path, tmp_path):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from nli_cot_hub.data import DataError
+    from nli_cot_hub.merge import MergeConfig, MergeResult, run_merge
+
+    model = AutoModelForCausalLM.from_pretrained(embedded_model_path)
+    lora = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM",
+                                            init_lora_weights=False))  # non-zero B, so merging changes weights
+    adapter = tmp_path / "adapter"
+    lora.save_pretrained(adapter)
+    batch = {"input_ids": torch.tensor([[1, 2, 3, 4]])}
+    with torch.no_grad():
+        adapter_logits = lora(**batch).logits
+        with lora.disable_adapter():
+            base_logits = lora(**batch).logits
+
+    done = run_merge(MergeConfig(adapter=str(adapter), output_dir=str(tmp_path / "direct"),
+                                 base_model=embedded_model_path, dtype="float32"))
+    assert isinstance(done, MergeResult) and done.output_dir == tmp_path / "direct" and done.dtype == "float32"
+    merged = AutoModelForCausalLM.from_pretrained(done.output_dir)
+    with torch.no_grad():
+        merged_logits = merged(**batch).logits
+    assert (merged_logits - adapter_logits).abs().max() < 0.01 < (base_logits - adapter_logits).abs().max()
+
+    config = tmp_path / "merge.yaml"
+    config.write_text(f"adapter: {adapter}\nbase_model: {embedded_model_path}\noutput_dir: {tmp_path / 'from_file'}\n"
+                      "dtype: float32\n")
+    result = cli("merge", "--config", str(config), "--output-dir", str(tmp_path / "from_flag"))
+    assert result.exit_code == 0, result.output
+    assert f"({'float32'}) -> {tmp_path / 'from_flag'}" in result.output and not (tmp_path / "from_file").exists()
+    assert (tmp_path / "from_flag" / "config.json").exists()
+    with pytest.raises(DataError, match="--dtype must be one of bfloat16, float16, float32"):
+        MergeConfig(adapter=str(adapter), dtype="int8")

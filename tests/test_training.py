@@ -490,10 +490,10 @@ def built_cot(tmp_path_factory) -> dict[str, Path]:
     from nli_cot_hub.cli import build_app
 
     folders = {}
-    for name, extra in (("sample", []), ("full", ["--jd0g-dev-missing"])):
+    for name, extra in (("sample", []), ("full", ["--import-dev-thoughts"])):
         folders[name] = tmp_path_factory.mktemp("cot") / name
-        done = CliRunner().invoke(build_app(), ["build", "--jd0g", str(shared("comp34812_nli_jd0g_cot")), *extra,
-                                                "--output-dir", str(folders[name])])
+        done = CliRunner().invoke(build_app(), ["build", "--import-artifacts", str(shared("comp34812_nli_jd0g_cot")),
+                                                *extra, "--output-dir", str(folders[name])])
         assert done.exit_code == 0, done.output
     return folders
 
