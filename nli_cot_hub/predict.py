@@ -1,5 +1,5 @@
 """Predict: chain-of-thought answers for NLI pairs, streamed to a resumable predictions JSONL, and the
-coursework submission CSV.
+submission CSV.
 
 Backends: the in-process :class:`~nli_cot_hub.local_engine.LocalEngine` (``local``), or any
 ``nli_cot_hub.backends`` spec (``tgi:URL#TOKENIZER`` with the JSON grammar, ``openai:URL#MODEL``, ...)
@@ -544,7 +544,7 @@ def fallback_for(records: Sequence[CoTRecord], fallback: str) -> int:
 
 def write_submission(pairs: pd.DataFrame, records: Sequence[CoTRecord], path: str | Path,
                      fallback: str = "majority", max_fallback_share: float = 1.0) -> Submission:
-    """The coursework CSV: a single ``prediction`` column, one row per input row, in input order.
+    """The submission CSV: a single ``prediction`` column, one row per input row, in input order.
 
     Beside it, ``<name>.report.json`` counts the rows that got the fallback label. When their share
     is above ``max_fallback_share`` the CSV is not written (:class:`SubmissionRefused`); the report is.
@@ -597,7 +597,7 @@ class PredictConfig(PairOptions, BaseRequestOptions):
     """Predict a label and a chain of thought for every pair; gold labels are kept when present.
 
     Streams one record per pair to OUTPUT (failures too, with the reason). Rerun the same
-    command to resume. With --submission, also writes the coursework CSV. The request options
+    command to resume. With --submission, also writes the submission CSV. The request options
     (--concurrency, --rpm, --tpm, --max-retries, --max-reasks, --timeout, --json-mode, --system-role)
     apply to remote backends; the local engine batches in this process.
     """
@@ -605,7 +605,7 @@ class PredictConfig(PairOptions, BaseRequestOptions):
     data: str = option(help="NLI pairs: CSV/TSV/JSONL/JSON/Parquet, data set folder or Hub repo id.", positional=True)
     output: str = option("predictions.jsonl", "Predictions JSONL; ids already in it are skipped (resume).",
                          short="-o")
-    submission: str | None = option(None, "Coursework CSV to write: one 'prediction' column, one row per input "
+    submission: str | None = option(None, "Submission CSV to write: one 'prediction' column, one row per input "
                                     "row, in order.")
     backend: str = option("local", BACKEND_HELP, short="-b")
     model: str | None = option(None, "Local model: folder, Hub id, 'embedded', or a PEFT adapter (default: the base "

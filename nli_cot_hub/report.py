@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from nli_cot_hub.config import RunFailed, option, stage_config
+from nli_cot_hub.config import option, stage_config
 from nli_cot_hub.data import DataError, PairOptions
 from nli_cot_hub.records import CoTRecord
 
@@ -533,12 +533,7 @@ class PushMetricConfig:
 
 def run_push_metric(config: PushMetricConfig) -> str:
     """Push the metric to the Space ``config.repo_id``; its repo id. A Hub refusal is :class:`RunFailed`."""
-    from huggingface_hub.errors import HfHubHTTPError
+    from nli_cot_hub.hub_transfer import hub_errors
 
-    try:
+    with hub_errors("pushing the metric", config.repo_id, "space"):
         return push_metric(config.repo_id, private=config.private)
-    except HfHubHTTPError as error:
-        from nli_cot_hub.hub_transfer import hub_error_line
-
-        raise RunFailed(f"pushing the metric failed: "
-                        f"{hub_error_line(error, config.repo_id, 'space', None)}") from None
