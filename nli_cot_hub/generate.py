@@ -410,10 +410,16 @@ class RationalesResult:
     already_done: int
 
 
-def _finish(result: StageResult, stage: str, max_failed_share: float) -> StageResult:
+def _ask(stage: str, ask, source, config, **options) -> StageResult:
+    """Run one of the asking stages on ``source`` (pairs or a store) as ``config`` says; a share of failed
+    records above ``config.max_failed_share`` becomes the result's ``problem``."""
+    backend = config.make_backend(config.backend)
+    result = asyncio.run(ask(source, config.output, backend, config.engine_config(config.backend), limit=config.limit,
+                             sample=config.sample, seed=config.seed, prices=load_prices(config.prices),
+                             retry_failed=config.retry_failed, progress=config.progress, **options))
     report = result.report
     result.problem = failed_share_problem(stage, report.failed, report.written, report.first_error,
-                                          max_failed_share, result.output)
+                                          config.max_failed_share, result.output)
     return result
 
 
@@ -421,34 +427,19 @@ def run_generate(config: GenerateConfig) -> StageResult:
     """Generate a chain of thought for every pair of ``config.data`` into ``config.output`` (resumable)."""
     refuse_input_as_output(config.output, [config.data], "--output")
     pairs = config.load(config.data, require_labels=not config.unlabeled)
-    backend = config.make_backend(config.backend)
-    result = asyncio.run(generate(pairs, config.output, backend, config.engine_config(config.backend),
-                                  limit=config.limit, sample=config.sample, seed=config.seed,
-                                  prices=load_prices(config.prices), retry_failed=config.retry_failed,
-                                  progress=config.progress))
-    return _finish(result, "generate", config.max_failed_share)
+    return _ask("generate", generate, pairs, config)
 
 
 def run_reflect(config: ReflectConfig) -> StageResult:
     """Reflect on the wrong thoughts of ``config.records`` into ``config.output`` (resumable)."""
     refuse_input_as_output(config.output, [config.records], "--output")
-    backend = config.make_backend(config.backend)
-    result = asyncio.run(reflect(config.records, config.output, backend, config.engine_config(config.backend),
-                                 include_correct=config.include_correct, limit=config.limit, sample=config.sample,
-                                 seed=config.seed, prices=load_prices(config.prices),
-                                 retry_failed=config.retry_failed, progress=config.progress))
-    return _finish(result, "reflect", config.max_failed_share)
+    return _ask("reflect", reflect, config.records, config, include_correct=config.include_correct)
 
 
 def run_judge(config: JudgeConfig) -> StageResult:
     """Judge every thought of ``config.records`` into ``config.output`` (resumable)."""
     refuse_input_as_output(config.output, [config.records], "--output")
-    backend = config.make_backend(config.backend)
-    result = asyncio.run(judge(config.records, config.output, backend, config.engine_config(config.backend),
-                               limit=config.limit, sample=config.sample, seed=config.seed,
-                               prices=load_prices(config.prices), retry_failed=config.retry_failed,
-                               progress=config.progress))
-    return _finish(result, "judge", config.max_failed_share)
+    return _ask("judge", judge, config.records, config)
 
 
 def run_rationales(config: RationalesConfig) -> RationalesResult:
