@@ -85,7 +85,7 @@ step build python3 -m nli_cot_hub build --jd0g "$DATA/comp34812_nli_jd0g_cot" --
 
 # The random-weight checkpoint that --random_init trains on (seed 42, the recipe's), saved once before the
 # launch so several ranks do not each build it; predict loads it as the adapter's base.
-base=$(python3 -c "from nli_cot_hub.training import random_init_checkpoint; print(random_init_checkpoint('mistralai/Mistral-7B-v0.3', 'bfloat16', 42))" | tail -n 1)
+base=$(python3 -c "from nli_cot_hub.train.model import random_init_checkpoint; print(random_init_checkpoint('mistralai/Mistral-7B-v0.3', 'bfloat16', 42))" | tail -n 1)
 [ -f "$base/config.json" ] || { echo "error: no random-init checkpoint: $base"; exit 1; }
 
 steps=()

@@ -27,9 +27,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-RECIPE = REPO_ROOT / "recipes" / "smollm2_demo.yaml"
-HUB_SERVER_MODULE = REPO_ROOT / "tests" / "hub_server.py"
+PACKAGE = Path(__file__).resolve().parent
+RECIPE = PACKAGE / "recipes" / "smollm2_demo.yaml"
 TRIAL_FILE = Path("comp34812_nli") / "trial_jd0g.csv"
 DEV_FILE = Path("comp34812_nli") / "dev_jd0g.csv"
 # The original author's real open-mistral-7b thoughts and mistral reflections on coursework rows.
@@ -41,7 +40,7 @@ HUB_ADAPTER_REPO = "nli-cot-demo-adapter"
 def default_data_root() -> Path:
     """``NLI_COT_SHARED_DATA``, else ``shared/data`` beside the source checkout (CI lays ``../shared`` there)."""
     configured = os.environ.get("NLI_COT_SHARED_DATA")
-    return Path(configured) if configured else REPO_ROOT.parent / "shared" / "data"
+    return Path(configured) if configured else PACKAGE.parent.parent / "shared" / "data"
 
 
 @dataclass(frozen=True)
@@ -391,16 +390,10 @@ def index_markdown(summary: dict, layout: Layout) -> str:
 # ---------------------------------------------------------------- hub server
 
 def start_hub_server(root: Path):
-    """The Hub-protocol test server of a source checkout (tests/hub_server.py; needs the dev extra)."""
-    import importlib.util
+    """The local Hub-protocol server (``nli_cot_hub.hub_server``), started with its store under ``root``."""
+    from nli_cot_hub.hub_server import HubServer
 
-    if not HUB_SERVER_MODULE.exists():
-        raise FileNotFoundError(f"{HUB_SERVER_MODULE}: --hub-server needs a source checkout")
-    spec = importlib.util.spec_from_file_location("nli_cot_demo_hub_server", HUB_SERVER_MODULE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module.HubServer(root=root).start()
+    return HubServer(root=root).start()
 
 
 def run_demo(output_dir: Path, data_root: Path, plan: DemoPlan, *, hub_server: bool = False, console=None) -> dict:

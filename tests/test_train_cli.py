@@ -110,10 +110,10 @@ def test_tiny_mistral_build_train_merge_predict_evaluate_card(tmp_path):
     from datasets import load_dataset
     from transformers import AutoTokenizer, TrainerCallback
 
-    from nli_cot_hub.training import MISTRAL_V3_CHAT_TEMPLATE
+    from nli_cot_hub.chat_template import MISTRAL_INST_TEMPLATE
     from tests.tiny_mistral import build_tiny_mistral
 
-    base = build_tiny_mistral(tmp_path / "base", chat_template=MISTRAL_V3_CHAT_TEMPLATE)
+    base = build_tiny_mistral(tmp_path / "base", chat_template=MISTRAL_INST_TEMPLATE)
     data = tmp_path / "cot"
     built = cli("build", "--jd0g", str(shared("comp34812_nli_jd0g_cot")), "--output-dir", str(data))
     assert built.exit_code == 0, built.output
