@@ -258,6 +258,19 @@ def test_recipes_parse_with_their_documented_values():
     assert training.max_steps == 7 and model.model_name_or_path == "embedded"
 
 
+@pytest.mark.parametrize("entry", [["train.py"], ["-m", "nli_cot_hub.train"]])
+def test_every_entry_point_runs_the_package_and_refuses_bad_data_in_one_line(entry, tmp_path):
+    """The repository's train.py and the package module (as `accelerate launch -m` runs it) are one program:
+    bad data stops before any model loads, with exit 2 and one line naming the source."""
+    missing = tmp_path / "nowhere.jsonl"
+    done = subprocess.run([sys.executable, *entry, "--config", str(REPO / "recipes/smollm2_demo.yaml"),
+                           "--dataset_name", str(missing), "--output_dir", str(tmp_path / "out")],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert done.stderr.strip().splitlines()[-1] == f"error: {missing}: no such file or folder (and not a Hub repo id)"
+    assert "Traceback" not in done.stderr and not (tmp_path / "out").exists()
+
+
 def test_accelerate_configs_load():
     from accelerate.commands.config.config_args import load_config_from_file
 

@@ -30,7 +30,7 @@ def demo(
         "run). Explicit options still win.")] = False,
     hub_server: Annotated[bool, typer.Option(
         "--hub-server", help="Also push the data set, adapter and report to a local Hub-protocol server "
-        "(tests/hub_server.py of the source checkout, dev extra) and download the data set back.")] = False,
+        "(nli_cot_hub.hub_server) and download the data set back.")] = False,
 ) -> None:
     """Run every stage offline: generate -> reflect -> judge -> build -> lengths -> train -> predict ->
     evaluate -> model card, on the embedded model (SmolLM2-135M-Instruct) and real coursework rows.
