@@ -66,7 +66,7 @@ step() {  # name, command...: run, log to $OUT/<name>.log, stop the script on fa
   "$@" > "$OUT/$name.log" 2>&1
   local status=$?
   echo "   $name: exit $status after $((SECONDS - started)) s"
-  grep -E "^(error|schedule|train [0-9]|after tokenization)|Error" "$OUT/$name.log" | head -n 5
+  grep -E "^(\[RANK [0-9]+\] )?(error|schedule|train [0-9]|after tokenization)|Error" "$OUT/$name.log" | head -n 5
   return $status
 }
 collect() {
