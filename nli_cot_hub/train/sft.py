@@ -41,15 +41,15 @@ class _StdoutHandler(logging.StreamHandler):
 
 
 def console_logging() -> None:
-    """The package's INFO messages (the plan, truncation, resume) on stdout, once, whoever runs training."""
-    package = logging.getLogger("nli_cot_hub")
-    if not any(isinstance(handler, _StdoutHandler) for handler in package.handlers):
+    """Training's INFO messages (the plan, truncation, resume) on stdout, set up once, whoever runs training."""
+    training = logging.getLogger("nli_cot_hub.train")
+    if not any(isinstance(handler, _StdoutHandler) for handler in training.handlers):
         handler = _StdoutHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
-        package.addHandler(handler)
-        package.propagate = False
-    if package.getEffectiveLevel() > logging.INFO:
-        package.setLevel(logging.INFO)
+        training.addHandler(handler)
+        training.propagate = False
+    if training.getEffectiveLevel() > logging.INFO:
+        training.setLevel(logging.INFO)
 
 
 def make_parser():
