@@ -147,7 +147,7 @@ def test_rejects_bad_options(embedded_model_path):
 
 
 def test_base_mistral_without_template_trains_and_predicts_with_the_training_prompt(tiny_mistral_path, tmp_path):
-    """Mistral-7B-v0.3 ships no chat template: train.py trains on it (the project's [INST] template), saves
+    """Mistral-7B-v0.3 ships no chat template: training trains on it (the project's [INST] template), saves
     that template with the adapter, and the engine loads the adapter's base and tokenizer and sends the
     very prompt training masked."""
     from nli_cot_hub.chat_template import MISTRAL_INST_TEMPLATE, encode_prompts
@@ -157,7 +157,7 @@ def test_base_mistral_without_template_trains_and_predicts_with_the_training_pro
     output = tmp_path / "adapter"
     args = parse(*tiny_run_args(tiny_mistral_path, output, "--max_steps", "1", "--max_train_samples", "2",
                                 "--warmup_steps", "0", "--no_model_card"))
-    from train import main  # importable once parse() put the repository on sys.path
+    from nli_cot_hub.train.sft import main
 
     assert main(*args)["status"] == "completed"
     assert adapter_base(str(output)) == tiny_mistral_path

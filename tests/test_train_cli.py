@@ -105,8 +105,6 @@ def test_tiny_mistral_build_train_merge_predict_evaluate_card(tmp_path):
     """The Mistral path end to end on CPU with the tiny model of its architecture and the real v3 tokenizer:
     build -> train (the loss covers exactly the answer + EOS) -> merge -> predict (local engine) -> evaluate
     -> card."""
-    import sys
-
     from datasets import load_dataset
     from transformers import AutoTokenizer, TrainerCallback
 
@@ -125,8 +123,7 @@ def test_tiny_mistral_build_train_merge_predict_evaluate_card(tmp_path):
         def on_train_begin(self, args, state, control, train_dataloader=None, **kwargs):
             FirstRows.batch = train_dataloader.collate_fn([train_dataloader.dataset[i] for i in range(2)])
 
-    sys.path.insert(0, str(REPO))
-    from train import main, make_parser
+    from nli_cot_hub.train.sft import main, make_parser
 
     output = tmp_path / "adapter"
     arguments = make_parser().parse_args_and_config([
