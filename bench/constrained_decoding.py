@@ -51,7 +51,7 @@ def load(model_name: str):
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     if model_name == "random-mistral":
         from bench.common import random_mistral_dir
-        from nli_cot_hub.training import mistral_common_tokenizer
+        from nli_cot_hub.train.model import mistral_common_tokenizer
 
         path, tokenizer = random_mistral_dir(), mistral_common_tokenizer("v3")
     else:

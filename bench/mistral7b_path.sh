@@ -48,7 +48,7 @@ step() {  # name, command...: run, log to $OUT/<name>.log, stop the script on fa
   "$@" > "$OUT/$name.log" 2>&1
   local status=$?
   echo "   $name: exit $status after $((SECONDS - started)) s"
-  grep -E "^(error|schedule|train [0-9]|after tokenization)|Error" "$OUT/$name.log" | head -n 5
+  grep -E "^(\[RANK [0-9]+\] )?(error|schedule|train [0-9]|after tokenization)|Error" "$OUT/$name.log" | head -n 5
   return $status
 }
 collect() {
@@ -67,7 +67,7 @@ step build python3 -m nli_cot_hub build --import-artifacts "$ARTIFACTS" --import
 
 # The random-weight checkpoint that --random_init trains on (seed 42, the recipe's), saved once before the
 # launch so several ranks do not each build it; predict loads it as the adapter's base.
-base=$(python3 -c "from nli_cot_hub.training import random_init_checkpoint; print(random_init_checkpoint('mistralai/Mistral-7B-v0.3', 'bfloat16', 42))" | tail -n 1)
+base=$(python3 -c "from nli_cot_hub.train.model import random_init_checkpoint; print(random_init_checkpoint('mistralai/Mistral-7B-v0.3', 'bfloat16', 42))" | tail -n 1)
 [ -f "$base/config.json" ] || { echo "error: no random-init checkpoint: $base"; exit 1; }
 
 steps=()

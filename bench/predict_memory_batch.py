@@ -29,7 +29,7 @@ WORDS = ("the a man woman child dog plays runs sits near park street house water
 
 def model_with_tokenizer():
     """The random-weight model folder, with Mistral-7B-v0.3's tokenizer (from mistral-common) and no template."""
-    from nli_cot_hub.training import mistral_common_tokenizer
+    from nli_cot_hub.train.model import mistral_common_tokenizer
 
     folder = random_mistral_dir()
     if not (folder / "tokenizer_config.json").exists():

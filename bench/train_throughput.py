@@ -23,7 +23,7 @@ import time
 
 import torch
 
-from bench.common import DEVICE, LORA_TARGETS, TINY, sync, random_mistral_dir, stub_tokenizer, synthetic_examples, write_result
+from bench.common import LORA_TARGETS, TINY, sync, random_mistral_dir, stub_tokenizer, synthetic_examples, write_result
 
 EFFECTIVE_BATCH = 64
 EPOCH_EXAMPLES = 25_000

@@ -31,9 +31,9 @@ def carve_validation(work: Path, folder: Path, fraction: float, seed: int) -> tu
     reads) and the validation pairs as a CSV that ``nli-cot predict`` reads."""
     from datasets import DatasetDict
 
-    from nli_cot_hub.training import load_raw_dataset
+    from nli_cot_hub.data import load_dataset_dict
 
-    rows = load_raw_dataset(str(work / BUILD_JD0G), "original")["train"]
+    rows = load_dataset_dict(str(work / BUILD_JD0G), "original")["train"]
     if "correct" in rows.column_names:  # the thoughts train.py keeps: those that reached the gold label
         rows = rows.filter(lambda row: bool(row["correct"]))
     split = rows.train_test_split(test_size=fraction, seed=seed)

@@ -157,7 +157,6 @@ class CompiledSchema:
 def allowed_tokens(matcher, vocab_size: int):
     """The grammar's mask for ``matcher``'s next token as a bool tensor [vocab]."""
     import llguidance.torch
-    import torch
 
     bitmask = llguidance.torch.allocate_token_bitmask(1, vocab_size)
     llguidance.torch.fill_next_token_bitmask(matcher, bitmask, 0)

@@ -164,9 +164,12 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
 
 
 def _read_json(path: Path) -> pd.DataFrame:
+    text = path.read_text(encoding="utf-8")
     try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
+        payload = json.loads(text)
     except json.JSONDecodeError as error:
+        if error.msg == "Extra data":  # one record per line under a .json name
+            return _read_jsonl(path)
         raise DataError(f"{path}: invalid JSON: {error.msg} (line {error.lineno})") from None
     if isinstance(payload, dict):
         payload = payload.get("data", payload.get("rows", [payload]))
@@ -202,57 +205,104 @@ def _read_line_aligned(folder: Path) -> pd.DataFrame:
     return pd.DataFrame(columns)
 
 
-def _read_dataset_folder(folder: Path, config: str | None, split: str) -> pd.DataFrame:
+FILE_SUFFIXES = (".csv", ".tsv", ".tab", ".jsonl", ".ndjson", ".json", ".parquet")
+HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
+
+
+def is_line_aligned(path: Path) -> bool:
+    return path.is_dir() and any(path.glob("s1.*"))
+
+
+def read_file(path: Path) -> pd.DataFrame:
+    """A data file (CSV, TSV, JSON Lines, JSON, Parquet) or a line-aligned folder as a raw DataFrame,
+    every text exactly as written."""
+    if is_line_aligned(path):
+        return _read_line_aligned(path)
+    suffix = "".join(path.suffixes[-1:]).lower()
+    if suffix == ".csv":
+        return _read_delimited(path, ",")
+    if suffix in (".tsv", ".tab"):
+        return _read_delimited(path, "\t")
+    if suffix in (".jsonl", ".ndjson"):
+        return _read_jsonl(path)
+    if suffix == ".json":
+        return _read_json(path)
+    if suffix == ".parquet":
+        try:
+            return pd.read_parquet(path)
+        except Exception as error:
+            raise DataError(f"{path}: cannot be read as Parquet: {_one_line(error)}") from None
+    raise DataError(f"{path}: unknown file type {suffix!r} (use .csv, .tsv, .jsonl, .json or .parquet)")
+
+
+def _frame_to_dataset(frame: pd.DataFrame, source: str):
     import datasets
 
-    if (folder / "dataset_info.json").exists() or (folder / "state.json").exists():
-        loaded = datasets.load_from_disk(str(folder))
-    else:
-        loaded = datasets.load_dataset(str(folder), config)
-    if isinstance(loaded, datasets.DatasetDict):
-        if split not in loaded:
-            raise DataError(f"{folder}: no split {split!r}; it has {sorted(loaded)}")
-        loaded = loaded[split]
-    return loaded.to_pandas()
-
-
-def _read_hub(repo_id: str, config: str | None, split: str, revision: str | None) -> pd.DataFrame:
-    import datasets
-
+    frame = frame.copy()
+    for column in frame.columns:
+        values = frame[column]
+        # pandas turns whole numbers with gaps (a label column with nulls) into floats; keep them whole.
+        if values.dtype.kind == "f" and values.isna().any() and (values.dropna() % 1 == 0).all():
+            frame[column] = values.astype("Int64")
     try:
-        loaded = datasets.load_dataset(repo_id, config, split=split, revision=revision)
-    except Exception as error:  # the Hub client raises many types; name the source in one line
-        raise DataError(f"{repo_id}: cannot load from the Hub: {_one_line(error)}") from None
-    return loaded.to_pandas()
+        return datasets.Dataset.from_pandas(frame, preserve_index=False)
+    except (TypeError, ValueError) as error:  # pyarrow's ArrowInvalid / ArrowTypeError: mixed types in a column
+        raise DataError(f"{source}: a column mixes kinds of values: {_one_line(error)}") from None
+
+
+def load_dataset_dict(source: str | Path, config: str | None = None, *, revision: str | None = None):
+    """The one data-set loader: any source as a ``datasets.DatasetDict``.
+
+    A data file or a line-aligned folder is read as written (the readers above) into one ``train`` split; a
+    ``save_to_disk`` folder (or its ``config`` subfolder) is loaded from disk; any other folder (a Hub-layout
+    data set, as ``nli-cot build`` writes) or a Hub repo id goes through ``datasets.load_dataset`` with
+    ``config``. A source that cannot be loaded raises DataError naming it."""
+    import datasets
+
+    path = Path(source).expanduser()
+    if path.is_file() or is_line_aligned(path):
+        return datasets.DatasetDict({"train": _frame_to_dataset(read_file(path), str(source))})
+    if path.is_dir():
+        for folder in ([path / config] if config else []) + [path]:
+            if (folder / "dataset_dict.json").exists():
+                return datasets.load_from_disk(str(folder))
+            if (folder / "state.json").exists():
+                return datasets.DatasetDict({"train": datasets.load_from_disk(str(folder))})
+        where = str(path)
+    elif (HUB_ID.fullmatch(str(source)) and not str(source).startswith(".")
+          and path.suffix.lower() not in FILE_SUFFIXES):
+        where = str(source)
+    else:
+        raise DataError(f"{source}: no such file or folder (and not a Hub repo id)")
+    try:
+        loaded = datasets.load_dataset(where, config, revision=revision)
+    except Exception as error:  # noqa: BLE001 - datasets and the Hub client raise many kinds; each means "cannot load"
+        config_part = f" config {config!r}" if config else ""
+        raise DataError(f"{source}: cannot load{config_part}: {_one_line(error) or type(error).__name__}") from None
+    if not isinstance(loaded, datasets.DatasetDict):
+        loaded = datasets.DatasetDict({"train": loaded})
+    return loaded
+
+
+def split_of(loaded, split: str, source: str | Path):
+    """One split of a loaded DatasetDict; ``all`` joins every split."""
+    import datasets
+
+    if split == "all":
+        return datasets.concatenate_datasets([loaded[name] for name in loaded])
+    if split not in loaded:
+        raise DataError(f"{source}: no split {split!r}; it has {sorted(loaded)}")
+    return loaded[split]
 
 
 def read_table(source: str | Path, *, config: str | None = None, split: str = "train",
                revision: str | None = None) -> pd.DataFrame:
-    """Read a file, folder or Hub repo id into a raw DataFrame (no validation)."""
-    path = Path(source)
-    if path.is_dir():
-        if list(path.glob("s1.*")):
-            return _read_line_aligned(path)
-        return _read_dataset_folder(path, config, split)
-    if path.exists():
-        suffix = "".join(path.suffixes[-1:]).lower()
-        if suffix == ".csv":
-            return _read_delimited(path, ",")
-        if suffix in (".tsv", ".tab"):
-            return _read_delimited(path, "\t")
-        if suffix in (".jsonl", ".ndjson"):
-            return _read_jsonl(path)
-        if suffix == ".json":
-            return _read_json(path)
-        if suffix == ".parquet":
-            try:
-                return pd.read_parquet(path)
-            except Exception as error:
-                raise DataError(f"{path}: cannot be read as Parquet: {_one_line(error)}") from None
-        raise DataError(f"{path}: unknown file type {suffix!r} (use .csv, .tsv, .jsonl, .json or .parquet)")
-    if re.fullmatch(r"[\w.-]+/[\w.-]+", str(source)) and not str(source).startswith("."):
-        return _read_hub(str(source), config, split, revision)
-    raise DataError(f"{source}: no such file or folder (and not a Hub repo id)")
+    """Read a file, folder or Hub repo id into a raw DataFrame (no validation): files straight from their
+    reader, every other source through :func:`load_dataset_dict`."""
+    path = Path(source).expanduser()
+    if path.is_file() or is_line_aligned(path):
+        return read_file(path)
+    return split_of(load_dataset_dict(source, config, revision=revision), split, source).to_pandas()
 
 
 def _one_line(error: BaseException) -> str:

@@ -28,9 +28,8 @@ from typing import Any
 
 from nli_cot_hub.config import option, stage_config
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-RECIPE = REPO_ROOT / "recipes" / "smollm2_demo.yaml"
-HUB_SERVER_MODULE = REPO_ROOT / "tests" / "hub_server.py"
+PACKAGE = Path(__file__).resolve().parent
+RECIPE = PACKAGE / "recipes" / "smollm2_demo.yaml"
 TRIAL_FILE = Path("comp34812_nli") / "trial_jd0g.csv"
 DEV_FILE = Path("comp34812_nli") / "dev_jd0g.csv"
 # The original author's real open-mistral-7b thoughts and mistral reflections on coursework rows.
@@ -42,7 +41,7 @@ HUB_ADAPTER_REPO = "nli-cot-demo-adapter"
 def default_data_root() -> Path:
     """``NLI_COT_SHARED_DATA``, else ``shared/data`` beside the source checkout (CI lays ``../shared`` there)."""
     configured = os.environ.get("NLI_COT_SHARED_DATA")
-    return Path(configured) if configured else REPO_ROOT.parent / "shared" / "data"
+    return Path(configured) if configured else PACKAGE.parent.parent / "shared" / "data"
 
 
 @dataclass(frozen=True)
@@ -246,10 +245,9 @@ class StepFailed(RuntimeError):
 
 def train(argv: list[str]) -> None:
     """Training's own entry point on a recipe + overrides, as ``nli-cot train`` runs it."""
-    from nli_cot_hub.cli.train import load_train_script
+    from nli_cot_hub.train import sft
 
-    script = load_train_script()
-    outcome = script.main(*script.make_parser().parse_args_and_config(argv))
+    outcome = sft.main(*sft.make_parser().parse_args_and_config(argv))
     if outcome["status"] != "completed":
         raise StepFailed(f"`{command_line(['train', *argv])}` stopped: {outcome['status']}")
 
@@ -411,16 +409,10 @@ def index_markdown(summary: dict, layout: Layout) -> str:
 # ---------------------------------------------------------------- hub server
 
 def start_hub_server(root: Path):
-    """The Hub-protocol test server of a source checkout (tests/hub_server.py; needs the dev extra)."""
-    import importlib.util
+    """The local Hub-protocol server (``nli_cot_hub.hub_server``), started with its store under ``root``."""
+    from nli_cot_hub.hub_server import HubServer
 
-    if not HUB_SERVER_MODULE.exists():
-        raise FileNotFoundError(f"{HUB_SERVER_MODULE}: --hub-server needs a source checkout")
-    spec = importlib.util.spec_from_file_location("nli_cot_demo_hub_server", HUB_SERVER_MODULE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module.HubServer(root=root).start()
+    return HubServer(root=root).start()
 
 
 @stage_config
@@ -445,7 +437,7 @@ class DemoConfig:
     quick: bool = option(False, "8 rows, 2 training steps, short answers: the same code path in a few minutes "
                          "(CI's smoke run). Explicit options still win.")
     hub_server: bool = option(False, "Also push the data set, adapter and report to a local Hub-protocol server "
-                              "and download the data set back.")
+                              "(nli_cot_hub.hub_server) and download the data set back.")
 
     def plan(self) -> DemoPlan:
         plan = DemoPlan().quick() if self.quick else DemoPlan()

@@ -1,22 +1,21 @@
 """Token lengths of training examples (prompt + completion under a chat template) and a max_length to train with.
 
-Rows without ``prompt``/``completion`` columns (the ``original`` and ``reflected`` configs) are turned into the
-fine-tuning chat format from their thought and the label they argue for, so every config can be measured.
+The examples measured are the ones training builds (:func:`nli_cot_hub.train.data.build_examples`): ready-made
+``prompt``/``completion`` columns as they are, flat rows (the ``original`` and ``reflected`` configs) in the
+completion format with the gold label, rows whose thought reached another label left out.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from nli_cot_hub.chat_format import training_example
 from nli_cot_hub.config import option, stage_config
-from nli_cot_hub.data import DataError
+from nli_cot_hub.data import HUB_ID, DataError
 
 
 @dataclass
@@ -29,6 +28,7 @@ class LengthReport:
     accuracy_by_bucket: list[dict] = field(default_factory=list)
     context: int | None = None       # the model's context length, when the tokenizer knows it
     wanted: int | None = None        # the recommendation before it was capped at the context length
+    left_out: int = 0                # rows whose thought reached another label than the gold one (not trained on)
 
     @property
     def longest(self) -> tuple[str, int]:
@@ -46,10 +46,7 @@ class LengthReport:
             ("longest example", f"{longest_id} ({longest} tokens)"),
             (f"recommended max_length (covers p{self.quantile * 100:g})", str(self.recommended)),
             ("examples it truncates", f"{self.truncated:,} ({self.truncated / len(self.lengths):.2%})"),
-        ]
-
-
-HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
+        ] + ([("rows left out (thought reached another label)", f"{self.left_out:,}")] if self.left_out else [])
 
 
 def check_dataset_source(dataset: str) -> None:
@@ -67,49 +64,13 @@ def check_dataset_source(dataset: str) -> None:
         raise DataError(f"{dataset}: no such folder (and not a Hub data set id)")
 
 
-def load_rows(dataset: str, config: str, split: str) -> pd.DataFrame:
-    """Rows of a built data set (local folder or Hub repo); split 'all' joins every split."""
-    import datasets
+def load_rows(dataset: str, config: str, split: str):
+    """Rows of a built data set (local folder or Hub repo) as a ``datasets.Dataset``; split 'all' joins
+    every split."""
+    from nli_cot_hub.data import load_dataset_dict, split_of
 
     check_dataset_source(dataset)
-    try:
-        loaded = datasets.load_dataset(dataset, config)
-    except Exception as error:  # noqa: BLE001 - datasets raises many kinds; each means "cannot load it"
-        first = " ".join(str(error).split())[:300] or type(error).__name__
-        raise DataError(f"{dataset}: cannot load config {config!r}: {first}") from None
-    if split == "all":
-        return pd.concat([loaded[s].to_pandas() for s in loaded], ignore_index=True)
-    if split not in loaded:
-        raise DataError(f"{dataset}: config {config!r} has no split {split!r}; it has {sorted(loaded)}")
-    return loaded[split].to_pandas()
-
-
-def example_messages(row: dict) -> list[dict]:
-    """The conversation trained on: the row's prompt + completion, or one made from its thought."""
-    if row.get("prompt") is not None and row.get("completion") is not None:
-        return list(row["prompt"]) + list(row["completion"])
-    label = row.get("predicted_label")
-    if label is None or (isinstance(label, float) and math.isnan(label)):
-        label = row["label"]
-    example = training_example(row["premise"], row["hypothesis"], row.get("thought_process"), int(label))
-    return example["prompt"] + example["completion"]
-
-
-def _as_list(value):
-    # datasets -> pandas gives numpy arrays of dicts for list columns
-    return [dict(m) for m in value] if value is not None else None
-
-
-def token_lengths(rows: pd.DataFrame, tokenizer) -> np.ndarray:
-    """Tokens of each example exactly as training tokenizes it (the tokenizer has been through the chat rule)."""
-    lengths = []
-    for row in rows.to_dict("records"):
-        for column in ("prompt", "completion"):
-            if column in row:
-                row[column] = _as_list(row[column])
-        ids = tokenizer.apply_chat_template(example_messages(row), tokenize=True, return_dict=True)["input_ids"]
-        lengths.append(len(ids))
-    return np.array(lengths, dtype=int)
+    return split_of(load_dataset_dict(dataset, config), split, f"{dataset}: config {config!r}")
 
 
 def recommend_max_length(lengths: np.ndarray, quantile: float, multiple_of: int) -> tuple[int, int]:
@@ -125,6 +86,8 @@ def accuracy_by_thought_length(rows: pd.DataFrame, tokenizer, buckets: int = 4) 
     """Accuracy (predicted_label == label) per thought-length quantile bucket; [] when there are no predictions."""
     if "predicted_label" not in rows or "label" not in rows:
         return []
+    if "thought_process" not in rows:
+        rows = rows.assign(thought_process="")
     known = rows.dropna(subset=["predicted_label", "label"])
     if not len(known):
         return []
@@ -142,27 +105,39 @@ def accuracy_by_thought_length(rows: pd.DataFrame, tokenizer, buckets: int = 4) 
     return result
 
 
-def measure(rows: pd.DataFrame, tokenizer_name: str, *, quantile: float = 0.99, multiple_of: int = 64) -> LengthReport:
-    from nli_cot_hub.training import load_tokenizer
+def measure(rows, tokenizer_name: str, *, quantile: float = 0.99, multiple_of: int = 64,
+            completion_format: str = "thought_first") -> LengthReport:
+    """Token lengths of the training examples of ``rows`` (a ``datasets.Dataset`` of a built data set) under
+    ``tokenizer_name``'s chat template, exactly as training tokenizes them."""
+    from nli_cot_hub.train.data import build_examples, token_lengths
+    from nli_cot_hub.train.model import load_tokenizer
 
     if not len(rows):
         raise DataError("no rows to measure")
     if multiple_of < 1:
         raise ValueError(f"multiple_of must be 1 or more, got {multiple_of}")
-    missing = [column for column in ("premise", "hypothesis") if column not in rows]
+    missing = [column for column in ("premise", "hypothesis") if column not in rows.column_names]
     if missing:
         raise DataError(f"the rows have no {missing[0]!r} column: not a data set built by `nli-cot build`")
+    built = build_examples(rows, completion_format=completion_format,
+                           keep=("id",) if "id" in rows.column_names else ())
+    if not len(built.examples):
+        raise DataError(f"no training examples: every one of the {built.rows} rows has a thought that reached "
+                        "another label than the gold one")
     tokenizer = load_tokenizer(tokenizer_name)
-    lengths = token_lengths(rows, tokenizer)
+    lengths = np.array(token_lengths(built.examples, tokenizer), dtype=int)
     recommended, truncated = recommend_max_length(lengths, quantile, multiple_of)
     context, wanted = model_context(tokenizer), None
     if context is not None and recommended > context:
         # Nothing longer than the context fits the model; say what the data wanted instead.
         wanted, recommended = recommended, context
         truncated = int((lengths > context).sum())
-    ids = [str(i) for i in rows["id"]] if "id" in rows else [str(i) for i in range(len(rows))]
-    return LengthReport(lengths, ids, quantile, recommended, truncated,
-                        accuracy_by_thought_length(rows, tokenizer), context=context, wanted=wanted)
+    ids = ([str(i) for i in built.examples["id"]] if "id" in built.examples.column_names
+           else [str(i) for i in range(len(lengths))])
+    predictions = [name for name in ("label", "predicted_label", "thought_process") if name in rows.column_names]
+    accuracy = accuracy_by_thought_length(rows.select_columns(predictions).to_pandas(), tokenizer)
+    return LengthReport(lengths, ids, quantile, recommended, truncated, accuracy, context=context, wanted=wanted,
+                        left_out=built.left_out)
 
 
 def model_context(tokenizer) -> int | None:

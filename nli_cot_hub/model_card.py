@@ -1,6 +1,7 @@
-"""The model card of a trained adapter: Hub metadata + the ``model_card/template.md`` body, filled from
-a training output folder (recipe_resolved.yaml, training_metrics.json, adapter_config.json) and,
-when given, the evaluation metrics (accuracy, precision, recall, f1, parse_rate).
+"""The model card of a trained adapter: Hub metadata + the ``templates/model_card.md`` body (the repository's
+``model_card/template.md`` links to it), filled from a training output folder (recipe_resolved.yaml,
+training_metrics.json, adapter_config.json) and, when given, the evaluation metrics (accuracy, precision,
+recall, f1, parse_rate).
 
 Nothing local reaches the card: data sets and models given as local paths are named by their
 folder name (or the public id passed in), and no value is read from the environment.
@@ -17,7 +18,7 @@ from typing import Any
 
 from nli_cot_hub.config import option, stage_config
 
-TEMPLATE = Path(__file__).resolve().parents[1] / "model_card" / "template.md"
+TEMPLATE = Path(__file__).parent / "templates" / "model_card.md"
 EVAL_METRICS = ("accuracy", "precision", "recall", "f1", "parse_rate")
 TAGS = ["nli", "natural-language-inference", "chain-of-thought", "lora", "qlora", "peft", "trl", "sft",
         "nli-cot-hub"]

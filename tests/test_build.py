@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from nli_cot_hub.build import (
-    ContaminationError, SplitSpec, assign_splits, build_dataset, data_file, import_artifacts, read_stores, write_local,
+    ContaminationError, SplitSpec, assign_splits, build_dataset, data_file, import_artifacts, read_stores,
 )
 from nli_cot_hub.chat_format import training_example
 from nli_cot_hub.data import DataError, load_pairs, pair_key

@@ -29,7 +29,7 @@ def template(name: str) -> str:
 
 
 def mistral_tokenizer(chat_template: str | None):
-    from nli_cot_hub.training import mistral_common_tokenizer
+    from nli_cot_hub.train.model import mistral_common_tokenizer
 
     tokenizer = mistral_common_tokenizer("v3")  # the real Mistral-7B-v0.3 vocabulary
     tokenizer.chat_template = chat_template
@@ -119,7 +119,7 @@ def test_loss_mask_covers_exactly_the_answer_and_inference_prompt_is_the_trainin
         tokenizers, tiny_mistral_path, tmp_path, name):
     import copy
 
-    from nli_cot_hub.training import ensure_distinct_pad
+    from nli_cot_hub.train.model import ensure_distinct_pad
 
     tokenizer = copy.deepcopy(tokenizers[name])
     ensure_distinct_pad(tokenizer)
@@ -148,7 +148,7 @@ def test_mistral_renderings_match_mistral_common_token_for_token(tokenizers, tmp
     import mistral_common
     from transformers.tokenization_mistral_common import MistralCommonBackend
 
-    from nli_cot_hub.training import MISTRAL_COMMON_FILES
+    from nli_cot_hub.train.model import MISTRAL_COMMON_FILES
 
     folder = tmp_path / "mistral-common"
     folder.mkdir()

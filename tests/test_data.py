@@ -129,3 +129,43 @@ def test_contamination_coursework_dev_vs_snli_dev():
     overlap = contamination(dev, esnli)
     assert overlap.count == 436
     assert overlap.label_agreement == 1.0
+
+
+def test_one_loader_reads_files_saved_folders_and_built_data_sets_alike(tmp_path):
+    """load_dataset_dict is what training and `nli-cot lengths` read through, and read_table is its DataFrame view:
+    a CSV keeps its text as written (the BOM'd header, ids), a .json file of JSON lines reads, a save_to_disk
+    folder and a Hub-layout folder give their splits, and whole numbers with gaps stay whole."""
+    from datasets import DatasetDict
+
+    from nli_cot_hub.build import build_dataset, import_jd0g, write_local
+    from nli_cot_hub.data import load_dataset_dict, read_table, split_of
+    from nli_cot_hub.dataset_card import CardInfo, render_card
+
+    trial = shared("comp34812_nli/trial_jd0g.csv")
+    loaded = load_dataset_dict(trial)
+    assert list(loaded) == ["train"]
+    assert loaded["train"].to_pandas().equals(read_table(trial))
+    assert loaded["train"].column_names[:3] == ["premise", "hypothesis", "label"]
+
+    thoughts = load_dataset_dict(shared("comp34812_nli_jd0g_cot/sample_thoughts.json"))["train"]
+    assert len(thoughts) == 100 and {"premise", "thought_process", "predicted_label"} <= set(thoughts.column_names)
+
+    gaps = tmp_path / "gaps.jsonl"
+    gaps.write_text('{"premise": "a", "hypothesis": "b", "label": 1, "predicted_label": null}\n'
+                    '{"premise": "c", "hypothesis": "d", "label": 0, "predicted_label": 0}\n')
+    assert load_dataset_dict(gaps)["train"]["predicted_label"] == [None, 0]
+
+    DatasetDict({"train": thoughts.select(range(30)), "validation": thoughts.select(range(30, 40))}).save_to_disk(
+        tmp_path / "saved")
+    saved = load_dataset_dict(tmp_path / "saved")
+    assert {name: len(split) for name, split in saved.items()} == {"train": 30, "validation": 10}
+    assert len(read_table(tmp_path / "saved", split="validation")) == 10
+
+    built = build_dataset(import_jd0g(shared("comp34812_nli_jd0g_cot")))
+    write_local(built, tmp_path / "built", render_card(built, CardInfo()))
+    original = load_dataset_dict(tmp_path / "built", "original")
+    assert len(split_of(original, "all", "built")) == 100
+    with pytest.raises(DataError, match="no split 'dev'"):
+        split_of(original, "dev", "built")
+    with pytest.raises(DataError, match="no such file or folder"):
+        load_dataset_dict(tmp_path / "missing.csv")

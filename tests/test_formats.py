@@ -57,11 +57,11 @@ def test_multitask_gives_two_tagged_examples_per_pair_and_one_without_a_thought(
 def test_multitask_on_real_rows_doubles_the_rows_with_thoughts():
     from datasets import load_dataset
 
-    from nli_cot_hub.training import to_prompt_completion
+    from nli_cot_hub.train.data import build_examples
 
     raw = load_dataset("json", data_files=str(shared(SAMPLE)), split="train")
-    single = to_prompt_completion(raw, "sample", "train", "label_first")
-    double = to_prompt_completion(raw, "sample", "train", "multitask")
+    single = build_examples(raw, "sample", "train", "label_first").examples
+    double = build_examples(raw, "sample", "train", "multitask").examples
     assert len(double) == 2 * len(single)
     tags = [example["prompt"][1]["content"].split("]")[0] for example in double]
     assert tags.count("[label") == tags.count("[explain") == len(single)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from nli_cot_hub.build import build_dataset, import_artifacts, write_local
 from nli_cot_hub.dataset_card import CardInfo, render_card
-from nli_cot_hub.lengths import example_messages, load_rows, measure, recommend_max_length
+from nli_cot_hub.lengths import load_rows, measure, recommend_max_length
 from tests.conftest import shared
 
 
@@ -38,15 +40,15 @@ def test_recommendation_covers_the_quantile_and_counts_truncation():
 
 
 def test_lengths_match_the_tokenizer_and_accuracy_buckets_add_up(built_dir, embedded_model_path):
-    from transformers import AutoTokenizer
+    from nli_cot_hub.train.model import load_tokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(embedded_model_path)
+    tokenizer = load_tokenizer(embedded_model_path)
     combined = load_rows(built_dir, "combined", "train")
     report = measure(combined, embedded_model_path)
+    assert len(report.lengths) == len(combined) and report.left_out == 0
     for i in (0, 7, len(combined) - 1):
-        row = combined.iloc[i].to_dict()
-        row["prompt"], row["completion"] = [dict(m) for m in row["prompt"]], [dict(m) for m in row["completion"]]
-        ids = tokenizer.apply_chat_template(example_messages(row), tokenize=True, return_dict=True)["input_ids"]
+        row = combined[i]
+        ids = tokenizer.apply_chat_template(row["prompt"] + row["completion"], tokenize=True, return_dict=True)["input_ids"]
         assert report.lengths[i] == len(ids)
     assert report.longest[1] == report.lengths.max() and report.accuracy_by_bucket == []
 
@@ -54,8 +56,37 @@ def test_lengths_match_the_tokenizer_and_accuracy_buckets_add_up(built_dir, embe
     assert len(original) == 100
     buckets = measure(original, embedded_model_path).accuracy_by_bucket
     assert sum(b["count"] for b in buckets) == 100
-    overall = (original["predicted_label"] == original["label"]).mean()
+    overall = np.mean([p == g for p, g in zip(original["predicted_label"], original["label"])])
     assert sum(b["accuracy"] * b["count"] for b in buckets) / 100 == pytest.approx(overall)
+
+
+@pytest.mark.parametrize("completion_format", ["thought_first", "multitask"])
+def test_lengths_measure_the_very_examples_training_builds(built_dir, embedded_model_path, completion_format):
+    """On the flat ``original`` config, where some of the author's thoughts reached the other label: `nli-cot
+    lengths` and training build the same examples, in the same order, with the gold label, leaving out the
+    same rows."""
+    from nli_cot_hub.train.configs import NliScriptArguments
+    from nli_cot_hub.train.data import prepare_splits, token_lengths
+    from nli_cot_hub.train.model import load_tokenizer
+
+    rows = load_rows(built_dir, "original", "train")
+    wrong = [row for row in rows if row["predicted_label"] is not None and row["predicted_label"] != row["label"]]
+    assert wrong  # the case where the two used to disagree: the predicted label is not the gold one
+
+    report = measure(rows, embedded_model_path, completion_format=completion_format)
+    script = NliScriptArguments(dataset_name=built_dir, dataset_config="original",
+                                completion_format=completion_format)
+    trained, _ = prepare_splits(script, seed=0, want_eval=False)
+    assert report.lengths.tolist() == token_lengths(trained, load_tokenizer(embedded_model_path))
+    assert report.left_out == len(wrong)
+    assert not {row["id"] for row in wrong} & set(report.ids)
+
+    if completion_format == "thought_first":  # one example per kept row, in order: the gold label, the row's thought
+        kept = [row for row in rows if row not in wrong]
+        assert len(kept) == len(trained)
+        for row, example in zip(kept, trained):
+            answer = json.loads(example["completion"][0]["content"])
+            assert (answer["predicted_label"], answer["thought_process"]) == (row["label"], row["thought_process"] or "")
 
 
 def test_cli_prints_a_recommendation_and_writes_the_png(built_dir, tmp_path):

@@ -147,17 +147,17 @@ def test_rejects_bad_options(embedded_model_path):
 
 
 def test_base_mistral_without_template_trains_and_predicts_with_the_training_prompt(tiny_mistral_path, tmp_path):
-    """Mistral-7B-v0.3 ships no chat template: train.py trains on it (the project's [INST] template), saves
+    """Mistral-7B-v0.3 ships no chat template: training trains on it (the project's [INST] template), saves
     that template with the adapter, and the engine loads the adapter's base and tokenizer and sends the
     very prompt training masked."""
     from nli_cot_hub.chat_template import MISTRAL_INST_TEMPLATE, encode_prompts
-    from nli_cot_hub.training import load_tokenizer
+    from nli_cot_hub.train.model import load_tokenizer
     from tests.test_training import parse, tiny_run_args
 
     output = tmp_path / "adapter"
     args = parse(*tiny_run_args(tiny_mistral_path, output, "--max_steps", "1", "--max_train_samples", "2",
                                 "--warmup_steps", "0", "--no_model_card"))
-    from train import main  # importable once parse() put the repository on sys.path
+    from nli_cot_hub.train.sft import main
 
     assert main(*args)["status"] == "completed"
     assert adapter_base(str(output)) == tiny_mistral_path
@@ -189,7 +189,7 @@ def test_hub_adapter_id_loads_its_base_and_its_tokenizer_from_the_hub(tiny_mistr
     from transformers import AutoModelForCausalLM
 
     from nli_cot_hub.chat_template import FOLD_PREFIX
-    from nli_cot_hub.training import load_tokenizer
+    from nli_cot_hub.train.model import load_tokenizer
     from tests.conftest import shared
     from tests.test_chat_template import template
 
@@ -240,7 +240,7 @@ GIB = 2**30
 
 
 def test_kv_cache_per_token_of_mistral_7b():
-    from nli_cot_hub.training import model_config
+    from nli_cot_hub.train.model import model_config
 
     # 32 layers x 8 key/value heads x 128 dims, keys and values, bf16.
     assert kv_bytes_per_token(model_config("mistralai/Mistral-7B-v0.3"), 2) == 2 * 32 * 8 * 128 * 2 == 128 * 1024

@@ -14,33 +14,31 @@ EVAL = {"accuracy": 0.8812, "precision": 0.9011, "recall": 0.8523, "f1": 0.876, 
 
 
 def output_folder(tmp_path: Path, monkeypatch, dataset_name: str | None = None, *extra: str) -> Path:
-    """What train.py leaves behind for the Mistral recipe (recipe, metrics, adapter config), written by the
-    same functions train.py uses."""
-    import sys
-
+    """What training leaves behind for the Mistral recipe (recipe, metrics, adapter config), written by the
+    same functions training uses."""
     from peft import LoraConfig
 
-    from nli_cot_hub import training
-
-    sys.path.insert(0, str(REPO))
-    from train import make_parser
+    from nli_cot_hub.train import outputs
+    from nli_cot_hub.train.model import hub_base_model
+    from nli_cot_hub.train.schedule import accumulation_steps
+    from nli_cot_hub.train.sft import make_parser
 
     output = tmp_path / "mistral7b-qlora-r32"
     monkeypatch.chdir(tmp_path.parent)  # paths inside the working directory are kept relative
     script, train_args, model = make_parser().parse_args_and_config(
         ["--config", str(REPO / "recipes/mistral7b_qlora.yaml"), "--use_cpu", "true", "--output_dir", str(output),
          *(["--dataset_name", dataset_name] if dataset_name else []), *extra])
-    train_args.gradient_accumulation_steps = training.accumulation_steps(
+    train_args.gradient_accumulation_steps = accumulation_steps(
         script.effective_batch_size, train_args.per_device_train_batch_size, 1)
-    training.write_resolved_recipe(training.resolved_recipe(script, train_args, model), str(output))
+    outputs.write_resolved_recipe(outputs.resolved_recipe(script, train_args, model), str(output))
     from nli_cot_hub.formats import write_format
 
     write_format(output, script.completion_format, script.label_loss_weight)
     history = [{"step": 10, "loss": 1.31, "learning_rate": 1.3e-5}, {"step": 50, "eval_loss": 0.72},
                {"step": 50, "loss": 0.69, "learning_rate": 6.6e-5},
                {"step": 50, "train_runtime": 812.5, "train_samples_per_second": 3.9}]
-    training.write_metrics(history, training.training_summary(history, {
-        "base_model": training.hub_base_model(model.model_name_or_path), "train_examples": 3200,
+    outputs.write_metrics(history, outputs.training_summary(history, {
+        "base_model": hub_base_model(model.model_name_or_path), "train_examples": 3200,
         "truncated_examples": 2, "processes": 1, "trainable_parameters": 83_886_080}), str(output))
     LoraConfig(r=model.lora_r, lora_alpha=model.lora_alpha, lora_dropout=model.lora_dropout,
                target_modules=model.lora_target_modules, task_type="CAUSAL_LM",

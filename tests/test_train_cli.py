@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.conftest import REPO, shared
-from tests.test_training import SAMPLE, build_tiny_model, tiny_run_args
+from tests.test_training import build_tiny_model, tiny_run_args
 
 
 def cli(*args: str):
@@ -105,15 +105,13 @@ def test_tiny_mistral_build_train_merge_predict_evaluate_card(tmp_path):
     """The Mistral path end to end on CPU with the tiny model of its architecture and the real v3 tokenizer:
     build -> train (the loss covers exactly the answer + EOS) -> merge -> predict (local engine) -> evaluate
     -> card."""
-    import sys
-
     from datasets import load_dataset
     from transformers import AutoTokenizer, TrainerCallback
 
-    from nli_cot_hub.training import MISTRAL_V3_CHAT_TEMPLATE
+    from nli_cot_hub.chat_template import MISTRAL_INST_TEMPLATE
     from tests.tiny_mistral import build_tiny_mistral
 
-    base = build_tiny_mistral(tmp_path / "base", chat_template=MISTRAL_V3_CHAT_TEMPLATE)
+    base = build_tiny_mistral(tmp_path / "base", chat_template=MISTRAL_INST_TEMPLATE)
     data = tmp_path / "cot"
     built = cli("build", "--import-artifacts", str(shared("comp34812_nli_jd0g_cot")), "--output-dir", str(data))
     assert built.exit_code == 0, built.output
@@ -125,8 +123,7 @@ def test_tiny_mistral_build_train_merge_predict_evaluate_card(tmp_path):
         def on_train_begin(self, args, state, control, train_dataloader=None, **kwargs):
             FirstRows.batch = train_dataloader.collate_fn([train_dataloader.dataset[i] for i in range(2)])
 
-    sys.path.insert(0, str(REPO))
-    from train import main, make_parser
+    from nli_cot_hub.train.sft import main, make_parser
 
     output = tmp_path / "adapter"
     arguments = make_parser().parse_args_and_config([

@@ -1,4 +1,4 @@
-"""Training (train.py + nli_cot_hub/training.py) on CPU: data preparation, the Mistral tokenizer from
+"""Training (nli_cot_hub/train/, run through train.py, `python -m`, `accelerate launch` and the CLI) on CPU: data preparation, the Mistral tokenizer from
 mistral-common, the LR schedule, real LoRA and 4-bit QLoRA runs on the embedded model, exact resume
 after SIGTERM, and accelerate launch (1 process, and 2 gloo processes).
 
@@ -9,6 +9,7 @@ architecture and tokenizer: a real model, just small enough to take seconds a st
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -23,8 +24,7 @@ SAMPLE = "comp34812_nli_jd0g_cot/sample_thoughts.json"
 
 
 def parse(*overrides: str, recipe: str = "recipes/smollm2_demo.yaml"):
-    sys.path.insert(0, str(REPO))
-    from train import make_parser
+    from nli_cot_hub.train.sft import make_parser
 
     return make_parser().parse_args_and_config(["--config", str(REPO / recipe), *overrides])
 
@@ -71,13 +71,15 @@ def test_flat_rows_become_the_shared_chat_format():
     from datasets import load_dataset
 
     from nli_cot_hub.chat_format import prompt_messages
-    from nli_cot_hub.training import to_prompt_completion
+    from nli_cot_hub.train.data import build_examples
 
     raw = load_dataset("json", data_files=str(shared(SAMPLE)), split="train")
-    converted = to_prompt_completion(raw, "sample", "train")
+    built = build_examples(raw, "sample", "train")
+    converted = built.examples
     assert converted.column_names == ["prompt", "completion"]
     consistent = raw.filter(lambda row: row["correct"])  # thoughts that reached the gold label
     assert 0 < len(converted) == len(consistent) < len(raw)
+    assert (built.rows, built.left_out) == (len(raw), len(raw) - len(consistent))
     for row, example in zip(consistent.select(range(5)), converted.select(range(5))):
         assert example["prompt"] == prompt_messages(row["premise"], row["hypothesis"])
         answer = json.loads(example["completion"][0]["content"])
@@ -89,22 +91,23 @@ def test_bad_row_names_source_row_and_field(tmp_path):
     from datasets import Dataset
 
     from nli_cot_hub.data import DataError
-    from nli_cot_hub.training import to_prompt_completion
+    from nli_cot_hub.train.data import build_examples
 
     rows = Dataset.from_list([
         {"premise": "A dog runs.", "hypothesis": "An animal moves.", "label": 1, "thought_process": "ok"},
         {"premise": "A cat sleeps.", "hypothesis": "A cat naps.", "label": 7, "thought_process": "ok"},
     ])
     with pytest.raises(DataError, match=r"mine\.jsonl \[train\] row 1, field 'label'"):
-        to_prompt_completion(rows, "mine.jsonl", "train")
+        build_examples(rows, "mine.jsonl", "train")
     with pytest.raises(DataError, match="needs prompt/completion columns"):
-        to_prompt_completion(Dataset.from_list([{"text": "x"}]), "mine.jsonl", "train")
+        build_examples(Dataset.from_list([{"text": "x"}]), "mine.jsonl", "train")
 
 
 def test_loads_save_to_disk_folders_and_holds_out_eval(tmp_path):
-    from datasets import Dataset, DatasetDict, load_dataset
+    from datasets import DatasetDict, load_dataset
 
-    from nli_cot_hub.training import NliScriptArguments, prepare_splits
+    from nli_cot_hub.train.configs import NliScriptArguments
+    from nli_cot_hub.train.data import prepare_splits
 
     raw = load_dataset("json", data_files=str(shared(SAMPLE)), split="train").filter(lambda r: r["correct"])
     raw = raw.select(range(40))
@@ -123,10 +126,11 @@ def test_loads_save_to_disk_folders_and_holds_out_eval(tmp_path):
 def test_truncation_report_counts_examples_over_max_length(embedded_model_path):
     from datasets import load_dataset
 
-    from nli_cot_hub.training import load_tokenizer, to_prompt_completion, token_lengths, truncation_report
+    from nli_cot_hub.train.data import build_examples, token_lengths, truncation_report
+    from nli_cot_hub.train.model import load_tokenizer
 
     tokenizer = load_tokenizer(embedded_model_path)
-    data = to_prompt_completion(load_dataset("json", data_files=str(shared(SAMPLE)), split="train"))
+    data = build_examples(load_dataset("json", data_files=str(shared(SAMPLE)), split="train")).examples
     lengths = token_lengths(data, tokenizer)
     cut = sorted(lengths)[len(lengths) // 2]
     report = truncation_report(data, tokenizer, cut)
@@ -141,7 +145,7 @@ def test_truncation_report_counts_examples_over_max_length(embedded_model_path):
 def test_pad_token_is_never_eos(embedded_model_path):
     from transformers import AutoTokenizer
 
-    from nli_cot_hub.training import ensure_distinct_pad
+    from nli_cot_hub.train.model import ensure_distinct_pad
 
     tokenizer = AutoTokenizer.from_pretrained(embedded_model_path)
     tokenizer.pad_token = tokenizer.eos_token
@@ -155,7 +159,7 @@ def test_mistral_tokenizer_from_mistral_common_matches_its_encoder():
 
     from nli_cot_hub.chat_format import prompt_messages
     from nli_cot_hub.data import load_pairs
-    from nli_cot_hub.training import MISTRAL_COMMON_FILES, load_tokenizer
+    from nli_cot_hub.train.model import MISTRAL_COMMON_FILES, load_tokenizer
 
     tokenizer = load_tokenizer("mistralai/Mistral-7B-v0.3", "mistral-common:v3")
     assert len(tokenizer) == 32768
@@ -177,13 +181,22 @@ def test_mistral_tokenizer_from_mistral_common_matches_its_encoder():
     assert tokenizer.convert_ids_to_tokens(prompt_ids[-1:]) == ["[/INST]"]
 
 
+def cosine_with_warmup(step: int, peak: float, warmup_steps: int, total_steps: int) -> float:
+    """The textbook linear warm-up then cosine decay to zero, written out independently of transformers."""
+    if step < warmup_steps:
+        return peak * step / max(1, warmup_steps)
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return peak * max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+
 def test_lr_schedule_is_a_pure_function_of_the_step():
     """Transformers' cosine-with-warmup scheduler, restored from a state dict at step k (as resume does),
-    gives the same LR per step as the uninterrupted one, and both equal learning_rate_at()."""
+    gives the same LR per step as the uninterrupted one; both follow the textbook formula, and so do the
+    rates the schedule plan reports."""
     import torch
     from transformers import get_cosine_schedule_with_warmup
 
-    from nli_cot_hub.training import learning_rate_at
+    from nli_cot_hub.train.schedule import learning_rates
 
     def optimizer():
         return torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=2e-4)
@@ -214,12 +227,13 @@ def test_lr_schedule_is_a_pure_function_of_the_step():
         third.step(), scheduler.step()
 
     assert resumed == pytest.approx(uninterrupted, rel=1e-12)
-    assert uninterrupted == pytest.approx([learning_rate_at(step, 2e-4, warmup, total) for step in range(total)])
+    assert uninterrupted == pytest.approx([cosine_with_warmup(step, 2e-4, warmup, total) for step in range(total)])
+    assert learning_rates(2e-4, warmup, total, "cosine") == pytest.approx(uninterrupted, rel=1e-12)
     assert max(uninterrupted) == pytest.approx(2e-4) and uninterrupted.index(max(uninterrupted)) == warmup
 
 
 def test_effective_batch_size_sets_accumulation():
-    from nli_cot_hub.training import accumulation_steps
+    from nli_cot_hub.train.schedule import accumulation_steps
 
     assert accumulation_steps(64, 16, 1) == 4
     assert accumulation_steps(64, 16, 2) == 2
@@ -242,6 +256,19 @@ def test_recipes_parse_with_their_documented_values():
     assert (ablation.lora_r, ablation.lora_alpha) == (16, 32)
     script, training, model = parse("--max_steps", "7")  # CLI flags override the recipe
     assert training.max_steps == 7 and model.model_name_or_path == "embedded"
+
+
+@pytest.mark.parametrize("entry", [["train.py"], ["-m", "nli_cot_hub.train"]])
+def test_every_entry_point_runs_the_package_and_refuses_bad_data_in_one_line(entry, tmp_path):
+    """The repository's train.py and the package module (as `accelerate launch -m` runs it) are one program:
+    bad data stops before any model loads, with exit 2 and one line naming the source."""
+    missing = tmp_path / "nowhere.jsonl"
+    done = subprocess.run([sys.executable, *entry, "--config", str(REPO / "recipes/smollm2_demo.yaml"),
+                           "--dataset_name", str(missing), "--output_dir", str(tmp_path / "out")],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert done.stderr.strip().splitlines()[-1] == f"error: {missing}: no such file or folder (and not a Hub repo id)"
+    assert "Traceback" not in done.stderr and not (tmp_path / "out").exists()
 
 
 def test_accelerate_configs_load():
@@ -268,7 +295,7 @@ def test_qlora_4bit_gradients_reach_the_lora_weights(embedded_model_path):
     from transformers import AutoModelForCausalLM
     from trl import ModelConfig, get_peft_config
 
-    from nli_cot_hub.training import load_tokenizer, quantization_config
+    from nli_cot_hub.train.model import load_tokenizer, quantization_config
 
     model_args = ModelConfig(model_name_or_path=embedded_model_path, dtype="float32", load_in_4bit=True,
                              use_bnb_nested_quant=True, use_peft=True, lora_r=8, lora_alpha=16, lora_dropout=0.0,
@@ -345,8 +372,7 @@ def test_resume_after_sigterm_is_exact(tiny_model, tmp_path):
     losses (data position and RNG restored), same final adapter."""
     from transformers import TrainerCallback
 
-    sys.path.insert(0, str(REPO))
-    from train import main
+    from nli_cot_hub.train.sft import main
 
     steps, stop_at = 5, 2
     common = ["--max_steps", str(steps), "--warmup_steps", "1", "--lora_dropout", "0.1"]
@@ -386,21 +412,25 @@ def test_resume_after_sigterm_is_exact(tiny_model, tmp_path):
 @pytest.mark.slow
 def test_two_gloo_processes_follow_the_single_process_lr(tiny_model, tmp_path):
     """Two CPU processes (DDP over gloo): with effective_batch_size fixed, the optimizer step count and the LR
-    per optimizer step equal the single-process run (accumulation is halved). accelerate launches CPU
-    workers only through MPI, so the 2-process run uses torchrun, which accelerate uses for GPUs too."""
-    def launch(processes: int, output: Path) -> dict:
+    per optimizer step equal the single-process run (accumulation is halved), and the plan is printed once, by the
+    main process. accelerate launches CPU workers only through MPI, so the 2-process run uses torchrun, which
+    accelerate uses for GPUs too."""
+    def launch(processes: int, output: Path) -> tuple[dict, str]:
         launcher = ([sys.executable, "-m", "accelerate.commands.launch", "--config_file",
                      str(REPO / "accelerate_configs/cpu.yaml")] if processes == 1 else
                     [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes)])
-        command = [*launcher, str(REPO / "train.py"), "--config", str(REPO / "recipes/smollm2_demo.yaml"),
+        # The package module, as `accelerate launch -m nli_cot_hub.train` and `torchrun -m` run it.
+        command = [*launcher, "-m", "nli_cot_hub.train", "--config", str(REPO / "recipes/smollm2_demo.yaml"),
                    *tiny_run_args(tiny_model, output, "--effective_batch_size", "4", "--per_device_train_batch_size",
                                   "1", "--max_steps", "3", "--warmup_steps", "0.2", "--no_model_card")]
         done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
-        return json.loads((output / "training_metrics.json").read_text())
+        return json.loads((output / "training_metrics.json").read_text()), done.stdout
 
-    single, double = launch(1, tmp_path / "one"), launch(2, tmp_path / "two")
+    (single, single_out), (double, double_out) = launch(1, tmp_path / "one"), launch(2, tmp_path / "two")
     assert double["summary"]["processes"] == 2 and single["summary"]["processes"] == 1
+    assert single_out.count("schedule: 3 optimizer steps") == double_out.count("schedule: 3 optimizer steps") == 1
+    assert double_out.count("would be truncated") == 1
 
     def lrs(metrics):
         return [entry["learning_rate"] for entry in metrics["log_history"] if "learning_rate" in entry]
@@ -416,7 +446,7 @@ def test_random_init_builds_the_architecture_without_weights(tiny_model, tmp_pat
     import torch
     from transformers import AutoModelForCausalLM
 
-    from nli_cot_hub.training import load_model, model_config
+    from nli_cot_hub.train.model import load_model, model_config
 
     config = model_config("mistralai/Mistral-7B-v0.3")
     with torch.device("meta"):
@@ -437,8 +467,7 @@ def test_random_init_builds_the_architecture_without_weights(tiny_model, tmp_pat
 def test_qlora_recipe_path_trains_through_train_py(tiny_model, tmp_path):
     """--load_in_4bit through train.py (the Mistral recipe's path, on CPU): the base is NF4, the adapter
     trains and is saved."""
-    sys.path.insert(0, str(REPO))
-    from train import main
+    from nli_cot_hub.train.sft import main
 
     args = parse(*tiny_run_args(tiny_model, tmp_path / "q", "--max_steps", "1", "--load_in_4bit", "true",
                                 "--use_bnb_nested_quant", "true", "--no_model_card", "--max_train_samples", "2",
@@ -466,7 +495,7 @@ def test_planned_steps_are_the_trainers(tmp_path, examples, batch, processes, ac
     from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
     from transformers import Trainer, TrainingArguments
 
-    from nli_cot_hub.training import batches_per_process, optimizer_steps
+    from nli_cot_hub.train.schedule import batches_per_process, optimizer_steps
 
     sampler = BatchSampler(SequentialSampler(range(examples)), batch, drop_last)
     shard = BatchSamplerShard(sampler, num_processes=processes, process_index=0, even_batches=True) \
@@ -500,34 +529,33 @@ def built_cot(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.mark.parametrize("recipe", ["recipes/mistral7b_qlora.yaml", "recipes/mistral7b_qlora_r16.yaml"])
 def test_mistral_recipes_warm_up_peak_and_decay_on_the_built_data(built_cot, recipe):
-    from nli_cot_hub import training
+    from nli_cot_hub.train import data as train_data, schedule
 
     for data, total, warmup in (("full", 60, 6), ("sample", 4, 1)):
         script, args, _ = parse("--dataset_name", str(built_cot[data]), "--use_cpu", "true", recipe=recipe)
-        args.gradient_accumulation_steps = training.accumulation_steps(
+        args.gradient_accumulation_steps = schedule.accumulation_steps(
             script.effective_batch_size, args.per_device_train_batch_size, args.world_size)
-        train, _ = training.prepare_splits(script, args.seed, want_eval=True)
-        plan = training.plan_schedule(args, len(train))
+        train, _ = train_data.prepare_splits(script, args.seed, want_eval=True)
+        plan = schedule.plan_schedule(args, len(train))
         assert (plan.total_steps, plan.warmup_steps) == (total, warmup), data
-        training.check_schedule(plan)
-        rates = [training.learning_rate_at(step, args.learning_rate, plan.warmup_steps, plan.total_steps)
-                 for step in range(plan.total_steps)]
+        schedule.check_schedule(plan)
+        rates = schedule.learning_rates(args.learning_rate, plan.warmup_steps, plan.total_steps, args.lr_scheduler_type)
         assert rates.index(max(rates)) == warmup and max(rates) == pytest.approx(args.learning_rate)
         assert rates[-1] < 0.3 * args.learning_rate  # the cosine decay happens
 
 
 def test_other_recipes_fit_their_data():
-    from nli_cot_hub import training
+    from nli_cot_hub.train import data, schedule
 
     script, args, _ = parse()
-    train, _ = training.prepare_splits(script, args.seed, want_eval=True)
-    plan = training.plan_schedule(args, len(train))
-    training.check_schedule(plan)
+    train, _ = data.prepare_splits(script, args.seed, want_eval=True)
+    plan = schedule.plan_schedule(args, len(train))
+    schedule.check_schedule(plan)
     assert 0 < plan.warmup_steps < plan.total_steps
     script, args, _ = parse("--dataset_name", str(shared(SAMPLE)), "--use_cpu", "true", "--bf16", "false",
                             recipe="experiments/recipe_smollm2_h100.yaml")
-    training.check_schedule(training.plan_schedule(args, 1884))  # builds/jd0g's original train split
-    training.check_schedule(training.plan_schedule(parse(
+    schedule.check_schedule(schedule.plan_schedule(args, 1884))  # builds/jd0g's original train split
+    schedule.check_schedule(schedule.plan_schedule(parse(
         "--use_cpu", "true", "--bf16", "false", "--max_steps", "2", recipe="experiments/recipe_smollm2_h100.yaml")[1], 8))
 
 
@@ -553,17 +581,18 @@ def test_a_long_warm_up_is_refused_before_the_model_loads(built_cot):
 
 
 def test_warmup_ratio_is_a_share_of_the_steps():
-    from nli_cot_hub import training
+    from nli_cot_hub.train import schedule
+    from nli_cot_hub.train.configs import RecipeError
 
     script, args, _ = parse("--warmup_ratio", "0.25", "--warmup_steps", "0", "--max_steps", "10")
-    training.apply_warmup_ratio(script, args)
-    plan = training.plan_schedule(args, 60)
+    schedule.apply_warmup_ratio(script, args)
+    plan = schedule.plan_schedule(args, 60)
     assert (plan.total_steps, plan.warmup_steps, plan.warmup_share) == (10, 3, 0.25)  # ceil, as the Trainer
-    with pytest.raises(training.RecipeError, match="more than 20%"):
-        training.check_schedule(plan)
+    with pytest.raises(RecipeError, match="more than 20%"):
+        schedule.check_schedule(plan)
     script, args, _ = parse("--warmup_ratio", "0.1")  # the demo recipe's own warmup_steps is set too
-    with pytest.raises(training.RecipeError, match="both set"):
-        training.apply_warmup_ratio(script, args)
+    with pytest.raises(RecipeError, match="both set"):
+        schedule.apply_warmup_ratio(script, args)
 
 
 def test_liger_without_its_package_fails_before_loading():
@@ -592,28 +621,29 @@ def test_sharded_launchers_store_4bit_weights_in_the_compute_dtype(monkeypatch, 
     follows dtype without a flag, and ZeRO-3 (which refuses a device_map) gets none."""
     import torch
 
-    from nli_cot_hub import training
+    from nli_cot_hub.train import model as loading
 
     _, args, model = parse("--use_cpu", "true", "--bf16", "false", recipe="recipes/mistral7b_qlora.yaml")
     _, _, explicit = parse("--use_cpu", "true", "--bnb_4bit_quant_storage", "float32", recipe="recipes/mistral7b_qlora.yaml")
     for name, value in env.items():  # after parsing: TrainingArguments would need deepspeed installed
         monkeypatch.setenv(name, value)
-    assert training.sharded_loading() == launcher
-    storage = training.quantization_config(model).bnb_4bit_quant_storage
+    assert loading.sharded_loading() == launcher
+    storage = loading.quantization_config(model).bnb_4bit_quant_storage
     assert storage == (torch.bfloat16 if launcher else torch.uint8)
     args.model_init_kwargs = {"device_map": {"": 0}}
-    kwargs = training.model_init_kwargs(model, args)
+    kwargs = loading.model_init_kwargs(model, args)
     assert ("device_map" in kwargs) == (launcher != "zero3")
-    assert training.quantization_config(explicit).bnb_4bit_quant_storage == torch.float32
+    assert loading.quantization_config(explicit).bnb_4bit_quant_storage == torch.float32
 
 
 def test_fsdp_on_cpu_is_refused(monkeypatch):
-    from nli_cot_hub import training
+    from nli_cot_hub.train.configs import RecipeError
+    from nli_cot_hub.train.model import check_launch
 
     monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
     _, args, _ = parse("--use_cpu", "true")
-    with pytest.raises(training.RecipeError, match="FSDP needs GPUs"):
-        training.check_launch(args)
+    with pytest.raises(RecipeError, match="FSDP needs GPUs"):
+        check_launch(args)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -622,10 +652,10 @@ def test_fsdp_on_cpu_is_refused(monkeypatch):
 
 @pytest.fixture(scope="module")
 def tiny_mistral_with_template(tmp_path_factory) -> str:
-    from nli_cot_hub.training import MISTRAL_V3_CHAT_TEMPLATE
+    from nli_cot_hub.chat_template import MISTRAL_INST_TEMPLATE
     from tests.tiny_mistral import build_tiny_mistral
 
-    return build_tiny_mistral(tmp_path_factory.mktemp("tiny-mistral-template"), chat_template=MISTRAL_V3_CHAT_TEMPLATE)
+    return build_tiny_mistral(tmp_path_factory.mktemp("tiny-mistral-template"), chat_template=MISTRAL_INST_TEMPLATE)
 
 
 def accelerate_launch(config: str, output: Path, model: str, *extra: str,
@@ -712,7 +742,7 @@ def test_fsdp_final_save_switches_the_plugin_to_a_full_state_dict():
     from accelerate.utils import FullyShardedDataParallelPlugin
     from torch.distributed.fsdp import FullOptimStateDictConfig, FullStateDictConfig, StateDictType
 
-    from nli_cot_hub.training import switch_to_full_state_dict
+    from nli_cot_hub.train.model import switch_to_full_state_dict
 
     plugin = FullyShardedDataParallelPlugin(fsdp_version=1, state_dict_type="SHARDED_STATE_DICT",
                                             sync_module_states=False, cpu_ram_efficient_loading=False)
@@ -738,10 +768,12 @@ def format_trainer(model_path: str, completion_format: str, tmp_path: Path, labe
     from transformers import AutoModelForCausalLM
     from trl import SFTConfig, SFTTrainer
 
-    from nli_cot_hub.training import label_token_pattern, label_weighted, load_tokenizer, to_prompt_completion
+    from nli_cot_hub.train.data import build_examples
+    from nli_cot_hub.train.loss import label_token_pattern, label_weighted
+    from nli_cot_hub.train.model import load_tokenizer
 
     tokenizer = load_tokenizer(model_path)
-    data = to_prompt_completion(Dataset.from_list(FORMAT_ROWS), "rows", "train", completion_format)
+    data = build_examples(Dataset.from_list(FORMAT_ROWS), "rows", "train", completion_format).examples
     config = SFTConfig(output_dir=str(tmp_path / completion_format), max_length=256, report_to="none",
                        use_cpu=True, completion_only_loss=True, per_device_train_batch_size=4)
     model = AutoModelForCausalLM.from_pretrained(model_path)
@@ -756,7 +788,7 @@ def test_each_format_trains_on_its_completion_and_weights_land_on_the_label_toke
                                                                                  completion_format):
     import torch
 
-    from nli_cot_hub.training import label_loss_weights, label_token_pattern
+    from nli_cot_hub.train.loss import label_loss_weights, label_token_pattern
 
     trainer, data, tokenizer = format_trainer(tiny_model, completion_format, tmp_path)
     pattern = label_token_pattern(data, tokenizer)
@@ -808,13 +840,13 @@ def test_label_token_is_found_under_the_mistral_tokenizer_too():
 
     from nli_cot_hub.formats import prompt_messages
     from nli_cot_hub.readout import label_split
-    from nli_cot_hub.training import (
-        label_loss_weights, label_token_pattern, load_tokenizer, to_prompt_completion,
-    )
+    from nli_cot_hub.train.data import build_examples
+    from nli_cot_hub.train.loss import label_loss_weights, label_token_pattern
+    from nli_cot_hub.train.model import load_tokenizer
 
     tokenizer = load_tokenizer("mistralai/Mistral-7B-v0.3", "mistral-common:v3")
     for completion_format in ("thought_first", "label_first", "multitask", "label_only"):
-        data = to_prompt_completion(Dataset.from_list(FORMAT_ROWS), "rows", "train", completion_format)
+        data = build_examples(Dataset.from_list(FORMAT_ROWS), "rows", "train", completion_format).examples
         pattern = label_token_pattern(data, tokenizer)
         assert {tokenizer.decode([value]) for value in pattern.values} == {"0", "1"}
         for example in data:

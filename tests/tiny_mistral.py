@@ -20,7 +20,7 @@ def build_tiny_mistral(folder: str | Path, chat_template: str | None = None, see
     import torch
     from transformers import AutoModelForCausalLM, CONFIG_MAPPING
 
-    from nli_cot_hub.training import KNOWN_CONFIGS, mistral_common_tokenizer
+    from nli_cot_hub.train.model import KNOWN_CONFIGS, mistral_common_tokenizer
 
     values = {**KNOWN_CONFIGS["mistralai/Mistral-7B-v0.3"], **TINY_SIZES}
     config = CONFIG_MAPPING[values.pop("model_type")](**values)
