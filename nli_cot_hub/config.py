@@ -106,16 +106,29 @@ def load_config(cls: type[C], path: str | Path | None = None, /, **overrides: An
     return cls(**values)
 
 
+def shown_order(config_class: type) -> list[dataclasses.Field]:
+    """The config's own fields first (what the stage is about), then those of its shared option groups."""
+    own = set(config_class.__dict__.get("__annotations__", {}))
+    every = fields(config_class)
+    return [f for f in every if f.name in own] + [f for f in every if f.name not in own]
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))  # 1800, not 1800.0: what a user types
+    return str(value)
+
+
 def to_argv(config: Any) -> list[str]:
     """The flags that reproduce ``config`` from its defaults (what a user would type)."""
     argv: list[str] = []
     positional: list[str] = []
-    for field in fields(config):
+    for field in shown_order(type(config)):
         value = getattr(config, field.name)
         default = field.default if field.default is not MISSING else (
             field.default_factory() if field.default_factory is not MISSING else MISSING)
         if field.metadata.get("positional"):
-            positional.extend(str(item) for item in (value if isinstance(value, list) else [value]))
+            positional.extend(_shown(item) for item in (value if isinstance(value, list) else [value]))
             continue
         if value == default:
             continue
@@ -124,9 +137,9 @@ def to_argv(config: Any) -> list[str]:
             argv.append(flag if value else "--no-" + flag[2:])
         elif isinstance(value, list):
             for item in value:
-                argv += [flag, str(item)]
+                argv += [flag, _shown(item)]
         elif value is not None:
-            argv += [flag, str(value)]
+            argv += [flag, _shown(value)]
     return positional + argv
 
 

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from nli_cot_hub.config import field_types, flag_of, load_config
+from nli_cot_hub.config import field_types, flag_of, load_config, shown_order
 
 CONFIG_HELP = "YAML file of this command's options (field names as keys); flags given here override it."
 
@@ -43,13 +43,6 @@ def _parameter(field, annotation) -> inspect.Parameter:
         info = typer.Option(*decls, help=meta.get("help") or None, min=meta.get("min"), max=meta.get("max"))
     return inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY, default=default,
                              annotation=Annotated[annotation, info])
-
-
-def shown_order(config_class: type) -> list:
-    """The config's own fields first (what the stage is about), then those of its shared option groups."""
-    own = set(config_class.__dict__.get("__annotations__", {}))
-    every = fields(config_class)
-    return [f for f in every if f.name in own] + [f for f in every if f.name not in own]
 
 
 def _given_on_command_line(ctx: typer.Context, name: str) -> bool:
