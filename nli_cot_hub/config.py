@@ -108,9 +108,9 @@ def load_config(cls: type[C], path: str | Path | None = None, /, **overrides: An
 
 def shown_order(config_class: type) -> list[dataclasses.Field]:
     """The config's own fields first (what the stage is about), then those of its shared option groups."""
-    own = set(config_class.__dict__.get("__annotations__", {}))
-    every = fields(config_class)
-    return [f for f in every if f.name in own] + [f for f in every if f.name not in own]
+    by_name = {f.name: f for f in fields(config_class)}
+    own = [by_name[name] for name in config_class.__dict__.get("__annotations__", {}) if name in by_name]
+    return own + [f for f in by_name.values() if f not in own]
 
 
 def _shown(value: Any) -> str:
