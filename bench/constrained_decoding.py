@@ -15,7 +15,8 @@ CPU, the embedded model (SmolLM2-135M-Instruct) on real coursework pairs with th
 GPU, the random-weight Mistral-7B-v0.3 (bench/common.py) with the real v0.3 tokenizer from
 mistral-common, at the engine's GPU batch size:
 
-    python -m bench.constrained_decoding --model random-mistral --batch-sizes 1,512 --rows 512 --single-rows 16 --new-tokens 128
+    python -m bench.constrained_decoding --model random-mistral --batch-sizes 1,512 --rows 512 \\
+        --single-rows 16 --new-tokens 128
 
 Results: bench/results/constrained_decoding_<tag>.json (``$OUT`` moves the folder).
 """
@@ -73,8 +74,10 @@ def prompts(tokenizer, rows: int) -> list[list[int]]:
     from tests.conftest import SHARED_DATA
 
     frame = pd.read_csv(SHARED_DATA / "comp34812_nli" / "dev_jd0g.csv").head(rows)
-    texts = [tokenizer.apply_chat_template(prompt_messages(p, h), tokenize=False, add_generation_prompt=True)
-             for p, h in zip(frame["premise"], frame["hypothesis"])]
+    texts = [
+        tokenizer.apply_chat_template(prompt_messages(p, h), tokenize=False, add_generation_prompt=True)
+        for p, h in zip(frame["premise"], frame["hypothesis"])
+    ]
     return tokenizer(texts, add_special_tokens=False)["input_ids"]
 
 
@@ -97,7 +100,8 @@ def make_processor(library: str, model, tokenizer, schema: dict, new_tokens: int
 
         info = xgrammar.TokenizerInfo.from_huggingface(tokenizer, vocab_size=vocab_size(model, tokenizer))
         compiled = xgrammar.GrammarCompiler(info).compile_json_schema(
-            json.dumps(schema), any_whitespace=False, separators=(", ", ": "))
+            json.dumps(schema), any_whitespace=False, separators=(", ", ": ")
+        )
         factory = lambda rows: LogitsProcessor(compiled)  # noqa: E731
     else:
         import outlines
@@ -110,6 +114,7 @@ def make_processor(library: str, model, tokenizer, schema: dict, new_tokens: int
         def factory(rows):
             processor.reset()
             return processor
+
     return factory, time.perf_counter() - started
 
 
@@ -121,10 +126,15 @@ def timed_generate(model, tokenizer, device, batches, new_tokens: int, factory=N
         inputs = tokenizer.pad({"input_ids": batch}, return_tensors="pt").to(device)
         extra = {"logits_processor": LogitsProcessorList([factory(len(batch))])} if factory else {}
         with torch.inference_mode():
-            output = model.generate(**inputs, max_new_tokens=new_tokens, do_sample=False,
-                                    pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-                                    **extra)
-        new = output[:, inputs["input_ids"].shape[1]:]
+            output = model.generate(
+                **inputs,
+                max_new_tokens=new_tokens,
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+                **extra,
+            )
+        new = output[:, inputs["input_ids"].shape[1] :]
         generated += int((new != tokenizer.pad_token_id).sum())
         for row in new.tolist():
             answers += 1
@@ -136,8 +146,12 @@ def timed_generate(model, tokenizer, device, batches, new_tokens: int, factory=N
     if device == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - started
-    return {"seconds": round(seconds, 2), "new_tokens": generated,
-            "new_tokens_per_s": round(generated / seconds, 1), "valid_json": f"{valid}/{answers}"}
+    return {
+        "seconds": round(seconds, 2),
+        "new_tokens": generated,
+        "new_tokens_per_s": round(generated / seconds, 1),
+        "valid_json": f"{valid}/{answers}",
+    }
 
 
 def main(argv=None) -> None:
@@ -146,8 +160,12 @@ def main(argv=None) -> None:
     parser.add_argument("--libraries", default=",".join(LIBRARIES))
     parser.add_argument("--batch-sizes", default="1,8")
     parser.add_argument("--rows", type=int, default=16, help="prompts per timed run")
-    parser.add_argument("--single-rows", type=int, default=8,
-                        help="prompts timed at batch size 1 (one generate call each, so kept few on a GPU)")
+    parser.add_argument(
+        "--single-rows",
+        type=int,
+        default=8,
+        help="prompts timed at batch size 1 (one generate call each, so kept few on a GPU)",
+    )
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--tag", default=None, help="result file suffix (default: cpu or the GPU name)")
@@ -164,11 +182,12 @@ def main(argv=None) -> None:
     timed_generate(model, tokenizer, device, [encoded[:1]], 4)
 
     def batches(size):
-        rows = encoded if size > 1 else encoded[:args.single_rows]
-        return [rows[start:start + size] for start in range(0, len(rows), size)]
+        rows = encoded if size > 1 else encoded[: args.single_rows]
+        return [rows[start : start + size] for start in range(0, len(rows), size)]
 
-    results = {"free": {str(size): timed_generate(model, tokenizer, device, batches(size), args.new_tokens)
-                        for size in sizes}}
+    results = {
+        "free": {str(size): timed_generate(model, tokenizer, device, batches(size), args.new_tokens) for size in sizes}
+    }
     skipped = {}
     for library in args.libraries.split(","):
         before = rss_mib()
@@ -179,7 +198,7 @@ def main(argv=None) -> None:
                 entry[str(size)] = timed_generate(model, tokenizer, device, batches(size), args.new_tokens, factory)
                 free = results["free"][str(size)]["new_tokens_per_s"]
                 entry[str(size)]["vs_free"] = round(entry[str(size)]["new_tokens_per_s"] / free, 3)
-        except Exception as error:  # noqa: BLE001 - not installed, or fails with this model: recorded, not fatal
+        except Exception as error:
             skipped[library] = f"{type(error).__name__}: {error}"[:300]
             print(library, "skipped:", skipped[library], flush=True)
             continue
@@ -201,14 +220,28 @@ def main(argv=None) -> None:
     except (OSError, StopIteration):
         pass
     payload = {
-        "command": shlex.join([os.path.basename(sys.executable), "-m", "bench.constrained_decoding",
-                               *(argv if argv is not None else sys.argv[1:])]),
-        "machine": {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu",
-                    "load_average_1min": round(os.getloadavg()[0], 2)},
-        "model": args.model, "rows": args.rows, "single_rows": min(args.single_rows, args.rows),
-        "new_tokens": args.new_tokens, "versions": versions,
-        "results": results, "skipped": skipped,
+        "command": shlex.join(
+            [
+                os.path.basename(sys.executable),
+                "-m",
+                "bench.constrained_decoding",
+                *(argv if argv is not None else sys.argv[1:]),
+            ]
+        ),
+        "machine": {
+            "cpu": cpu,
+            "cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu",
+            "load_average_1min": round(os.getloadavg()[0], 2),
+        },
+        "model": args.model,
+        "rows": args.rows,
+        "single_rows": min(args.single_rows, args.rows),
+        "new_tokens": args.new_tokens,
+        "versions": versions,
+        "results": results,
+        "skipped": skipped,
     }
     from bench.common import write_result
 

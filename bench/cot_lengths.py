@@ -45,7 +45,9 @@ def main() -> None:
     processor = mistral_v3_processor()
     rows = pd.read_csv(args.data, dtype=str, keep_default_na=False)
     prompts, completions = [], []
-    for premise, hypothesis, thought, prediction in zip(rows["premise"], rows["hypothesis"], rows["thoughts"], rows["prediction"]):
+    for premise, hypothesis, thought, prediction in zip(
+        rows["premise"], rows["hypothesis"], rows["thoughts"], rows["prediction"]
+    ):
         prompts.append(len(processor.encode(instruct_text(premise, hypothesis))) + 1)  # + BOS
         completions.append(len(processor.encode(completion_text(thought, int(float(prediction))))) + 1)  # + EOS
     total = np.array(prompts) + np.array(completions)
@@ -54,7 +56,9 @@ def main() -> None:
         "source": str(Path(args.data).name),
         "rows": len(total),
         "tokenizer": V3_TOKENIZER,
-        "prompt_plus_completion": {q: int(np.percentile(total, float(q))) for q in ("0", "5", "25", "50", "75", "95", "99", "100")},
+        "prompt_plus_completion": {
+            q: int(np.percentile(total, float(q))) for q in ("0", "5", "25", "50", "75", "95", "99", "100")
+        },
         "completion": {q: int(np.percentile(thought_only, float(q))) for q in ("0", "50", "95", "100")},
         "over_512": int((total > 512).sum()),
         "pairs": [[int(p), int(c)] for p, c in zip(prompts, completions)],

@@ -15,14 +15,19 @@ import asyncio
 import json
 import os
 import socket
-import tempfile
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-ANSWER = json.dumps({"thought_process": "1. The premise says a man plays. 2. The hypothesis says a person "
-                                        "plays. 3. A man is a person, so it follows.", "predicted_label": 1})
+ANSWER = json.dumps(
+    {
+        "thought_process": "1. The premise says a man plays. 2. The hypothesis says a person "
+        "plays. 3. A man is a person, so it follows.",
+        "predicted_label": 1,
+    }
+)
 
 
 def make_app(latency_s: float):
@@ -33,12 +38,18 @@ def make_app(latency_s: float):
     async def chat(request):
         body = await request.json()
         await asyncio.sleep(latency_s)
-        return JSONResponse({
-            "id": "bench", "object": "chat.completion", "created": int(time.time()), "model": body["model"],
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": ANSWER}}],
-            "usage": {"prompt_tokens": 120, "completion_tokens": 40, "total_tokens": 160},
-        })
+        return JSONResponse(
+            {
+                "id": "bench",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body["model"],
+                "choices": [
+                    {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": ANSWER}}
+                ],
+                "usage": {"prompt_tokens": 120, "completion_tokens": 40, "total_tokens": 160},
+            }
+        )
 
     return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
 
@@ -79,9 +90,16 @@ async def drive(base_url: str, requests: int, concurrency: int, store_path: Path
 
     async def handle(index: int) -> CoTRecord:
         answer = await engine.ask(messages)
-        return CoTRecord(id=str(index), premise="A man plays a guitar.", hypothesis="A person plays.", label=1,
-                         thought_process=answer.extraction.thought, predicted_label=answer.extraction.label,
-                         model=backend.model, status=answer.status)
+        return CoTRecord(
+            id=str(index),
+            premise="A man plays a guitar.",
+            hypothesis="A person plays.",
+            label=1,
+            thought_process=answer.extraction.thought,
+            predicted_label=answer.extraction.label,
+            model=backend.model,
+            status=answer.status,
+        )
 
     def on_error(index: int, error: BaseException) -> CoTRecord:
         return CoTRecord(id=str(index), premise="-", hypothesis="-", status="failed", error=str(error))
@@ -95,8 +113,13 @@ async def drive(base_url: str, requests: int, concurrency: int, store_path: Path
     await backend.aclose()
     # CPU time per request does not depend on what else loads the machine: 1000 / cpu_ms is the
     # rate one core could sustain, the engine's ceiling whatever the server's latency.
-    return {"seconds": round(seconds, 2), "written": report.written, "failed": report.failed,
-            "engine_cpu_ms_per_request": round(cpu_ms, 2), "one_core_ceiling_requests_per_s": round(1000 / cpu_ms)}
+    return {
+        "seconds": round(seconds, 2),
+        "written": report.written,
+        "failed": report.failed,
+        "engine_cpu_ms_per_request": round(cpu_ms, 2),
+        "one_core_ceiling_requests_per_s": round(1000 / cpu_ms),
+    }
 
 
 def main() -> None:
@@ -118,10 +141,17 @@ def main() -> None:
         server.terminate()
     ideal = args.concurrency / args.latency
     achieved = result["written"] / result["seconds"]
-    summary = {"requests": args.requests, "concurrency": args.concurrency, "latency_s": args.latency,
-               "ideal_requests_per_s": ideal, "requests_per_s": round(achieved, 1),
-               "fraction_of_ideal": round(achieved / ideal, 3), **result,
-               "machine": "2-core CPU (development machine); server in a second process", "load_average_1min": os.getloadavg()[0]}
+    summary = {
+        "requests": args.requests,
+        "concurrency": args.concurrency,
+        "latency_s": args.latency,
+        "ideal_requests_per_s": ideal,
+        "requests_per_s": round(achieved, 1),
+        "fraction_of_ideal": round(achieved / ideal, 3),
+        **result,
+        "machine": "2-core CPU (development machine); server in a second process",
+        "load_average_1min": os.getloadavg()[0],
+    }
     Path(args.out).write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))
 

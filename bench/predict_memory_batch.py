@@ -23,8 +23,10 @@ import torch
 from bench.common import TINY, measured_length_pairs, random_mistral_dir, write_result
 
 GIB = 2**30
-WORDS = ("the a man woman child dog plays runs sits near park street house water ball red blue old young "
-         "two three people group outside inside happy quickly slowly while holding looking at under over").split()
+WORDS = (
+    "the a man woman child dog plays runs sits near park street house water ball red blue old young "
+    "two three people group outside inside happy quickly slowly while holding looking at under over"
+).split()
 
 
 def model_with_tokenizer():
@@ -75,9 +77,13 @@ def run_budget(folder, budget_gib: float, prompts: list[list[dict]], max_new_tok
         generations = engine.generate(prompts, max_new_tokens=max_new_tokens)
         seconds = time.perf_counter() - started
         new_tokens = sum(samples[0].completion_tokens for samples in generations)
-        row.update(status="ok", seconds=round(seconds, 1), new_tokens=new_tokens,
-                   new_tokens_per_s=round(new_tokens / seconds, 1),
-                   longest_prompt=max(samples[0].prompt_tokens for samples in generations))
+        row.update(
+            status="ok",
+            seconds=round(seconds, 1),
+            new_tokens=new_tokens,
+            new_tokens_per_s=round(new_tokens / seconds, 1),
+            longest_prompt=max(samples[0].prompt_tokens for samples in generations),
+        )
     except torch.OutOfMemoryError as error:
         row.update(status="out of memory", error=str(error)[:300])
     row["batch_size"] = engine.batch_size
@@ -104,10 +110,14 @@ def main() -> None:
         print(f"=== budget {budget:g} GiB", flush=True)
         rows.append(run_budget(folder, budget, prompts, args.max_new_tokens))
         print(rows[-1], flush=True)
-        write_result("predict_memory_batch" + args.tag,
-                     {"partial": True, "prompts": args.prompts, "max_new_tokens": args.max_new_tokens, "runs": rows})
-    path = write_result("predict_memory_batch" + args.tag,
-                        {"prompts": args.prompts, "max_new_tokens": args.max_new_tokens, "runs": rows})
+        write_result(
+            "predict_memory_batch" + args.tag,
+            {"partial": True, "prompts": args.prompts, "max_new_tokens": args.max_new_tokens, "runs": rows},
+        )
+    path = write_result(
+        "predict_memory_batch" + args.tag,
+        {"prompts": args.prompts, "max_new_tokens": args.max_new_tokens, "runs": rows},
+    )
     print(f"written {path}")
 
 

@@ -43,29 +43,43 @@ def left_pad(batch: list[list[int]], buckets: tuple[int, ...] = ()) -> tuple[tor
     ids = torch.zeros(len(batch), width, dtype=torch.long)
     mask = torch.zeros(len(batch), width, dtype=torch.long)
     for row, prompt in enumerate(batch):
-        ids[row, width - len(prompt):] = torch.tensor(prompt)
-        mask[row, width - len(prompt):] = 1
+        ids[row, width - len(prompt) :] = torch.tensor(prompt)
+        mask[row, width - len(prompt) :] = 1
     return ids.cuda(), mask.cuda()
 
 
-def run_generate(model, prompts, batch_size: int, sort: bool, buckets: tuple[int, ...] = (), **generate_kwargs) -> dict:
+def run_generate(
+    model, prompts, batch_size: int, sort: bool, buckets: tuple[int, ...] = (), **generate_kwargs
+) -> dict:
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i])) if sort else list(range(len(prompts)))
-    batches = [[prompts[i] for i in order[start:start + batch_size]] for start in range(0, len(order), batch_size)]
+    batches = [[prompts[i] for i in order[start : start + batch_size]] for start in range(0, len(order), batch_size)]
     # Warm-up at every timed shape: the first call of a compiled static-cache path at a shape pays for it.
     warmed = set()
     for batch in batches:
         ids, mask = left_pad(batch, buckets)
         if tuple(ids.shape) not in warmed:
             warmed.add(tuple(ids.shape))
-            model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=NEW_TOKENS,
-                           min_new_tokens=NEW_TOKENS, do_sample=False, **generate_kwargs)
+            model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                max_new_tokens=NEW_TOKENS,
+                min_new_tokens=NEW_TOKENS,
+                do_sample=False,
+                **generate_kwargs,
+            )
     sync()
     started = time.perf_counter()
     new_tokens = 0
     for batch in batches:
         ids, mask = left_pad(batch, buckets)
-        out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=NEW_TOKENS,
-                             min_new_tokens=NEW_TOKENS, do_sample=False, **generate_kwargs)
+        out = model.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            max_new_tokens=NEW_TOKENS,
+            min_new_tokens=NEW_TOKENS,
+            do_sample=False,
+            **generate_kwargs,
+        )
         new_tokens += (out.shape[1] - ids.shape[1]) * out.shape[0]
     sync()
     return summarise(new_tokens, len(prompts), time.perf_counter() - started)
@@ -74,8 +88,11 @@ def run_generate(model, prompts, batch_size: int, sort: bool, buckets: tuple[int
 def summarise(new_tokens: int, examples: int, seconds: float) -> dict:
     per_s = new_tokens / seconds
     return {
-        "examples": examples, "new_tokens": new_tokens, "seconds": round(seconds, 1),
-        "new_tokens_per_s": round(per_s), "examples_per_s": round(examples / seconds, 2),
+        "examples": examples,
+        "new_tokens": new_tokens,
+        "seconds": round(seconds, 1),
+        "new_tokens_per_s": round(per_s),
+        "examples_per_s": round(examples / seconds, 2),
         "minutes_for_dev_set": round(DEV_ROWS * NEW_TOKENS / per_s / 60, 1),
         "peak_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
     }
@@ -84,8 +101,9 @@ def summarise(new_tokens: int, examples: int, seconds: float) -> dict:
 def load_bf16(model_dir):
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16, device_map={"": 0},
-                                                 attn_implementation="sdpa")
+    model = AutoModelForCausalLM.from_pretrained(
+        model_dir, dtype=torch.bfloat16, device_map={"": 0}, attn_implementation="sdpa"
+    )
     model.generation_config.eos_token_id = None
     model.generation_config.pad_token_id = 0
     return model.eval()
@@ -95,10 +113,15 @@ def load_seed_like(model_dir):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-    quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                      bnb_4bit_compute_dtype=torch.bfloat16)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, quantization_config=quantization, dtype=torch.bfloat16,
-                                                 device_map={"": 0})
+    quantization = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )
+    model = AutoModelForCausalLM.from_pretrained(
+        model_dir, quantization_config=quantization, dtype=torch.bfloat16, device_map={"": 0}
+    )
     # init_lora_weights=False: non-zero B, so the unmerged adapter path does real work as a trained one would.
     lora = LoraConfig(r=32, lora_alpha=64, target_modules=LORA_TARGETS, task_type="CAUSAL_LM", init_lora_weights=False)
     model = get_peft_model(model, lora)
@@ -111,8 +134,9 @@ def run_continuous(model, prompts, max_batch: int) -> dict:
     from transformers import GenerationConfig
     from transformers.generation.configuration_utils import ContinuousBatchingConfig
 
-    config = GenerationConfig(max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, do_sample=False,
-                              eos_token_id=None, pad_token_id=0)
+    config = GenerationConfig(
+        max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, do_sample=False, eos_token_id=None, pad_token_id=0
+    )
     batching = ContinuousBatchingConfig(max_requests_per_batch=max_batch, default_compile_level=1)
     model.generate_batch(prompts[:max_batch], generation_config=config, continuous_batching_config=batching)
     sync()
@@ -161,9 +185,11 @@ def main() -> None:
                 results[name] = run_generate(model, subset, **options)
         except Exception as error:  # one failing engine must not cost the others' numbers
             results[name] = {"error": f"{type(error).__name__}: {error}"[:500]}
-        results[name]["options"] = {k: v for k, v in options.items()}
+        results[name]["options"] = dict(options)
         print(name, results[name], flush=True)
-        write_result("predict_throughput" + args.tag, {"partial": True, "new_tokens_each": NEW_TOKENS, "results": results})
+        write_result(
+            "predict_throughput" + args.tag, {"partial": True, "new_tokens_each": NEW_TOKENS, "results": results}
+        )
     path = write_result("predict_throughput" + args.tag, {"new_tokens_each": NEW_TOKENS, "results": results})
     base = results.get("seed_like", {}).get("new_tokens_per_s")
     print(f"\n{'engine':18s} {'new tok/s':>9s} {'ex/s':>7s} {'dev-set min':>11s} {'peak GiB':>8s} {'x seed':>7s}")
@@ -172,8 +198,10 @@ def main() -> None:
             print(f"{name:18s} ERROR {row['error'][:90]}")
             continue
         speedup = row["new_tokens_per_s"] / base if base else float("nan")
-        print(f"{name:18s} {row['new_tokens_per_s']:>9,} {row['examples_per_s']:>7} {row['minutes_for_dev_set']:>11} "
-              f"{row['peak_memory_gib']:>8} {speedup:>7.2f}")
+        print(
+            f"{name:18s} {row['new_tokens_per_s']:>9,} {row['examples_per_s']:>7} {row['minutes_for_dev_set']:>11} "
+            f"{row['peak_memory_gib']:>8} {speedup:>7.2f}"
+        )
     print(f"written {path}")
 
 

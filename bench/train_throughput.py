@@ -23,30 +23,52 @@ import time
 
 import torch
 
-from bench.common import LORA_TARGETS, TINY, sync, random_mistral_dir, stub_tokenizer, synthetic_examples, write_result
+from bench.common import LORA_TARGETS, TINY, random_mistral_dir, stub_tokenizer, sync, synthetic_examples, write_result
 
 EFFECTIVE_BATCH = 64
 EPOCH_EXAMPLES = 25_000
 
 CONFIGS = {
     "seed_like": dict(per_device_train_batch_size=4, pad_to_multiple_of=512, gradient_checkpointing=True),
-    "group_b16": dict(per_device_train_batch_size=16, train_sampling_strategy="group_by_length",
-                      gradient_checkpointing=True),
+    "group_b16": dict(
+        per_device_train_batch_size=16, train_sampling_strategy="group_by_length", gradient_checkpointing=True
+    ),
     "padding_free_b16": dict(per_device_train_batch_size=16, padding_free=True, gradient_checkpointing=True),
-    "padding_free_b16_liger": dict(per_device_train_batch_size=16, padding_free=True, gradient_checkpointing=True,
-                                   use_liger_kernel=True),
-    "group_b32_liger": dict(per_device_train_batch_size=32, train_sampling_strategy="group_by_length",
-                            gradient_checkpointing=True, use_liger_kernel=True),
+    "padding_free_b16_liger": dict(
+        per_device_train_batch_size=16, padding_free=True, gradient_checkpointing=True, use_liger_kernel=True
+    ),
+    "group_b32_liger": dict(
+        per_device_train_batch_size=32,
+        train_sampling_strategy="group_by_length",
+        gradient_checkpointing=True,
+        use_liger_kernel=True,
+    ),
     # After the configurations above: keep the norms and lm_head in bf16 (prepare_model_for_kbit_training
     # upcasts them to fp32: a 32768x4096 fp32 matmul per micro-batch), and trade recompute for memory.
-    "group_b32_liger_bf16": dict(per_device_train_batch_size=32, train_sampling_strategy="group_by_length",
-                                 gradient_checkpointing=True, use_liger_kernel=True, keep_bf16=True),
-    "group_b64_liger_bf16": dict(per_device_train_batch_size=64, train_sampling_strategy="group_by_length",
-                                 gradient_checkpointing=True, use_liger_kernel=True, keep_bf16=True),
-    "group_b8_liger_bf16_nockpt": dict(per_device_train_batch_size=8, train_sampling_strategy="group_by_length",
-                                       gradient_checkpointing=False, use_liger_kernel=True, keep_bf16=True),
-    "padding_free_b32_liger": dict(per_device_train_batch_size=32, padding_free=True, gradient_checkpointing=True,
-                                   use_liger_kernel=True),
+    "group_b32_liger_bf16": dict(
+        per_device_train_batch_size=32,
+        train_sampling_strategy="group_by_length",
+        gradient_checkpointing=True,
+        use_liger_kernel=True,
+        keep_bf16=True,
+    ),
+    "group_b64_liger_bf16": dict(
+        per_device_train_batch_size=64,
+        train_sampling_strategy="group_by_length",
+        gradient_checkpointing=True,
+        use_liger_kernel=True,
+        keep_bf16=True,
+    ),
+    "group_b8_liger_bf16_nockpt": dict(
+        per_device_train_batch_size=8,
+        train_sampling_strategy="group_by_length",
+        gradient_checkpointing=False,
+        use_liger_kernel=True,
+        keep_bf16=True,
+    ),
+    "padding_free_b32_liger": dict(
+        per_device_train_batch_size=32, padding_free=True, gradient_checkpointing=True, use_liger_kernel=True
+    ),
 }
 
 
@@ -56,13 +78,20 @@ def load_qlora_model(model_dir, checkpointing: bool = True, keep_bf16: bool = Fa
 
     if TINY:  # bitsandbytes on CPU is too slow to smoke-test the loop; 4-bit is the GPU path
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-        return get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=LORA_TARGETS, task_type="CAUSAL_LM"))
+        return get_peft_model(
+            model, LoraConfig(r=8, lora_alpha=16, target_modules=LORA_TARGETS, task_type="CAUSAL_LM")
+        )
     quantization = BitsAndBytesConfig(
-        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
         bnb_4bit_compute_dtype=torch.bfloat16,
     )
     model = AutoModelForCausalLM.from_pretrained(
-        model_dir, quantization_config=quantization, dtype=torch.bfloat16, device_map={"": 0},
+        model_dir,
+        quantization_config=quantization,
+        dtype=torch.bfloat16,
+        device_map={"": 0},
         attn_implementation="sdpa",
     )
     if keep_bf16:
@@ -73,8 +102,9 @@ def load_qlora_model(model_dir, checkpointing: bool = True, keep_bf16: bool = Fa
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
     else:
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing,
-                                                gradient_checkpointing_kwargs={"use_reentrant": False})
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=checkpointing, gradient_checkpointing_kwargs={"use_reentrant": False}
+        )
     lora = LoraConfig(r=32, lora_alpha=64, lora_dropout=0.05, target_modules=LORA_TARGETS, task_type="CAUSAL_LM")
     return get_peft_model(model, lora)
 
@@ -111,19 +141,34 @@ def run_config(name: str, overrides: dict, model_dir, steps: int) -> dict:
             return super().training_step(model, inputs, num_items_in_batch)
 
     config = SFTConfig(
-        output_dir=f"/tmp/bench-train/{name}", max_steps=steps + 1, learning_rate=2e-4,
-        gradient_accumulation_steps=EFFECTIVE_BATCH // micro, warmup_steps=150, lr_scheduler_type="cosine",
-        max_grad_norm=1.0, bf16=not TINY, use_cpu=TINY, max_length=None if overrides.get("padding_free") else 512, completion_only_loss=True, logging_steps=1,
-        save_strategy="no", report_to="none", dataloader_num_workers=2, seed=0,
+        output_dir=f"/tmp/bench-train/{name}",
+        max_steps=steps + 1,
+        learning_rate=2e-4,
+        gradient_accumulation_steps=EFFECTIVE_BATCH // micro,
+        warmup_steps=150,
+        lr_scheduler_type="cosine",
+        max_grad_norm=1.0,
+        bf16=not TINY,
+        use_cpu=TINY,
+        max_length=None if overrides.get("padding_free") else 512,
+        completion_only_loss=True,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        dataloader_num_workers=2,
+        seed=0,
         gradient_checkpointing_kwargs={"use_reentrant": False},
         **{k: v for k, v in overrides.items() if k not in ("per_device_train_batch_size", "keep_bf16")},
         per_device_train_batch_size=micro,
     )
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    model = load_qlora_model(model_dir, overrides.get("gradient_checkpointing", True), overrides.get("keep_bf16", False))
-    trainer = CountingTrainer(model=model, args=config, train_dataset=dataset, processing_class=stub_tokenizer(),
-                              callbacks=[StepClock()])
+    model = load_qlora_model(
+        model_dir, overrides.get("gradient_checkpointing", True), overrides.get("keep_bf16", False)
+    )
+    trainer = CountingTrainer(
+        model=model, args=config, train_dataset=dataset, processing_class=stub_tokenizer(), callbacks=[StepClock()]
+    )
     trainer.train()
     timed = sum(step_times[1:])
     real_per_s = counts["real"] / timed
@@ -161,9 +206,15 @@ def main() -> None:
             gc.collect()
         print(name, {k: v for k, v in results[name].items() if k != "config"}, flush=True)
         write_result("train_throughput", {"partial": True, "results": results})
-    path = write_result("train_throughput", {"effective_batch": EFFECTIVE_BATCH, "max_length": 512,
-                                             "lora": {"r": 32, "alpha": 64, "targets": LORA_TARGETS},
-                                             "results": results})
+    path = write_result(
+        "train_throughput",
+        {
+            "effective_batch": EFFECTIVE_BATCH,
+            "max_length": 512,
+            "lora": {"r": 32, "alpha": 64, "targets": LORA_TARGETS},
+            "results": results,
+        },
+    )
     base = results.get("seed_like", {}).get("real_tokens_per_s")
     print(f"\n{'config':28s} {'real tok/s':>10s} {'padded':>8s} {'peak GiB':>8s} {'min/epoch':>9s} {'x seed':>7s}")
     for name, row in results.items():
@@ -171,8 +222,10 @@ def main() -> None:
             print(f"{name:28s} ERROR {row['error'][:80]}")
             continue
         speedup = row["real_tokens_per_s"] / base if base else float("nan")
-        print(f"{name:28s} {row['real_tokens_per_s']:>10,} {row['padded_tokens_per_s']:>8,} "
-              f"{row['peak_memory_gib']:>8} {row['minutes_per_epoch_25k']:>9} {speedup:>7.2f}")
+        print(
+            f"{name:28s} {row['real_tokens_per_s']:>10,} {row['padded_tokens_per_s']:>8,} "
+            f"{row['peak_memory_gib']:>8} {row['minutes_per_epoch_25k']:>9} {speedup:>7.2f}"
+        )
     print(f"written {path}")
 
 

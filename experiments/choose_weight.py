@@ -20,7 +20,15 @@ from pathlib import Path
 
 from experiments.common import BUILD_JD0G, write_json
 from experiments.run import (
-    RUNS, WEIGHT_CHOICE, Log, environment, parser as run_parser, predict_config, train_arguments,
+    RUNS,
+    WEIGHT_CHOICE,
+    Log,
+    environment,
+    predict_config,
+    train_arguments,
+)
+from experiments.run import (
+    parser as run_parser,
 )
 
 DEFAULT_WEIGHTS = (1.0, 3.0, 10.0)
@@ -77,15 +85,18 @@ def main(argv: list[str] | None = None) -> None:
     def one_weight(weight: float) -> dict:
         run = folder / f"w{weight:g}"
         adapter = run / "adapter"
-        log.cli(f"train w{weight:g}", *train_arguments(args, data, None, adapter, spec),
-                "--label_loss_weight", str(weight))
+        log.cli(
+            f"train w{weight:g}", *train_arguments(args, data, None, adapter, spec), "--label_loss_weight", str(weight)
+        )
         found = {}
         for readout in ("generate", "logprob"):
             output = run / f"validation_{readout}.jsonl"
             # The read-out after the same greedy thoughts reads them instead of generating them again.
             thoughts = str(run / "validation_generate.jsonl") if readout == "logprob" else None
-            log.run(f"predict w{weight:g} {readout}",
-                    predict_config(args, spec, pairs, output, adapter, readout=readout, thoughts_from=thoughts))
+            log.run(
+                f"predict w{weight:g} {readout}",
+                predict_config(args, spec, pairs, output, adapter, readout=readout, thoughts_from=thoughts),
+            )
             found[readout] = accuracy(output)
         return found
 
@@ -94,14 +105,23 @@ def main(argv: list[str] | None = None) -> None:
     with ThreadPoolExecutor(max_workers=workers) as pool:
         scores: dict[float, dict] = dict(zip(mine.weights, pool.map(one_weight, mine.weights)))
     chosen = choose(scores)
-    write_json(folder / "choice.json", {
-        "chosen_weight": chosen, "chosen_by": "validation accuracy of the generated answers (tie: smaller weight)",
-        "validation_accuracy": {f"{w:g}": s for w, s in scores.items()}, **counts,
-        "validation_fraction": mine.validation_fraction, "seed": args.seed, "smoke": bool(args.smoke),
-        "environment": environment(), "steps": log.steps, "seconds": round(time.monotonic() - started, 1)})
+    write_json(
+        folder / "choice.json",
+        {
+            "chosen_weight": chosen,
+            "chosen_by": "validation accuracy of the generated answers (tie: smaller weight)",
+            "validation_accuracy": {f"{w:g}": s for w, s in scores.items()},
+            **counts,
+            "validation_fraction": mine.validation_fraction,
+            "seed": args.seed,
+            "smoke": bool(args.smoke),
+            "environment": environment(),
+            "steps": log.steps,
+            "seconds": round(time.monotonic() - started, 1),
+        },
+    )
     print(f"== label_loss_weight {chosen:g} chosen: validation accuracy {scores}", flush=True)
 
 
 if __name__ == "__main__":
     main()
-

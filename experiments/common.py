@@ -43,8 +43,9 @@ def cli(*arguments: str, log: Path | None = None, check: bool = True) -> subproc
         with open(log, "a", encoding="utf-8") as handle:
             handle.write("$ nli-cot " + " ".join(arguments) + "\n")
             handle.flush()
-            process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                       text=True, bufsize=1)
+            process = subprocess.Popen(
+                command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+            )
             for line in process.stdout:
                 sys.stdout.write(line)
                 handle.write(line)
@@ -66,7 +67,7 @@ def run_stage(config, log: Path | None = None, check: bool = True) -> subprocess
 
 def shorten(argument: str) -> str:
     prefix = str(REPO) + os.sep
-    return argument[len(prefix):] if argument.startswith(prefix) else argument
+    return argument[len(prefix) :] if argument.startswith(prefix) else argument
 
 
 def sha256(path: Path) -> str:
@@ -87,8 +88,9 @@ def read_json(path: Path):
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:  # e.g. a file cut short when a run was stopped
-        raise SystemExit(f"error: {path}: not valid JSON at line {error.lineno}, column {error.colno}: "
-                         f"{error.msg}") from None
+        raise SystemExit(
+            f"error: {path}: not valid JSON at line {error.lineno}, column {error.colno}: {error.msg}"
+        ) from None
 
 
 def build_config(work: Path, output: Path, *stores: Path):
@@ -96,7 +98,13 @@ def build_config(work: Path, output: Path, *stores: Path):
     train; refused if a pair occurs in an evaluation set (that would mean the preparation is wrong)."""
     from nli_cot_hub.build import BuildConfig
 
-    return BuildConfig(import_artifacts=str(work / JD0G_DIR), import_dev_thoughts=True,
-                       store=[str(store) for store in stores], output_dir=str(output), overwrite=True,
-                       validation_fraction=0.0, test_fraction=0.0,
-                       eval_set=[str(work / DEV_EVAL), str(work / MNLI_EVAL)])
+    return BuildConfig(
+        import_artifacts=str(work / JD0G_DIR),
+        import_dev_thoughts=True,
+        store=[str(store) for store in stores],
+        output_dir=str(output),
+        overwrite=True,
+        validation_fraction=0.0,
+        test_fraction=0.0,
+        eval_set=[str(work / DEV_EVAL), str(work / MNLI_EVAL)],
+    )

@@ -25,14 +25,28 @@ from __future__ import annotations
 
 import argparse
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 
 from experiments.common import (
-    BUILD_JD0G, BUILD_JD0G_ESNLI, DEFAULT_DATA_ROOT, DEFAULT_WORK, DEV_EVAL, HUMAN_STORE, JD0G_DIR, JD0G_ORIGINALS,
-    LABEL_ONLY, MANIFEST, MNLI_EVAL, MNLI_EVAL_STRICT, PAIRS, build_config, sha256, write_json,
+    BUILD_JD0G,
+    BUILD_JD0G_ESNLI,
+    DEFAULT_DATA_ROOT,
+    DEFAULT_WORK,
+    DEV_EVAL,
+    HUMAN_STORE,
+    JD0G_DIR,
+    JD0G_ORIGINALS,
+    LABEL_ONLY,
+    MANIFEST,
+    MNLI_EVAL,
+    MNLI_EVAL_STRICT,
+    PAIRS,
+    build_config,
+    sha256,
+    write_json,
 )
 from nli_cot_hub.data import Columns, LabelMapping, contamination, load_pairs, pair_key
 from nli_cot_hub.generate import RationalesConfig, run_rationales
@@ -41,11 +55,14 @@ DEV_FILE = "comp34812_nli/dev_jd0g.csv"
 JD0G_FILES = ("sample_thoughts.json", "sample_reflections.json", "dev_missing_gold.csv")
 JD0G_SOURCE = "comp34812_nli_jd0g_cot"
 ESNLI_SPLIT = "esnli/dev"
-MNLI_SUBSETS = {"matched": "mnli_hard/MNLIMatchedHardWithHardTest",
-                "mismatched": "mnli_hard/MNLIMismatchedHardWithHardTest"}
+MNLI_SUBSETS = {
+    "matched": "mnli_hard/MNLIMatchedHardWithHardTest",
+    "mismatched": "mnli_hard/MNLIMismatchedHardWithHardTest",
+}
 
 
 # ---------------------------------------------------------------- sources
+
 
 def artifact_records(jd0g_dir: Path):
     from nli_cot_hub.build import import_artifacts
@@ -54,9 +71,14 @@ def artifact_records(jd0g_dir: Path):
 
 
 def records_frame(records) -> pd.DataFrame:
-    return pd.DataFrame({"id": [r.id for r in records], "premise": [r.premise for r in records],
-                         "hypothesis": [r.hypothesis for r in records],
-                         "label": pd.array([r.label for r in records], dtype="Int64")})
+    return pd.DataFrame(
+        {
+            "id": [r.id for r in records],
+            "premise": [r.premise for r in records],
+            "hypothesis": [r.hypothesis for r in records],
+            "label": pd.array([r.label for r in records], dtype="Int64"),
+        }
+    )
 
 
 def training_sources(data_root: Path, jd0g_dir: Path) -> dict[str, pd.DataFrame]:
@@ -70,7 +92,10 @@ def training_sources(data_root: Path, jd0g_dir: Path) -> dict[str, pd.DataFrame]
 
 # ---------------------------------------------------------------- evaluation sets
 
-def dev_eval_set(dev: pd.DataFrame, training_ids: set[str], sources: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, dict]:
+
+def dev_eval_set(
+    dev: pd.DataFrame, training_ids: set[str], sources: dict[str, pd.DataFrame]
+) -> tuple[pd.DataFrame, dict]:
     """Dev rows that are not training rows (by id) and share no pair with a training source (by content)."""
     excluded = {"training rows (dev_missing_gold ids)": int(dev["id"].isin(training_ids).sum())}
     kept = dev[~dev["id"].isin(training_ids)]
@@ -81,17 +106,29 @@ def dev_eval_set(dev: pd.DataFrame, training_ids: set[str], sources: dict[str, p
     return kept.reset_index(drop=True), excluded
 
 
-def mnli_eval_set(data_root: Path, sources: dict[str, pd.DataFrame], per_subset: int, seed: int) -> tuple[pd.DataFrame, dict]:
+def mnli_eval_set(
+    data_root: Path, sources: dict[str, pd.DataFrame], per_subset: int, seed: int
+) -> tuple[pd.DataFrame, dict]:
     """A seeded sample of each MNLI hard subset without training pairs, with both binary labels and the
     original three-class label."""
     frames, excluded = [], {}
     for subset, relative in MNLI_SUBSETS.items():
         raw = load_pairs(data_root / relative, labels=LabelMapping(three_class="non-contradiction"))
         strict = load_pairs(data_root / relative, labels=LabelMapping(three_class="strict"))
-        three = pd.read_csv(data_root / relative / "labels.test", header=None, names=["gold3"], dtype=str)["gold3"].str.strip()
-        frame = pd.DataFrame({"id": [f"{subset}-{i}" for i in raw["id"]], "premise": raw["premise"],
-                              "hypothesis": raw["hypothesis"], "label": raw["label"],
-                              "label_strict": strict["label"], "gold3": three.values, "subset": subset})
+        three = pd.read_csv(data_root / relative / "labels.test", header=None, names=["gold3"], dtype=str)[
+            "gold3"
+        ].str.strip()
+        frame = pd.DataFrame(
+            {
+                "id": [f"{subset}-{i}" for i in raw["id"]],
+                "premise": raw["premise"],
+                "hypothesis": raw["hypothesis"],
+                "label": raw["label"],
+                "label_strict": strict["label"],
+                "gold3": three.values,
+                "subset": subset,
+            }
+        )
         for name, source in sources.items():
             overlap = contamination(frame, source)
             excluded[f"{subset}: pair also in {name}"] = overlap.count
@@ -103,6 +140,7 @@ def mnli_eval_set(data_root: Path, sources: dict[str, pd.DataFrame], per_subset:
 
 
 # ---------------------------------------------------------------- training files
+
 
 def write_originals_store(jd0g_dir: Path, path: Path) -> int:
     """The author's dev thoughts as a CoTRecord store, the input of `nli-cot reflect` (it reflects on the
@@ -144,11 +182,14 @@ def build(work: Path, output: str, *stores: str) -> None:
 
 # ---------------------------------------------------------------- checks
 
+
 def training_frames(work: Path) -> dict[str, pd.DataFrame]:
     """What the runs can train on, read back from the prepared files."""
-    frames = {"pairs.csv": load_pairs(work / PAIRS, columns=Columns(id="id")),
-              "jd0g originals store": records_frame(_read_store(work / JD0G_ORIGINALS)),
-              "e-SNLI rationales store": records_frame(_read_store(work / HUMAN_STORE))}
+    frames = {
+        "pairs.csv": load_pairs(work / PAIRS, columns=Columns(id="id")),
+        "jd0g originals store": records_frame(_read_store(work / JD0G_ORIGINALS)),
+        "e-SNLI rationales store": records_frame(_read_store(work / HUMAN_STORE)),
+    }
     for build_name in (BUILD_JD0G, BUILD_JD0G_ESNLI):
         for path in sorted((work / build_name).glob("*/*.parquet")):
             rows = pd.read_parquet(path)
@@ -164,16 +205,28 @@ def _read_store(path: Path):
 
 def overlap_report(work: Path) -> dict[str, dict[str, int]]:
     """For each evaluation set and training file: how many evaluation pairs occur in it (all must be 0)."""
-    evaluation = {"dev": load_pairs(work / DEV_EVAL, columns=Columns(id="id")),
-                  "mnli_hard": load_pairs(work / MNLI_EVAL, columns=Columns(id="id"))}
-    return {name: {source: contamination(rows, frame).count for source, frame in training_frames(work).items()}
-            for name, rows in evaluation.items()}
+    evaluation = {
+        "dev": load_pairs(work / DEV_EVAL, columns=Columns(id="id")),
+        "mnli_hard": load_pairs(work / MNLI_EVAL, columns=Columns(id="id")),
+    }
+    return {
+        name: {source: contamination(rows, frame).count for source, frame in training_frames(work).items()}
+        for name, rows in evaluation.items()
+    }
 
 
 # ---------------------------------------------------------------- main
 
-def prepare(data_root: Path, work: Path, *, mnli_per_subset: int = 500, rationales: int = 3000,
-            seed: int = 42, max_dev: int | None = None) -> dict:
+
+def prepare(
+    data_root: Path,
+    work: Path,
+    *,
+    mnli_per_subset: int = 500,
+    rationales: int = 3000,
+    seed: int = 42,
+    max_dev: int | None = None,
+) -> dict:
     data_root, work = Path(data_root), Path(work)
     work.mkdir(parents=True, exist_ok=True)
     jd0g_dir = work / JD0G_DIR
@@ -193,13 +246,21 @@ def prepare(data_root: Path, work: Path, *, mnli_per_subset: int = 500, rational
     dev_eval[["id", "premise", "hypothesis", "label"]].to_csv(work / DEV_EVAL, index=False)
     mnli.to_csv(work / MNLI_EVAL, index=False)
     mnli.assign(label=mnli["label_strict"])[["id", "premise", "hypothesis", "label"]].to_csv(
-        work / MNLI_EVAL_STRICT, index=False)
+        work / MNLI_EVAL_STRICT, index=False
+    )
 
     originals = write_originals_store(jd0g_dir, work / JD0G_ORIGINALS)
     if (work / HUMAN_STORE).exists():
         (work / HUMAN_STORE).unlink()
-    run_rationales(RationalesConfig(data=str(data_root / ESNLI_SPLIT), output=str(work / HUMAN_STORE), explanation=1,
-                                    sample=rationales, seed=seed))
+    run_rationales(
+        RationalesConfig(
+            data=str(data_root / ESNLI_SPLIT),
+            output=str(work / HUMAN_STORE),
+            explanation=1,
+            sample=rationales,
+            seed=seed,
+        )
+    )
     build(work, BUILD_JD0G)
     build(work, BUILD_JD0G_ESNLI, HUMAN_STORE)
     pairs = training_pairs(work / BUILD_JD0G)
@@ -211,21 +272,33 @@ def prepare(data_root: Path, work: Path, *, mnli_per_subset: int = 500, rational
     if leaks:
         raise SystemExit(f"error: evaluation pairs occur in training files: {leaks}")
     manifest = {
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "data_root_files": {rel: sha256(data_root / rel) for rel in
-                            [DEV_FILE, f"{JD0G_SOURCE}/dev_missing_gold.csv", f"{ESNLI_SPLIT}/s1.dev"]},
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "data_root_files": {
+            rel: sha256(data_root / rel)
+            for rel in [DEV_FILE, f"{JD0G_SOURCE}/dev_missing_gold.csv", f"{ESNLI_SPLIT}/s1.dev"]
+        },
         "options": {"mnli_per_subset": mnli_per_subset, "rationales": rationales, "seed": seed, "max_dev": max_dev},
-        "dev": {"source_rows": len(dev), "excluded": dev_excluded, "rows": len(dev_eval),
-                "label_counts": _counts(dev_eval["label"])},
-        "mnli_hard": {"excluded": mnli_excluded, "rows": len(mnli),
-                      "by_subset": {k: int(v) for k, v in mnli["subset"].value_counts().sort_index().items()},
-                      "gold3_counts": {k: int(v) for k, v in mnli["gold3"].value_counts().sort_index().items()},
-                      "label_counts_comp34812": _counts(mnli["label"]),
-                      "label_counts_standard": _counts(mnli["label_strict"])},
-        "training": {"jd0g_dev_originals": originals,
-                     "jd0g_dev_wrong": sum(1 for r in _read_store(work / JD0G_ORIGINALS) if r.correct is False),
-                     "esnli_rationales": len(_read_store(work / HUMAN_STORE)), "pairs": len(pairs),
-                     "pairs_label_counts": _counts(pairs["label"])},
+        "dev": {
+            "source_rows": len(dev),
+            "excluded": dev_excluded,
+            "rows": len(dev_eval),
+            "label_counts": _counts(dev_eval["label"]),
+        },
+        "mnli_hard": {
+            "excluded": mnli_excluded,
+            "rows": len(mnli),
+            "by_subset": {k: int(v) for k, v in mnli["subset"].value_counts().sort_index().items()},
+            "gold3_counts": {k: int(v) for k, v in mnli["gold3"].value_counts().sort_index().items()},
+            "label_counts_comp34812": _counts(mnli["label"]),
+            "label_counts_standard": _counts(mnli["label_strict"]),
+        },
+        "training": {
+            "jd0g_dev_originals": originals,
+            "jd0g_dev_wrong": sum(1 for r in _read_store(work / JD0G_ORIGINALS) if r.correct is False),
+            "esnli_rationales": len(_read_store(work / HUMAN_STORE)),
+            "pairs": len(pairs),
+            "pairs_label_counts": _counts(pairs["label"]),
+        },
         "overlap_eval_vs_training": overlaps,
     }
     write_json(work / MANIFEST, manifest)
@@ -237,23 +310,44 @@ def _counts(labels: pd.Series) -> dict[str, int]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT,
-                        help="The shared real-data folder (default: NLI_COT_SHARED_DATA, else ../shared/data).")
-    parser.add_argument("--work", type=Path, default=DEFAULT_WORK, help="Output folder (default: experiments/prepared).")
-    parser.add_argument("--mnli-per-subset", type=int, default=500,
-                        help="Rows drawn from each MNLI hard subset (0 = all, about 4,500 each).")
-    parser.add_argument("--rationales", type=int, default=3000, help="e-SNLI explanations drawn for the rationale run.")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--data-root",
+        type=Path,
+        default=DEFAULT_DATA_ROOT,
+        help="The shared real-data folder (default: NLI_COT_SHARED_DATA, else ../shared/data).",
+    )
+    parser.add_argument(
+        "--work", type=Path, default=DEFAULT_WORK, help="Output folder (default: experiments/prepared)."
+    )
+    parser.add_argument(
+        "--mnli-per-subset",
+        type=int,
+        default=500,
+        help="Rows drawn from each MNLI hard subset (0 = all, about 4,500 each).",
+    )
+    parser.add_argument(
+        "--rationales", type=int, default=3000, help="e-SNLI explanations drawn for the rationale run."
+    )
     parser.add_argument("--max-dev", type=int, default=None, help="Cap on dev evaluation rows (default: all).")
     parser.add_argument("--seed", type=int, default=42, help="Seed of every sample.")
     args = parser.parse_args(argv)
-    manifest = prepare(args.data_root, args.work, mnli_per_subset=args.mnli_per_subset,
-                       rationales=args.rationales, seed=args.seed, max_dev=args.max_dev)
+    manifest = prepare(
+        args.data_root,
+        args.work,
+        mnli_per_subset=args.mnli_per_subset,
+        rationales=args.rationales,
+        seed=args.seed,
+        max_dev=args.max_dev,
+    )
     print(f"dev evaluation rows: {manifest['dev']['rows']} (excluded {manifest['dev']['excluded']})")
     print(f"MNLI hard evaluation rows: {manifest['mnli_hard']['rows']} {manifest['mnli_hard']['by_subset']}")
-    print(f"training pairs: {manifest['training']['pairs']}; wrong author thoughts to reflect on: "
-          f"{manifest['training']['jd0g_dev_wrong']}; e-SNLI rationales: {manifest['training']['esnli_rationales']}")
+    print(
+        f"training pairs: {manifest['training']['pairs']}; wrong author thoughts to reflect on: "
+        f"{manifest['training']['jd0g_dev_wrong']}; e-SNLI rationales: {manifest['training']['esnli_rationales']}"
+    )
     print(f"no evaluation pair occurs in any training file; wrote {args.work / MANIFEST}")
 
 

@@ -5,7 +5,8 @@ thought-length plot, from the prediction files the runs wrote.
 
 A run whose predictions were not evaluated where they were made (the GPU machine lacks scikit-learn,
 scipy and matplotlib) is evaluated here first, with the function behind ``nli-cot evaluate`` and the
-arguments ``experiments.run`` would have given it. Per run and set: rows, accuracy with its 95% Wilson interval, macro F1, parse rate, and
+arguments ``experiments.run`` would have given it. Per run and set: rows, accuracy with its 95% Wilson
+interval, macro F1, parse rate, and
 McNemar's test against the classic baseline on the rows both predicted
 (``nli_cot_hub.report.compare``). Only the part of RESULTS.md between the ``results:begin`` and
 ``results:end`` markers is rewritten; the rest (the reading of the numbers) is left to a person.
@@ -29,6 +30,8 @@ def markers(block: str = "results") -> tuple[str, str]:
     """The markers of one written block of the results file: runs made at different times can be kept in
     blocks of their own, so summarising new runs never drops older ones whose predictions are gone."""
     return f"<!-- {block}:begin -->", f"<!-- {block}:end -->"
+
+
 VIEW_TITLES = {
     "dev": "Coursework dev, held out (`dev_jd0g.csv` minus every training pair)",
     "mnli_hard": "MNLI hard (matched + mismatched sample), COMP34812 labels: neutral -> 1",
@@ -84,11 +87,16 @@ def view_models(view: str, runs: dict[str, dict], results: Path) -> dict:
     from nli_cot_hub.report import load_models
 
     name = SCORED_VIEWS[view][0]
-    return {run: load_models([str(results / run / f"predictions_{name}.jsonl")], [run])[0]
-            for run in runs if (results / run / f"predictions_{name}.jsonl").exists()}
+    return {
+        run: load_models([str(results / run / f"predictions_{name}.jsonl")], [run])[0]
+        for run in runs
+        if (results / run / f"predictions_{name}.jsonl").exists()
+    }
 
 
-def table_rows(view: str, runs: dict[str, dict], models: dict, gold: dict[str, int] | None, baseline: str) -> list[dict]:
+def table_rows(
+    view: str, runs: dict[str, dict], models: dict, gold: dict[str, int] | None, baseline: str
+) -> list[dict]:
     from nli_cot_hub.report import compare, gold_of
 
     rows = []
@@ -96,11 +104,18 @@ def table_rows(view: str, runs: dict[str, dict], models: dict, gold: dict[str, i
         scored = [r for r in model.records.values() if gold_of(r, gold) is not None]
         correct = sum(r.predicted_label == gold_of(r, gold) for r in scored)
         metrics = runs[run]["sets"].get(view, {})
-        row = {"run": run, "card": runs[run]["environment"]["card"], "date": runs[run]["environment"]["date"][:10],
-               "rows": len(scored), "accuracy": correct / len(scored) if scored else None,
-               "ci": wilson_interval(correct, len(scored)) if scored else None,
-               "macro_f1": metrics.get("macro_f1"), "parse_rate": metrics.get("parse_rate"),
-               "mcnemar_p": None, "mcnemar_rows": None}
+        row = {
+            "run": run,
+            "card": runs[run]["environment"]["card"],
+            "date": runs[run]["environment"]["date"][:10],
+            "rows": len(scored),
+            "accuracy": correct / len(scored) if scored else None,
+            "ci": wilson_interval(correct, len(scored)) if scored else None,
+            "macro_f1": metrics.get("macro_f1"),
+            "parse_rate": metrics.get("parse_rate"),
+            "mcnemar_p": None,
+            "mcnemar_rows": None,
+        }
         if baseline in models and run != baseline:
             comparison = compare(model, models[baseline], gold)
             row["mcnemar_p"], row["mcnemar_rows"] = comparison["p_value"], comparison["rows"]
@@ -133,8 +148,9 @@ def plot_lengths(runs: dict[str, dict], results: Path, path: Path) -> Path | Non
         if not predictions.exists():
             continue
         records = list(load_models([str(predictions)], [run])[0].records.values())
-        buckets = [b for b in length_buckets(records, None)
-                   if b["bucket"] != "no thought" and b["rows"] >= MIN_BUCKET_ROWS]
+        buckets = [
+            b for b in length_buckets(records, None) if b["bucket"] != "no thought" and b["rows"] >= MIN_BUCKET_ROWS
+        ]
         if buckets:
             lines[run] = buckets
     if not lines:
@@ -142,8 +158,12 @@ def plot_lengths(runs: dict[str, dict], results: Path, path: Path) -> Path | Non
     order = sorted({b["bucket"] for buckets in lines.values() for b in buckets}, key=_bucket_start)
     figure, axis = plt.subplots(figsize=(8, 4.5))
     for run, buckets in lines.items():
-        axis.plot([order.index(b["bucket"]) for b in buckets], [b["accuracy"] for b in buckets], marker="o",
-                  label=f"{run} ({sum(b['rows'] for b in buckets)} rows drawn)")
+        axis.plot(
+            [order.index(b["bucket"]) for b in buckets],
+            [b["accuracy"] for b in buckets],
+            marker="o",
+            label=f"{run} ({sum(b['rows'] for b in buckets)} rows drawn)",
+        )
     axis.set_xticks(range(len(order)), order)
     axis.set_xlabel(f"thought length (words); buckets of fewer than {MIN_BUCKET_ROWS} rows left out")
     axis.set_ylabel("dev accuracy")
@@ -163,7 +183,9 @@ def pairwise(models: dict, gold: dict[str, int] | None) -> dict[tuple[str, str],
     from nli_cot_hub.report import compare
 
     names = list(models)
-    return {(a, b): compare(models[a], models[b], gold)["p_value"] for i, a in enumerate(names) for b in names[i + 1:]}
+    return {
+        (a, b): compare(models[a], models[b], gold)["p_value"] for i, a in enumerate(names) for b in names[i + 1 :]
+    }
 
 
 FORMAT_VIEWS = ("dev", "mnli_hard")
@@ -211,8 +233,12 @@ def format_rows(view: str, runs: dict[str, dict], results: Path, work: Path) -> 
         for readout, suffix in READOUT_SUFFIX.items():
             if (results / run / f"predictions_{name}{suffix}.jsonl").exists():
                 groups.setdefault((record["recipe"], readout), []).append((record["seed"], run))
-    baselines = {seed: run for (recipe, readout), members in groups.items() if recipe == FORMAT_BASELINE
-                 and readout == "generate" for seed, run in members}
+    baselines = {
+        seed: run
+        for (recipe, readout), members in groups.items()
+        if recipe == FORMAT_BASELINE and readout == "generate"
+        for seed, run in members
+    }
     rows = []
     for (recipe, readout), members in groups.items():
         suffix = READOUT_SUFFIX[readout]
@@ -230,12 +256,21 @@ def format_rows(view: str, runs: dict[str, dict], results: Path, work: Path) -> 
             if comparison["rows"]:
                 differences.append(comparison["accuracy_a"] - comparison["accuracy_b"])
                 p_values.append((seed, comparison["p_value"]))
-        rows.append({"format": runs[members[0][1]]["completion_format"], "recipe": recipe, "readout": readout,
-                     "seeds": [seed for seed, _ in members],
-                     **{key: spread([m.get(key) for m in metrics])
-                        for key in ("accuracy", "macro_f1", "parse_rate", "ece", "brier", "roc_auc")},
-                     "examples_per_second": spread(speeds, 1),
-                     "difference": spread(differences), "p_values": p_values})
+        rows.append(
+            {
+                "format": runs[members[0][1]]["completion_format"],
+                "recipe": recipe,
+                "readout": readout,
+                "seeds": [seed for seed, _ in members],
+                **{
+                    key: spread([m.get(key) for m in metrics])
+                    for key in ("accuracy", "macro_f1", "parse_rate", "ece", "brier", "roc_auc")
+                },
+                "examples_per_second": spread(speeds, 1),
+                "difference": spread(differences),
+                "p_values": p_values,
+            }
+        )
     return rows
 
 
@@ -244,18 +279,24 @@ def render_formats(tables: dict[str, list[dict]]) -> list[str]:
     for view, rows in tables.items():
         if not rows:
             continue
-        lines += [f"### Completion formats: {VIEW_TITLES[view]}", "",
-                  "Mean ± sd over the seeds; calibration only for the log-probability read-out; the difference "
-                  f"and McNemar's p (per seed) are against `{FORMAT_BASELINE}` with generation, on the same rows.", "",
-                  "| format | run | read-out | seeds | accuracy | macro F1 | parse rate | ECE | Brier | ROC-AUC | "
-                  "examples/s | accuracy − label-only | McNemar p per seed |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"### Completion formats: {VIEW_TITLES[view]}",
+            "",
+            "Mean ± sd over the seeds; calibration only for the log-probability read-out; the difference "
+            f"and McNemar's p (per seed) are against `{FORMAT_BASELINE}` with generation, on the same rows.",
+            "",
+            "| format | run | read-out | seeds | accuracy | macro F1 | parse rate | ECE | Brier | ROC-AUC | "
+            "examples/s | accuracy − label-only | McNemar p per seed |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for row in rows:
             p_values = ", ".join(f"{seed}: {_p(value)}" for seed, value in row["p_values"]) or "–"
-            lines.append(f"| {row['format']} | {row['recipe']} | {row['readout']} | "
-                         f"{', '.join(map(str, row['seeds']))} | {row['accuracy']} | {row['macro_f1']} | "
-                         f"{row['parse_rate']} | {row['ece']} | {row['brier']} | {row['roc_auc']} | "
-                         f"{row['examples_per_second']} | {row['difference']} | {p_values} |")
+            lines.append(
+                f"| {row['format']} | {row['recipe']} | {row['readout']} | "
+                f"{', '.join(map(str, row['seeds']))} | {row['accuracy']} | {row['macro_f1']} | "
+                f"{row['parse_rate']} | {row['ece']} | {row['brier']} | {row['roc_auc']} | "
+                f"{row['examples_per_second']} | {row['difference']} | {p_values} |"
+            )
         lines.append("")
     return lines
 
@@ -268,32 +309,55 @@ def _number(value, digits: int = 4) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-def render(runs: dict[str, dict], tables: dict[str, list[dict]], plot: Path | None, output: Path, baseline: str,
-           pairs: dict[tuple[str, str], float] | None = None, formats: dict[str, list[dict]] | None = None,
-           block: str = "results") -> str:
+def render(
+    runs: dict[str, dict],
+    tables: dict[str, list[dict]],
+    plot: Path | None,
+    output: Path,
+    baseline: str,
+    pairs: dict[tuple[str, str], float] | None = None,
+    formats: dict[str, list[dict]] | None = None,
+    block: str = "results",
+) -> str:
     begin, end = markers(block)
     cards = sorted({f"{r['environment']['card']}" for r in runs.values()})
-    lines = [begin, "", "_Written by `python -m experiments.summarise` from the runs in `experiments/results/`; "
-             "do not edit between the markers._", "",
-             f"Runs: {len(runs)} ({', '.join(runs)}). Cards: {', '.join(cards)}. Model: SmolLM2-135M-Instruct "
-             "(the embedded model) + LoRA; classic baseline: TF-IDF + logistic regression.", ""]
+    lines = [
+        begin,
+        "",
+        "_Written by `python -m experiments.summarise` from the runs in `experiments/results/`; "
+        "do not edit between the markers._",
+        "",
+        f"Runs: {len(runs)} ({', '.join(runs)}). Cards: {', '.join(cards)}. Model: SmolLM2-135M-Instruct "
+        "(the embedded model) + LoRA; classic baseline: TF-IDF + logistic regression.",
+        "",
+    ]
     for view, rows in tables.items():
         if not rows:
             continue
-        lines += [f"### {VIEW_TITLES[view]}", "",
-                  f"| run | card | date | rows | accuracy | 95% CI (Wilson) | macro F1 | parse rate | McNemar p vs {baseline} |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"### {VIEW_TITLES[view]}",
+            "",
+            "| run | card | date | rows | accuracy | 95% CI (Wilson) | macro F1 | parse rate | "
+            f"McNemar p vs {baseline} |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
         for row in rows:
             ci = "–" if row["ci"] is None else f"{row['ci'][0]:.3f}–{row['ci'][1]:.3f}"
             p = "–" if row["mcnemar_p"] is None else f"{_p(row['mcnemar_p'])} ({row['mcnemar_rows']} rows)"
-            lines.append(f"| {row['run']} | {row['card']} | {row['date']} | {row['rows']} | {_number(row['accuracy'])} | "
-                         f"{ci} | {_number(row['macro_f1'])} | {_number(row['parse_rate'], 3)} | {p} |")
+            lines.append(
+                f"| {row['run']} | {row['card']} | {row['date']} | {row['rows']} | {_number(row['accuracy'])} | "
+                f"{ci} | {_number(row['macro_f1'])} | {_number(row['parse_rate'], 3)} | {p} |"
+            )
         lines.append("")
     lines += render_formats(formats or {})
     if pairs:
         names = list(dict.fromkeys([a for a, _ in pairs] + [b for _, b in pairs]))
-        lines += ["### Coursework dev: McNemar p between runs", "",
-                  "| | " + " | ".join(names[1:]) + " |", "|---" * len(names) + "|"]
+        lines += [
+            "### Coursework dev: McNemar p between runs",
+            "",
+            "| | " + " | ".join(names[1:]) + " |",
+            "|---" * len(names) + "|",
+        ]
         for i, a in enumerate(names[:-1]):
             cells = ["" if j <= i else _p(pairs[(a, b)]) for j, b in enumerate(names) if j > 0]
             lines.append(f"| {a} | " + " | ".join(cells) + " |")
@@ -306,19 +370,32 @@ def render(runs: dict[str, dict], tables: dict[str, list[dict]], plot: Path | No
     for key, names in stores.items():
         made = json.loads(key)
         usable = made.get("usable_thoughts")
-        lines += [f"Reflections in {', '.join(f'`{n}`' for n in names)} by `{made['model']}`: {made['records']} "
-                  f"written, {made['reached_gold']} gave the gold label"
-                  + (f", {usable} of them with a thought, the only ones a CoT data set can train on"
-                     if usable is not None else "")
-                  + f" (statuses {made['by_status']}).", ""]
+        lines += [
+            f"Reflections in {', '.join(f'`{n}`' for n in names)} by `{made['model']}`: {made['records']} "
+            f"written, {made['reached_gold']} gave the gold label"
+            + (
+                f", {usable} of them with a thought, the only ones a CoT data set can train on"
+                if usable is not None
+                else ""
+            )
+            + f" (statuses {made['by_status']}).",
+            "",
+        ]
     for run, record in runs.items():
         if record.get("base"):
-            lines += [f"`{run}` samples from `{record['base']}`'s adapter ({record['samples']} samples, temperature "
-                      f"{record['temperature']}).", ""]
+            lines += [
+                f"`{run}` samples from `{record['base']}`'s adapter ({record['samples']} samples, temperature "
+                f"{record['temperature']}).",
+                "",
+            ]
     if plot is not None:
         lines += [f"![accuracy by thought length]({plot.relative_to(output.parent).as_posix()})", ""]
-    lines += ["Per-run details (commands, wall times, training summary, confusion matrices, worst errors): "
-              "`experiments/results/<run>/report.md`.", "", end]
+    lines += [
+        "Per-run details (commands, wall times, training summary, confusion matrices, worst errors): "
+        "`experiments/results/<run>/report.md`.",
+        "",
+        end,
+    ]
     return "\n".join(lines)
 
 
@@ -335,11 +412,20 @@ def write_results(output: Path, block: str, name: str = "results") -> Path:
     return output
 
 
-def summarise(results: Path, work: Path, output: Path, baseline: str = "tfidf", include_smoke: bool = False,
-              pattern: str | None = None, block: str = "results") -> dict:
+def summarise(
+    results: Path,
+    work: Path,
+    output: Path,
+    baseline: str = "tfidf",
+    include_smoke: bool = False,
+    pattern: str | None = None,
+    block: str = "results",
+) -> dict:
     runs = collect(results, work, include_smoke, pattern)
     if not runs:
-        raise SystemExit(f"error: no runs with predictions under {results} (--smoke runs count only with --include-smoke)")
+        raise SystemExit(
+            f"error: no runs with predictions under {results} (--smoke runs count only with --include-smoke)"
+        )
     tables, pairs = {}, None
     for view in SCORED_VIEWS:
         models, gold = view_models(view, runs, results), gold_labels(view, work)
@@ -349,25 +435,44 @@ def summarise(results: Path, work: Path, output: Path, baseline: str = "tfidf", 
     formats = {view: format_rows(view, runs, results, work) for view in FORMAT_VIEWS}
     plot = plot_lengths(runs, results, output.parent / f"{block}_thought_length.png")
     write_results(output, render(runs, tables, plot, output, baseline, pairs, formats, block), block)
-    return {"runs": list(runs), "tables": tables, "pairs": pairs, "formats": formats,
-            "plot": str(plot) if plot else None}
+    return {
+        "runs": list(runs),
+        "tables": tables,
+        "pairs": pairs,
+        "formats": formats,
+        "plot": str(plot) if plot else None,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="Runs folder (default experiments/results).")
+    parser.add_argument(
+        "--results", type=Path, default=DEFAULT_RESULTS, help="Runs folder (default experiments/results)."
+    )
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK, help="prepare_data's output (for the gold labels).")
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="Markdown file to fill in (default docs/RESULTS.md).")
+    parser.add_argument(
+        "--output", type=Path, default=DEFAULT_OUTPUT, help="Markdown file to fill in (default docs/RESULTS.md)."
+    )
     parser.add_argument("--baseline", default="tfidf", help="Run that McNemar's test compares against.")
     parser.add_argument("--include-smoke", action="store_true", help="Also list --smoke runs (marked as such).")
-    parser.add_argument("--runs", default=None, metavar="PATTERN",
-                        help="Only the runs whose folder name matches this shell pattern (e.g. 'fmt-*').")
-    parser.add_argument("--block", default="results",
-                        help="Name of the marked block to write (<!-- NAME:begin --> ... <!-- NAME:end -->; added at "
-                             "the end of the file when missing); its plot is NAME_thought_length.png.")
+    parser.add_argument(
+        "--runs",
+        default=None,
+        metavar="PATTERN",
+        help="Only the runs whose folder name matches this shell pattern (e.g. 'fmt-*').",
+    )
+    parser.add_argument(
+        "--block",
+        default="results",
+        help="Name of the marked block to write (<!-- NAME:begin --> ... <!-- NAME:end -->; added at "
+        "the end of the file when missing); its plot is NAME_thought_length.png.",
+    )
     args = parser.parse_args(argv)
     summary = summarise(args.results, args.work, args.output, args.baseline, args.include_smoke, args.runs, args.block)
-    print(f"summarised {len(summary['runs'])} runs into {args.output}" + (f"; plot {summary['plot']}" if summary["plot"] else ""))
+    print(
+        f"summarised {len(summary['runs'])} runs into {args.output}"
+        + (f"; plot {summary['plot']}" if summary["plot"] else "")
+    )
 
 
 if __name__ == "__main__":

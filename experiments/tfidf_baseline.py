@@ -52,11 +52,21 @@ def features(vectoriser, pairs: pd.DataFrame):
 def predict_records(model, pairs: pd.DataFrame) -> list[CoTRecord]:
     vectoriser, classifier = model
     labels = classifier.predict(features(vectoriser, pairs))
-    return [CoTRecord(id=str(row_id), premise=premise, hypothesis=hypothesis,
-                      label=None if pd.isna(gold) else int(gold), predicted_label=int(predicted),
-                      status="label-only", model=MODEL_NAME, prompt_version=VERSION)
-            for row_id, premise, hypothesis, gold, predicted in
-            zip(pairs["id"], pairs["premise"], pairs["hypothesis"], pairs["label"], labels)]
+    return [
+        CoTRecord(
+            id=str(row_id),
+            premise=premise,
+            hypothesis=hypothesis,
+            label=None if pd.isna(gold) else int(gold),
+            predicted_label=int(predicted),
+            status="label-only",
+            model=MODEL_NAME,
+            prompt_version=VERSION,
+        )
+        for row_id, premise, hypothesis, gold, predicted in zip(
+            pairs["id"], pairs["premise"], pairs["hypothesis"], pairs["label"], labels
+        )
+    ]
 
 
 def write_predictions(records: list[CoTRecord], output: str | Path) -> Path:
@@ -71,8 +81,14 @@ def write_predictions(records: list[CoTRecord], output: str | Path) -> Path:
     return output
 
 
-def run(train_path: str | Path, eval_paths: dict[str, str | Path], output_dir: str | Path, seed: int = 42,
-        limit_train: int | None = None, limit_eval: int | None = None) -> dict:
+def run(
+    train_path: str | Path,
+    eval_paths: dict[str, str | Path],
+    output_dir: str | Path,
+    seed: int = 42,
+    limit_train: int | None = None,
+    limit_eval: int | None = None,
+) -> dict:
     """Fit on ``train_path``; write ``predictions_<name>.jsonl`` per evaluation set; return a summary."""
     train = load_pairs(train_path, columns=Columns(id="id"))
     if limit_train:

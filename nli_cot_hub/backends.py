@@ -55,8 +55,7 @@ class BackendError(Exception):
     """A failed request. ``retryable``: trying again may succeed; ``retry_after``: seconds the
     server asked us to wait, if it said."""
 
-    def __init__(self, message: str, *, retryable: bool, status: int | None = None,
-                 retry_after: float | None = None):
+    def __init__(self, message: str, *, retryable: bool, status: int | None = None, retry_after: float | None = None):
         super().__init__(message)
         self.retryable = retryable
         self.status = status
@@ -81,8 +80,9 @@ def parse_retry_after(value: str | None) -> float | None:
 
 def http_error(status: int, headers: Any, detail: str) -> BackendError:
     retry_after = parse_retry_after(headers.get("retry-after") if headers is not None else None)
-    return BackendError(f"HTTP {status}: {detail[:300]}", retryable=status in RETRYABLE_STATUS,
-                        status=status, retry_after=retry_after)
+    return BackendError(
+        f"HTTP {status}: {detail[:300]}", retryable=status in RETRYABLE_STATUS, status=status, retry_after=retry_after
+    )
 
 
 def transport_error(error: BaseException) -> BackendError:
@@ -105,9 +105,15 @@ class ChatBackend(abc.ABC):
     top_logprobs: int | None = None
 
     @abc.abstractmethod
-    async def complete(self, messages: list[Message], *, json_schema: dict | None = None,
-                       temperature: float = 0.0, max_tokens: int = 512,
-                       seed: int | None = None) -> Completion:
+    async def complete(
+        self,
+        messages: list[Message],
+        *,
+        json_schema: dict | None = None,
+        temperature: float = 0.0,
+        max_tokens: int = 512,
+        seed: int | None = None,
+    ) -> Completion:
         """One reply to ``messages``; raises BackendError (retryable or not) on failure."""
 
     async def aclose(self) -> None:
@@ -130,11 +136,20 @@ class ChatBackend(abc.ABC):
 
 # ---------------------------------------------------------------- Mistral API
 
+
 class MistralBackend(ChatBackend):
     kind = "mistral"
 
-    def __init__(self, model: str, *, server_url: str | None = None, api_key: str | None = None,
-                 timeout_s: float = DEFAULT_TIMEOUT_S, json_mode: JsonMode = "auto", system_role: str = "auto"):
+    def __init__(
+        self,
+        model: str,
+        *,
+        server_url: str | None = None,
+        api_key: str | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        json_mode: JsonMode = "auto",
+        system_role: str = "auto",
+    ):
         from mistralai.client import Mistral
 
         self.model = model
@@ -144,16 +159,19 @@ class MistralBackend(ChatBackend):
             raise ValueError("the Mistral API needs MISTRAL_API_KEY in the environment")
         self.json_mode = "schema" if json_mode == "auto" else json_mode
         self.json_support = self.json_mode
-        self._client = Mistral(api_key=key or "unused", server_url=server_url, retry_config=None,
-                               timeout_ms=int(timeout_s * 1000))
+        self._client = Mistral(
+            api_key=key or "unused", server_url=server_url, retry_config=None, timeout_ms=int(timeout_s * 1000)
+        )
 
     async def complete(self, messages, *, json_schema=None, temperature=0.0, max_tokens=512, seed=None):
         from mistralai.client.errors import MistralError, NoResponseError
 
         kwargs: dict[str, Any] = {}
         if json_schema is not None and self.json_mode == "schema":
-            kwargs["response_format"] = {"type": "json_schema", "json_schema": {
-                "name": json_schema.get("title", "answer"), "schema": json_schema, "strict": True}}
+            kwargs["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": json_schema.get("title", "answer"), "schema": json_schema, "strict": True},
+            }
         elif json_schema is not None and self.json_mode == "object":
             kwargs["response_format"] = {"type": "json_object"}
         if seed is not None:
@@ -161,8 +179,13 @@ class MistralBackend(ChatBackend):
         messages = await self.server_messages(messages)
         try:
             response = await self._client.chat.complete_async(
-                model=self.model, messages=messages, temperature=temperature, max_tokens=max_tokens,
-                retries=None, **kwargs)
+                model=self.model,
+                messages=messages,
+                temperature=temperature,
+                max_tokens=max_tokens,
+                retries=None,
+                **kwargs,
+            )
         except MistralError as error:
             raise http_error(error.status_code, error.headers, error.body or str(error)) from None
         except NoResponseError as error:
@@ -173,10 +196,13 @@ class MistralBackend(ChatBackend):
             raise
         choice = response.choices[0]
         usage = response.usage
-        return Completion(text=_content_text(choice.message.content),
-                          prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
-                          completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
-                          model=response.model or self.model, finish_reason=str(choice.finish_reason))
+        return Completion(
+            text=_content_text(choice.message.content),
+            prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+            completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
+            model=response.model or self.model,
+            finish_reason=str(choice.finish_reason),
+        )
 
     async def aclose(self):
         await _maybe_close(self._client)
@@ -193,14 +219,23 @@ def _content_text(content) -> str:
 
 # ---------------------------------------------------------------- OpenAI-compatible servers
 
+
 class OpenAICompatibleBackend(ChatBackend):
     """vLLM, SGLang, TGI's Messages API, ``transformers serve``, llama.cpp server, hosted routers."""
 
     kind = "openai"
 
-    def __init__(self, base_url: str, model: str, *, api_key: str | None = None,
-                 timeout_s: float = DEFAULT_TIMEOUT_S, json_mode: JsonMode = "auto", flavour: str = "openai",
-                 system_role: str = "auto"):
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key: str | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        json_mode: JsonMode = "auto",
+        flavour: str = "openai",
+        system_role: str = "auto",
+    ):
         from openai import AsyncOpenAI
 
         self.kind = flavour
@@ -210,8 +245,9 @@ class OpenAICompatibleBackend(ChatBackend):
         default = "object" if flavour == "llamacpp" else "schema"
         self.json_mode = default if json_mode == "auto" else json_mode
         self.json_support = self.json_mode
-        self._client = AsyncOpenAI(base_url=base_url, api_key=api_key or _openai_key(base_url),
-                                   max_retries=0, timeout=timeout_s)
+        self._client = AsyncOpenAI(
+            base_url=base_url, api_key=api_key or _openai_key(base_url), max_retries=0, timeout=timeout_s
+        )
 
     def response_format(self, json_schema: dict | None) -> dict | None:
         if json_schema is None or self.json_mode == "none":
@@ -219,8 +255,10 @@ class OpenAICompatibleBackend(ChatBackend):
         if self.json_mode == "object":
             # llama.cpp's server constrains decoding with a schema given this way.
             return {"type": "json_object", "schema": json_schema}
-        return {"type": "json_schema", "json_schema": {
-            "name": json_schema.get("title", "answer"), "schema": json_schema, "strict": True}}
+        return {
+            "type": "json_schema",
+            "json_schema": {"name": json_schema.get("title", "answer"), "schema": json_schema, "strict": True},
+        }
 
     async def complete(self, messages, *, json_schema=None, temperature=0.0, max_tokens=512, seed=None):
         import openai
@@ -236,7 +274,8 @@ class OpenAICompatibleBackend(ChatBackend):
             kwargs.update(logprobs=True, top_logprobs=self.top_logprobs)
         try:
             response = await self._client.chat.completions.create(
-                model=self.model, messages=messages, temperature=temperature, max_tokens=max_tokens, **kwargs)
+                model=self.model, messages=messages, temperature=temperature, max_tokens=max_tokens, **kwargs
+            )
         except openai.APIStatusError as error:
             raise http_error(error.status_code, error.response.headers, _body_text(error.response)) from None
         except (openai.APITimeoutError, openai.APIConnectionError) as error:
@@ -251,13 +290,19 @@ class OpenAICompatibleBackend(ChatBackend):
         content = getattr(choice.logprobs, "content", None) if self.top_logprobs else None
         if content:
             tokens = [item.token for item in content]
-            alternatives = [{**{top.token: top.logprob for top in item.top_logprobs or []}, item.token: item.logprob}
-                            for item in content]
-        return Completion(text=choice.message.content or "",
-                          prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
-                          completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
-                          model=response.model or self.model, finish_reason=choice.finish_reason,
-                          tokens=tokens, alternatives=alternatives)
+            alternatives = [
+                {**{top.token: top.logprob for top in item.top_logprobs or []}, item.token: item.logprob}
+                for item in content
+            ]
+        return Completion(
+            text=choice.message.content or "",
+            prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+            completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
+            model=response.model or self.model,
+            finish_reason=choice.finish_reason,
+            tokens=tokens,
+            alternatives=alternatives,
+        )
 
     async def aclose(self):
         await self._client.close()
@@ -273,11 +318,12 @@ def _openai_key(base_url: str) -> str:
 def _body_text(response) -> str:
     try:
         return response.text
-    except Exception:  # noqa: BLE001 - a streamed or closed body has no text; the status says enough
+    except Exception:
         return ""
 
 
 # ---------------------------------------------------------------- TGI native
+
 
 class TGIBackend(ChatBackend):
     """TGI's native ``/generate``: the chat template is applied here, JSON is forced by ``grammar``."""
@@ -285,8 +331,14 @@ class TGIBackend(ChatBackend):
     kind = "tgi"
     json_support = "schema"
 
-    def __init__(self, url: str, tokenizer: str | None = None, *, timeout_s: float = DEFAULT_TIMEOUT_S,
-                 json_mode: JsonMode = "auto"):
+    def __init__(
+        self,
+        url: str,
+        tokenizer: str | None = None,
+        *,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        json_mode: JsonMode = "auto",
+    ):
         from huggingface_hub import AsyncInferenceClient
 
         self.url = url.rstrip("/")
@@ -334,8 +386,10 @@ class TGIBackend(ChatBackend):
                 response.raise_for_status()
                 return response.json()["model_id"]
         except (httpx2.HTTPError, KeyError, ValueError) as error:
-            raise BackendError(f"{self.url}/info did not name the served model ({error}); "
-                               f"give the tokenizer as tgi:URL#TOKENIZER", retryable=False) from None
+            raise BackendError(
+                f"{self.url}/info did not name the served model ({error}); give the tokenizer as tgi:URL#TOKENIZER",
+                retryable=False,
+            ) from None
 
     async def complete(self, messages, *, json_schema=None, temperature=0.0, max_tokens=512, seed=None):
         from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError, TextGenerationError
@@ -371,13 +425,22 @@ class TGIBackend(ChatBackend):
         tokens = alternatives = None
         if self.top_logprobs and details is not None and details.top_tokens:
             tokens = [_field(token, "text") for token in details.tokens]
-            alternatives = [{**{_field(top, "text"): _field(top, "logprob") for top in tops},
-                             _field(token, "text"): _field(token, "logprob")}
-                            for token, tops in zip(details.tokens, details.top_tokens)]
-        return Completion(text=output.generated_text, prompt_tokens=prompt_tokens,
-                          completion_tokens=details.generated_tokens if details else 0,
-                          model=self.model, finish_reason=str(details.finish_reason) if details else None,
-                          tokens=tokens, alternatives=alternatives)
+            alternatives = [
+                {
+                    **{_field(top, "text"): _field(top, "logprob") for top in tops},
+                    _field(token, "text"): _field(token, "logprob"),
+                }
+                for token, tops in zip(details.tokens, details.top_tokens)
+            ]
+        return Completion(
+            text=output.generated_text,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=details.generated_tokens if details else 0,
+            model=self.model,
+            finish_reason=str(details.finish_reason) if details else None,
+            tokens=tokens,
+            alternatives=alternatives,
+        )
 
     async def next_token_logprobs(self, text: str, top_n: int) -> tuple[dict[int, float], int]:
         """The top ``top_n`` next tokens after the raw ``text`` (no chat template applied) as {id: log-probability},
@@ -427,6 +490,7 @@ def _load_tokenizer(source: str):
 
 # ---------------------------------------------------------------- local transformers
 
+
 @dataclass
 class _Pending:
     messages: list[Message]
@@ -454,11 +518,19 @@ class LocalBackend(ChatBackend):
     kind = "local"
     json_support = "schema"
 
-    def __init__(self, model: str = "embedded", *, adapter: str | None = None, batch_size: int | None = None,
-                 device: str | None = None, json_mode: JsonMode = "auto"):
+    def __init__(
+        self,
+        model: str = "embedded",
+        *,
+        adapter: str | None = None,
+        batch_size: int | None = None,
+        device: str | None = None,
+        json_mode: JsonMode = "auto",
+    ):
         if json_mode not in ("auto", "schema", "none"):
-            raise ValueError(f"the local backend constrains to the schema (auto/schema) or not at all (none), "
-                             f"not {json_mode!r}")
+            raise ValueError(
+                f"the local backend constrains to the schema (auto/schema) or not at all (none), not {json_mode!r}"
+            )
         self.json_support = "none" if json_mode == "none" else "schema"
         self.model_source = model
         self.adapter = adapter
@@ -473,8 +545,9 @@ class LocalBackend(ChatBackend):
         if self._engine is None:
             from nli_cot_hub.local_engine import LocalEngine
 
-            self._engine = LocalEngine(self.model_source, self.adapter, batch_size=self._batch_limit(),
-                                       device=self._device(), progress=False)
+            self._engine = LocalEngine(
+                self.model_source, self.adapter, batch_size=self._batch_limit(), device=self._device(), progress=False
+            )
         return self._engine
 
     def _device(self) -> str:
@@ -501,13 +574,16 @@ class LocalBackend(ChatBackend):
         while self._queue:
             await asyncio.sleep(0.02)  # let concurrent callers join the batch
             head = self._queue[0]
-            batch = [p for p in self._queue if (p.temperature, p.max_tokens, p.seed) ==
-                     (head.temperature, head.max_tokens, head.seed)][: self._batch_limit()]
+            batch = [
+                p
+                for p in self._queue
+                if (p.temperature, p.max_tokens, p.seed) == (head.temperature, head.max_tokens, head.seed)
+            ][: self._batch_limit()]
             for pending in batch:
                 self._queue.remove(pending)
             try:
                 results = await asyncio.to_thread(self._generate, batch)
-            except Exception as error:  # noqa: BLE001 - hand the failure to every caller of the batch
+            except Exception as error:
                 for pending in batch:
                     if not pending.future.done():
                         pending.future.set_exception(_local_failure(error))
@@ -520,14 +596,24 @@ class LocalBackend(ChatBackend):
         engine = self._load()
         head = batch[0]
         schemas = [p.json_schema for p in batch]
-        generations = engine.generate([p.messages for p in batch], max_new_tokens=head.max_tokens,
-                                      temperature=head.temperature, seed=head.seed,
-                                      json_schema=None if all(s is None for s in schemas) else schemas)
-        return [Completion(text=samples[0].text, prompt_tokens=samples[0].prompt_tokens,
-                           completion_tokens=samples[0].completion_tokens, model=self.model,
-                           finish_reason="stop" if samples[0].finished else "length",
-                           constrained=samples[0].constrained)
-                for samples in generations]
+        generations = engine.generate(
+            [p.messages for p in batch],
+            max_new_tokens=head.max_tokens,
+            temperature=head.temperature,
+            seed=head.seed,
+            json_schema=None if all(s is None for s in schemas) else schemas,
+        )
+        return [
+            Completion(
+                text=samples[0].text,
+                prompt_tokens=samples[0].prompt_tokens,
+                completion_tokens=samples[0].completion_tokens,
+                model=self.model,
+                finish_reason="stop" if samples[0].finished else "length",
+                constrained=samples[0].constrained,
+            )
+            for samples in generations
+        ]
 
 
 def _local_failure(error: Exception) -> Exception:
@@ -544,6 +630,7 @@ def _local_failure(error: Exception) -> Exception:
 
 # ---------------------------------------------------------------- helpers and factory
 
+
 def _is_transport_error(error: BaseException) -> bool:
     try:
         import httpx2
@@ -557,7 +644,7 @@ async def _maybe_close(client) -> None:
     if closer is not None:
         try:
             await closer(None, None, None)
-        except Exception:  # noqa: BLE001 - closing a client that never opened a connection
+        except Exception:
             pass
 
 
@@ -583,9 +670,16 @@ def parse_spec(spec: str) -> BackendSpec:
     return BackendSpec(kind, None, rest)
 
 
-def make_backend(spec: str, *, timeout_s: float = DEFAULT_TIMEOUT_S, json_mode: JsonMode = "auto",
-                 adapter: str | None = None, batch_size: int | None = None, device: str | None = None,
-                 system_role: str = "auto") -> ChatBackend:
+def make_backend(
+    spec: str,
+    *,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    json_mode: JsonMode = "auto",
+    adapter: str | None = None,
+    batch_size: int | None = None,
+    device: str | None = None,
+    system_role: str = "auto",
+) -> ChatBackend:
     """``system_role`` (auto/keep/fold) applies to the endpoints that template server-side (mistral, openai,
     llamacpp); tgi and local render with the project's chat rule themselves."""
     from nli_cot_hub.chat_template import SYSTEM_ROLE_MODES
@@ -596,12 +690,28 @@ def make_backend(spec: str, *, timeout_s: float = DEFAULT_TIMEOUT_S, json_mode: 
     if parsed.kind == "mistral":
         from nli_cot_hub.models import DEFAULT_API_GENERATOR
 
-        return MistralBackend(parsed.model or DEFAULT_API_GENERATOR, server_url=parsed.url,
-                              timeout_s=timeout_s, json_mode=json_mode, system_role=system_role)
+        return MistralBackend(
+            parsed.model or DEFAULT_API_GENERATOR,
+            server_url=parsed.url,
+            timeout_s=timeout_s,
+            json_mode=json_mode,
+            system_role=system_role,
+        )
     if parsed.kind in ("openai", "llamacpp"):
-        return OpenAICompatibleBackend(parsed.url, parsed.model or "default", timeout_s=timeout_s,
-                                       json_mode=json_mode, flavour=parsed.kind, system_role=system_role)
+        return OpenAICompatibleBackend(
+            parsed.url,
+            parsed.model or "default",
+            timeout_s=timeout_s,
+            json_mode=json_mode,
+            flavour=parsed.kind,
+            system_role=system_role,
+        )
     if parsed.kind == "tgi":
         return TGIBackend(parsed.url, parsed.model, timeout_s=timeout_s, json_mode=json_mode)
-    return LocalBackend(parsed.model or "embedded", adapter=adapter, batch_size=batch_size, device=device,
-                        json_mode="schema" if json_mode == "object" else json_mode)
+    return LocalBackend(
+        parsed.model or "embedded",
+        adapter=adapter,
+        batch_size=batch_size,
+        device=device,
+        json_mode="schema" if json_mode == "object" else json_mode,
+    )

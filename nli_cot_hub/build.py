@@ -20,9 +20,10 @@ from __future__ import annotations
 import contextlib
 import json
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Literal
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -42,8 +43,9 @@ COMBINED_PRIORITY = {"reflected": 0, "original": 1, "human": 2}
 # sample_reflections.json, dev_missing_gold.csv): SOURCE.md says its predictions and thoughts are open-mistral-7b
 # outputs.
 ARTIFACTS_GENERATOR = "open-mistral-7b"
-ARTIFACTS_SOURCE_TEXT = ("the COMP34812 NLI coursework data (SNLI and MNLI pairs), annotated by the original "
-                         "j-d0g/mistral-7b-nli project")
+ARTIFACTS_SOURCE_TEXT = (
+    "the COMP34812 NLI coursework data (SNLI and MNLI pairs), annotated by the original j-d0g/mistral-7b-nli project"
+)
 
 
 class ContaminationError(DataError):
@@ -58,8 +60,9 @@ class SplitSpec:
 
     def __post_init__(self):
         if not (0 <= self.validation < 1 and 0 <= self.test < 1 and self.validation + self.test < 1):
-            raise ValueError(f"split fractions must leave room for train: validation={self.validation}, "
-                             f"test={self.test}")
+            raise ValueError(
+                f"split fractions must leave room for train: validation={self.validation}, test={self.test}"
+            )
 
 
 @dataclass
@@ -127,39 +130,54 @@ def import_artifacts(folder: str | Path, *, dev_thoughts: bool = False) -> list[
     records: list[CoTRecord] = []
     thoughts = folder / "sample_thoughts.json"
     for number, row in enumerate(_read_json_rows(thoughts), start=1):
-        records.append(CoTRecord(
-            id=f"sample-{_field(thoughts, number, row, 'id')}",
-            premise=_field(thoughts, number, row, "premise"),
-            hypothesis=_field(thoughts, number, row, "hypothesis"),
-            label=_label(thoughts, number, row, "true_label"),
-            thought_process=_field(thoughts, number, row, "thought_process"),
-            predicted_label=_label(thoughts, number, row, "predicted_label"),
-            source="original", model=ARTIFACTS_GENERATOR, prompt_version="jd0g-cot",
-            reask_count=int(row.get("reprompt_counts") or 0),
-        ))
+        records.append(
+            CoTRecord(
+                id=f"sample-{_field(thoughts, number, row, 'id')}",
+                premise=_field(thoughts, number, row, "premise"),
+                hypothesis=_field(thoughts, number, row, "hypothesis"),
+                label=_label(thoughts, number, row, "true_label"),
+                thought_process=_field(thoughts, number, row, "thought_process"),
+                predicted_label=_label(thoughts, number, row, "predicted_label"),
+                source="original",
+                model=ARTIFACTS_GENERATOR,
+                prompt_version="jd0g-cot",
+                reask_count=int(row.get("reprompt_counts") or 0),
+            )
+        )
     reflections = folder / "sample_reflections.json"
     for number, row in enumerate(_read_json_rows(reflections), start=1):
-        records.append(CoTRecord(
-            id=f"sample-{_field(reflections, number, row, 'id')}",
-            premise=_field(reflections, number, row, "premise"),
-            hypothesis=_field(reflections, number, row, "hypothesis"),
-            label=_label(reflections, number, row, "true_label"),
-            thought_process=_field(reflections, number, row, "improved_thought_process"),
-            predicted_label=_label(reflections, number, row, "predicted_label"),
-            error_analysis=_field(reflections, number, row, "error_analysis"),
-            source="reflected", model=None, prompt_version="jd0g-reflect",
-        ))
+        records.append(
+            CoTRecord(
+                id=f"sample-{_field(reflections, number, row, 'id')}",
+                premise=_field(reflections, number, row, "premise"),
+                hypothesis=_field(reflections, number, row, "hypothesis"),
+                label=_label(reflections, number, row, "true_label"),
+                thought_process=_field(reflections, number, row, "improved_thought_process"),
+                predicted_label=_label(reflections, number, row, "predicted_label"),
+                error_analysis=_field(reflections, number, row, "error_analysis"),
+                source="reflected",
+                model=None,
+                prompt_version="jd0g-reflect",
+            )
+        )
     if dev_thoughts:
         path = folder / "dev_missing_gold.csv"
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
         for number, row in enumerate(frame.to_dict("records"), start=2):  # line 1 is the header
-            records.append(CoTRecord(
-                id=f"dev-{row['id']}", premise=row["premise"], hypothesis=row["hypothesis"],
-                label=_label(path, number, row, "label"), thought_process=row["thoughts"] or None,
-                predicted_label=_label(path, number, row, "prediction"),
-                source="original", model=ARTIFACTS_GENERATOR, prompt_version="jd0g-cot",
-                status="ok" if row["thoughts"] else "label-only",
-            ))
+            records.append(
+                CoTRecord(
+                    id=f"dev-{row['id']}",
+                    premise=row["premise"],
+                    hypothesis=row["hypothesis"],
+                    label=_label(path, number, row, "label"),
+                    thought_process=row["thoughts"] or None,
+                    predicted_label=_label(path, number, row, "prediction"),
+                    source="original",
+                    model=ARTIFACTS_GENERATOR,
+                    prompt_version="jd0g-cot",
+                    status="ok" if row["thoughts"] else "label-only",
+                )
+            )
     return records
 
 
@@ -187,30 +205,47 @@ def _base_row(record: CoTRecord) -> dict:
 
 
 def _provenance(record: CoTRecord) -> dict:
-    return {"model": record.model or "", "prompt_version": record.prompt_version or "",
-            "reask_count": record.reask_count, "status": record.status}
+    return {
+        "model": record.model or "",
+        "prompt_version": record.prompt_version or "",
+        "reask_count": record.reask_count,
+        "status": record.status,
+    }
 
 
 def _original_row(record: CoTRecord) -> dict:
-    return {**_base_row(record), "thought_process": record.thought_process or "",
-            "predicted_label": record.predicted_label, "correct": record.correct, "source": record.source,
-            **_provenance(record)}
+    return {
+        **_base_row(record),
+        "thought_process": record.thought_process or "",
+        "predicted_label": record.predicted_label,
+        "correct": record.correct,
+        "source": record.source,
+        **_provenance(record),
+    }
 
 
 def _reflected_row(record: CoTRecord, initial: CoTRecord | None) -> dict:
-    return {**_base_row(record),
-            "initial_thought_process": (initial.thought_process or "") if initial else "",
-            "initial_predicted_label": initial.predicted_label if initial else None,
-            "error_analysis": record.error_analysis or "",
-            "thought_process": record.thought_process or "",
-            "predicted_label": record.predicted_label,
-            "corrected": record.correct, **_provenance(record)}
+    return {
+        **_base_row(record),
+        "initial_thought_process": (initial.thought_process or "") if initial else "",
+        "initial_predicted_label": initial.predicted_label if initial else None,
+        "error_analysis": record.error_analysis or "",
+        "thought_process": record.thought_process or "",
+        "predicted_label": record.predicted_label,
+        "corrected": record.correct,
+        **_provenance(record),
+    }
 
 
 def _combined_row(record: CoTRecord) -> dict:
-    return {**_base_row(record), "thought_process": record.thought_process or "", "source": record.source,
-            **_provenance(record), "format_version": FORMAT_VERSION,
-            **training_example(record.premise, record.hypothesis, record.thought_process, record.label)}
+    return {
+        **_base_row(record),
+        "thought_process": record.thought_process or "",
+        "source": record.source,
+        **_provenance(record),
+        "format_version": FORMAT_VERSION,
+        **training_example(record.premise, record.hypothesis, record.thought_process, record.label),
+    }
 
 
 def assemble_configs(records: list[CoTRecord], report: BuildReport) -> dict[str, pd.DataFrame]:
@@ -282,8 +317,13 @@ def _keys(frame: pd.DataFrame) -> list[str]:
     return [pair_key(p, h) for p, h in zip(frame["premise"], frame["hypothesis"])]
 
 
-def guard_contamination(configs: dict[str, pd.DataFrame], eval_pairs: pd.DataFrame | None, eval_name: str,
-                        policy: Literal["refuse", "drop"], report: BuildReport) -> dict[str, pd.DataFrame]:
+def guard_contamination(
+    configs: dict[str, pd.DataFrame],
+    eval_pairs: pd.DataFrame | None,
+    eval_name: str,
+    policy: Literal["refuse", "drop"],
+    report: BuildReport,
+) -> dict[str, pd.DataFrame]:
     """Refuse, or drop with a report, every pair that also occurs in the evaluation set."""
     if eval_pairs is None:
         return configs
@@ -303,16 +343,23 @@ def guard_contamination(configs: dict[str, pd.DataFrame], eval_pairs: pd.DataFra
         shown = ", ".join(ids[:5]) + (" ..." if len(ids) > 5 else "")
         raise ContaminationError(
             f"{eval_name}: {len(leaked)} pairs of the build also occur in this evaluation set (ids {shown}); "
-            "remove them or pass --on-contamination drop")
+            "remove them or pass --on-contamination drop"
+        )
     report.contaminated_pairs += len(leaked)
     report.contaminated_ids = sorted(set(report.contaminated_ids) | set(ids))
-    return {name: frame[[k not in leaked for k in _keys(frame)]].reset_index(drop=True) if len(frame) else frame
-            for name, frame in configs.items()}
+    return {
+        name: frame[[k not in leaked for k in _keys(frame)]].reset_index(drop=True) if len(frame) else frame
+        for name, frame in configs.items()
+    }
 
 
-def build_dataset(records: list[CoTRecord], *, splits: SplitSpec = SplitSpec(),
-                  eval_sets: dict[str, pd.DataFrame] | None = None,
-                  on_contamination: Literal["refuse", "drop"] = "refuse") -> BuiltDataset:
+def build_dataset(
+    records: list[CoTRecord],
+    *,
+    splits: SplitSpec | None = None,
+    eval_sets: dict[str, pd.DataFrame] | None = None,
+    on_contamination: Literal["refuse", "drop"] = "refuse",
+) -> BuiltDataset:
     if not records:
         raise DataError("no records to build from: give --store and/or --import-artifacts")
     ids = Counter((r.source, r.id) for r in records)
@@ -328,7 +375,7 @@ def build_dataset(records: list[CoTRecord], *, splits: SplitSpec = SplitSpec(),
     for frame in configs.values():
         for key, label in zip(_keys(frame) if len(frame) else [], frame["label"] if len(frame) else []):
             pair_labels.setdefault(key, int(label))
-    assignment = assign_splits(pair_labels, splits)
+    assignment = assign_splits(pair_labels, splits or SplitSpec())
     result: dict[str, dict[str, pd.DataFrame]] = {}
     for name, frame in configs.items():
         if not len(frame):
@@ -336,8 +383,10 @@ def build_dataset(records: list[CoTRecord], *, splits: SplitSpec = SplitSpec(),
         split_of = pd.Series([assignment[k] for k in _keys(frame)], index=frame.index)
         result[name] = {s: frame[split_of == s].reset_index(drop=True) for s in SPLITS if (split_of == s).any()}
     if not result:
-        raise DataError(f"none of the {len(records)} records is usable (all failed, unlabelled or dropped as "
-                        "contaminated): nothing to build")
+        raise DataError(
+            f"none of the {len(records)} records is usable (all failed, unlabelled or dropped as "
+            "contaminated): nothing to build"
+        )
     return BuiltDataset(result, report)
 
 
@@ -354,13 +403,18 @@ def to_dataset_dict(splits: dict[str, pd.DataFrame]):
 
     def plain_strings(dataset: datasets.Dataset) -> datasets.Dataset:
         # pandas' Arrow-backed strings arrive as large_string; plain string is what the rest of the ecosystem uses.
-        features = datasets.Features({name: datasets.Value("string") if feature == datasets.Value("large_string")
-                                      else feature for name, feature in dataset.features.items()})
+        features = datasets.Features(
+            {
+                name: datasets.Value("string") if feature == datasets.Value("large_string") else feature
+                for name, feature in dataset.features.items()
+            }
+        )
         return dataset.cast(features) if features != dataset.features else dataset
 
     with quiet_datasets():
-        return datasets.DatasetDict({s: plain_strings(datasets.Dataset.from_pandas(f, preserve_index=False))
-                                     for s, f in splits.items()})
+        return datasets.DatasetDict(
+            {s: plain_strings(datasets.Dataset.from_pandas(f, preserve_index=False)) for s, f in splits.items()}
+        )
 
 
 @contextlib.contextmanager
@@ -383,8 +437,9 @@ def check_output_dir(output_dir: str | Path, overwrite: bool) -> list[Path]:
     previous = [output_dir / "README.md"] + [p for c in CONFIGS for p in sorted((output_dir / c).glob("*.parquet"))]
     previous = [p for p in previous if p.exists()]
     if previous and not overwrite:
-        raise DataError(f"{output_dir}: already holds a built data set ({previous[0].name}, ...); "
-                        "pass --overwrite to replace it")
+        raise DataError(
+            f"{output_dir}: already holds a built data set ({previous[0].name}, ...); pass --overwrite to replace it"
+        )
     return previous
 
 
@@ -412,8 +467,7 @@ def write_local(built: BuiltDataset, output_dir: str | Path, card_text: str, *, 
     return written + [card]
 
 
-def push(built: BuiltDataset, repo_id: str, card_text: str, *, private: bool = False,
-         token: str | None = None) -> str:
+def push(built: BuiltDataset, repo_id: str, card_text: str, *, private: bool = False, token: str | None = None) -> str:
     """Push every config with `DatasetDict.push_to_hub(config_name=...)`, then replace the README with our card.
 
     Returns the commit sha of the card commit (the final state of the repo).
@@ -422,10 +476,16 @@ def push(built: BuiltDataset, repo_id: str, card_text: str, *, private: bool = F
 
     token = token or hub_token()
     for config, splits in built.configs.items():
-        to_dataset_dict(splits).push_to_hub(repo_id, config_name=config, private=private, token=token,
-                                            commit_message=f"Upload config {config}")
-    info = hub_api(token).upload_file(path_or_fileobj=card_text.encode("utf-8"), path_in_repo="README.md",
-                                      repo_id=repo_id, repo_type="dataset", commit_message="Dataset card")
+        to_dataset_dict(splits).push_to_hub(
+            repo_id, config_name=config, private=private, token=token, commit_message=f"Upload config {config}"
+        )
+    info = hub_api(token).upload_file(
+        path_or_fileobj=card_text.encode("utf-8"),
+        path_in_repo="README.md",
+        repo_id=repo_id,
+        repo_type="dataset",
+        commit_message="Dataset card",
+    )
     return info.oid
 
 
@@ -440,29 +500,44 @@ class BuildConfig:
     At least one of --store / --import-artifacts is needed, and at least one of --output-dir / --push-to-hub.
     """
 
-    store: list[str] = option([], "JSONL store of CoT records (generate, reflect or human-rationale output); "
-                              "repeatable. Reflected records are matched to originals by id.")
-    import_artifacts: str | None = option(None, "Folder with the original Mistral-7B NLI project's released "
-                                          "chain-of-thought artifacts (sample_thoughts.json, sample_reflections.json, "
-                                          "dev_missing_gold.csv) to import as records.")
-    import_dev_thoughts: bool = option(False, "With --import-artifacts: also import that project's 3,005 dev "
-                                       "thoughts (dev_missing_gold.csv) as originals.", negatable=True)
+    store: list[str] = option(
+        [],
+        "JSONL store of CoT records (generate, reflect or human-rationale output); "
+        "repeatable. Reflected records are matched to originals by id.",
+    )
+    import_artifacts: str | None = option(
+        None,
+        "Folder with the original Mistral-7B NLI project's released "
+        "chain-of-thought artifacts (sample_thoughts.json, sample_reflections.json, "
+        "dev_missing_gold.csv) to import as records.",
+    )
+    import_dev_thoughts: bool = option(
+        False,
+        "With --import-artifacts: also import that project's 3,005 dev thoughts (dev_missing_gold.csv) as originals.",
+        negatable=True,
+    )
     output_dir: str | None = option(None, "Write the data set here, in the same file layout as the Hub repo.")
-    push_to_hub: str | None = option(None, "Hub repo id (namespace/name) to push to; token from HF_TOKEN, endpoint "
-                                     "from HF_ENDPOINT.")
+    push_to_hub: str | None = option(
+        None, "Hub repo id (namespace/name) to push to; token from HF_TOKEN, endpoint from HF_ENDPOINT."
+    )
     overwrite: bool = option(False, "Replace an earlier build in --output-dir (otherwise that is an error).")
     private: bool = option(False, "Create the Hub repo as private.")
-    eval_set: list[str] = option([], "Evaluation data (any format `nli-cot data check` reads) that no built pair "
-                                 "may occur in; repeatable.")
-    on_contamination: str = option("refuse", "refuse: stop with an error if a pair occurs in an --eval-set; drop: "
-                                   "remove those pairs and report them.", choices=("refuse", "drop"))
+    eval_set: list[str] = option(
+        [], "Evaluation data (any format `nli-cot data check` reads) that no built pair may occur in; repeatable."
+    )
+    on_contamination: str = option(
+        "refuse",
+        "refuse: stop with an error if a pair occurs in an --eval-set; drop: remove those pairs and report them.",
+        choices=("refuse", "drop"),
+    )
     seed: int = option(42, "Seed of the split permutation.")
     validation_fraction: float = option(0.1, "Share of pairs in the validation split.")
     test_fraction: float = option(0.1, "Share of pairs in the test split.")
     pretty_name: str = option("NLI chain-of-thought", "Card title (pretty_name).")
     license: str = option("apache-2.0", "License id for the card.")
-    source_dataset: list[str] = option([], "Card source_datasets entry, e.g. 'extended|snli'; repeatable "
-                                       "(default: original).")
+    source_dataset: list[str] = option(
+        [], "Card source_datasets entry, e.g. 'extended|snli'; repeatable (default: original)."
+    )
 
 
 @dataclass
@@ -471,7 +546,7 @@ class BuildResult:
 
     built: BuiltDataset
     card: str
-    stats: list[dict]                 # one row per config/split: config, split, rows, label_1, flag, thought
+    stats: list[dict]  # one row per config/split: config, split, rows, label_1, flag, thought
     output_dir: Path | None = None
     written: list[Path] = field(default_factory=list)
     pushed_to: str | None = None
@@ -505,12 +580,15 @@ def run_build(config: BuildConfig) -> BuildResult:
     if config.import_artifacts is not None:
         records += import_artifacts(config.import_artifacts, dev_thoughts=config.import_dev_thoughts)
     eval_sets = {name: load_pairs(name) for name in config.eval_set}
-    built = build_dataset(records, splits=splits, eval_sets=eval_sets,
-                          on_contamination=config.on_contamination)  # type: ignore[arg-type]
-    info = CardInfo(repo_id=config.push_to_hub or "your-name/nli-cot", pretty_name=config.pretty_name,
-                    license=config.license, source_datasets=config.source_dataset or ["original"],
-                    source_text=ARTIFACTS_SOURCE_TEXT if config.import_artifacts is not None
-                    else "the input NLI data set", seed=config.seed)
+    built = build_dataset(records, splits=splits, eval_sets=eval_sets, on_contamination=config.on_contamination)  # type: ignore[arg-type]
+    info = CardInfo(
+        repo_id=config.push_to_hub or "your-name/nli-cot",
+        pretty_name=config.pretty_name,
+        license=config.license,
+        source_datasets=config.source_dataset or ["original"],
+        source_text=ARTIFACTS_SOURCE_TEXT if config.import_artifacts is not None else "the input NLI data set",
+        seed=config.seed,
+    )
     card = render_card(built, info)
     result = BuildResult(built, card, stats_rows(built))
     if config.output_dir is not None:

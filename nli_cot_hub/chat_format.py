@@ -43,8 +43,9 @@ def completion_text(thought_process: str | None, predicted_label: int) -> str:
     """The assistant's answer; a label-only example (no thought) keeps the same JSON shape."""
     if predicted_label not in (0, 1):
         raise ValueError(f"predicted_label must be 0 or 1, got {predicted_label!r}")
-    return json.dumps({"thought_process": thought_process or "", "predicted_label": predicted_label},
-                      ensure_ascii=False)
+    return json.dumps(
+        {"thought_process": thought_process or "", "predicted_label": predicted_label}, ensure_ascii=False
+    )
 
 
 def training_example(premise: str, hypothesis: str, thought_process: str | None, label: int) -> dict:

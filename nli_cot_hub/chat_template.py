@@ -84,9 +84,9 @@ FOLD_PREFIX = (
 
 @dataclass(frozen=True)
 class ChatRule:
-    rule: str           # native | folded | own
+    rule: str  # native | folded | own
     template: str
-    reason: str         # why the tokenizer's own template was not kept as it is ("" when native)
+    reason: str  # why the tokenizer's own template was not kept as it is ("" when native)
 
 
 def fold_system(messages: Sequence[dict[str, str]]) -> Messages:
@@ -115,22 +115,28 @@ def template_problem(tokenizer, template: str | None) -> str | None:
         return "no chat template"
     prompt, full = probe_messages()
     try:
-        prompt_text = tokenizer.apply_chat_template(prompt, chat_template=template, tokenize=False,
-                                                    add_generation_prompt=True)
+        prompt_text = tokenizer.apply_chat_template(
+            prompt, chat_template=template, tokenize=False, add_generation_prompt=True
+        )
         full_text = tokenizer.apply_chat_template(full, chat_template=template, tokenize=False)
-        prompt_ids = tokenizer.apply_chat_template(prompt, chat_template=template, tokenize=True,
-                                                   return_dict=True, add_generation_prompt=True)["input_ids"]
-        full_ids = tokenizer.apply_chat_template(full, chat_template=template, tokenize=True,
-                                                 return_dict=True)["input_ids"]
-    except Exception as error:  # noqa: BLE001 - any failure of a foreign template means: do not use it as is
+        prompt_ids = tokenizer.apply_chat_template(
+            prompt, chat_template=template, tokenize=True, return_dict=True, add_generation_prompt=True
+        )["input_ids"]
+        full_ids = tokenizer.apply_chat_template(full, chat_template=template, tokenize=True, return_dict=True)[
+            "input_ids"
+        ]
+    except Exception as error:
         first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
         return f"it cannot render a system message ({first_line})"
     if PROBE_SYSTEM not in prompt_text or PROBE_SYSTEM not in full_text:
-        return "it drops the system message when the answer follows" if PROBE_SYSTEM in prompt_text \
+        return (
+            "it drops the system message when the answer follows"
+            if PROBE_SYSTEM in prompt_text
             else "it drops the system message"
+        )
     if PROBE_ANSWER.strip("{}") not in full_text:
         return "it drops the assistant answer"
-    if list(full_ids[:len(prompt_ids)]) != list(prompt_ids) or len(full_ids) <= len(prompt_ids):
+    if list(full_ids[: len(prompt_ids)]) != list(prompt_ids) or len(full_ids) <= len(prompt_ids):
         return "the prompt alone is not a prefix of prompt + answer"
     return None
 
@@ -140,8 +146,10 @@ def own_template(tokenizer) -> str:
     special = set(getattr(tokenizer, "all_special_tokens", []) or [])
     added = set(getattr(tokenizer, "get_added_vocab", dict)() or {})
     vocab = tokenizer.get_vocab()
-    has_inst = all(token in vocab and (token in special or token in added or _is_control(tokenizer, token))
-                   for token in ("[INST]", "[/INST]"))
+    has_inst = all(
+        token in vocab and (token in special or token in added or _is_control(tokenizer, token))
+        for token in ("[INST]", "[/INST]")
+    )
     return MISTRAL_INST_TEMPLATE if has_inst else GENERIC_TEMPLATE
 
 
@@ -163,17 +171,21 @@ def choose_rule(tokenizer) -> ChatRule:
     own = own_template(tokenizer)
     own_problem = template_problem(tokenizer, own)
     if own_problem is not None:
-        raise ValueError(f"tokenizer {tokenizer.name_or_path!r}: the project's own chat template does not "
-                         f"render either ({own_problem})")
+        raise ValueError(
+            f"tokenizer {tokenizer.name_or_path!r}: the project's own chat template does not "
+            f"render either ({own_problem})"
+        )
     return ChatRule("own", own, problem)
 
 
 def apply_chat_rule(tokenizer):
     """Set the template the rule chooses on ``tokenizer`` (in place, idempotent) and return the tokenizer."""
     if not hasattr(tokenizer, "chat_template") or _is_mistral_common_backend(tokenizer):
-        raise ValueError(f"tokenizer {getattr(tokenizer, 'name_or_path', tokenizer)!r} takes no chat template "
-                         "(mistral-common backend); load the model's Hub tokenizer files instead, or for "
-                         "Mistral-7B-v0.3 the 'mistral-common:v3' tokenizer")
+        raise ValueError(
+            f"tokenizer {getattr(tokenizer, 'name_or_path', tokenizer)!r} takes no chat template "
+            "(mistral-common backend); load the model's Hub tokenizer files instead, or for "
+            "Mistral-7B-v0.3 the 'mistral-common:v3' tokenizer"
+        )
     chosen = choose_rule(tokenizer)
     if chosen.rule != "native":
         log.info("chat template of %s: %s (%s)", tokenizer.name_or_path, chosen.rule, chosen.reason)
@@ -199,9 +211,14 @@ def render_prompt(tokenizer, messages: Messages) -> str:
 
 def encode_prompts(tokenizer, conversations: Sequence[Messages]) -> list[list[int]]:
     """Prompt token ids exactly as training tokenized the prompt part of each example."""
-    return [list(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True,
-                                               add_generation_prompt=True)["input_ids"])
-            for messages in conversations]
+    return [
+        list(
+            tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True, add_generation_prompt=True)[
+                "input_ids"
+            ]
+        )
+        for messages in conversations
+    ]
 
 
 def adds_bos(tokenizer) -> bool:
@@ -218,7 +235,7 @@ def without_leading_bos(tokenizer, text: str) -> str:
     that tokenizes the prompt (TGI's ``/generate``) would otherwise start it with two."""
     bos = getattr(tokenizer, "bos_token", None)
     if bos and text.startswith(bos) and adds_bos(tokenizer):
-        return text[len(bos):]
+        return text[len(bos) :]
     return text
 
 

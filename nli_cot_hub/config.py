@@ -17,12 +17,29 @@ from typing import Any, TypeVar
 C = TypeVar("C")
 
 
-def option(default: Any = MISSING, help: str = "", *, flag: str | None = None, short: str | None = None,
-           positional: bool = False, choices: tuple[str, ...] | None = None, min: float | None = None,
-           max: float | None = None, negatable: bool = False) -> Any:
+def option(
+    default: Any = MISSING,
+    help: str = "",
+    *,
+    flag: str | None = None,
+    short: str | None = None,
+    positional: bool = False,
+    choices: tuple[str, ...] | None = None,
+    min: float | None = None,
+    max: float | None = None,
+    negatable: bool = False,
+) -> Any:
     """A config field. ``flag`` overrides the ``--field-name`` spelling; ``negatable`` adds ``--no-field``."""
-    metadata = {"help": help, "flag": flag, "short": short, "positional": positional, "choices": choices,
-                "min": min, "max": max, "negatable": negatable}
+    metadata = {
+        "help": help,
+        "flag": flag,
+        "short": short,
+        "positional": positional,
+        "choices": choices,
+        "min": min,
+        "max": max,
+        "negatable": negatable,
+    }
     if isinstance(default, list):
         return dataclasses.field(default_factory=lambda: list(default), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -99,8 +116,11 @@ def load_config(cls: type[C], path: str | Path | None = None, /, **overrides: An
 
     values = read_yaml_config(path, cls) if path else {}
     values.update(overrides)
-    missing = [f.name.upper() if f.metadata.get("positional") else flag_of(f) for f in fields(cls)
-               if f.default is MISSING and f.default_factory is MISSING and values.get(f.name) is None]
+    missing = [
+        f.name.upper() if f.metadata.get("positional") else flag_of(f)
+        for f in fields(cls)
+        if f.default is MISSING and f.default_factory is MISSING and values.get(f.name) is None
+    ]
     if missing:
         raise DataError(f"missing {', '.join(missing)}" + (f" (not given, not set in {path})" if path else ""))
     return cls(**values)
@@ -125,8 +145,11 @@ def to_argv(config: Any) -> list[str]:
     positional: list[str] = []
     for field in shown_order(type(config)):
         value = getattr(config, field.name)
-        default = field.default if field.default is not MISSING else (
-            field.default_factory() if field.default_factory is not MISSING else MISSING)
+        default = (
+            field.default
+            if field.default is not MISSING
+            else (field.default_factory() if field.default_factory is not MISSING else MISSING)
+        )
         if field.metadata.get("positional"):
             positional.extend(_shown(item) for item in (value if isinstance(value, list) else [value]))
             continue
@@ -147,13 +170,16 @@ class RunFailed(RuntimeError):
     """The stage ran, but its result must not pass for a success (the CLI exits with code 1)."""
 
 
-def failed_share_problem(stage: str, failed: int, total: int, first_error: str | None, max_share: float,
-                         kept_in: str | Path) -> str | None:
+def failed_share_problem(
+    stage: str, failed: int, total: int, first_error: str | None, max_share: float, kept_in: str | Path
+) -> str | None:
     """Why a run with ``failed`` of ``total`` failed records is a failure, or None when it is not."""
     if total == 0 or failed / total <= max_share:
         return None
-    return (f"{stage}: {failed} of {total} records failed ({failed / total:.0%} > --max-failed-share "
-            f"{max_share:g}); first error: {first_error or 'unknown'}; every record is kept in {kept_in}")
+    return (
+        f"{stage}: {failed} of {total} records failed ({failed / total:.0%} > --max-failed-share "
+        f"{max_share:g}); first error: {first_error or 'unknown'}; every record is kept in {kept_in}"
+    )
 
 
 def raise_if_failed(result: Any) -> Any:

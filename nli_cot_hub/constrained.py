@@ -68,8 +68,8 @@ def schema_key(schema: dict) -> str:
 class TokenSets:
     """Vocabulary facts the closing step needs, computed once per tokenizer."""
 
-    quote_start: "object"      # bool tensor [vocab]: the token's text starts with a quote
-    brace_start: "object"      # bool tensor [vocab]: the token's text starts with a closing brace
+    quote_start: object  # bool tensor [vocab]: the token's text starts with a quote
+    brace_start: object  # bool tensor [vocab]: the token's text starts with a closing brace
     vocab_size: int
 
 
@@ -88,7 +88,8 @@ class Grammars:
         self.tokens = TokenSets(
             quote_start=torch.tensor([byte == QUOTE for byte in first_bytes], dtype=torch.bool),
             brace_start=torch.tensor([byte == CLOSE_BRACE for byte in first_bytes], dtype=torch.bool),
-            vocab_size=vocab_size)
+            vocab_size=vocab_size,
+        )
         self._compiled: dict[str, CompiledSchema] = {}
         self._on_device: dict[str, TokenSets] = {}
         self.executor = llguidance.LLExecutor()
@@ -97,8 +98,9 @@ class Grammars:
         """The token sets on ``device`` (the scores' device), copied once."""
         key = str(device)
         if key not in self._on_device:
-            self._on_device[key] = TokenSets(self.tokens.quote_start.to(device), self.tokens.brace_start.to(device),
-                                             self.vocab_size)
+            self._on_device[key] = TokenSets(
+                self.tokens.quote_start.to(device), self.tokens.brace_start.to(device), self.vocab_size
+            )
         return self._on_device[key]
 
     def _first_byte(self, token: int) -> int | None:
@@ -107,15 +109,19 @@ class Grammars:
         text = self.lltokenizer.decode_bytes([token])
         return text[0] if text else None
 
-    def compile(self, schema: dict) -> "CompiledSchema":
+    def compile(self, schema: dict) -> CompiledSchema:
         key = schema_key(schema)
         if key not in self._compiled:
             from llguidance import LLMatcher
 
             grammar = LLMatcher.grammar_from_json_schema(
                 decoding_schema(schema),
-                overrides={"whitespace_flexible": False, "item_separator": ITEM_SEPARATOR,
-                           "key_separator": KEY_SEPARATOR})
+                overrides={
+                    "whitespace_flexible": False,
+                    "item_separator": ITEM_SEPARATOR,
+                    "key_separator": KEY_SEPARATOR,
+                },
+            )
             error = LLMatcher.validate_grammar(grammar, self.lltokenizer)
             if error:
                 raise SchemaError(f"cannot compile JSON schema {schema.get('title', '')!r}: {error}")
@@ -134,7 +140,7 @@ class CompiledSchema:
     grammar: str = field(repr=False)
     title: str = "schema"
     string_values: int = 0  # string properties, in the order the answer writes them
-    reserve: int = 0        # tokens that always suffice to close a valid answer from any state
+    reserve: int = 0  # tokens that always suffice to close a valid answer from any state
     # The same from inside string value k (the rest of the closing path after it); values the closing
     # path skips (optional ones) fall back to the last known entry.
     reserve_inside: list[int] = field(default_factory=list)
@@ -184,7 +190,7 @@ def closing_mask(matcher, allowed, inside_string: bool, tokens: TokenSets):
         only = allowed.new_zeros(allowed.shape)
         only[forced[0]] = True
         return only
-    for preferred in ((tokens.quote_start,) if inside_string else (tokens.brace_start,)):
+    for preferred in (tokens.quote_start,) if inside_string else (tokens.brace_start,):
         narrowed = allowed & preferred
         if narrowed.any():
             return narrowed
@@ -212,8 +218,10 @@ def closing_path(compiled: CompiledSchema, limit: int = 512) -> tuple[int, list[
             opened.append(step)
         if not matcher.consume_token(token):
             break
-    raise SchemaError(f"{compiled.title}: the answer cannot be closed within {limit} tokens "
-                      f"({matcher.get_error() or 'no end reached'})")
+    raise SchemaError(
+        f"{compiled.title}: the answer cannot be closed within {limit} tokens "
+        f"({matcher.get_error() or 'no end reached'})"
+    )
 
 
 class SchemaLogitsProcessor:
@@ -228,8 +236,10 @@ class SchemaLogitsProcessor:
         self.max_new_tokens = max_new_tokens
         for compiled in self.schemas:
             if compiled is not None and compiled.reserve > max_new_tokens:
-                raise SchemaError(f"a budget of {max_new_tokens} new tokens is too small for {compiled.title}: "
-                                  f"closing an empty answer can take {compiled.reserve}; raise the token cap")
+                raise SchemaError(
+                    f"a budget of {max_new_tokens} new tokens is too small for {compiled.title}: "
+                    f"closing an empty answer can take {compiled.reserve}; raise the token cap"
+                )
         self.matchers = [None if compiled is None else compiled.matcher() for compiled in self.schemas]
         self.texts = [bytearray() for _ in self.schemas]
         self.done = [compiled is None for compiled in self.schemas]
@@ -256,8 +266,9 @@ class SchemaLogitsProcessor:
 
         # Masks are computed on the CPU (in parallel across rows) and unpacked where the scores are.
         bitmask = llguidance.torch.allocate_token_bitmask(rows, vocab)
-        llguidance.torch.fill_next_token_bitmask_par(grammars.executor, [(self.matchers[row], row) for row in active],
-                                                     bitmask)
+        llguidance.torch.fill_next_token_bitmask_par(
+            grammars.executor, [(self.matchers[row], row) for row in active], bitmask
+        )
         allowed = unpack_bitmask(bitmask.to(scores.device, non_blocking=True), vocab)
         tokens = grammars.tokens_on(scores.device)
         for row in active:
@@ -277,7 +288,7 @@ class SchemaLogitsProcessor:
     def _string_share_used(self, compiled: CompiledSchema, text: bytearray, step: int) -> bool:
         """Inside string value k of n (not the last): has the answer used k+1 n-ths of its free tokens?"""
         opening = text.rfind(b'"')
-        if text[max(0, opening - 2):opening + 1] != VALUE_OPENING:
+        if text[max(0, opening - 2) : opening + 1] != VALUE_OPENING:
             return False  # inside a key
         index = text.count(VALUE_OPENING) - 1
         if index >= compiled.string_values - 1:

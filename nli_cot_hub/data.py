@@ -24,8 +24,16 @@ THREE_CLASS_POLICIES = ("strict", "non-contradiction")
 # on the data set (MNLI-derived coursework rows use neutral -> 1), so it needs an explicit policy.
 _ENTAILMENT_WORDS = {"entailment", "entailed", "entails", "yes", "true"}
 _NOT_ENTAILMENT_WORDS = {
-    "not_entailment", "not entailment", "no entailment", "no_entailment", "non-entailment",
-    "non_entailment", "not entailed", "not-entailment", "no", "false",
+    "not_entailment",
+    "not entailment",
+    "no entailment",
+    "no_entailment",
+    "non-entailment",
+    "non_entailment",
+    "not entailed",
+    "not-entailment",
+    "no",
+    "false",
 }
 _CONTRADICTION_WORDS = {"contradiction", "contradicts", "contradictory"}
 _NEUTRAL_WORDS = {"neutral"}
@@ -56,9 +64,7 @@ class LabelMapping:
         if self.scheme not in LABEL_SCHEMES:
             raise ValueError(f"unknown label scheme {self.scheme!r}; choose one of {LABEL_SCHEMES}")
         if self.three_class is not None and self.three_class not in THREE_CLASS_POLICIES:
-            raise ValueError(
-                f"unknown three-class policy {self.three_class!r}; choose one of {THREE_CLASS_POLICIES}"
-            )
+            raise ValueError(f"unknown three-class policy {self.three_class!r}; choose one of {THREE_CLASS_POLICIES}")
         bad = {k: v for k, v in self.custom.items() if v not in (0, 1)}
         if bad:
             raise ValueError(f"custom label map values must be 0 or 1, got {bad}")
@@ -137,11 +143,16 @@ class Columns:
 
 # ---------------------------------------------------------------- readers
 
+
 def _read_delimited(path: Path, sep: str) -> pd.DataFrame:
     try:
         # utf-8-sig: the coursework trial file starts with a BOM.
         return pd.read_csv(
-            path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8-sig",
+            path,
+            sep=sep,
+            dtype=str,
+            keep_default_na=False,
+            encoding="utf-8-sig",
             quoting=csv.QUOTE_MINIMAL if sep == "," else csv.QUOTE_NONE,
         )
     except (pd.errors.ParserError, UnicodeDecodeError, csv.Error) as error:
@@ -269,14 +280,15 @@ def load_dataset_dict(source: str | Path, config: str | None = None, *, revision
             if (folder / "state.json").exists():
                 return datasets.DatasetDict({"train": datasets.load_from_disk(str(folder))})
         where = str(path)
-    elif (HUB_ID.fullmatch(str(source)) and not str(source).startswith(".")
-          and path.suffix.lower() not in FILE_SUFFIXES):
+    elif (
+        HUB_ID.fullmatch(str(source)) and not str(source).startswith(".") and path.suffix.lower() not in FILE_SUFFIXES
+    ):
         where = str(source)
     else:
         raise DataError(f"{source}: no such file or folder (and not a Hub repo id)")
     try:
         loaded = datasets.load_dataset(where, config, revision=revision)
-    except Exception as error:  # noqa: BLE001 - datasets and the Hub client raise many kinds; each means "cannot load"
+    except Exception as error:
         config_part = f" config {config!r}" if config else ""
         raise DataError(f"{source}: cannot load{config_part}: {_one_line(error) or type(error).__name__}") from None
     if not isinstance(loaded, datasets.DatasetDict):
@@ -295,8 +307,9 @@ def split_of(loaded, split: str, source: str | Path):
     return loaded[split]
 
 
-def read_table(source: str | Path, *, config: str | None = None, split: str = "train",
-               revision: str | None = None) -> pd.DataFrame:
+def read_table(
+    source: str | Path, *, config: str | None = None, split: str = "train", revision: str | None = None
+) -> pd.DataFrame:
     """Read a file, folder or Hub repo id into a raw DataFrame (no validation): files straight from their
     reader, every other source through :func:`load_dataset_dict`."""
     path = Path(source).expanduser()
@@ -310,6 +323,7 @@ def _one_line(error: BaseException) -> str:
 
 
 # ---------------------------------------------------------------- normalising
+
 
 def load_pairs(
     source: str | Path,
@@ -332,8 +346,14 @@ def load_pairs(
     return normalise_pairs(raw, str(source), columns=columns, labels=labels, require_labels=require_labels)
 
 
-def normalise_pairs(raw: pd.DataFrame, name: str, *, columns: Columns = Columns(),
-                    labels: LabelMapping = LabelMapping(), require_labels: bool = True) -> pd.DataFrame:
+def normalise_pairs(
+    raw: pd.DataFrame,
+    name: str,
+    *,
+    columns: Columns = Columns(),
+    labels: LabelMapping = LabelMapping(),
+    require_labels: bool = True,
+) -> pd.DataFrame:
     wanted = {"premise": columns.premise, "hypothesis": columns.hypothesis}
     for field_name, column in wanted.items():
         if column not in raw.columns:
@@ -387,6 +407,7 @@ def pair_rows(pairs: pd.DataFrame) -> list[dict]:
 
 
 # ---------------------------------------------------------------- checks
+
 
 def normalise_text(text: str) -> str:
     """Lower-case, alphanumerics only: tokenised SNLI text and raw coursework text compare equal."""
@@ -459,10 +480,15 @@ class PairOptions:
     hypothesis_col: str = option("hypothesis", "Column holding the hypothesis.")
     label_col: str = option("label", "Column holding the label.")
     id_col: str | None = option(None, "Column holding a row id (default: the row index).")
-    labels: str = option("binary", "Integer label scheme: binary (1 = entailment), inverted (0 = entailment), "
-                         "glue3 (0 entailment / 1 neutral / 2 contradiction).", choices=LABEL_SCHEMES)
-    three_class: str | None = option(None, "What neutral becomes: strict (-> 0) or non-contradiction (-> 1).",
-                                     choices=THREE_CLASS_POLICIES)
+    labels: str = option(
+        "binary",
+        "Integer label scheme: binary (1 = entailment), inverted (0 = entailment), "
+        "glue3 (0 entailment / 1 neutral / 2 contradiction).",
+        choices=LABEL_SCHEMES,
+    )
+    three_class: str | None = option(
+        None, "What neutral becomes: strict (-> 0) or non-contradiction (-> 1).", choices=THREE_CLASS_POLICIES
+    )
     label_map: str | None = option(None, "Explicit raw=label pairs, e.g. 'yes=1,no=0'; checked first.")
     dataset_config: str | None = option(None, "Config of a data set folder or Hub repo.")
     split: str = option("train", "Split to read from a data set folder or Hub repo.")
@@ -472,11 +498,18 @@ class PairOptions:
 
     def label_mapping(self) -> LabelMapping:
         try:
-            return LabelMapping(scheme=self.labels, three_class=self.three_class,
-                                custom=parse_label_map(self.label_map))
+            return LabelMapping(
+                scheme=self.labels, three_class=self.three_class, custom=parse_label_map(self.label_map)
+            )
         except ValueError as error:
             raise DataError(str(error)) from None
 
     def load(self, source: str | Path, *, require_labels: bool = True, split: str | None = None) -> pd.DataFrame:
-        return load_pairs(source, columns=self.columns(), labels=self.label_mapping(), require_labels=require_labels,
-                          config=self.dataset_config, split=split or self.split)
+        return load_pairs(
+            source,
+            columns=self.columns(),
+            labels=self.label_mapping(),
+            require_labels=require_labels,
+            config=self.dataset_config,
+            split=split or self.split,
+        )

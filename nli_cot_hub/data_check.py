@@ -9,7 +9,7 @@ from nli_cot_hub.config import option, stage_config
 from nli_cot_hub.data import Overlap, PairOptions, contamination, describe
 from nli_cot_hub.paths import check_output_file, refuse_input_as_output
 
-SOURCE_HELP = ("CSV/TSV/JSONL/JSON/Parquet file, data set folder, line-aligned folder (s1/s2/labels) or Hub repo id.")
+SOURCE_HELP = "CSV/TSV/JSONL/JSON/Parquet file, data set folder, line-aligned folder (s1/s2/labels) or Hub repo id."
 
 
 @stage_config

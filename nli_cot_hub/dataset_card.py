@@ -32,8 +32,13 @@ class CardInfo:
 
 
 def size_category(rows: int) -> str:
-    bounds = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
-              (10_000_000, "1M<n<10M")]
+    bounds = [
+        (1_000, "n<1K"),
+        (10_000, "1K<n<10K"),
+        (100_000, "10K<n<100K"),
+        (1_000_000, "100K<n<1M"),
+        (10_000_000, "1M<n<10M"),
+    ]
     return next((name for bound, name in bounds if rows < bound), "10M<n<100M")
 
 
@@ -66,9 +71,16 @@ def stats_rows(built: BuiltDataset) -> list[dict]:
             if split not in splits:
                 continue
             frame = splits[split]
-            rows.append({"config": config, "split": split, "rows": len(frame),
-                         "label_1": _pct((frame["label"] == 1).mean()), "flag": _flag(config, frame),
-                         "thought": _thought_quantiles(frame)})
+            rows.append(
+                {
+                    "config": config,
+                    "split": split,
+                    "rows": len(frame),
+                    "label_1": _pct((frame["label"] == 1).mean()),
+                    "flag": _flag(config, frame),
+                    "thought": _thought_quantiles(frame),
+                }
+            )
     return rows
 
 
@@ -85,23 +97,31 @@ def provenance_lines(built: BuiltDataset) -> list[str]:
         frame = pd.concat(built.configs[config].values(), ignore_index=True)
         what = "Initial thoughts" if config == "original" else "Reflections"
         asks = frame["reask_count"]
-        lines.append(f"{what} (`{config}`, {len(frame):,} rows): models {_counts(frame['model'])}; prompt versions "
-                     f"{_counts(frame['prompt_version'])}; re-asks after invalid output: {int(asks.sum()):,} in "
-                     f"total, {int((asks > 0).sum()):,} rows needed at least one (max {int(asks.max())}).")
+        lines.append(
+            f"{what} (`{config}`, {len(frame):,} rows): models {_counts(frame['model'])}; prompt versions "
+            f"{_counts(frame['prompt_version'])}; re-asks after invalid output: {int(asks.sum()):,} in "
+            f"total, {int((asks > 0).sum()):,} rows needed at least one (max {int(asks.max())})."
+        )
         if config == "original" and "source" in frame and (frame["source"] == "human").any():
-            lines.append(f"{int((frame['source'] == 'human').sum()):,} of the `original` rows are human "
-                         "rationales (source `human`), not model output.")
+            lines.append(
+                f"{int((frame['source'] == 'human').sum()):,} of the `original` rows are human "
+                "rationales (source `human`), not model output."
+            )
     return lines
 
 
 def report_lines(built: BuiltDataset) -> list[str]:
     report, lines = built.report, []
     if report.unresolved_reflections:
-        lines.append(f"{len(report.unresolved_reflections)} reflection(s) did not reach the gold label and are "
-                     f"left out of `combined`: {', '.join(report.unresolved_reflections[:10])}.")
+        lines.append(
+            f"{len(report.unresolved_reflections)} reflection(s) did not reach the gold label and are "
+            f"left out of `combined`: {', '.join(report.unresolved_reflections[:10])}."
+        )
     if report.duplicate_pairs_in_combined:
-        lines.append(f"{report.duplicate_pairs_in_combined} duplicate pair(s) were collapsed in `combined` "
-                     "(a reflected correction wins over an original, an original over a human rationale).")
+        lines.append(
+            f"{report.duplicate_pairs_in_combined} duplicate pair(s) were collapsed in `combined` "
+            "(a reflected correction wins over an original, an original over a human rationale)."
+        )
     if report.skipped_failed:
         lines.append(f"{report.skipped_failed} failed record(s) (no usable output) were left out.")
     if report.skipped_unlabelled:
@@ -117,8 +137,10 @@ def card_metadata(built: BuiltDataset, info: CardInfo) -> dict:
     total = sum(len(f) for f in built.configs.get(DEFAULT_CONFIG, next(iter(built.configs.values()))).values())
     configs = []
     for config, splits in built.configs.items():
-        entry = {"config_name": config,
-                 "data_files": [{"split": s, "path": data_file(config, s)} for s in SPLITS if s in splits]}
+        entry = {
+            "config_name": config,
+            "data_files": [{"split": s, "path": data_file(config, s)} for s in SPLITS if s in splits],
+        }
         if config == DEFAULT_CONFIG:
             entry["default"] = True
         configs.append(entry)
@@ -153,11 +175,16 @@ def add_dataset_info(data, built: BuiltDataset) -> None:
         split_dict = SplitDict()
         for split in SPLITS:
             if split in datasets:
-                split_dict.add(SplitInfo(name=split, num_examples=len(datasets[split]),
-                                         num_bytes=datasets[split].data.nbytes))
+                split_dict.add(
+                    SplitInfo(name=split, num_examples=len(datasets[split]), num_bytes=datasets[split].data.nbytes)
+                )
         first = next(iter(datasets.values()))
-        infos[config] = DatasetInfo(features=first.features, splits=split_dict, config_name=config,
-                                    dataset_size=sum(d.data.nbytes for d in datasets.values()))
+        infos[config] = DatasetInfo(
+            features=first.features,
+            splits=split_dict,
+            config_name=config,
+            dataset_size=sum(d.data.nbytes for d in datasets.values()),
+        )
     infos.to_dataset_card_data(data)
 
 
@@ -171,9 +198,16 @@ def render_card(built: BuiltDataset, info: CardInfo) -> str:
     add_dataset_info(data, built)
     has_human = any((f["source"] == "human").any() for f in built.configs.get("original", {}).values())
     card = DatasetCard.from_template(
-        data, template_path=str(TEMPLATE), repo_id=info.repo_id, seed=info.seed,
-        format_version=FORMAT_VERSION, provenance=provenance_lines(built), report_lines=report_lines(built),
-        stats_rows=stats_rows(built), has_human=has_human, source_text=info.source_text,
+        data,
+        template_path=str(TEMPLATE),
+        repo_id=info.repo_id,
+        seed=info.seed,
+        format_version=FORMAT_VERSION,
+        provenance=provenance_lines(built),
+        report_lines=report_lines(built),
+        stats_rows=stats_rows(built),
+        has_human=has_human,
+        source_text=info.source_text,
     )
     text = str(card)
     validate_card(text, built)
@@ -189,8 +223,15 @@ def validate_card(text: str, built: BuiltDataset) -> None:
 
     card = DatasetCard(text, ignore_metadata_errors=False)
     metadata = card.data.to_dict()
-    for key in ("pretty_name", "license", "task_categories", "annotations_creators", "source_datasets",
-                "size_categories", "configs"):
+    for key in (
+        "pretty_name",
+        "license",
+        "task_categories",
+        "annotations_creators",
+        "source_datasets",
+        "size_categories",
+        "configs",
+    ):
         if not metadata.get(key):
             raise ValueError(f"dataset card: YAML field {key} is missing")
     declared = {c["config_name"]: {f["split"]: f["path"] for f in c["data_files"]} for c in metadata["configs"]}
@@ -198,8 +239,10 @@ def validate_card(text: str, built: BuiltDataset) -> None:
     if declared != expected:
         raise ValueError(f"dataset card: configs {declared} do not match the files {expected}")
     infos = metadata.get("dataset_info") or []
-    sizes = {i["config_name"]: {s["name"]: s["num_examples"] for s in i["splits"]}
-             for i in (infos if isinstance(infos, list) else [infos])}
+    sizes = {
+        i["config_name"]: {s["name"]: s["num_examples"] for s in i["splits"]}
+        for i in (infos if isinstance(infos, list) else [infos])
+    }
     if sizes and sizes != built.counts():
         raise ValueError(f"dataset card: dataset_info sizes {sizes} do not match the data {built.counts()}")
     if not card.text.strip():

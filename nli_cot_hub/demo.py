@@ -48,23 +48,34 @@ def default_data_root() -> Path:
 class DemoPlan:
     """How much work each stage does. The defaults fit 15 minutes on 2 CPU cores with room to spare."""
 
-    rows: int = 50              # coursework trial rows annotated (all of trial_jd0g.csv)
-    eval_rows: int = 50         # coursework dev rows predicted and scored
-    generate_tokens: int = 96   # most answers of the embedded model end well before this
+    rows: int = 50  # coursework trial rows annotated (all of trial_jd0g.csv)
+    eval_rows: int = 50  # coursework dev rows predicted and scored
+    generate_tokens: int = 96  # most answers of the embedded model end well before this
     reflect_tokens: int = 128
-    judge_tokens: int = 96      # the analysis and an optional improved thought share what the JSON leaves
+    judge_tokens: int = 96  # the analysis and an optional improved thought share what the JSON leaves
     predict_tokens: int = 96
-    max_reasks: int = 0         # each re-ask re-reads a ~500-token prompt: real runs use 2, the demo none
-    reflect_rows: int = 16      # the first N wrong answers
-    judge_rows: int = 10        # judging is a quality check on a sample, not a training input
+    max_reasks: int = 0  # each re-ask re-reads a ~500-token prompt: real runs use 2, the demo none
+    reflect_rows: int = 16  # the first N wrong answers
+    judge_rows: int = 10  # judging is a quality check on a sample, not a training input
     train_steps: int = 16
     train_batch: int = 4
-    baseline: bool = True       # also predict with the untrained base model (same prompt), so the report compares two
+    baseline: bool = True  # also predict with the untrained base model (same prompt), so the report compares two
 
-    def quick(self) -> "DemoPlan":
+    def quick(self) -> DemoPlan:
         """A few rows and steps through the same code: the smoke test CI runs."""
-        return replace(self, rows=8, eval_rows=8, generate_tokens=48, reflect_tokens=64, judge_tokens=64,
-                       predict_tokens=48, reflect_rows=2, judge_rows=2, train_steps=2, train_batch=2)
+        return replace(
+            self,
+            rows=8,
+            eval_rows=8,
+            generate_tokens=48,
+            reflect_tokens=64,
+            judge_tokens=64,
+            predict_tokens=48,
+            reflect_rows=2,
+            judge_rows=2,
+            train_steps=2,
+            train_batch=2,
+        )
 
 
 @dataclass
@@ -73,8 +84,8 @@ class Step:
 
     name: str
     title: str
-    config: Any = None                        # a stage config (nli_cot_hub.config)
-    train_argv: list[str] | None = None       # or training's own recipe + overrides (TrlParser)
+    config: Any = None  # a stage config (nli_cot_hub.config)
+    train_argv: list[str] | None = None  # or training's own recipe + overrides (TrlParser)
     outputs: dict[str, Path] = field(default_factory=dict)
     subprocess_env: dict[str, str] | None = None  # run in a fresh process with this environment
 
@@ -145,8 +156,10 @@ def command_line(argv: list[str]) -> str:
 
 # ---------------------------------------------------------------- the steps
 
-def plan_steps(plan: DemoPlan, layout: Layout, data_root: Path, hub_env: dict[str, str] | None = None,
-               hub_user: str | None = None) -> list[Step]:
+
+def plan_steps(
+    plan: DemoPlan, layout: Layout, data_root: Path, hub_env: dict[str, str] | None = None, hub_user: str | None = None
+) -> list[Step]:
     from nli_cot_hub.build import BuildConfig
     from nli_cot_hub.generate import GenerateConfig, JudgeConfig, ReflectConfig
     from nli_cot_hub.hub_transfer import DownloadConfig, UploadConfig
@@ -160,84 +173,186 @@ def plan_steps(plan: DemoPlan, layout: Layout, data_root: Path, hub_env: dict[st
     # Local decoding is constrained to each stage's schema, so the default failure threshold applies.
     local = dict(backend="local:embedded", max_reasks=plan.max_reasks, concurrency=8, timeout=1800.0)
     steps = [
-        Step("generate", "chains of thought from the embedded model (the API model's job in real use)",
-             GenerateConfig(data=shown(trial), output=shown(layout.generated), limit=plan.rows,
-                            max_new_tokens=plan.generate_tokens, **local),
-             outputs={"chains of thought": layout.generated}),
-        Step("reflect", "the wrong answers, repaired by a model told the gold label",
-             ReflectConfig(records=shown(layout.generated), output=shown(layout.reflected), limit=plan.reflect_rows,
-                           max_new_tokens=plan.reflect_tokens, **local),
-             outputs={"reflections": layout.reflected}),
-        Step("judge", "1-5 scores for coherence, correctness and brevity on a sample",
-             JudgeConfig(records=shown(layout.generated), output=shown(layout.judged), limit=plan.judge_rows,
-                         max_new_tokens=plan.judge_tokens, **local),
-             outputs={"judgements": layout.judged}),
-        Step("build", "the Hub data set (with the original author's real API thoughts): configs, splits, card",
-             BuildConfig(store=[shown(layout.generated), shown(layout.reflected)],
-                         import_artifacts=shown(data_root / ARTIFACTS_FOLDER), output_dir=shown(layout.dataset),
-                         overwrite=True, eval_set=[shown(dev)], on_contamination="drop",
-                         pretty_name="NLI chain-of-thought (demo)"),
-             outputs={"data set + card": layout.dataset}),
+        Step(
+            "generate",
+            "chains of thought from the embedded model (the API model's job in real use)",
+            GenerateConfig(
+                data=shown(trial),
+                output=shown(layout.generated),
+                limit=plan.rows,
+                max_new_tokens=plan.generate_tokens,
+                **local,
+            ),
+            outputs={"chains of thought": layout.generated},
+        ),
+        Step(
+            "reflect",
+            "the wrong answers, repaired by a model told the gold label",
+            ReflectConfig(
+                records=shown(layout.generated),
+                output=shown(layout.reflected),
+                limit=plan.reflect_rows,
+                max_new_tokens=plan.reflect_tokens,
+                **local,
+            ),
+            outputs={"reflections": layout.reflected},
+        ),
+        Step(
+            "judge",
+            "1-5 scores for coherence, correctness and brevity on a sample",
+            JudgeConfig(
+                records=shown(layout.generated),
+                output=shown(layout.judged),
+                limit=plan.judge_rows,
+                max_new_tokens=plan.judge_tokens,
+                **local,
+            ),
+            outputs={"judgements": layout.judged},
+        ),
+        Step(
+            "build",
+            "the Hub data set (with the original author's real API thoughts): configs, splits, card",
+            BuildConfig(
+                store=[shown(layout.generated), shown(layout.reflected)],
+                import_artifacts=shown(data_root / ARTIFACTS_FOLDER),
+                output_dir=shown(layout.dataset),
+                overwrite=True,
+                eval_set=[shown(dev)],
+                on_contamination="drop",
+                pretty_name="NLI chain-of-thought (demo)",
+            ),
+            outputs={"data set + card": layout.dataset},
+        ),
     ]
     if hub_env is not None:
         repo = f"{hub_user}/{HUB_DATASET_REPO}"
         steps += [
-            Step("hub upload data set", "push the data set to the local Hub-protocol server",
-                 UploadConfig(path=shown(layout.dataset), repo_id=repo, repo_type="dataset"), subprocess_env=hub_env),
-            Step("hub download data set", "and fetch it back, as another machine would",
-                 DownloadConfig(repo_id=repo, repo_type="dataset", local_dir=shown(layout.hub_download / "dataset")),
-                 subprocess_env=hub_env, outputs={"data set from the Hub": layout.hub_download / "dataset"}),
+            Step(
+                "hub upload data set",
+                "push the data set to the local Hub-protocol server",
+                UploadConfig(path=shown(layout.dataset), repo_id=repo, repo_type="dataset"),
+                subprocess_env=hub_env,
+            ),
+            Step(
+                "hub download data set",
+                "and fetch it back, as another machine would",
+                DownloadConfig(repo_id=repo, repo_type="dataset", local_dir=shown(layout.hub_download / "dataset")),
+                subprocess_env=hub_env,
+                outputs={"data set from the Hub": layout.hub_download / "dataset"},
+            ),
         ]
     steps += [
-        Step("lengths", "token lengths under the chat template and a max_length recommendation",
-             LengthsConfig(dataset=shown(layout.dataset), tokenizer="embedded", dataset_config="combined",
-                           split="all", png=shown(layout.lengths_png)),
-             outputs={"length histogram": layout.lengths_png}),
-        Step("train", "LoRA on the embedded model with TRL's SFTTrainer (the demo recipe)",
-             train_argv=["--config", shown(RECIPE), "--dataset_name", shown(layout.dataset),
-                         "--dataset_config", "combined", "--output_dir", shown(layout.adapter),
-                         "--max_steps", str(plan.train_steps), "--per_device_train_batch_size", str(plan.train_batch),
-                         "--gradient_accumulation_steps", "1", "--eval_steps", str(max(1, plan.train_steps // 2)),
-                         "--save_steps", str(max(1, plan.train_steps // 2))],
-             outputs={"adapter + model card": layout.adapter}),
-        Step("predict", "the fine-tuned adapter answers unseen dev pairs; the submission CSV",
-             PredictConfig(data=shown(dev), output=shown(layout.adapter_predictions), adapter=shown(layout.adapter),
-                           limit=plan.eval_rows, max_new_tokens=plan.predict_tokens,
-                           submission=shown(layout.submission)),
-             outputs={"predictions": layout.adapter_predictions, "submission CSV": layout.submission}),
+        Step(
+            "lengths",
+            "token lengths under the chat template and a max_length recommendation",
+            LengthsConfig(
+                dataset=shown(layout.dataset),
+                tokenizer="embedded",
+                dataset_config="combined",
+                split="all",
+                png=shown(layout.lengths_png),
+            ),
+            outputs={"length histogram": layout.lengths_png},
+        ),
+        Step(
+            "train",
+            "LoRA on the embedded model with TRL's SFTTrainer (the demo recipe)",
+            train_argv=[
+                "--config",
+                shown(RECIPE),
+                "--dataset_name",
+                shown(layout.dataset),
+                "--dataset_config",
+                "combined",
+                "--output_dir",
+                shown(layout.adapter),
+                "--max_steps",
+                str(plan.train_steps),
+                "--per_device_train_batch_size",
+                str(plan.train_batch),
+                "--gradient_accumulation_steps",
+                "1",
+                "--eval_steps",
+                str(max(1, plan.train_steps // 2)),
+                "--save_steps",
+                str(max(1, plan.train_steps // 2)),
+            ],
+            outputs={"adapter + model card": layout.adapter},
+        ),
+        Step(
+            "predict",
+            "the fine-tuned adapter answers unseen dev pairs; the submission CSV",
+            PredictConfig(
+                data=shown(dev),
+                output=shown(layout.adapter_predictions),
+                adapter=shown(layout.adapter),
+                limit=plan.eval_rows,
+                max_new_tokens=plan.predict_tokens,
+                submission=shown(layout.submission),
+            ),
+            outputs={"predictions": layout.adapter_predictions, "submission CSV": layout.submission},
+        ),
     ]
     names = "adapter"
     predictions = [shown(layout.adapter_predictions)]
     if plan.baseline:
-        steps.append(Step(
-            "predict (base)", "the base model without the adapter, same prompt and pairs: what training changed",
-            PredictConfig(data=shown(dev), output=shown(layout.base_predictions), model="embedded",
-                          limit=plan.eval_rows, max_new_tokens=plan.predict_tokens),
-            outputs={"base-model predictions": layout.base_predictions}))
+        steps.append(
+            Step(
+                "predict (base)",
+                "the base model without the adapter, same prompt and pairs: what training changed",
+                PredictConfig(
+                    data=shown(dev),
+                    output=shown(layout.base_predictions),
+                    model="embedded",
+                    limit=plan.eval_rows,
+                    max_new_tokens=plan.predict_tokens,
+                ),
+                outputs={"base-model predictions": layout.base_predictions},
+            )
+        )
         names += ",base"
         predictions.append(shown(layout.base_predictions))
     steps += [
-        Step("evaluate", "the nli_cot metric, plots, McNemar comparison, label-disagreement audit",
-             EvaluateConfig(predictions=predictions, output_dir=shown(layout.report), names=names),
-             outputs={"report + plots": layout.report / "report.md"}),
-        Step("card", "the model card with the evaluation results in its metadata",
-             CardConfig(output_dir=shown(layout.adapter), eval_metrics=shown(layout.report / "metrics.json"),
-                        eval_model="adapter", eval_dataset="comp34812-nli-dev", eval_split=f"dev[:{plan.eval_rows}]"),
-             outputs={"model card": layout.adapter / "README.md"}),
+        Step(
+            "evaluate",
+            "the nli_cot metric, plots, McNemar comparison, label-disagreement audit",
+            EvaluateConfig(predictions=predictions, output_dir=shown(layout.report), names=names),
+            outputs={"report + plots": layout.report / "report.md"},
+        ),
+        Step(
+            "card",
+            "the model card with the evaluation results in its metadata",
+            CardConfig(
+                output_dir=shown(layout.adapter),
+                eval_metrics=shown(layout.report / "metrics.json"),
+                eval_model="adapter",
+                eval_dataset="comp34812-nli-dev",
+                eval_split=f"dev[:{plan.eval_rows}]",
+            ),
+            outputs={"model card": layout.adapter / "README.md"},
+        ),
     ]
     if hub_env is not None:
         repo = f"{hub_user}/{HUB_ADAPTER_REPO}"
         steps += [
-            Step("hub upload adapter", "push the adapter and its card to the local Hub-protocol server",
-                 UploadConfig(path=shown(layout.adapter), repo_id=repo), subprocess_env=hub_env),
-            Step("hub upload results", "and the evaluation report beside it",
-                 UploadConfig(path=shown(layout.report), repo_id=repo, repo_type="model", path_in_repo="results"),
-                 subprocess_env=hub_env),
+            Step(
+                "hub upload adapter",
+                "push the adapter and its card to the local Hub-protocol server",
+                UploadConfig(path=shown(layout.adapter), repo_id=repo),
+                subprocess_env=hub_env,
+            ),
+            Step(
+                "hub upload results",
+                "and the evaluation report beside it",
+                UploadConfig(path=shown(layout.report), repo_id=repo, repo_type="model", path_in_repo="results"),
+                subprocess_env=hub_env,
+            ),
         ]
     return steps
 
 
 # ---------------------------------------------------------------- running
+
 
 class StepFailed(RuntimeError):
     pass
@@ -255,8 +370,9 @@ def train(argv: list[str]) -> None:
 def run_step(step: Step) -> StepResult:
     started, cpu_started = time.monotonic(), time.process_time()
     if step.subprocess_env is not None:  # the Hub client reads its endpoint from the environment at import
-        result = subprocess.run([sys.executable, "-m", "nli_cot_hub", *step.argv],
-                                env={**os.environ, **step.subprocess_env})
+        result = subprocess.run(
+            [sys.executable, "-m", "nli_cot_hub", *step.argv], env={**os.environ, **step.subprocess_env}
+        )
         if result.returncode:
             raise StepFailed(f"`{command_line(step.argv)}` exited with {result.returncode}")
     else:
@@ -265,11 +381,18 @@ def run_step(step: Step) -> StepResult:
 
 
 def commands_script(steps: list[Step], hub_url: str | None = None) -> str:
-    lines = ["#!/usr/bin/env bash", "# The commands `nli-cot demo` ran, in order (from the folder it was started in).",
-             "set -euo pipefail", ""]
+    lines = [
+        "#!/usr/bin/env bash",
+        "# The commands `nli-cot demo` ran, in order (from the folder it was started in).",
+        "set -euo pipefail",
+        "",
+    ]
     if hub_url:
-        lines += [f"# hub steps ran against the local Hub-protocol server at {hub_url}; for the real Hub set HF_TOKEN",
-                  "# and use your own namespace.", ""]
+        lines += [
+            f"# hub steps ran against the local Hub-protocol server at {hub_url}; for the real Hub set HF_TOKEN",
+            "# and use your own namespace.",
+            "",
+        ]
     for step in steps:
         lines.append(f"# {step.name}: {step.title}")
         lines.append(command_line(step.argv))
@@ -286,6 +409,7 @@ def clear_stale_outputs(layout: Layout) -> None:
 
 
 # ---------------------------------------------------------------- summary
+
 
 def read_json(path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
@@ -311,9 +435,19 @@ def collect_summary(layout: Layout, plan: DemoPlan, results: list[StepResult], s
     summary["cot"] = stores
     summary["parsing"] = parse_counts(layout)
     training = read_json(layout.adapter / "training_metrics.json").get("summary", {})
-    summary["training"] = {key: training.get(key) for key in (
-        "train_examples", "eval_examples", "global_steps", "first_train_loss", "last_train_loss", "best_eval_loss",
-        "train_runtime_s", "trainable_parameters")}
+    summary["training"] = {
+        key: training.get(key)
+        for key in (
+            "train_examples",
+            "eval_examples",
+            "global_steps",
+            "first_train_loss",
+            "last_train_loss",
+            "best_eval_loss",
+            "train_runtime_s",
+            "trainable_parameters",
+        )
+    }
     summary["evaluation"] = read_json(layout.report / "metrics.json").get("models", {})
     summary["artifacts"] = {label: str(path) for step in steps for label, path in step.outputs.items()}
     summary["artifacts"].update({"commands": str(layout.commands), "summary": str(layout.summary)})
@@ -325,18 +459,30 @@ def parse_counts(layout: Layout) -> dict[str, dict[str, int]]:
     and those that failed, and how many were decoded under their JSON schema."""
     from nli_cot_hub.store import read_records
 
-    stages = (("generate", layout.generated), ("reflect", layout.reflected), ("judge", layout.judged),
-              ("predict (adapter)", layout.adapter_predictions), ("predict (base)", layout.base_predictions))
+    stages = (
+        ("generate", layout.generated),
+        ("reflect", layout.reflected),
+        ("judge", layout.judged),
+        ("predict (adapter)", layout.adapter_predictions),
+        ("predict (base)", layout.base_predictions),
+    )
     counts = {}
     for stage, path in stages:
         if not path.exists():
             continue
         records = read_records(path)
-        outcomes = [((r.judge or {}).get("status"), (r.judge or {}).get("constrained")) if stage == "judge"
-                    else (r.status, r.constrained) for r in records]
-        counts[stage] = {"records": len(records), "parsed": sum(status != "failed" for status, _ in outcomes),
-                         "failed": sum(status == "failed" for status, _ in outcomes),
-                         "constrained": sum(bool(constrained) for _, constrained in outcomes)}
+        outcomes = [
+            ((r.judge or {}).get("status"), (r.judge or {}).get("constrained"))
+            if stage == "judge"
+            else (r.status, r.constrained)
+            for r in records
+        ]
+        counts[stage] = {
+            "records": len(records),
+            "parsed": sum(status != "failed" for status, _ in outcomes),
+            "failed": sum(status == "failed" for status, _ in outcomes),
+            "constrained": sum(bool(constrained) for _, constrained in outcomes),
+        }
     return counts
 
 
@@ -344,12 +490,18 @@ PARSE_COLUMNS = ("records", "parsed", "failed", "constrained")
 
 
 def parse_rows(summary: dict) -> list[list[str]]:
-    return [[stage, *(str(counts[key]) for key in PARSE_COLUMNS)]
-            for stage, counts in summary.get("parsing", {}).items()]
+    return [
+        [stage, *(str(counts[key]) for key in PARSE_COLUMNS)] for stage, counts in summary.get("parsing", {}).items()
+    ]
 
 
-METRIC_COLUMNS = (("rows", "rows"), ("accuracy", "accuracy"), ("macro_f1", "macro F1"), ("f1", "F1 (label 1)"),
-                  ("parse_rate", "parse rate"))
+METRIC_COLUMNS = (
+    ("rows", "rows"),
+    ("accuracy", "accuracy"),
+    ("macro_f1", "macro F1"),
+    ("f1", "F1 (label 1)"),
+    ("parse_rate", "parse rate"),
+)
 
 
 def _format(value) -> str:
@@ -359,54 +511,87 @@ def _format(value) -> str:
 
 
 def metric_rows(summary: dict) -> list[list[str]]:
-    return [[name, *(_format(metrics.get(key)) for key, _ in METRIC_COLUMNS)]
-            for name, metrics in summary["evaluation"].items()]
+    return [
+        [name, *(_format(metrics.get(key)) for key, _ in METRIC_COLUMNS)]
+        for name, metrics in summary["evaluation"].items()
+    ]
 
 
 def index_markdown(summary: dict, layout: Layout) -> str:
     """demo_output/README.md: what each artifact is, the metrics and the timings."""
+
     def link(path: str) -> str:
         relative = Path(path).resolve().relative_to(layout.root.resolve()).as_posix()
         return f"[`{relative}`]({relative})"
 
-    lines = ["# nli-cot demo output", "",
-             "Every stage of nli-cot-hub, run offline by `nli-cot demo` on the embedded model "
-             "(SmolLM2-135M-Instruct) and real COMP34812 coursework rows. The numbers show that the pipeline works "
-             "end to end, not what a 7B model reaches: a 135M model after a few LoRA steps is near chance.", "",
-             "## Artifacts", "", "| what | where |", "|---|---|"]
+    lines = [
+        "# nli-cot demo output",
+        "",
+        "Every stage of nli-cot-hub, run offline by `nli-cot demo` on the embedded model "
+        "(SmolLM2-135M-Instruct) and real COMP34812 coursework rows. The numbers show that the pipeline works "
+        "end to end, not what a 7B model reaches: a 135M model after a few LoRA steps is near chance.",
+        "",
+        "## Artifacts",
+        "",
+        "| what | where |",
+        "|---|---|",
+    ]
     for label, path in summary["artifacts"].items():
         if Path(path).resolve().is_relative_to(layout.root.resolve()):
             lines.append(f"| {label} | {link(path)} |")
-    lines += ["", "## Evaluation (coursework dev rows)", "",
-              "| model | " + " | ".join(title for _, title in METRIC_COLUMNS) + " |",
-              "|---" * (len(METRIC_COLUMNS) + 1) + "|"]
+    lines += [
+        "",
+        "## Evaluation (coursework dev rows)",
+        "",
+        "| model | " + " | ".join(title for _, title in METRIC_COLUMNS) + " |",
+        "|---" * (len(METRIC_COLUMNS) + 1) + "|",
+    ]
     lines += ["| " + " | ".join(row) + " |" for row in metric_rows(summary)]
     cot = summary["cot"]
     generated = cot.get("generated", {})
-    lines += ["", "## Answers parsed per stage", "",
-              "Parsed: the answer gave a label (and a thought, or a judgement's scores); constrained: decoded to "
-              "the stage's JSON schema.", "",
-              "| stage | " + " | ".join(PARSE_COLUMNS) + " |", "|---" * (len(PARSE_COLUMNS) + 1) + "|"]
+    lines += [
+        "",
+        "## Answers parsed per stage",
+        "",
+        "Parsed: the answer gave a label (and a thought, or a judgement's scores); constrained: decoded to "
+        "the stage's JSON schema.",
+        "",
+        "| stage | " + " | ".join(PARSE_COLUMNS) + " |",
+        "|---" * (len(PARSE_COLUMNS) + 1) + "|",
+    ]
     lines += ["| " + " | ".join(row) + " |" for row in parse_rows(summary)]
-    lines += ["", "## Chain-of-thought stages", "",
-              f"- generate: {generated.get('records', 0)} records, by status {generated.get('by_status', {})}, "
-              f"accuracy against gold {_format(generated.get('accuracy'))}",
-              f"- reflect: {cot.get('reflected', {}).get('records', 0)} records, by status "
-              f"{cot.get('reflected', {}).get('by_status', {})}",
-              f"- judge: mean scores {cot.get('judge_mean_scores', {})}"]
+    lines += [
+        "",
+        "## Chain-of-thought stages",
+        "",
+        f"- generate: {generated.get('records', 0)} records, by status {generated.get('by_status', {})}, "
+        f"accuracy against gold {_format(generated.get('accuracy'))}",
+        f"- reflect: {cot.get('reflected', {}).get('records', 0)} records, by status "
+        f"{cot.get('reflected', {}).get('by_status', {})}",
+        f"- judge: mean scores {cot.get('judge_mean_scores', {})}",
+    ]
     training = summary["training"]
-    lines += ["", "## Training", "",
-              f"- {training.get('train_examples')} training examples, {training.get('global_steps')} optimizer steps, "
-              f"train loss {_format(training.get('first_train_loss'))} -> {_format(training.get('last_train_loss'))}, "
-              f"best validation loss {_format(training.get('best_eval_loss'))}"]
+    lines += [
+        "",
+        "## Training",
+        "",
+        f"- {training.get('train_examples')} training examples, {training.get('global_steps')} optimizer steps, "
+        f"train loss {_format(training.get('first_train_loss'))} -> {_format(training.get('last_train_loss'))}, "
+        f"best validation loss {_format(training.get('best_eval_loss'))}",
+    ]
     lines += ["", "## Time per step", "", "| step | wall s | CPU s |", "|---|---|---|"]
     lines += [f"| {s['name']} | {s['seconds']:.1f} | {s['cpu_seconds']:.1f} |" for s in summary["steps"]]
-    lines += [f"| total | {summary['total_seconds']:.1f} | {summary['total_cpu_seconds']:.1f} |", "",
-              "Repeat or adapt any stage with the commands in [`commands.sh`](commands.sh).", ""]
+    lines += [
+        f"| total | {summary['total_seconds']:.1f} | {summary['total_cpu_seconds']:.1f} |",
+        "",
+        "Repeat or adapt any stage with the commands in [`commands.sh`](commands.sh).",
+        "",
+    ]
     return "\n".join(lines)
 
 
 # ---------------------------------------------------------------- hub server
+
 
 def start_hub_server(root: Path):
     """The local Hub-protocol server (``nli_cot_hub.hub_server``), started with its store under ``root``."""
@@ -425,24 +610,42 @@ class DemoConfig:
     """
 
     output_dir: str = option("demo_output", "Where every artifact is written (reruns reuse its CoT stores).")
-    data_root: str | None = option(None, "The shared real-data folder holding comp34812_nli/ (default: "
-                                   "NLI_COT_SHARED_DATA, else shared/data beside the source checkout).")
+    data_root: str | None = option(
+        None,
+        "The shared real-data folder holding comp34812_nli/ (default: "
+        "NLI_COT_SHARED_DATA, else shared/data beside the source checkout).",
+    )
     rows: int | None = option(None, "Trial rows to annotate (default 50, all of them).", min=1, max=50)
     eval_rows: int | None = option(None, "Dev rows to predict and score (default 50).", min=1)
     train_steps: int | None = option(None, "LoRA optimizer steps (default 16).", min=1)
-    baseline: bool | None = option(None, "Also predict with the base model without the adapter and compare "
-                                   "(default: on).", negatable=True)
-    threads: int | None = option(None, "CPU threads for torch (default: torch's choice, one per core). On a "
-                                 "machine busy with other work, 1 is often faster.", min=1)
-    quick: bool = option(False, "8 rows, 2 training steps, short answers: the same code path in a few minutes "
-                         "(CI's smoke run). Explicit options still win.")
-    hub_server: bool = option(False, "Also push the data set, adapter and report to a local Hub-protocol server "
-                              "(nli_cot_hub.hub_server) and download the data set back.")
+    baseline: bool | None = option(
+        None, "Also predict with the base model without the adapter and compare (default: on).", negatable=True
+    )
+    threads: int | None = option(
+        None,
+        "CPU threads for torch (default: torch's choice, one per core). On a "
+        "machine busy with other work, 1 is often faster.",
+        min=1,
+    )
+    quick: bool = option(
+        False,
+        "8 rows, 2 training steps, short answers: the same code path in a few minutes "
+        "(CI's smoke run). Explicit options still win.",
+    )
+    hub_server: bool = option(
+        False,
+        "Also push the data set, adapter and report to a local Hub-protocol server "
+        "(nli_cot_hub.hub_server) and download the data set back.",
+    )
 
     def plan(self) -> DemoPlan:
         plan = DemoPlan().quick() if self.quick else DemoPlan()
-        overrides = {"rows": self.rows, "eval_rows": self.eval_rows, "train_steps": self.train_steps,
-                     "baseline": self.baseline}
+        overrides = {
+            "rows": self.rows,
+            "eval_rows": self.eval_rows,
+            "train_steps": self.train_steps,
+            "baseline": self.baseline,
+        }
         return replace(plan, **{key: value for key, value in overrides.items() if value is not None})
 
 
@@ -473,14 +676,18 @@ def run_demo(config: DemoConfig, console=None) -> dict:
         server = start_hub_server(Path(scratch.name) / "server")
         console.print(f"local Hub-protocol server at {server.url} (user {server.user})")
     try:
-        steps = plan_steps(plan, layout, data_root, server.env(Path(scratch.name) / "cache") if server else None,
-                           server.user if server else None)
+        steps = plan_steps(
+            plan,
+            layout,
+            data_root,
+            server.env(Path(scratch.name) / "cache") if server else None,
+            server.user if server else None,
+        )
         layout.commands.write_text(commands_script(steps, server.url if server else None), encoding="utf-8")
         results = []
         for number, step in enumerate(steps, 1):
             console.rule(f"[bold][{number}/{len(steps)}] {step.name}[/bold]: {step.title}")
-            console.print(f"$ {command_line(step.argv)}",
-                          markup=False, highlight=False, soft_wrap=True)
+            console.print(f"$ {command_line(step.argv)}", markup=False, highlight=False, soft_wrap=True)
             results.append(run_step(step))
             console.print(f"{step.name}: {results[-1].seconds:.1f} s", style="dim")
     finally:

@@ -54,7 +54,8 @@ class EngineConfig:
 REMOTE_TIMEOUT_S, LOCAL_TIMEOUT_S = 120.0, 1800.0
 BACKEND_HELP = (
     "Backend spec: mistral:MODEL (MISTRAL_API_KEY), mistral:URL#MODEL, openai:URL#MODEL (vLLM, SGLang, "
-    "TGI Messages API, transformers serve), llamacpp:URL#MODEL, tgi:URL#TOKENIZER, local:embedded or local:PATH.")
+    "TGI Messages API, transformers serve), llamacpp:URL#MODEL, tgi:URL#TOKENIZER, local:embedded or local:PATH."
+)
 
 
 @dataclass(kw_only=True)
@@ -66,25 +67,40 @@ class BaseRequestOptions:
     tpm: float | None = option(None, "Cap on estimated tokens per minute (default: none).")
     max_retries: int = option(6, "Retries of a request on 429/5xx/timeouts/dropped connections.", min=0)
     max_reasks: int = option(2, "Re-asks when the reply is not usable JSON (counted per record).", min=0)
-    timeout: float | None = option(None, "Seconds to wait for one reply before retrying (default: 120 for "
-                                   "servers, 1800 for the local backend).")
+    timeout: float | None = option(
+        None, "Seconds to wait for one reply before retrying (default: 120 for servers, 1800 for the local backend)."
+    )
     temperature: float = option(0.0, "Sampling temperature (0 = greedy).", min=0.0)
     max_new_tokens: int = option(256, "Token cap of each reply.", min=1)
     gen_seed: int | None = option(None, "Sampling seed sent to the backend, if it takes one.")
-    json_mode: str = option("auto", "How to request JSON: auto (per backend), schema (response_format "
-                            "json_schema), object (json_object + schema, llama.cpp), none (prompt only).",
-                            choices=("auto", "schema", "object", "none"))
-    system_role: str = option("auto", "Endpoints that apply their own chat template (mistral, openai, llamacpp): "
-                              "keep the system message, fold it into the user turn, or auto (fold when the served "
-                              "model's tokenizer, readable offline, cannot take a system message as it is).",
-                              choices=("auto", "keep", "fold"))
-    constrain: bool = option(True, "Constrain answers to the stage's JSON schema where the backend can (local: "
-                             "constrained decoding; servers: as --json-mode says). --no-constrain asks for JSON in "
-                             "the prompt only.", negatable=True)
+    json_mode: str = option(
+        "auto",
+        "How to request JSON: auto (per backend), schema (response_format "
+        "json_schema), object (json_object + schema, llama.cpp), none (prompt only).",
+        choices=("auto", "schema", "object", "none"),
+    )
+    system_role: str = option(
+        "auto",
+        "Endpoints that apply their own chat template (mistral, openai, llamacpp): "
+        "keep the system message, fold it into the user turn, or auto (fold when the served "
+        "model's tokenizer, readable offline, cannot take a system message as it is).",
+        choices=("auto", "keep", "fold"),
+    )
+    constrain: bool = option(
+        True,
+        "Constrain answers to the stage's JSON schema where the backend can (local: "
+        "constrained decoding; servers: as --json-mode says). --no-constrain asks for JSON in "
+        "the prompt only.",
+        negatable=True,
+    )
     retry_failed: bool = option(False, "Drop stored failures first and try them again.")
     progress: bool = option(True, "Show a progress bar.")
-    max_failed_share: float = option(0.5, "Fail the run (exit code 1) when more than this share of its records "
-                                     "failed (every record is kept).", min=0.0, max=1.0)
+    max_failed_share: float = option(
+        0.5,
+        "Fail the run (exit code 1) when more than this share of its records failed (every record is kept).",
+        min=0.0,
+        max=1.0,
+    )
 
     def timeout_for(self, backend: str) -> float:
         """A local batch on a busy CPU can take minutes, and a retry would only redo the same work."""
@@ -93,19 +109,29 @@ class BaseRequestOptions:
         return LOCAL_TIMEOUT_S if backend.startswith("local") else REMOTE_TIMEOUT_S
 
     def engine_config(self, backend: str) -> EngineConfig:
-        return EngineConfig(concurrency=self.concurrency, requests_per_minute=self.rpm, tokens_per_minute=self.tpm,
-                            max_retries=self.max_retries, max_reasks=self.max_reasks,
-                            request_timeout_s=self.timeout_for(backend), temperature=self.temperature,
-                            max_tokens=self.max_new_tokens, seed=self.gen_seed)
+        return EngineConfig(
+            concurrency=self.concurrency,
+            requests_per_minute=self.rpm,
+            tokens_per_minute=self.tpm,
+            max_retries=self.max_retries,
+            max_reasks=self.max_reasks,
+            request_timeout_s=self.timeout_for(backend),
+            temperature=self.temperature,
+            max_tokens=self.max_new_tokens,
+            seed=self.gen_seed,
+        )
 
     def make_backend(self, backend: str) -> ChatBackend:
         from nli_cot_hub.backends import make_backend
         from nli_cot_hub.data import DataError
 
         try:
-            return make_backend(backend, timeout_s=self.timeout_for(backend),
-                                json_mode=self.json_mode if self.constrain else "none",  # type: ignore[arg-type]
-                                system_role=self.system_role)
+            return make_backend(
+                backend,
+                timeout_s=self.timeout_for(backend),
+                json_mode=self.json_mode if self.constrain else "none",  # type: ignore[arg-type]
+                system_role=self.system_role,
+            )
         except ValueError as error:
             raise DataError(f"--backend: {error}") from None
 
@@ -118,6 +144,7 @@ class RequestOptions(BaseRequestOptions):
 
 
 # ---------------------------------------------------------------- ledger
+
 
 def load_prices(path: str | Path | None = None) -> dict[str, dict[str, float]]:
     """US dollars per million tokens, ``{model: {"input": x, "output": y}}``, from a YAML file
@@ -181,8 +208,13 @@ class Ledger:
             merged = {key: (previous.get(key) or 0) + value - before.get(key, 0) for key, value in counts.items()}
             self._merged[model] = dict(counts)
             price = self.prices.get(model)
-            merged["cost_usd"] = None if price is None else round(
-                (merged["prompt_tokens"] * price["input"] + merged["completion_tokens"] * price["output"]) / 1e6, 6)
+            merged["cost_usd"] = (
+                None
+                if price is None
+                else round(
+                    (merged["prompt_tokens"] * price["input"] + merged["completion_tokens"] * price["output"]) / 1e6, 6
+                )
+            )
             total[model] = merged
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(json.dumps(total, indent=2))
@@ -191,6 +223,7 @@ class Ledger:
 
 
 # ---------------------------------------------------------------- answers
+
 
 @dataclass
 class Answer:
@@ -222,12 +255,17 @@ def retry_wait(error: BaseException | None, backoff_s: float, backoff_max_s: flo
 
 def reask_message(problem: str, schema: dict | None) -> dict[str, str]:
     keys = ", ".join(f'"{key}"' for key in (schema or {}).get("properties", {})) or "the requested keys"
-    return {"role": "user", "content": (
-        f"Your reply could not be used: {problem}. Reply again with a single JSON object with the keys "
-        f"{keys} and nothing else.")}
+    return {
+        "role": "user",
+        "content": (
+            f"Your reply could not be used: {problem}. Reply again with a single JSON object with the keys "
+            f"{keys} and nothing else."
+        ),
+    }
 
 
 # ---------------------------------------------------------------- engine
+
 
 class Engine:
     def __init__(self, backend: ChatBackend, config: EngineConfig | None = None, ledger: Ledger | None = None):
@@ -250,8 +288,9 @@ class Engine:
             estimate = sum(len(m["content"]) for m in messages) / 4 + max_tokens
             await self._tokens.acquire(min(estimate, self._tokens.max_rate))
 
-    async def request(self, messages: list[dict[str, str]], *, json_schema: dict | None = None,
-                      max_tokens: int | None = None) -> Completion:
+    async def request(
+        self, messages: list[dict[str, str]], *, json_schema: dict | None = None, max_tokens: int | None = None
+    ) -> Completion:
         """One completion, retried on transient failures."""
         from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
@@ -269,17 +308,27 @@ class Engine:
 
         retrying = AsyncRetrying(
             retry=retry_if_exception(lambda e: isinstance(e, BackendError) and e.retryable),
-            stop=stop_after_attempt(c.max_retries + 1), wait=wait, before_sleep=before_sleep, reraise=True)
+            stop=stop_after_attempt(c.max_retries + 1),
+            wait=wait,
+            before_sleep=before_sleep,
+            reraise=True,
+        )
         async for attempt in retrying:
             with attempt:
                 await self._throttle(messages, max_tokens)
                 usage.requests += 1
                 try:
                     completion = await asyncio.wait_for(
-                        self.backend.complete(messages, json_schema=json_schema, temperature=c.temperature,
-                                              max_tokens=max_tokens, seed=c.seed),
-                        timeout=c.request_timeout_s)
-                except asyncio.TimeoutError:
+                        self.backend.complete(
+                            messages,
+                            json_schema=json_schema,
+                            temperature=c.temperature,
+                            max_tokens=max_tokens,
+                            seed=c.seed,
+                        ),
+                        timeout=c.request_timeout_s,
+                    )
+                except TimeoutError:
                     usage.failed_requests += 1
                     self.errors += 1
                     raise BackendError(f"no answer within {c.request_timeout_s:g} s", retryable=True) from None
@@ -293,8 +342,15 @@ class Engine:
         usage.completion_tokens += completion.completion_tokens
         return completion
 
-    async def ask(self, messages: list[dict[str, str]], *, json_schema: dict | None = None,
-                  check: Check | None = None, max_tokens: int | None = None, needs_label: bool = True) -> Answer:
+    async def ask(
+        self,
+        messages: list[dict[str, str]],
+        *,
+        json_schema: dict | None = None,
+        check: Check | None = None,
+        max_tokens: int | None = None,
+        needs_label: bool = True,
+    ) -> Answer:
         """Ask until the answer parses (and passes ``check``) or the re-asks run out.
 
         ``needs_label=False`` (e.g. judging): any JSON object is acceptable to the parser, and
@@ -305,21 +361,33 @@ class Engine:
         reasks = 0
         while True:
             completion = await self.request(conversation, json_schema=json_schema, max_tokens=max_tokens)
-            total = total + TokenUsage(prompt_tokens=completion.prompt_tokens,
-                                       completion_tokens=completion.completion_tokens)
+            total = total + TokenUsage(
+                prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens
+            )
             extraction = extract_answer(completion.text, prompt=prompt)
             problem = _problem(extraction, completion, check, needs_label)
             if problem is None or reasks >= self.config.max_reasks:
-                return Answer(extraction, completion.text, total, reasks, completion.model or self.backend.model,
-                              problem, completion.constrained)
+                return Answer(
+                    extraction,
+                    completion.text,
+                    total,
+                    reasks,
+                    completion.model or self.backend.model,
+                    problem,
+                    completion.constrained,
+                )
             reasks += 1
             self.ledger.of(self.backend.model).reasks += 1
-            conversation = [*conversation, {"role": "assistant", "content": completion.text},
-                            reask_message(problem, json_schema)]
+            conversation = [
+                *conversation,
+                {"role": "assistant", "content": completion.text},
+                reask_message(problem, json_schema),
+            ]
 
 
-def _problem(extraction: Extraction, completion: Completion, check: Check | None,
-             needs_label: bool = True) -> str | None:
+def _problem(
+    extraction: Extraction, completion: Completion, check: Check | None, needs_label: bool = True
+) -> str | None:
     usable = extraction.status in ("ok", "repaired") or (not needs_label and bool(extraction.fields))
     if not usable:
         reason = extraction.reason or extraction.status
@@ -330,6 +398,7 @@ def _problem(extraction: Extraction, completion: Completion, check: Check | None
 
 
 # ---------------------------------------------------------------- running many jobs
+
 
 @dataclass
 class RunReport:
@@ -352,12 +421,21 @@ def judgement_status(record: CoTRecord) -> tuple[str, str | None]:
     return verdict.get("status", "failed"), verdict.get("error")
 
 
-async def run_jobs(jobs: Iterable[Any], handle: Callable[[Any], Awaitable[CoTRecord]],
-                   on_error: Callable[[Any, BaseException], CoTRecord], store, engine: Engine, *,
-                   desc: str = "pairs", total: int | None = None, progress: bool = True,
-                   checkpoint: Callable[[], None] | None = None, checkpoint_every_s: float = 30.0,
-                   status_of: Callable[[CoTRecord], tuple[str, str | None]] = record_status,
-                   heartbeat_s: float | None = None) -> RunReport:
+async def run_jobs(
+    jobs: Iterable[Any],
+    handle: Callable[[Any], Awaitable[CoTRecord]],
+    on_error: Callable[[Any, BaseException], CoTRecord],
+    store,
+    engine: Engine,
+    *,
+    desc: str = "pairs",
+    total: int | None = None,
+    progress: bool = True,
+    checkpoint: Callable[[], None] | None = None,
+    checkpoint_every_s: float = 30.0,
+    status_of: Callable[[CoTRecord], tuple[str, str | None]] = record_status,
+    heartbeat_s: float | None = None,
+) -> RunReport:
     """Run ``handle(job)`` for every job with ``engine.config.concurrency`` workers; append each
     resulting record to ``store`` as soon as it is ready. A job whose request finally fails becomes
     ``on_error(job, error)`` (a failed record). A fatal backend error cancels the run and re-raises.
@@ -391,8 +469,9 @@ async def run_jobs(jobs: Iterable[Any], handle: Callable[[Any], Awaitable[CoTRec
 
     def postfix() -> None:
         usage = engine.ledger.of(engine.backend.model)
-        bar.set_postfix(failed=report.failed, errors=engine.errors, retries=usage.retries,
-                        reasks=usage.reasks, refresh=False)
+        bar.set_postfix(
+            failed=report.failed, errors=engine.errors, retries=usage.retries, reasks=usage.reasks, refresh=False
+        )
 
     async def worker() -> None:
         while True:
@@ -404,7 +483,7 @@ async def run_jobs(jobs: Iterable[Any], handle: Callable[[Any], Awaitable[CoTRec
                 record = await handle(job)
             except FatalBackendError:
                 raise
-            except (BackendError, asyncio.TimeoutError) as error:
+            except (TimeoutError, BackendError) as error:
                 record = on_error(job, error)
             store.append(record)
             report.written += 1

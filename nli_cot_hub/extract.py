@@ -29,11 +29,22 @@ ExtractionStatus = Literal["ok", "repaired", "label-only", "failed"]
 
 LABEL_KEYS = ("predicted_label", "label", "final_label", "prediction", "predicted", "final_answer", "answer")
 THOUGHT_KEYS = (
-    "thought_process", "thought", "thoughts", "reasoning", "chain_of_thought", "rationale",
-    "explanation", "improved_thought_process",
+    "thought_process",
+    "thought",
+    "thoughts",
+    "reasoning",
+    "chain_of_thought",
+    "rationale",
+    "explanation",
+    "improved_thought_process",
 )
 # Where a chat transcript hands over to the assistant: the answer is after the last one.
-_ASSISTANT_MARKERS = ("[/INST]", "<|im_start|>assistant", "<|assistant|>", "<|start_header_id|>assistant<|end_header_id|>")
+_ASSISTANT_MARKERS = (
+    "[/INST]",
+    "<|im_start|>assistant",
+    "<|assistant|>",
+    "<|start_header_id|>assistant<|end_header_id|>",
+)
 # End-of-sequence tokens: whatever follows one is padding or runaway generation, never the answer.
 _EOS_MARKERS = ("</s>", "<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end|>", "<eos>", "<end_of_turn>")
 _FENCE = re.compile(r"^```[\w-]*\s*\n?(.*?)\n?\s*```$", re.DOTALL)
@@ -107,7 +118,7 @@ def extract_answer(text, prompt: str | None = None, neutral: int = 1) -> Extract
     """
     try:
         return _extract(text, prompt, neutral)
-    except Exception as error:  # noqa: BLE001 - the contract is "never raises"
+    except Exception as error:
         return Extraction(None, None, "failed", f"extraction error: {type(error).__name__}: {error}")
 
 
@@ -202,11 +213,11 @@ def _is_other_answer(obj: dict) -> bool:
 def _answer_region(text: str, prompt: str | None) -> tuple[str, list[str]]:
     notes = []
     if prompt and prompt.strip() and prompt.strip() in text:
-        text = text[text.rindex(prompt.strip()) + len(prompt.strip()):]
+        text = text[text.rindex(prompt.strip()) + len(prompt.strip()) :]
         notes.append("cut the echoed prompt")
     for marker in _ASSISTANT_MARKERS:
         if marker in text:
-            text = text[text.rindex(marker) + len(marker):]
+            text = text[text.rindex(marker) + len(marker) :]
             notes.append(f"took the text after {marker}")
     for marker in _EOS_MARKERS:
         position = text.find(marker)
@@ -236,7 +247,7 @@ def _candidates(text: str) -> tuple[list[dict], str]:
     if not spans:
         return _repaired_objects(text), "JSON repaired"
     strict = [obj for obj, _ in spans]
-    tail = text[spans[-1][1]:]
+    tail = text[spans[-1][1] :]
     if "{" not in tail:
         return strict, "took the JSON out of the text around it"
     tail_objects = _repaired_objects(tail) or [{_INCOMPLETE: True}]
@@ -266,7 +277,7 @@ def _repaired_objects(text: str) -> list[dict]:
     start = text.index("{")
     try:
         value = json_repair.loads(text[start:])
-    except Exception:  # noqa: BLE001 - json-repair gives up on some inputs; fall back below
+    except Exception:
         value = None
     objects = _dicts(value)
     if objects:
@@ -276,7 +287,7 @@ def _repaired_objects(text: str) -> list[dict]:
     for begin in starts:
         try:
             objects = _dicts(json_repair.loads(text[begin:]))
-        except Exception:  # noqa: BLE001
+        except Exception:
             continue
         if objects:
             return objects

@@ -31,13 +31,18 @@ LABEL_KEY = "predicted_label"
 # thought_first keeps the original system prompt word for word, so adapters trained on it see what they saw.
 SYSTEM_PROMPTS = {
     "thought_first": FINETUNE_SYSTEM,
-    "label_first": ("Decide if the premise entails the hypothesis (1) or not (0). Answer as JSON, the label first, "
-                    'then a short explanation of it: {"predicted_label": 0 or 1, "explanation": "..."}.'),
-    "label_only": ('Decide if the premise entails the hypothesis (1) or not (0). Answer as JSON: '
-                   '{"predicted_label": 0 or 1}.'),
-    "multitask": ("Decide if the premise entails the hypothesis (1) or not (0). The tag says the task: [label] "
-                  'answers {"predicted_label": 0 or 1}; [explain] answers {"explanation": "..."}, the reasoning '
-                  "that decides it."),
+    "label_first": (
+        "Decide if the premise entails the hypothesis (1) or not (0). Answer as JSON, the label first, "
+        'then a short explanation of it: {"predicted_label": 0 or 1, "explanation": "..."}.'
+    ),
+    "label_only": (
+        'Decide if the premise entails the hypothesis (1) or not (0). Answer as JSON: {"predicted_label": 0 or 1}.'
+    ),
+    "multitask": (
+        "Decide if the premise entails the hypothesis (1) or not (0). The tag says the task: [label] "
+        'answers {"predicted_label": 0 or 1}; [explain] answers {"explanation": "..."}, the reasoning '
+        "that decides it."
+    ),
 }
 
 
@@ -65,8 +70,9 @@ def _check_label(label: int) -> int:
     return label
 
 
-def prompt_messages(premise: str, hypothesis: str, completion_format: str = DEFAULT_FORMAT,
-                    task: str = "label") -> list[dict[str, str]]:
+def prompt_messages(
+    premise: str, hypothesis: str, completion_format: str = DEFAULT_FORMAT, task: str = "label"
+) -> list[dict[str, str]]:
     """The chat prompt of one pair; ``task`` matters only for multitask (``label`` or ``explain``)."""
     check_format(completion_format)
     if task not in TASKS:
@@ -91,14 +97,17 @@ def completion_text(completion_format: str, thought: str | None, label: int | No
     return json.dumps({LABEL_KEY: label}, ensure_ascii=False)
 
 
-def training_examples(premise: str, hypothesis: str, thought: str | None, label: int,
-                      completion_format: str = DEFAULT_FORMAT) -> list[dict]:
+def training_examples(
+    premise: str, hypothesis: str, thought: str | None, label: int, completion_format: str = DEFAULT_FORMAT
+) -> list[dict]:
     """TRL conversational prompt/completion examples of one pair: two for multitask when there is a thought
     (label task and explain task), else one."""
+
     def example(task: str) -> dict:
-        return {"prompt": prompt_messages(premise, hypothesis, completion_format, task),
-                "completion": [{"role": "assistant",
-                                "content": completion_text(completion_format, thought, label, task)}]}
+        return {
+            "prompt": prompt_messages(premise, hypothesis, completion_format, task),
+            "completion": [{"role": "assistant", "content": completion_text(completion_format, thought, label, task)}],
+        }
 
     examples = [example("label")]
     if completion_format == "multitask" and (thought or "").strip():
@@ -111,13 +120,13 @@ def answer_prefix(completion_format: str, thought: str | None = None) -> str:
     For thought_first it holds the (generated) thought."""
     check_format(completion_format)
     if completion_format == "thought_first":
-        return json.dumps({"thought_process": thought or "", LABEL_KEY: 0}, ensure_ascii=False)[:-len("0}")]
-    return json.dumps({LABEL_KEY: 0}, ensure_ascii=False)[:-len("0}")]
+        return json.dumps({"thought_process": thought or "", LABEL_KEY: 0}, ensure_ascii=False)[: -len("0}")]
+    return json.dumps({LABEL_KEY: 0}, ensure_ascii=False)[: -len("0}")]
 
 
 def explanation_prefix(label: int) -> str:
     """label_first: the answer up to the explanation's text, once the label is chosen."""
-    return json.dumps({LABEL_KEY: _check_label(label), "explanation": ""}, ensure_ascii=False)[:-len('"}')]
+    return json.dumps({LABEL_KEY: _check_label(label), "explanation": ""}, ensure_ascii=False)[: -len('"}')]
 
 
 def answer_schema(completion_format: str, task: str = "label") -> dict:
@@ -133,17 +142,28 @@ def answer_schema(completion_format: str, task: str = "label") -> dict:
         properties, required = {LABEL_KEY: label, "explanation": text}, [LABEL_KEY, "explanation"]
     else:
         properties, required = {LABEL_KEY: label}, [LABEL_KEY]
-    return {"title": f"nli_{completion_format}_{task}", "type": "object", "properties": properties,
-            "required": required, "additionalProperties": False}
+    return {
+        "title": f"nli_{completion_format}_{task}",
+        "type": "object",
+        "properties": properties,
+        "required": required,
+        "additionalProperties": False,
+    }
 
 
 # ---------------------------------------------------------------- the adapter folder
 
+
 def write_format(folder: str | Path, completion_format: str, label_loss_weight: float = 1.0) -> Path:
     path = Path(folder) / FORMAT_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"completion_format": check_format(completion_format),
-                                "label_loss_weight": label_loss_weight}, indent=2) + "\n", encoding="utf-8")
+    path.write_text(
+        json.dumps(
+            {"completion_format": check_format(completion_format), "label_loss_weight": label_loss_weight}, indent=2
+        )
+        + "\n",
+        encoding="utf-8",
+    )
     return path
 
 
@@ -164,7 +184,8 @@ def read_format(folder: str | Path | None) -> str | None:
         import yaml
 
         value = ((yaml.safe_load(recipe.read_text(encoding="utf-8")) or {}).get("script") or {}).get(
-            "completion_format")
+            "completion_format"
+        )
         if value is not None:
             return check_format(value)
     return DEFAULT_FORMAT if (folder / "adapter_config.json").exists() else None

@@ -7,8 +7,8 @@ pair, failures included, so a rerun after a crash picks up exactly where the las
 
 from __future__ import annotations
 
-import re
 import asyncio
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,12 +20,22 @@ from nli_cot_hub.backends import ChatBackend
 from nli_cot_hub.config import failed_share_problem, option, stage_config
 from nli_cot_hub.data import PairOptions, pair_rows
 from nli_cot_hub.engine import (
-    BACKEND_HELP, Answer, Engine, EngineConfig, Ledger, RequestOptions, RunReport, judgement_status, load_prices,
-    record_status, run_jobs, subset,
+    BACKEND_HELP,
+    Answer,
+    Engine,
+    EngineConfig,
+    Ledger,
+    RequestOptions,
+    RunReport,
+    judgement_status,
+    load_prices,
+    record_status,
+    run_jobs,
+    subset,
 )
+from nli_cot_hub.extract import Extraction
 from nli_cot_hub.models import DEFAULT_API_GENERATOR, DEFAULT_API_REFLECTOR
 from nli_cot_hub.paths import refuse_input_as_output
-from nli_cot_hub.extract import Extraction
 from nli_cot_hub.records import CoTRecord, TokenUsage
 from nli_cot_hub.store import RecordStore, read_input_records
 
@@ -58,13 +68,24 @@ def _label(value) -> int | None:
 
 # ---------------------------------------------------------------- generation
 
+
 def cot_record(row: dict, answer: Answer) -> CoTRecord:
     extraction = answer.extraction
     return CoTRecord(
-        id=str(row["id"]), premise=row["premise"], hypothesis=row["hypothesis"], label=_label(row.get("label")),
-        thought_process=extraction.thought, predicted_label=extraction.label, source="original",
-        model=answer.model, prompt_version=prompts.COT_VERSION, reask_count=answer.reask_count,
-        usage=answer.usage, status=answer.status, error=answer.problem, raw_output=_raw_if_not_ok(answer),
+        id=str(row["id"]),
+        premise=row["premise"],
+        hypothesis=row["hypothesis"],
+        label=_label(row.get("label")),
+        thought_process=extraction.thought,
+        predicted_label=extraction.label,
+        source="original",
+        model=answer.model,
+        prompt_version=prompts.COT_VERSION,
+        reask_count=answer.reask_count,
+        usage=answer.usage,
+        status=answer.status,
+        error=answer.problem,
+        raw_output=_raw_if_not_ok(answer),
         constrained=answer.constrained,
     )
 
@@ -75,14 +96,24 @@ async def generate_one(engine: Engine, row: dict) -> CoTRecord:
     return cot_record(row, answer)
 
 
-def failed_pair(row: dict, error: BaseException, *, model: str, source: str = "original",
-                prompt_version: str = prompts.COT_VERSION) -> CoTRecord:
-    return CoTRecord(id=str(row["id"]), premise=row["premise"], hypothesis=row["hypothesis"],
-                     label=_label(row.get("label")), source=source, model=model, prompt_version=prompt_version,
-                     status="failed", error=f"request failed: {error}")
+def failed_pair(
+    row: dict, error: BaseException, *, model: str, source: str = "original", prompt_version: str = prompts.COT_VERSION
+) -> CoTRecord:
+    return CoTRecord(
+        id=str(row["id"]),
+        premise=row["premise"],
+        hypothesis=row["hypothesis"],
+        label=_label(row.get("label")),
+        source=source,
+        model=model,
+        prompt_version=prompt_version,
+        status="failed",
+        error=f"request failed: {error}",
+    )
 
 
 # ---------------------------------------------------------------- reflection
+
 
 def needs_reflection(record: CoTRecord, include_correct: bool = False) -> bool:
     if record.label is None:
@@ -99,33 +130,55 @@ def _reflection_check(label: int) -> Callable[[Extraction], str | None]:
         if not str(extraction.fields.get("improved_thought_process") or "").strip():
             return "improved_thought_process is missing or empty"
         return None
+
     return check
 
 
 async def reflect_one(engine: Engine, record: CoTRecord) -> CoTRecord:
-    messages = prompts.reflect_messages(record.premise, record.hypothesis, record.thought_process,
-                                        record.predicted_label, record.label)
-    answer = await engine.ask(messages, json_schema=prompts.reflect_schema(record.label),
-                              check=_reflection_check(record.label))
+    messages = prompts.reflect_messages(
+        record.premise, record.hypothesis, record.thought_process, record.predicted_label, record.label
+    )
+    answer = await engine.ask(
+        messages, json_schema=prompts.reflect_schema(record.label), check=_reflection_check(record.label)
+    )
     fields = answer.extraction.fields
     improved = str(fields.get("improved_thought_process") or "").strip() or answer.extraction.thought
     return CoTRecord(
-        id=record.id, premise=record.premise, hypothesis=record.hypothesis, label=record.label,
-        thought_process=improved, predicted_label=answer.extraction.label,
-        error_analysis=str(fields.get("error_analysis") or "").strip() or None, source="reflected",
-        model=answer.model, prompt_version=prompts.REFLECT_VERSION, reask_count=answer.reask_count,
-        usage=answer.usage, status=answer.status, error=answer.problem, raw_output=_raw_if_not_ok(answer),
+        id=record.id,
+        premise=record.premise,
+        hypothesis=record.hypothesis,
+        label=record.label,
+        thought_process=improved,
+        predicted_label=answer.extraction.label,
+        error_analysis=str(fields.get("error_analysis") or "").strip() or None,
+        source="reflected",
+        model=answer.model,
+        prompt_version=prompts.REFLECT_VERSION,
+        reask_count=answer.reask_count,
+        usage=answer.usage,
+        status=answer.status,
+        error=answer.problem,
+        raw_output=_raw_if_not_ok(answer),
         constrained=answer.constrained,
     )
 
 
 def failed_reflection(record: CoTRecord, error: BaseException, *, model: str) -> CoTRecord:
-    return CoTRecord(id=record.id, premise=record.premise, hypothesis=record.hypothesis, label=record.label,
-                     source="reflected", model=model, prompt_version=prompts.REFLECT_VERSION,
-                     status="failed", error=f"request failed: {error}")
+    return CoTRecord(
+        id=record.id,
+        premise=record.premise,
+        hypothesis=record.hypothesis,
+        label=record.label,
+        source="reflected",
+        model=model,
+        prompt_version=prompts.REFLECT_VERSION,
+        status="failed",
+        error=f"request failed: {error}",
+    )
 
 
 # ---------------------------------------------------------------- judging
+
 
 def judge_scores(fields: dict) -> tuple[dict, str | None]:
     """The 1-5 scores of a judge answer (digits in strings accepted), or what is wrong with them."""
@@ -151,8 +204,9 @@ def _judge_check(extraction: Extraction) -> str | None:
 
 
 async def judge_one(engine: Engine, record: CoTRecord) -> CoTRecord:
-    messages = prompts.judge_messages(record.premise, record.hypothesis, record.thought_process,
-                                      record.predicted_label, record.label)
+    messages = prompts.judge_messages(
+        record.premise, record.hypothesis, record.thought_process, record.predicted_label, record.label
+    )
     answer = await engine.ask(messages, json_schema=prompts.JUDGE_SCHEMA, check=_judge_check, needs_label=False)
     fields = answer.extraction.fields
     scores, _ = judge_scores(fields)
@@ -160,26 +214,49 @@ async def judge_one(engine: Engine, record: CoTRecord) -> CoTRecord:
         "analysis": str(fields.get("analysis") or "").strip() or None,
         **scores,
         "improved_thought_process": str(fields.get("improved_thought_process") or "").strip() or None,
-        "model": answer.model, "prompt_version": prompts.JUDGE_VERSION, "reask_count": answer.reask_count,
+        "model": answer.model,
+        "prompt_version": prompts.JUDGE_VERSION,
+        "reask_count": answer.reask_count,
         "usage": answer.usage.model_dump(),
-        "status": "failed" if answer.problem else "ok", "error": answer.problem,
-        "raw_output": answer.text if answer.problem else None, "constrained": answer.constrained,
+        "status": "failed" if answer.problem else "ok",
+        "error": answer.problem,
+        "raw_output": answer.text if answer.problem else None,
+        "constrained": answer.constrained,
     }
     return record.model_copy(update={"judge": verdict})
 
 
 def failed_judgement(record: CoTRecord, error: BaseException, *, model: str) -> CoTRecord:
-    return record.model_copy(update={"judge": {
-        "model": model, "prompt_version": prompts.JUDGE_VERSION, "status": "failed",
-        "error": f"request failed: {error}"}})
+    return record.model_copy(
+        update={
+            "judge": {
+                "model": model,
+                "prompt_version": prompts.JUDGE_VERSION,
+                "status": "failed",
+                "error": f"request failed: {error}",
+            }
+        }
+    )
 
 
 # ---------------------------------------------------------------- running a stage
 
-async def run_stage(jobs: list, *, key: Callable[[object], str], handle, on_error, output: str | Path,
-                    backend: ChatBackend, config: EngineConfig, prices: dict | None = None,
-                    retry_failed: bool = False, desc: str = "pairs", progress: bool = True,
-                    status_of=record_status) -> StageResult:
+
+async def run_stage(
+    jobs: list,
+    *,
+    key: Callable[[object], str],
+    handle,
+    on_error,
+    output: str | Path,
+    backend: ChatBackend,
+    config: EngineConfig,
+    prices: dict | None = None,
+    retry_failed: bool = False,
+    desc: str = "pairs",
+    progress: bool = True,
+    status_of=record_status,
+) -> StageResult:
     """Run ``handle`` on every job whose id is not yet in ``output``; write the ledger beside it.
     ``desc`` names the stage, which the store records and checks."""
     ledger = Ledger(prices)
@@ -190,35 +267,82 @@ async def run_stage(jobs: list, *, key: Callable[[object], str], handle, on_erro
         done = store.done_ids()
         pending = [job for job in jobs if key(job) not in done]
         try:
-            report = await run_jobs(pending, handle=lambda job: handle(engine, job),
-                                    on_error=lambda job, error: on_error(job, error, model=backend.model),
-                                    store=store, engine=engine, desc=desc, progress=progress,
-                                    checkpoint=lambda: ledger.merge_into_file(ledger_path), status_of=status_of)
+            report = await run_jobs(
+                pending,
+                handle=lambda job: handle(engine, job),
+                on_error=lambda job, error: on_error(job, error, model=backend.model),
+                store=store,
+                engine=engine,
+                desc=desc,
+                progress=progress,
+                checkpoint=lambda: ledger.merge_into_file(ledger_path),
+                status_of=status_of,
+            )
         finally:
             total = ledger.merge_into_file(ledger_path) if ledger.models else {}
             await backend.aclose()
     return StageResult(report, Path(output), ledger_path, total, len(pending), len(jobs) - len(pending), dropped)
 
 
-async def generate(pairs: pd.DataFrame, output: str | Path, backend: ChatBackend, config: EngineConfig, *,
-                   limit: int | None = None, sample: int | None = None, seed: int = 0,
-                   prices: dict | None = None, retry_failed: bool = False, progress: bool = True) -> StageResult:
+async def generate(
+    pairs: pd.DataFrame,
+    output: str | Path,
+    backend: ChatBackend,
+    config: EngineConfig,
+    *,
+    limit: int | None = None,
+    sample: int | None = None,
+    seed: int = 0,
+    prices: dict | None = None,
+    retry_failed: bool = False,
+    progress: bool = True,
+) -> StageResult:
     rows = subset(pair_rows(pairs), limit=limit, sample=sample, seed=seed)
-    return await run_stage(rows, key=lambda row: str(row["id"]), handle=generate_one, on_error=failed_pair,
-                           output=output, backend=backend, config=config, prices=prices,
-                           retry_failed=retry_failed, desc="generate", progress=progress)
+    return await run_stage(
+        rows,
+        key=lambda row: str(row["id"]),
+        handle=generate_one,
+        on_error=failed_pair,
+        output=output,
+        backend=backend,
+        config=config,
+        prices=prices,
+        retry_failed=retry_failed,
+        desc="generate",
+        progress=progress,
+    )
 
 
-async def reflect(source: str | Path, output: str | Path, backend: ChatBackend, config: EngineConfig, *,
-                  include_correct: bool = False, limit: int | None = None, sample: int | None = None,
-                  seed: int = 0, prices: dict | None = None, retry_failed: bool = False,
-                  progress: bool = True) -> StageResult:
+async def reflect(
+    source: str | Path,
+    output: str | Path,
+    backend: ChatBackend,
+    config: EngineConfig,
+    *,
+    include_correct: bool = False,
+    limit: int | None = None,
+    sample: int | None = None,
+    seed: int = 0,
+    prices: dict | None = None,
+    retry_failed: bool = False,
+    progress: bool = True,
+) -> StageResult:
     stored = read_input_records(source)
     records = [r for r in stored if needs_reflection(r, include_correct)]
     records = subset(records, limit=limit, sample=sample, seed=seed)
-    result = await run_stage(records, key=lambda r: r.id, handle=reflect_one, on_error=failed_reflection,
-                             output=output, backend=backend, config=config, prices=prices,
-                             retry_failed=retry_failed, desc="reflect", progress=progress)
+    result = await run_stage(
+        records,
+        key=lambda r: r.id,
+        handle=reflect_one,
+        on_error=failed_reflection,
+        output=output,
+        backend=backend,
+        config=config,
+        prices=prices,
+        retry_failed=retry_failed,
+        desc="reflect",
+        progress=progress,
+    )
     if not records:
         result.note = nothing_to_reflect(stored, source, include_correct)
     return result
@@ -232,13 +356,25 @@ def nothing_to_reflect(stored: list[CoTRecord], source: str | Path, include_corr
         return f"none of the {len(stored)} records in {source} has a gold label to reflect towards"
     if include_correct:
         return f"{source}: no labelled record left to reflect on"
-    return (f"none of the {len(labelled)} labelled records in {source} has a prediction that differs from its gold "
-            f"label (--all reflects on every labelled record)")
+    return (
+        f"none of the {len(labelled)} labelled records in {source} has a prediction that differs from its gold "
+        f"label (--all reflects on every labelled record)"
+    )
 
 
-async def judge(source: str | Path, output: str | Path, backend: ChatBackend, config: EngineConfig, *,
-                limit: int | None = None, sample: int | None = None, seed: int = 0,
-                prices: dict | None = None, retry_failed: bool = False, progress: bool = True) -> StageResult:
+async def judge(
+    source: str | Path,
+    output: str | Path,
+    backend: ChatBackend,
+    config: EngineConfig,
+    *,
+    limit: int | None = None,
+    sample: int | None = None,
+    seed: int = 0,
+    prices: dict | None = None,
+    retry_failed: bool = False,
+    progress: bool = True,
+) -> StageResult:
     stored = read_input_records(source)
     records = [r for r in stored if r.thought_process]
     records = subset(records, limit=limit, sample=sample, seed=seed)
@@ -246,9 +382,20 @@ async def judge(source: str | Path, output: str | Path, backend: ChatBackend, co
         # A failed judgement is a stored record whose judge.status is "failed".
         with RecordStore(output, stage="judge") as store:
             store.drop({r.id for r in store.records() if (r.judge or {}).get("status") == "failed"})
-    result = await run_stage(records, key=lambda r: r.id, handle=judge_one, on_error=failed_judgement,
-                             output=output, backend=backend, config=config, prices=prices,
-                             retry_failed=False, desc="judge", progress=progress, status_of=judgement_status)
+    result = await run_stage(
+        records,
+        key=lambda r: r.id,
+        handle=judge_one,
+        on_error=failed_judgement,
+        output=output,
+        backend=backend,
+        config=config,
+        prices=prices,
+        retry_failed=False,
+        desc="judge",
+        progress=progress,
+        status_of=judgement_status,
+    )
     if not records:
         result.note = f"none of the {len(stored)} records in {source} has a thought to judge"
     return result
@@ -275,7 +422,7 @@ def tidy_explanation(text: str) -> str:
     if not text:
         return text
     first = next((i for i, char in enumerate(text) if char.isalpha()), 0)
-    text = text[:first] + text[first].upper() + text[first + 1:]
+    text = text[:first] + text[first].upper() + text[first + 1 :]
     return text if text.rstrip('"')[-1:] in (".", "!", "?") else text + "."
 
 
@@ -306,38 +453,69 @@ def human_records(pairs: pd.DataFrame, explanation: int = 1) -> list[CoTRecord]:
     if column not in pairs.columns:
         from nli_cot_hub.data import DataError
 
-        raise DataError(f"no column {column!r}: this split has {sorted(c for c in pairs.columns if c.startswith('explanation_'))}")
+        raise DataError(
+            f"no column {column!r}: this split has {sorted(c for c in pairs.columns if c.startswith('explanation_'))}"
+        )
     records = []
     for row in pairs.to_dict("records"):
         text = str(row[column] or "").strip()
         label = _label(row["label"])
         if text:
-            records.append(CoTRecord(
-                id=str(row["id"]), premise=row["premise"], hypothesis=row["hypothesis"], label=label,
-                thought_process=tidy_explanation(text), predicted_label=label, source="human",
-                model=None, prompt_version=f"{prompts.HUMAN_VERSION}:{column}", usage=TokenUsage()))
+            records.append(
+                CoTRecord(
+                    id=str(row["id"]),
+                    premise=row["premise"],
+                    hypothesis=row["hypothesis"],
+                    label=label,
+                    thought_process=tidy_explanation(text),
+                    predicted_label=label,
+                    source="human",
+                    model=None,
+                    prompt_version=f"{prompts.HUMAN_VERSION}:{column}",
+                    usage=TokenUsage(),
+                )
+            )
         else:
-            records.append(CoTRecord(
-                id=str(row["id"]), premise=row["premise"], hypothesis=row["hypothesis"], label=label,
-                predicted_label=label, source="human", prompt_version=f"{prompts.HUMAN_VERSION}:{column}",
-                status="label-only", error=f"{column} is empty for this pair"))
+            records.append(
+                CoTRecord(
+                    id=str(row["id"]),
+                    premise=row["premise"],
+                    hypothesis=row["hypothesis"],
+                    label=label,
+                    predicted_label=label,
+                    source="human",
+                    prompt_version=f"{prompts.HUMAN_VERSION}:{column}",
+                    status="label-only",
+                    error=f"{column} is empty for this pair",
+                )
+            )
     return records
 
 
-def write_human_rationales(source: str | Path, output: str | Path, *, explanation: int = 1, neutral: str = "drop",
-                           limit: int | None = None, sample: int | None = None, seed: int = 0) -> tuple[int, int]:
+def write_human_rationales(
+    source: str | Path,
+    output: str | Path,
+    *,
+    explanation: int = 1,
+    neutral: str = "drop",
+    limit: int | None = None,
+    sample: int | None = None,
+    seed: int = 0,
+) -> tuple[int, int]:
     """Append the e-SNLI explanations of ``source`` to ``output``; returns (written, already there)."""
-    records = subset(human_records(load_rationale_pairs(source, neutral), explanation),
-                     limit=limit, sample=sample, seed=seed)
+    records = subset(
+        human_records(load_rationale_pairs(source, neutral), explanation), limit=limit, sample=sample, seed=seed
+    )
     with RecordStore(output, stage="rationales") as store:
         done = store.done_ids()
         new = [record for record in records if record.id not in done]
         for start in range(0, len(new), 1000):
-            store.append_many(new[start:start + 1000])
+            store.append_many(new[start : start + 1000])
     return len(new), len(records) - len(new)
 
 
 # ---------------------------------------------------------------- stage configs and entry points
+
 
 @dataclass(kw_only=True)
 class SubsetOptions:
@@ -372,8 +550,11 @@ class ReflectConfig(SubsetOptions, RequestOptions):
     records: str = option(help="JSONL store written by `nli-cot generate`.", positional=True)
     output: str = option("reflected.jsonl", "JSONL store to append to; ids already in it are skipped.", short="-o")
     backend: str = option(f"mistral:{DEFAULT_API_REFLECTOR}", BACKEND_HELP, short="-b")
-    include_correct: bool = option(False, "Reflect on every labelled record, not only those whose prediction "
-                                   "differs from the label.", flag="--all")
+    include_correct: bool = option(
+        False,
+        "Reflect on every labelled record, not only those whose prediction differs from the label.",
+        flag="--all",
+    )
     max_new_tokens: int = option(384, "Token cap of each reply.", min=1)
 
 
@@ -385,8 +566,7 @@ class JudgeConfig(SubsetOptions, RequestOptions):
     and the judge's model, usage and status.
     """
 
-    records: str = option(help="JSONL store of chains of thought (generate, reflect or rationales).",
-                          positional=True)
+    records: str = option(help="JSONL store of chains of thought (generate, reflect or rationales).", positional=True)
     output: str = option("judged.jsonl", "JSONL store to append to; ids already in it are skipped.", short="-o")
     backend: str = option(f"mistral:{DEFAULT_API_REFLECTOR}", BACKEND_HELP, short="-b")
     max_new_tokens: int = option(384, "Token cap of each reply.", min=1)
@@ -399,8 +579,9 @@ class RationalesConfig(SubsetOptions):
     data: str = option(help="e-SNLI split folder (s1/s2/labels/preproc1_expl_N files).", positional=True)
     output: str = option("human.jsonl", "JSONL store to append to; ids already in it are skipped.", short="-o")
     explanation: int = option(1, "Which of the human explanations to use (1-3).", min=1, max=3)
-    neutral: str = option("drop", "Neutral pairs: drop, strict (-> 0) or non-contradiction (-> 1).",
-                          choices=NEUTRAL_POLICIES)
+    neutral: str = option(
+        "drop", "Neutral pairs: drop, strict (-> 0) or non-contradiction (-> 1).", choices=NEUTRAL_POLICIES
+    )
 
 
 @dataclass
@@ -414,12 +595,25 @@ def _ask(stage: str, ask, source, config, **options) -> StageResult:
     """Run one of the asking stages on ``source`` (pairs or a store) as ``config`` says; a share of failed
     records above ``config.max_failed_share`` becomes the result's ``problem``."""
     backend = config.make_backend(config.backend)
-    result = asyncio.run(ask(source, config.output, backend, config.engine_config(config.backend), limit=config.limit,
-                             sample=config.sample, seed=config.seed, prices=load_prices(config.prices),
-                             retry_failed=config.retry_failed, progress=config.progress, **options))
+    result = asyncio.run(
+        ask(
+            source,
+            config.output,
+            backend,
+            config.engine_config(config.backend),
+            limit=config.limit,
+            sample=config.sample,
+            seed=config.seed,
+            prices=load_prices(config.prices),
+            retry_failed=config.retry_failed,
+            progress=config.progress,
+            **options,
+        )
+    )
     report = result.report
-    result.problem = failed_share_problem(stage, report.failed, report.written, report.first_error,
-                                          config.max_failed_share, result.output)
+    result.problem = failed_share_problem(
+        stage, report.failed, report.written, report.first_error, config.max_failed_share, result.output
+    )
     return result
 
 
@@ -445,7 +639,13 @@ def run_judge(config: JudgeConfig) -> StageResult:
 def run_rationales(config: RationalesConfig) -> RationalesResult:
     """Append the human explanations of an e-SNLI split to ``config.output``."""
     refuse_input_as_output(config.output, [config.data], "--output")
-    written, existing = write_human_rationales(config.data, config.output, explanation=config.explanation,
-                                               neutral=config.neutral, limit=config.limit, sample=config.sample,
-                                               seed=config.seed)
+    written, existing = write_human_rationales(
+        config.data,
+        config.output,
+        explanation=config.explanation,
+        neutral=config.neutral,
+        limit=config.limit,
+        sample=config.sample,
+        seed=config.seed,
+    )
     return RationalesResult(Path(config.output), written, existing)

@@ -42,7 +42,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qs, unquote
 
@@ -60,7 +60,7 @@ LFS_SIZE_THRESHOLD = 10 * 1024 * 1024
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
 def git_blob_id(content: bytes) -> str:
@@ -184,8 +184,16 @@ class HubState:
     def _commit(self, repo: Repo, branch_head: Commit | None, title: str, message: str, files: dict) -> Commit:
         date = _now()
         digest = hashlib.sha1(
-            json.dumps([branch_head.sha if branch_head else None, title, message, date, time.monotonic_ns(),
-                        sorted((p, e.blob_id) for p, e in files.items())]).encode()
+            json.dumps(
+                [
+                    branch_head.sha if branch_head else None,
+                    title,
+                    message,
+                    date,
+                    time.monotonic_ns(),
+                    sorted((p, e.blob_id) for p, e in files.items()),
+                ]
+            ).encode()
         ).hexdigest()
         commit = Commit(digest, branch_head.sha if branch_head else None, title, message, date, files)
         repo.commits[digest] = commit
@@ -234,7 +242,7 @@ class HubState:
 # -- HTTP layer ----------------------------------------------------------------------------------------------------
 
 
-def _build_app(state: HubState):  # noqa: C901 - one route table, read top to bottom
+def _build_app(state: HubState):
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import JSONResponse, Response
@@ -284,16 +292,28 @@ def _build_app(state: HubState):  # noqa: C901 - one route table, read top to bo
     def file_json(path: str, entry: Entry, commit: Commit | None) -> dict:
         item = {"type": "file", "oid": entry.blob_id, "size": entry.size, "path": path}
         if entry.lfs:
-            item["lfs"] = {"oid": entry.sha256, "size": entry.size, "pointerSize": len(lfs_pointer(entry.sha256, entry.size))}
+            item["lfs"] = {
+                "oid": entry.sha256,
+                "size": entry.size,
+                "pointerSize": len(lfs_pointer(entry.sha256, entry.size)),
+            }
         if commit is not None:
             item["lastCommit"] = {"id": commit.sha, "title": commit.title, "date": commit.date}
-            item["securityFileStatus"] = {"status": "safe", "avScan": {"virusFound": False, "virusNames": None},
-                                          "pickleImportScan": None}
+            item["securityFileStatus"] = {
+                "status": "safe",
+                "avScan": {"virusFound": False, "virusNames": None},
+                "pickleImportScan": None,
+            }
         return item
 
     def folder_json(path: str, files: dict[str, Entry], commit: Commit | None) -> dict:
         inside = sorted((p, e.blob_id) for p, e in files.items() if p.startswith(path + "/"))
-        item = {"type": "directory", "oid": hashlib.sha1(json.dumps(inside).encode()).hexdigest(), "size": 0, "path": path}
+        item = {
+            "type": "directory",
+            "oid": hashlib.sha1(json.dumps(inside).encode()).hexdigest(),
+            "size": 0,
+            "path": path,
+        }
         if commit is not None:
             item["lastCommit"] = {"id": commit.sha, "title": commit.title, "date": commit.date}
         return item
@@ -302,8 +322,10 @@ def _build_app(state: HubState):  # noqa: C901 - one route table, read top to bo
         """The newest commit that changed `path` (a file or folder)."""
         history = repo.history(head)
         for newer, older in zip(history, history[1:]):
+
             def view(c: Commit):
                 return {p: e.blob_id for p, e in c.files.items() if p == path or p.startswith(path + "/")}
+
             if view(newer) != view(older):
                 return newer
         return history[-1]
@@ -316,13 +338,27 @@ def _build_app(state: HubState):  # noqa: C901 - one route table, read top to bo
         for path, entry in sorted(commit.files.items()):
             sibling = {"rfilename": path, "size": entry.size, "blobId": entry.blob_id}
             if entry.lfs:
-                sibling["lfs"] = {"size": entry.size, "sha256": entry.sha256, "pointerSize": len(lfs_pointer(entry.sha256, entry.size))}
+                sibling["lfs"] = {
+                    "size": entry.size,
+                    "sha256": entry.sha256,
+                    "pointerSize": len(lfs_pointer(entry.sha256, entry.size)),
+                }
             siblings.append(sibling)
         info = {
-            "_id": hashlib.md5(repo.id.encode()).hexdigest()[:24], "id": repo.id, "author": repo.id.split("/")[0],
-            "sha": commit.sha, "private": repo.private, "gated": False, "disabled": False, "downloads": 0,
-            "likes": 0, "tags": [], "createdAt": repo.created_at, "lastModified": commit.date,
-            "siblings": siblings, "usedStorage": sum(e.size for e in commit.files.values()),
+            "_id": hashlib.md5(repo.id.encode()).hexdigest()[:24],
+            "id": repo.id,
+            "author": repo.id.split("/")[0],
+            "sha": commit.sha,
+            "private": repo.private,
+            "gated": False,
+            "disabled": False,
+            "downloads": 0,
+            "likes": 0,
+            "tags": [],
+            "createdAt": repo.created_at,
+            "lastModified": commit.date,
+            "siblings": siblings,
+            "usedStorage": sum(e.size for e in commit.files.values()),
         }
         if repo.type == "model":
             info["modelId"] = repo.id
@@ -332,8 +368,15 @@ def _build_app(state: HubState):  # noqa: C901 - one route table, read top to bo
     @handler
     async def whoami(request: Request) -> Response:
         require_write(request)
-        return JSONResponse({"type": "user", "name": state.user, "fullname": state.user, "orgs": [],
-                             "auth": {"type": "access_token", "accessToken": {"displayName": "test", "role": "write"}}})
+        return JSONResponse(
+            {
+                "type": "user",
+                "name": state.user,
+                "fullname": state.user,
+                "orgs": [],
+                "auth": {"type": "access_token", "accessToken": {"displayName": "test", "role": "write"}},
+            }
+        )
 
     @handler
     async def validate_yaml(request: Request) -> Response:
@@ -348,7 +391,9 @@ def _build_app(state: HubState):  # noqa: C901 - one route table, read top to bo
         except yaml.YAMLError as exc:
             return JSONResponse({"errors": [{"message": f"invalid YAML: {exc}"}], "warnings": []}, status_code=400)
         if metadata is not None and not isinstance(metadata, dict):
-            return JSONResponse({"errors": [{"message": "metadata must be a mapping"}], "warnings": []}, status_code=400)
+            return JSONResponse(
+                {"errors": [{"message": "metadata must be a mapping"}], "warnings": []}, status_code=400
+            )
         return JSONResponse({"errors": [], "warnings": []})
 
     @handler
@@ -364,8 +409,9 @@ def _build_app(state: HubState):  # noqa: C901 - one route table, read top to bo
         try:
             state.create_repo(repo_type, repo_id, private)
         except HubError as exc:  # the Hub's 409 names the existing repo, and `exist_ok=True` reads that url
-            return JSONResponse({"error": exc.message, "url": url}, status_code=exc.status,
-                                headers={"X-Error-Message": exc.message})
+            return JSONResponse(
+                {"error": exc.message, "url": url}, status_code=exc.status, headers={"X-Error-Message": exc.message}
+            )
         return JSONResponse({"url": url, "name": repo_id})
 
     @handler
@@ -388,19 +434,35 @@ def _build_app(state: HubState):  # noqa: C901 - one route table, read top to bo
     @handler
     async def refs(request: Request) -> Response:
         repo = repo_of(request)
+
         def listing(refs: dict[str, str], kind: str) -> list[dict]:
             return [{"name": n, "ref": f"refs/{kind}/{n}", "targetCommit": sha} for n, sha in sorted(refs.items())]
-        return JSONResponse({"branches": listing(repo.branches, "heads"), "tags": listing(repo.tags, "tags"),
-                             "converts": [], "pullRequests": []})
+
+        return JSONResponse(
+            {
+                "branches": listing(repo.branches, "heads"),
+                "tags": listing(repo.tags, "tags"),
+                "converts": [],
+                "pullRequests": [],
+            }
+        )
 
     @handler
     async def commits(request: Request) -> Response:
         repo = repo_of(request)
         head = state.get_commit(repo, request.path_params["rev"])
-        return JSONResponse([
-            {"id": c.sha, "title": c.title, "message": c.message, "date": c.date, "authors": [{"user": state.user}]}
-            for c in repo.history(head)
-        ])
+        return JSONResponse(
+            [
+                {
+                    "id": c.sha,
+                    "title": c.title,
+                    "message": c.message,
+                    "date": c.date,
+                    "authors": [{"user": state.user}],
+                }
+                for c in repo.history(head)
+            ]
+        )
 
     @handler
     async def create_branch(request: Request) -> Response:
@@ -439,10 +501,10 @@ def _build_app(state: HubState):  # noqa: C901 - one route table, read top to bo
         prefix = folder + "/" if folder else ""
         items = []
         for name in sorted(folders_of(commit.files)):
-            if name.startswith(prefix) and (recursive or "/" not in name[len(prefix):]):
+            if name.startswith(prefix) and (recursive or "/" not in name[len(prefix) :]):
                 items.append(folder_json(name, commit.files, last_commit(repo, commit, name) if expand else None))
         for name, entry in sorted(commit.files.items()):
-            if name.startswith(prefix) and (recursive or "/" not in name[len(prefix):]):
+            if name.startswith(prefix) and (recursive or "/" not in name[len(prefix) :]):
                 items.append(file_json(name, entry, last_commit(repo, commit, name) if expand else None))
         return JSONResponse(items)
 
@@ -489,8 +551,12 @@ def _build_app(state: HubState):  # noqa: C901 - one route table, read top to bo
         raw = (await request.body()).decode()
         if raw.lstrip().startswith("{") and "\n" not in raw.strip():
             body = json.loads(raw)  # the older single-JSON form
-            operations = [{"key": "header", "value": {"summary": body.get("summary", ""),
-                                                      "description": body.get("description", "")}}]
+            operations = [
+                {
+                    "key": "header",
+                    "value": {"summary": body.get("summary", ""), "description": body.get("description", "")},
+                }
+            ]
         else:
             operations = [json.loads(line) for line in raw.splitlines() if line.strip()]
         new = state.apply_commit(repo, request.path_params["rev"], operations)
@@ -499,7 +565,7 @@ def _build_app(state: HubState):  # noqa: C901 - one route table, read top to bo
 
     @handler
     async def lfs_batch(request: Request) -> Response:
-        repo = repo_of(request)
+        repo_of(request)  # an unknown repo is refused before anything is read
         body = await request.json()
         operation = body.get("operation", "download")
         if operation == "upload":
@@ -520,8 +586,9 @@ def _build_app(state: HubState):  # noqa: C901 - one route table, read top to bo
                 else:
                     item["actions"] = {"download": {"href": f"{cdn(request)}/__lfs/objects/{oid}", "header": {}}}
             objects.append(item)
-        return JSONResponse({"transfer": "basic", "objects": objects, "hash_algo": "sha256"},
-                            media_type="application/vnd.git-lfs+json")
+        return JSONResponse(
+            {"transfer": "basic", "objects": objects, "hash_algo": "sha256"}, media_type="application/vnd.git-lfs+json"
+        )
 
     @handler
     async def lfs_upload(request: Request) -> Response:
@@ -580,10 +647,14 @@ def _build_app(state: HubState):  # noqa: C901 - one route table, read top to bo
             raise HubError(404, "EntryNotFound", f"{path} does not exist on {commit.sha}")
         headers = {"X-Repo-Commit": commit.sha}
         if entry.lfs:
-            headers.update({
-                "X-Linked-Etag": f'"{entry.sha256}"', "X-Linked-Size": str(entry.size), "ETag": f'"{entry.blob_id}"',
-                "Location": f"{cdn(request)}/__lfs/objects/{entry.sha256}",
-            })
+            headers.update(
+                {
+                    "X-Linked-Etag": f'"{entry.sha256}"',
+                    "X-Linked-Size": str(entry.size),
+                    "ETag": f'"{entry.blob_id}"',
+                    "Location": f"{cdn(request)}/__lfs/objects/{entry.sha256}",
+                }
+            )
             return Response(status_code=302, headers=headers)
         headers["ETag"] = f'"{entry.blob_id}"'
         return send_bytes(request, state.objects / entry.sha256, headers)
@@ -630,14 +701,15 @@ class HubServer:
         self._server = None
         self._thread: threading.Thread | None = None
 
-    def start(self) -> "HubServer":
+    def start(self) -> HubServer:
         import uvicorn
 
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
-        config = uvicorn.Config(_build_app(self.state), host="127.0.0.1", port=port, log_level="warning",
-                                lifespan="off")
+        config = uvicorn.Config(
+            _build_app(self.state), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="hub-server", daemon=True)
         self._thread.start()
@@ -658,15 +730,21 @@ class HubServer:
 
     def env(self, cache_dir: Path | str | None = None) -> dict[str, str]:
         """Environment variables that point a fresh process (CLI, subprocess) at this server."""
-        env = {"HF_ENDPOINT": self.url, "HF_TOKEN": self.token, "HF_HUB_DISABLE_XET": "1",
-               "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "0", "HF_DATASETS_OFFLINE": "0"}
+        env = {
+            "HF_ENDPOINT": self.url,
+            "HF_TOKEN": self.token,
+            "HF_HUB_DISABLE_XET": "1",
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+            "HF_HUB_OFFLINE": "0",
+            "HF_DATASETS_OFFLINE": "0",
+        }
         if cache_dir is not None:
             env["HF_HOME"] = str(cache_dir)
             env["HF_HUB_CACHE"] = str(Path(cache_dir) / "hub")
             env["HF_DATASETS_CACHE"] = str(Path(cache_dir) / "datasets")
         return env
 
-    def __enter__(self) -> "HubServer":
+    def __enter__(self) -> HubServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

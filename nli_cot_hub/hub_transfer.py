@@ -28,6 +28,7 @@ DEFAULT_IGNORE = [".git/*", "**/__pycache__/*", "*.pyc", ".cache/*", "checkpoint
 @dataclass
 class Patience:
     """How long to wait for the Hub: seconds per request, then retries with exponential backoff."""
+
     timeout_s: float = 60.0
     retries: int = 3
     backoff_s: float = 2.0
@@ -46,14 +47,17 @@ def use_timeout(timeout_s: float) -> None:
     def enforce_timeout(request) -> None:
         # Some huggingface_hub calls pass timeout=None explicitly, which beats the client default.
         limits = dict(request.extensions.get("timeout") or {})
-        request.extensions["timeout"] = {kind: limits.get(kind) or timeout_s
-                                         for kind in ("connect", "read", "write", "pool")}
+        request.extensions["timeout"] = {
+            kind: limits.get(kind) or timeout_s for kind in ("connect", "read", "write", "pool")
+        }
 
     def client_with_timeout():
         client = _http.default_client_factory()
         client.timeout = httpx2.Timeout(timeout_s)
-        client.event_hooks = {**client.event_hooks,
-                              "request": [*client.event_hooks.get("request", []), enforce_timeout]}
+        client.event_hooks = {
+            **client.event_hooks,
+            "request": [*client.event_hooks.get("request", []), enforce_timeout],
+        }
         return client
 
     _http.set_client_factory(client_with_timeout)
@@ -89,12 +93,14 @@ def patiently(action: Callable[[], T], what: str, patience: Patience, say=None) 
     for attempt in range(patience.retries + 1):
         try:
             return action()
-        except Exception as error:  # noqa: BLE001 - classified just below
+        except Exception as error:
             if not _transient(error):
                 raise
             reason = _short(_transport_cause(error) or error) or f"no answer within {patience.timeout_s:g} s"
             if attempt == patience.retries:
-                raise HubUnreachable(f"{what}: {hub_endpoint()} failed {attempt + 1} time(s), last: {reason}") from None
+                raise HubUnreachable(
+                    f"{what}: {hub_endpoint()} failed {attempt + 1} time(s), last: {reason}"
+                ) from None
             say(f"hub: {what}: {reason}; retry {attempt + 1} of {patience.retries} in {wait:g} s")
             time.sleep(wait)
             wait *= 2
@@ -118,8 +124,11 @@ def guess_repo_type(path: str | Path) -> str | None:
         return "model"
     card = path / "README.md"
     has_parquet = any(path.glob("*/*.parquet")) or any(path.glob("*.parquet"))
-    if has_parquet or (card.exists() and card.read_text(encoding="utf-8").lstrip().startswith("---")
-                       and "\nconfigs:" in card.read_text(encoding="utf-8")):
+    if has_parquet or (
+        card.exists()
+        and card.read_text(encoding="utf-8").lstrip().startswith("---")
+        and "\nconfigs:" in card.read_text(encoding="utf-8")
+    ):
         return "dataset"
     return None
 
@@ -139,10 +148,19 @@ class Uploaded:
     path: Path | None = None
 
 
-def upload(path: str | Path, repo_id: str, *, repo_type: str | None = None, revision: str | None = None,
-           path_in_repo: str | None = None, private: bool = False, commit_message: str | None = None,
-           include: list[str] | None = None, exclude: list[str] | None = None,
-           patience: Patience | None = None) -> Uploaded:
+def upload(
+    path: str | Path,
+    repo_id: str,
+    *,
+    repo_type: str | None = None,
+    revision: str | None = None,
+    path_in_repo: str | None = None,
+    private: bool = False,
+    commit_message: str | None = None,
+    include: list[str] | None = None,
+    exclude: list[str] | None = None,
+    patience: Patience | None = None,
+) -> Uploaded:
     """Create ``repo_id`` if needed (``private`` applies only then), then commit a file or a folder to it.
 
     ``revision`` is a branch; it is created from the default branch when missing.
@@ -159,23 +177,48 @@ def upload(path: str | Path, repo_id: str, *, repo_type: str | None = None, revi
     patience = patience or Patience()
     api = hub_api(token)
     target = f"{repo_type} {repo_id}"
-    patiently(lambda: api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True),
-              f"creating {target}", patience)
+    patiently(
+        lambda: api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True),
+        f"creating {target}",
+        patience,
+    )
     if revision:
-        patiently(lambda: api.create_branch(repo_id, branch=revision, repo_type=repo_type, exist_ok=True),
-                  f"creating branch {revision} of {target}", patience)
+        patiently(
+            lambda: api.create_branch(repo_id, branch=revision, repo_type=repo_type, exist_ok=True),
+            f"creating branch {revision} of {target}",
+            patience,
+        )
     message = commit_message or f"Upload {path.name} with nli-cot hub upload"
     if path.is_file():
-        info = patiently(lambda: api.upload_file(
-            path_or_fileobj=str(path), path_in_repo=path_in_repo or path.name, repo_id=repo_id, repo_type=repo_type,
-            revision=revision, commit_message=message), f"uploading {path} to {target}", patience)
+        info = patiently(
+            lambda: api.upload_file(
+                path_or_fileobj=str(path),
+                path_in_repo=path_in_repo or path.name,
+                repo_id=repo_id,
+                repo_type=repo_type,
+                revision=revision,
+                commit_message=message,
+            ),
+            f"uploading {path} to {target}",
+            patience,
+        )
         count = 1
     else:
         ignore = DEFAULT_IGNORE + list(exclude or [])
-        info = patiently(lambda: api.upload_folder(
-            folder_path=str(path), repo_id=repo_id, repo_type=repo_type, revision=revision, path_in_repo=path_in_repo,
-            commit_message=message, allow_patterns=include or None, ignore_patterns=ignore),
-            f"uploading {path} to {target}", patience)
+        info = patiently(
+            lambda: api.upload_folder(
+                folder_path=str(path),
+                repo_id=repo_id,
+                repo_type=repo_type,
+                revision=revision,
+                path_in_repo=path_in_repo,
+                commit_message=message,
+                allow_patterns=include or None,
+                ignore_patterns=ignore,
+            ),
+            f"uploading {path} to {target}",
+            patience,
+        )
         count = sum(1 for _ in _uploaded_files(path, include, ignore))
     return Uploaded(repo_id, repo_type, revision or "main", info.oid, repo_url(repo_id, repo_type), count, path)
 
@@ -187,25 +230,44 @@ def _uploaded_files(folder: Path, include: list[str] | None, ignore: list[str]):
     return filter_repo_objects(relative, allow_patterns=include or None, ignore_patterns=ignore)
 
 
-def download(repo_id: str, *, repo_type: str = "model", revision: str | None = None,
-             local_dir: str | Path | None = None, include: list[str] | None = None,
-             patience: Patience | None = None) -> Path:
+def download(
+    repo_id: str,
+    *,
+    repo_type: str = "model",
+    revision: str | None = None,
+    local_dir: str | Path | None = None,
+    include: list[str] | None = None,
+    patience: Patience | None = None,
+) -> Path:
     """Download a snapshot (all files, or those matching ``include``); returns the local folder."""
     from huggingface_hub import snapshot_download
 
     if repo_type not in REPO_TYPES:
         raise ValueError(f"--repo-type must be one of {REPO_TYPES}, not {repo_type!r}")
-    folder = patiently(lambda: snapshot_download(
-        repo_id, repo_type=repo_type, revision=revision, local_dir=str(local_dir) if local_dir else None,
-        allow_patterns=include or None, token=hub_token(), endpoint=hub_endpoint()),
-        f"downloading {repo_type} {repo_id}", patience or Patience())
+    folder = patiently(
+        lambda: snapshot_download(
+            repo_id,
+            repo_type=repo_type,
+            revision=revision,
+            local_dir=str(local_dir) if local_dir else None,
+            allow_patterns=include or None,
+            token=hub_token(),
+            endpoint=hub_endpoint(),
+        ),
+        f"downloading {repo_type} {repo_id}",
+        patience or Patience(),
+    )
     return Path(folder)
 
 
 def hub_error_line(error: BaseException, repo_id: str, repo_type: str | None, revision: str | None) -> str:
     """One line for a Hub refusal that names the repo, its type and the revision, not only the status."""
     from huggingface_hub.errors import (
-        EntryNotFoundError, GatedRepoError, HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError,
+        EntryNotFoundError,
+        GatedRepoError,
+        HfHubHTTPError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
     )
 
     kind = repo_type or "model"
@@ -249,15 +311,20 @@ def hub_errors(action: str, repo_id: str, repo_type: str | None, revision: str |
 class TransferOptions:
     """What an upload and a download share: the repo's type and revision, the files, how long to wait."""
 
-    repo_type: str | None = option(None, "model, dataset or space. upload: guessed when omitted (adapter_config.json "
-                                   "-> model, Hub-layout parquet data set -> dataset); download: model when omitted.",
-                                   choices=REPO_TYPES)
-    revision: str | None = option(None, "Branch (upload: created from main when missing) or, for download, also a "
-                                  "tag or commit.")
+    repo_type: str | None = option(
+        None,
+        "model, dataset or space. upload: guessed when omitted (adapter_config.json "
+        "-> model, Hub-layout parquet data set -> dataset); download: model when omitted.",
+        choices=REPO_TYPES,
+    )
+    revision: str | None = option(
+        None, "Branch (upload: created from main when missing) or, for download, also a tag or commit."
+    )
     include: list[str] = option([], "Only files matching this glob (repeatable), e.g. '*.json'.")
     timeout: float = option(60.0, "Seconds to wait for each Hub request.", min=0.1)
-    retries: int = option(3, "Retries of a Hub request that timed out, was refused or got 429/5xx, with "
-                          "exponential backoff.", min=0)
+    retries: int = option(
+        3, "Retries of a Hub request that timed out, was refused or got 429/5xx, with exponential backoff.", min=0
+    )
 
     def patience(self) -> Patience:
         return Patience(timeout_s=self.timeout, retries=self.retries)
@@ -269,12 +336,16 @@ class UploadConfig(TransferOptions):
 
     path: str = option(help="A folder (built data set, adapter, evaluation report) or one file.", positional=True)
     repo_id: str = option(help="Hub repo id, namespace/name.", positional=True)
-    path_in_repo: str | None = option(None, "Where in the repo the files go (default: the root; a file keeps its "
-                                      "name), e.g. 'results' for an evaluation report next to an adapter.")
+    path_in_repo: str | None = option(
+        None,
+        "Where in the repo the files go (default: the root; a file keeps its "
+        "name), e.g. 'results' for an evaluation report next to an adapter.",
+    )
     private: bool = option(False, "Create the repo as private (if it does not exist yet).")
     commit_message: str | None = option(None, "Commit message.", flag="--message", short="-m")
-    exclude: list[str] = option([], "Skip files matching this glob (repeatable); checkpoints and caches are always "
-                                "skipped.")
+    exclude: list[str] = option(
+        [], "Skip files matching this glob (repeatable); checkpoints and caches are always skipped."
+    )
 
 
 @stage_config
@@ -296,15 +367,30 @@ class Downloaded:
 def run_upload(config: UploadConfig) -> Uploaded:
     """Commit ``config.path`` to ``config.repo_id`` (created when missing)."""
     with hub_errors("uploading", config.repo_id, config.repo_type, config.revision):
-        return upload(config.path, config.repo_id, repo_type=config.repo_type, revision=config.revision,
-                      path_in_repo=config.path_in_repo, private=config.private, commit_message=config.commit_message,
-                      include=config.include, exclude=config.exclude, patience=config.patience())
+        return upload(
+            config.path,
+            config.repo_id,
+            repo_type=config.repo_type,
+            revision=config.revision,
+            path_in_repo=config.path_in_repo,
+            private=config.private,
+            commit_message=config.commit_message,
+            include=config.include,
+            exclude=config.exclude,
+            patience=config.patience(),
+        )
 
 
 def run_download(config: DownloadConfig) -> Downloaded:
     """Download a snapshot of ``config.repo_id`` (a model repo unless ``config.repo_type`` says otherwise)."""
     repo_type = config.repo_type or "model"
     with hub_errors("downloading", config.repo_id, config.repo_type, config.revision):
-        folder = download(config.repo_id, repo_type=repo_type, revision=config.revision, local_dir=config.local_dir,
-                          include=config.include, patience=config.patience())
+        folder = download(
+            config.repo_id,
+            repo_type=repo_type,
+            revision=config.revision,
+            local_dir=config.local_dir,
+            include=config.include,
+            patience=config.patience(),
+        )
     return Downloaded(config.repo_id, repo_type, config.revision, folder)

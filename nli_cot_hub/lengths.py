@@ -26,9 +26,9 @@ class LengthReport:
     recommended: int
     truncated: int
     accuracy_by_bucket: list[dict] = field(default_factory=list)
-    context: int | None = None       # the model's context length, when the tokenizer knows it
-    wanted: int | None = None        # the recommendation before it was capped at the context length
-    left_out: int = 0                # rows whose thought reached another label than the gold one (not trained on)
+    context: int | None = None  # the model's context length, when the tokenizer knows it
+    wanted: int | None = None  # the recommendation before it was capped at the context length
+    left_out: int = 0  # rows whose thought reached another label than the gold one (not trained on)
 
     @property
     def longest(self) -> tuple[str, int]:
@@ -54,12 +54,17 @@ def check_dataset_source(dataset: str) -> None:
     (instead of asking the Hub for it)."""
     path = Path(dataset).expanduser()
     if path.is_file():
-        raise DataError(f"{dataset}: is a file; give the folder `nli-cot build --output-dir` wrote, "
-                        f"or a Hub data set id")
+        raise DataError(
+            f"{dataset}: is a file; give the folder `nli-cot build --output-dir` wrote, or a Hub data set id"
+        )
     if path.exists():
         return
-    local_looking = dataset.startswith((".", "/", "~")) or not HUB_ID.fullmatch(dataset) or path.parent.is_dir() \
+    local_looking = (
+        dataset.startswith((".", "/", "~"))
+        or not HUB_ID.fullmatch(dataset)
+        or path.parent.is_dir()
         and str(path.parent) not in ("", ".")
+    )
     if local_looking:
         raise DataError(f"{dataset}: no such folder (and not a Hub data set id)")
 
@@ -91,22 +96,33 @@ def accuracy_by_thought_length(rows: pd.DataFrame, tokenizer, buckets: int = 4) 
     known = rows.dropna(subset=["predicted_label", "label"])
     if not len(known):
         return []
-    thought_tokens = np.array([len(ids) for ids in tokenizer(known["thought_process"].fillna("").tolist(),
-                                                             add_special_tokens=False)["input_ids"]])
+    thought_tokens = np.array(
+        [
+            len(ids)
+            for ids in tokenizer(known["thought_process"].fillna("").tolist(), add_special_tokens=False)["input_ids"]
+        ]
+    )
     groups = pd.qcut(thought_tokens, q=min(buckets, len(known)), duplicates="drop")
-    correct = (known["predicted_label"].astype(int).to_numpy() == known["label"].astype(int).to_numpy())
+    correct = known["predicted_label"].astype(int).to_numpy() == known["label"].astype(int).to_numpy()
     result = []
     for interval in groups.categories:
         mask = np.asarray(groups == interval)
         if mask.any():
             low, high = int(thought_tokens[mask].min()), int(thought_tokens[mask].max())
-            result.append({"range": f"{low}-{high}", "count": int(mask.sum()),
-                           "accuracy": float(correct[mask].mean())})
+            result.append(
+                {"range": f"{low}-{high}", "count": int(mask.sum()), "accuracy": float(correct[mask].mean())}
+            )
     return result
 
 
-def measure(rows, tokenizer_name: str, *, quantile: float = 0.99, multiple_of: int = 64,
-            completion_format: str = "thought_first") -> LengthReport:
+def measure(
+    rows,
+    tokenizer_name: str,
+    *,
+    quantile: float = 0.99,
+    multiple_of: int = 64,
+    completion_format: str = "thought_first",
+) -> LengthReport:
     """Token lengths of the training examples of ``rows`` (a ``datasets.Dataset`` of a built data set) under
     ``tokenizer_name``'s chat template, exactly as training tokenizes them."""
     from nli_cot_hub.train.data import build_examples, token_lengths
@@ -119,11 +135,14 @@ def measure(rows, tokenizer_name: str, *, quantile: float = 0.99, multiple_of: i
     missing = [column for column in ("premise", "hypothesis") if column not in rows.column_names]
     if missing:
         raise DataError(f"the rows have no {missing[0]!r} column: not a data set built by `nli-cot build`")
-    built = build_examples(rows, completion_format=completion_format,
-                           keep=("id",) if "id" in rows.column_names else ())
+    built = build_examples(
+        rows, completion_format=completion_format, keep=("id",) if "id" in rows.column_names else ()
+    )
     if not len(built.examples):
-        raise DataError(f"no training examples: every one of the {built.rows} rows has a thought that reached "
-                        "another label than the gold one")
+        raise DataError(
+            f"no training examples: every one of the {built.rows} rows has a thought that reached "
+            "another label than the gold one"
+        )
     tokenizer = load_tokenizer(tokenizer_name)
     lengths = np.array(token_lengths(built.examples, tokenizer), dtype=int)
     recommended, truncated = recommend_max_length(lengths, quantile, multiple_of)
@@ -132,12 +151,24 @@ def measure(rows, tokenizer_name: str, *, quantile: float = 0.99, multiple_of: i
         # Nothing longer than the context fits the model; say what the data wanted instead.
         wanted, recommended = recommended, context
         truncated = int((lengths > context).sum())
-    ids = ([str(i) for i in built.examples["id"]] if "id" in built.examples.column_names
-           else [str(i) for i in range(len(lengths))])
+    ids = (
+        [str(i) for i in built.examples["id"]]
+        if "id" in built.examples.column_names
+        else [str(i) for i in range(len(lengths))]
+    )
     predictions = [name for name in ("label", "predicted_label", "thought_process") if name in rows.column_names]
     accuracy = accuracy_by_thought_length(rows.select_columns(predictions).to_pandas(), tokenizer)
-    return LengthReport(lengths, ids, quantile, recommended, truncated, accuracy, context=context, wanted=wanted,
-                        left_out=built.left_out)
+    return LengthReport(
+        lengths,
+        ids,
+        quantile,
+        recommended,
+        truncated,
+        accuracy,
+        context=context,
+        wanted=wanted,
+        left_out=built.left_out,
+    )
 
 
 def model_context(tokenizer) -> int | None:
@@ -157,8 +188,12 @@ def plot_histogram(report: LengthReport, path: str | Path, title: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(8, 4.5))
     ax.hist(report.lengths, bins=min(50, max(10, len(report.lengths) // 5)), color="#4C72B0", alpha=0.85)
-    ax.axvline(report.recommended, color="#C44E52", linestyle="--",
-               label=f"max_length {report.recommended} (truncates {report.truncated})")
+    ax.axvline(
+        report.recommended,
+        color="#C44E52",
+        linestyle="--",
+        label=f"max_length {report.recommended} (truncates {report.truncated})",
+    )
     ax.set_xlabel("tokens (prompt + completion, chat template applied)")
     ax.set_ylabel("examples")
     ax.set_title(title, fontsize=10)
@@ -178,17 +213,20 @@ class LengthsConfig:
     max_length and how many examples it would truncate, accuracy by thought-length bucket when the rows carry
     predictions; prints a table and writes a PNG histogram."""
 
-    dataset: str = option(help="Built data set: a local folder (--output-dir of build) or a Hub repo id.",
-                          positional=True)
-    tokenizer: str = option("embedded", "Tokenizer (model folder, Hub id or 'embedded') whose chat template is "
-                            "applied to prompt + completion.")
+    dataset: str = option(
+        help="Built data set: a local folder (--output-dir of build) or a Hub repo id.", positional=True
+    )
+    tokenizer: str = option(
+        "embedded",
+        "Tokenizer (model folder, Hub id or 'embedded') whose chat template is applied to prompt + completion.",
+    )
     dataset_config: str = option("combined", "Config of the built data set to measure.")
     split: str = option("train", "Split to measure ('all' for every split).")
-    quantile: float = option(0.99, "Recommend a max_length covering this share of examples (0 < q <= 1).",
-                             min=0.0, max=1.0)
+    quantile: float = option(
+        0.99, "Recommend a max_length covering this share of examples (0 < q <= 1).", min=0.0, max=1.0
+    )
     multiple_of: int = option(64, "Round the recommendation up to a multiple of this.", min=1)
-    png: str | None = option(None, "Histogram PNG path (default: lengths_<config>_<split>.png in the current "
-                             "folder).")
+    png: str | None = option(None, "Histogram PNG path (default: lengths_<config>_<split>.png in the current folder).")
 
 
 @dataclass
@@ -210,6 +248,7 @@ def run_lengths(config: LengthsConfig) -> LengthsResult:
     rows = load_rows(config.dataset, config.dataset_config, config.split)
     report = measure(rows, config.tokenizer, quantile=config.quantile, multiple_of=config.multiple_of)
     png = Path(config.png) if config.png else Path(f"lengths_{config.dataset_config}_{config.split}.png")
-    plot_histogram(report, png, title=f"{config.dataset} [{config.dataset_config}/{config.split}] tokens "
-                                      f"({config.tokenizer})")
+    plot_histogram(
+        report, png, title=f"{config.dataset} [{config.dataset_config}/{config.split}] tokens ({config.tokenizer})"
+    )
     return LengthsResult(report, png, config.dataset, config.dataset_config, config.split)

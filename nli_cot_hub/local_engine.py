@@ -68,8 +68,10 @@ def base_for_adapter(adapter: str) -> str:
 
     base = adapter_base(adapter)
     if base is None:
-        raise ValueError(f"adapter {adapter}: no adapter_config.json naming a base model (not an adapter folder, "
-                         f"or a Hub repo that HF_ENDPOINT/HF_TOKEN cannot reach); pass --model")
+        raise ValueError(
+            f"adapter {adapter}: no adapter_config.json naming a base model (not an adapter folder, "
+            f"or a Hub repo that HF_ENDPOINT/HF_TOKEN cannot reach); pass --model"
+        )
     return EMBEDDED if base == EMBEDDED_NAME else base
 
 
@@ -116,8 +118,9 @@ def kv_bytes_per_token(config, dtype_bytes: int) -> int:
     return 2 * text.num_hidden_layers * heads * head_dim * dtype_bytes
 
 
-def gpu_batch_size(free_bytes: int, model_bytes: int, kv_bytes_per_token: int, tokens_per_sequence: int,
-                   cap: int = GPU_BATCH_SIZE) -> int:
+def gpu_batch_size(
+    free_bytes: int, model_bytes: int, kv_bytes_per_token: int, tokens_per_sequence: int, cap: int = GPU_BATCH_SIZE
+) -> int:
     """Sequences per batch that fit a GPU with ``free_bytes`` free before the model (``model_bytes``) is
     loaded, when each sequence holds ``tokens_per_sequence`` tokens (longest prompt + new tokens) of KV
     cache; at least 1, at most ``cap``."""
@@ -133,8 +136,14 @@ def pick_dtype(dtype: str, device: str):
     if dtype == "auto":
         return torch.bfloat16 if device.startswith("cuda") else torch.float32
     try:
-        return {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16,
-                "fp16": torch.float16, "float32": torch.float32, "fp32": torch.float32}[dtype]
+        return {
+            "bfloat16": torch.bfloat16,
+            "bf16": torch.bfloat16,
+            "float16": torch.float16,
+            "fp16": torch.float16,
+            "float32": torch.float32,
+            "fp32": torch.float32,
+        }[dtype]
     except KeyError:
         raise ValueError(f"unknown dtype {dtype!r}; use auto, bfloat16, float16 or float32") from None
 
@@ -154,10 +163,21 @@ class LocalEngine:
         than several competing for the same cores.
     """
 
-    def __init__(self, model: str | None = "embedded", adapter: str | None = None, *, merge: bool | None = None,
-                 batch_size: int | None = None, dtype: str = "auto", device: str | None = None, mode: str = "padded",
-                 cache: str | None = None, pad_multiple: int | None = None, progress: bool = True,
-                 threads: int | None = None):
+    def __init__(
+        self,
+        model: str | None = "embedded",
+        adapter: str | None = None,
+        *,
+        merge: bool | None = None,
+        batch_size: int | None = None,
+        dtype: str = "auto",
+        device: str | None = None,
+        mode: str = "padded",
+        cache: str | None = None,
+        pad_multiple: int | None = None,
+        progress: bool = True,
+        threads: int | None = None,
+    ):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -228,9 +248,13 @@ class LocalEngine:
         parameters = sum(p.numel() * p.element_size() for p in self.model.parameters())
         buffers = sum(b.numel() * b.element_size() for b in self.model.buffers())
         dtype_bytes = next(self.model.parameters()).element_size()
-        sequences = gpu_batch_size(self.free_bytes_before_load, parameters + buffers,
-                                   kv_bytes_per_token(self.model.config, dtype_bytes),
-                                   longest_prompt + max_new_tokens, cap=GPU_BATCH_SIZE * num_samples)
+        sequences = gpu_batch_size(
+            self.free_bytes_before_load,
+            parameters + buffers,
+            kv_bytes_per_token(self.model.config, dtype_bytes),
+            longest_prompt + max_new_tokens,
+            cap=GPU_BATCH_SIZE * num_samples,
+        )
         return max(1, sequences // num_samples)
 
     # ------------------------------------------------------------ prompts
@@ -263,11 +287,17 @@ class LocalEngine:
         return [None if schema is None else self._grammars.compile(schema) for schema in schemas]
 
     # ------------------------------------------------------------ generation
-    def generate(self, conversations: Sequence[Messages], max_new_tokens: int = 256, temperature: float = 0.0,
-                 num_samples: int = 1, top_p: float = 1.0, seed: int | None = None,
-                 on_batch: Callable[[list[int], list[list[Generation]]], None] | None = None,
-                 json_schema: dict | Sequence[dict | None] | None = None,
-                 ) -> list[list[Generation]]:
+    def generate(
+        self,
+        conversations: Sequence[Messages],
+        max_new_tokens: int = 256,
+        temperature: float = 0.0,
+        num_samples: int = 1,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        on_batch: Callable[[list[int], list[list[Generation]]], None] | None = None,
+        json_schema: dict | Sequence[dict | None] | None = None,
+    ) -> list[list[Generation]]:
         """Generate ``num_samples`` answers per conversation; result ``[i][j]`` is sample j of input i.
 
         ``on_batch(indices, generations)`` is called after each batch (e.g. to stream results to disk).
@@ -296,8 +326,10 @@ class LocalEngine:
         schemas = self.compiled_schemas(json_schema, len(conversations))
         if self.mode == "continuous":
             if schemas is not None:
-                raise ValueError("continuous batching cannot constrain answers to a JSON schema; "
-                                 "use the padded engine mode or turn constraining off")
+                raise ValueError(
+                    "continuous batching cannot constrain answers to a JSON schema; "
+                    "use the padded engine mode or turn constraining off"
+                )
             return self._generate_continuous(encoded, config, num_samples, on_batch)
         return self._generate_padded(encoded, config, num_samples, on_batch, schemas)
 
@@ -306,9 +338,14 @@ class LocalEngine:
 
         sampling = temperature > 0
         return GenerationConfig(
-            max_new_tokens=max_new_tokens, do_sample=sampling, num_return_sequences=num_samples,
-            temperature=temperature if sampling else None, top_p=top_p if sampling else None, top_k=None,
-            eos_token_id=self.eos_ids, pad_token_id=self.tokenizer.pad_token_id,
+            max_new_tokens=max_new_tokens,
+            do_sample=sampling,
+            num_return_sequences=num_samples,
+            temperature=temperature if sampling else None,
+            top_p=top_p if sampling else None,
+            top_k=None,
+            eos_token_id=self.eos_ids,
+            pad_token_id=self.tokenizer.pad_token_id,
             cache_implementation=self.cache,
         )
 
@@ -321,9 +358,12 @@ class LocalEngine:
         results: list[list[Generation] | None] = [None] * len(encoded)
         with tqdm(total=len(encoded), desc="generating", unit="prompt", disable=not self.progress) as bar:
             for start in range(0, len(order), self.batch_size):
-                indices = order[start:start + self.batch_size]
-                batch = self.tokenizer.pad({"input_ids": [encoded[i] for i in indices]}, return_tensors="pt",
-                                           pad_to_multiple_of=self.pad_multiple)
+                indices = order[start : start + self.batch_size]
+                batch = self.tokenizer.pad(
+                    {"input_ids": [encoded[i] for i in indices]},
+                    return_tensors="pt",
+                    pad_to_multiple_of=self.pad_multiple,
+                )
                 batch = {key: value.to(self.device) for key, value in batch.items()}
                 extra = {}
                 if schemas is not None:
@@ -332,16 +372,16 @@ class LocalEngine:
                     # generate repeats each prompt num_samples times in a row.
                     rows = [schemas[i] for i in indices for _ in range(num_samples)]
                     extra["logits_processor"] = LogitsProcessorList(
-                        [SchemaLogitsProcessor(rows, config.max_new_tokens)])
+                        [SchemaLogitsProcessor(rows, config.max_new_tokens)]
+                    )
                 with torch.inference_mode():
                     output = self.model.generate(**batch, generation_config=config, **extra)
-                new_tokens = output[:, batch["input_ids"].shape[1]:].tolist()
+                new_tokens = output[:, batch["input_ids"].shape[1] :].tolist()
                 generations = []
                 for row, index in enumerate(indices):
-                    samples = new_tokens[row * num_samples:(row + 1) * num_samples]
+                    samples = new_tokens[row * num_samples : (row + 1) * num_samples]
                     constrained = schemas is not None and schemas[index] is not None
-                    generations.append([self._decoded(tokens, len(encoded[index]), constrained)
-                                        for tokens in samples])
+                    generations.append([self._decoded(tokens, len(encoded[index]), constrained) for tokens in samples])
                 for index, generated in zip(indices, generations):
                     results[index] = generated
                 if on_batch:
@@ -353,8 +393,13 @@ class LocalEngine:
         on_gpu = self.device.startswith("cuda")
         # On a GPU transformers sizes the paged KV cache from free memory and warms up CUDA graphs.
         batching = None if on_gpu else cpu_cache_config(encoded, config.max_new_tokens, num_samples)
-        outputs = self.model.generate_batch(inputs=encoded, generation_config=config, progress_bar=self.progress,
-                                            continuous_batching_config=batching, warmup=on_gpu)
+        outputs = self.model.generate_batch(
+            inputs=encoded,
+            generation_config=config,
+            progress_bar=self.progress,
+            continuous_batching_config=batching,
+            warmup=on_gpu,
+        )
         # generate_batch returns requests in input order, each parent's sampled children first. It reports a
         # failure of its generation loop per request (or drops the requests), never by raising.
         flat = list(outputs.values())
@@ -364,7 +409,7 @@ class LocalEngine:
             raise RuntimeError(f"continuous batching failed: {reason}")
         results = []
         for index, ids in enumerate(encoded):
-            samples = flat[index * num_samples:(index + 1) * num_samples]
+            samples = flat[index * num_samples : (index + 1) * num_samples]
             results.append([self._decoded(list(out.generated_tokens), len(ids)) for out in samples])
         if on_batch:
             on_batch(list(range(len(encoded))), results)
@@ -374,13 +419,18 @@ class LocalEngine:
         finished = False
         for position, token in enumerate(tokens):
             if token in self.eos_ids:
-                tokens, finished = tokens[:position + 1], True
+                tokens, finished = tokens[: position + 1], True
                 break
         pad = self.tokenizer.pad_token_id
         counted = [token for token in tokens if token != pad]
         text = self.tokenizer.decode(counted, skip_special_tokens=True)
-        return Generation(text=text.strip(), prompt_tokens=prompt_tokens, completion_tokens=len(counted),
-                          finished=finished, constrained=constrained)
+        return Generation(
+            text=text.strip(),
+            prompt_tokens=prompt_tokens,
+            completion_tokens=len(counted),
+            finished=finished,
+            constrained=constrained,
+        )
 
 
 def cpu_cache_config(encoded: Sequence[Sequence[int]], max_new_tokens: int, num_samples: int = 1):
@@ -393,5 +443,9 @@ def cpu_cache_config(encoded: Sequence[Sequence[int]], max_new_tokens: int, num_
     blocks = sum(ceil((len(ids) + max_new_tokens) / CPU_PAGE_SIZE) for ids in encoded) * num_samples
     longest = max((len(ids) for ids in encoded), default=1)
     batch_tokens = max(longest, min(CPU_MAX_BATCH_TOKENS, sum(len(ids) for ids in encoded)))
-    return ContinuousBatchingConfig(page_size=CPU_PAGE_SIZE, num_blocks=max(1, min(blocks, CPU_MAX_CACHE_BLOCKS)),
-                                    max_batch_tokens=batch_tokens, max_memory_percent=0.5)
+    return ContinuousBatchingConfig(
+        page_size=CPU_PAGE_SIZE,
+        num_blocks=max(1, min(blocks, CPU_MAX_CACHE_BLOCKS)),
+        max_batch_tokens=batch_tokens,
+        max_memory_percent=0.5,
+    )

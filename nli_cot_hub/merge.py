@@ -17,16 +17,16 @@ class MergeConfig:
 
     adapter: str = option(help="Adapter folder (train.py's output_dir or a checkpoint) or Hub repo.", positional=True)
     output_dir: str = option("merged", "Where the merged model and tokenizer are written.")
-    base_model: str | None = option(None, "Base model id or folder; default: the adapter's base_model_name_or_path "
-                                    "('embedded' works).")
-    dtype: str = option("bfloat16", "Weights dtype of the merged model: bfloat16, float16 or float32.",
-                        choices=DTYPES)
+    base_model: str | None = option(
+        None, "Base model id or folder; default: the adapter's base_model_name_or_path ('embedded' works)."
+    )
+    dtype: str = option("bfloat16", "Weights dtype of the merged model: bfloat16, float16 or float32.", choices=DTYPES)
 
 
 @dataclass
 class MergeResult:
     adapter: str
-    base_model: str       # as the adapter or --base-model named it
+    base_model: str  # as the adapter or --base-model named it
     dtype: str
     output_dir: Path
 

@@ -23,8 +23,10 @@ def refuse_input_as_output(output: str | Path | None, inputs: list, option: str)
         return
     for source in inputs:
         if source is not None and (same_file(output, source) or Path(output).resolve() == Path(str(source)).resolve()):
-            raise DataError(f"{option} {output} is an input of this command; writing it would destroy that input: "
-                            f"choose another path")
+            raise DataError(
+                f"{option} {output} is an input of this command; writing it would destroy that input: "
+                f"choose another path"
+            )
 
 
 def check_output_file(path: str | Path | None, option: str) -> None:

@@ -80,18 +80,22 @@ def pair_block(premise: str, hypothesis: str) -> str:
 # ---------------------------------------------------------------- initial chain of thought
 
 _COT_EXAMPLES = (
-    ("Two boys in swim trunks are jumping off a wooden dock into a lake.",
-     "Some children are indoors.",
-     "1. Premise: two boys jump from a dock into a lake, so they are outdoors. "
-     "2. Hypothesis: the children are indoors. "
-     "3. Being at a lake and being indoors cannot both hold, so the claim conflicts with the premise.",
-     0),
-    ("A chef in a white apron is slicing onions in a busy restaurant kitchen.",
-     "Someone is preparing food.",
-     "1. Premise: a chef is slicing onions in a kitchen. "
-     "2. Hypothesis: someone is preparing food. "
-     "3. Slicing onions is preparing food, so the claim follows from the premise.",
-     1),
+    (
+        "Two boys in swim trunks are jumping off a wooden dock into a lake.",
+        "Some children are indoors.",
+        "1. Premise: two boys jump from a dock into a lake, so they are outdoors. "
+        "2. Hypothesis: the children are indoors. "
+        "3. Being at a lake and being indoors cannot both hold, so the claim conflicts with the premise.",
+        0,
+    ),
+    (
+        "A chef in a white apron is slicing onions in a busy restaurant kitchen.",
+        "Someone is preparing food.",
+        "1. Premise: a chef is slicing onions in a kitchen. "
+        "2. Hypothesis: someone is preparing food. "
+        "3. Slicing onions is preparing food, so the claim follows from the premise.",
+        1,
+    ),
 )
 
 COT_SYSTEM = f"""# Task
@@ -116,14 +120,12 @@ The pair comes as <premise>...</premise> and <hypothesis>...</hypothesis>. Answe
 
 # Examples
 """ + "\n".join(
-    f"<example>\n{pair_block(p, h)}\n<response>{_answer(t, y)}</response>\n</example>"
-    for p, h, t, y in _COT_EXAMPLES
+    f"<example>\n{pair_block(p, h)}\n<response>{_answer(t, y)}</response>\n</example>" for p, h, t, y in _COT_EXAMPLES
 )
 
 
 def cot_messages(premise: str, hypothesis: str) -> Messages:
-    return [{"role": "system", "content": COT_SYSTEM},
-            {"role": "user", "content": pair_block(premise, hypothesis)}]
+    return [{"role": "system", "content": COT_SYSTEM}, {"role": "user", "content": pair_block(premise, hypothesis)}]
 
 
 # ---------------------------------------------------------------- reflection on wrong answers
@@ -149,13 +151,16 @@ Answer with one JSON object and nothing else:
 {{"error_analysis": "...", "improved_thought_process": "...", "predicted_label": <correct label>}}"""
 
 
-def reflect_messages(premise: str, hypothesis: str, thought: str | None, predicted: int | None,
-                     label: int) -> Messages:
+def reflect_messages(
+    premise: str, hypothesis: str, thought: str | None, predicted: int | None, label: int
+) -> Messages:
     original_label = "none (the answer could not be read)" if predicted is None else str(predicted)
-    user = (f"{pair_block(premise, hypothesis)}\n"
-            f"<original_thought>{thought or '(no reasoning was given)'}</original_thought>\n"
-            f"<original_label>{original_label}</original_label>\n"
-            f"<correct_label>{label}</correct_label>")
+    user = (
+        f"{pair_block(premise, hypothesis)}\n"
+        f"<original_thought>{thought or '(no reasoning was given)'}</original_thought>\n"
+        f"<original_label>{original_label}</original_label>\n"
+        f"<correct_label>{label}</correct_label>"
+    )
     return [{"role": "system", "content": REFLECT_SYSTEM}, {"role": "user", "content": user}]
 
 
@@ -184,12 +189,15 @@ Answer with one JSON object and nothing else:
 {{"analysis": "...", "coherence": <1-5>, "correctness": <1-5>, "brevity": <1-5>, "improved_thought_process": "..."}}"""
 
 
-def judge_messages(premise: str, hypothesis: str, thought: str | None, predicted: int | None,
-                   label: int | None) -> Messages:
-    user = (f"{pair_block(premise, hypothesis)}\n"
-            f"<thought>{thought or '(no reasoning was given)'}</thought>\n"
-            f"<predicted_label>{'none' if predicted is None else predicted}</predicted_label>\n"
-            f"<correct_label>{'unknown' if label is None else label}</correct_label>")
+def judge_messages(
+    premise: str, hypothesis: str, thought: str | None, predicted: int | None, label: int | None
+) -> Messages:
+    user = (
+        f"{pair_block(premise, hypothesis)}\n"
+        f"<thought>{thought or '(no reasoning was given)'}</thought>\n"
+        f"<predicted_label>{'none' if predicted is None else predicted}</predicted_label>\n"
+        f"<correct_label>{'unknown' if label is None else label}</correct_label>"
+    )
     return [{"role": "system", "content": JUDGE_SYSTEM}, {"role": "user", "content": user}]
 
 

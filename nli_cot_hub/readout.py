@@ -44,14 +44,17 @@ def probability_of_one(logprob_0: float, logprob_1: float) -> float:
     return one / (zero + one)
 
 
-def label_split(tokenizer, context: str, completion_format: str, thought: str | None = None
-                ) -> tuple[list[int], int, int]:
+def label_split(
+    tokenizer, context: str, completion_format: str, thought: str | None = None
+) -> tuple[list[int], int, int]:
     """The token ids up to the label position of ``context`` (the rendered prompt) + the answer, and the ids of
     the ``0`` and ``1`` tokens there: where the tokenisations of the two full answers part."""
-    with_zero = tokenizer(context + completion_text(completion_format, thought, 0),
-                          add_special_tokens=False)["input_ids"]
-    with_one = tokenizer(context + completion_text(completion_format, thought, 1),
-                         add_special_tokens=False)["input_ids"]
+    with_zero = tokenizer(context + completion_text(completion_format, thought, 0), add_special_tokens=False)[
+        "input_ids"
+    ]
+    with_one = tokenizer(context + completion_text(completion_format, thought, 1), add_special_tokens=False)[
+        "input_ids"
+    ]
     shared = 0
     while shared < min(len(with_zero), len(with_one)) and with_zero[shared] == with_one[shared]:
         shared += 1
@@ -60,8 +63,9 @@ def label_split(tokenizer, context: str, completion_format: str, thought: str | 
     return with_zero[:shared], with_zero[shared], with_one[shared]
 
 
-def score_labels(model, tokenizer, splits: Sequence[tuple[list[int], int, int]], batch_size: int = 8,
-                 device: str = "cpu") -> list[LabelScore]:
+def score_labels(
+    model, tokenizer, splits: Sequence[tuple[list[int], int, int]], batch_size: int = 8, device: str = "cpu"
+) -> list[LabelScore]:
     """Log-probabilities of the two label tokens after each prefix: one forward pass per batch (left padded)."""
     import torch
 
@@ -69,19 +73,23 @@ def score_labels(model, tokenizer, splits: Sequence[tuple[list[int], int, int]],
     order = sorted(range(len(splits)), key=lambda i: len(splits[i][0]), reverse=True)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     for start in range(0, len(order), batch_size):
-        indices = order[start:start + batch_size]
+        indices = order[start : start + batch_size]
         width = max(len(splits[i][0]) for i in indices)
         ids = torch.full((len(indices), width), pad, dtype=torch.long)
         mask = torch.zeros((len(indices), width), dtype=torch.long)
         for row, index in enumerate(indices):
             prefix = splits[index][0]
-            ids[row, width - len(prefix):] = torch.tensor(prefix)
-            mask[row, width - len(prefix):] = 1
+            ids[row, width - len(prefix) :] = torch.tensor(prefix)
+            mask[row, width - len(prefix) :] = 1
         # Left padding: positions count from each row's first real token, as in generate.
         positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
         with torch.inference_mode():
-            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device),
-                           position_ids=positions.to(device), logits_to_keep=1).logits[:, -1, :]
+            logits = model(
+                input_ids=ids.to(device),
+                attention_mask=mask.to(device),
+                position_ids=positions.to(device),
+                logits_to_keep=1,
+            ).logits[:, -1, :]
         logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()
         for row, index in enumerate(indices):
             _, zero, one = splits[index]
@@ -89,8 +97,15 @@ def score_labels(model, tokenizer, splits: Sequence[tuple[list[int], int, int]],
     return scores  # type: ignore[return-value]
 
 
-def continue_texts(model, tokenizer, texts: Sequence[str], max_new_tokens: int, eos_ids: Sequence[int],
-                   batch_size: int = 8, device: str = "cpu") -> list[str]:
+def continue_texts(
+    model,
+    tokenizer,
+    texts: Sequence[str],
+    max_new_tokens: int,
+    eos_ids: Sequence[int],
+    batch_size: int = 8,
+    device: str = "cpu",
+) -> list[str]:
     """Greedy continuations of raw texts (a prompt with the start of the answer already written)."""
     import torch
 
@@ -101,15 +116,22 @@ def continue_texts(model, tokenizer, texts: Sequence[str], max_new_tokens: int, 
     tokenizer.padding_side = "left"
     try:
         for start in range(0, len(order), batch_size):
-            indices = order[start:start + batch_size]
+            indices = order[start : start + batch_size]
             batch = tokenizer.pad({"input_ids": [encoded[i] for i in indices]}, return_tensors="pt")
             batch = {key: value.to(device) for key, value in batch.items()}
             with torch.inference_mode():
-                output = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, temperature=None,
-                                        top_p=None, top_k=None, eos_token_id=list(eos_ids),
-                                        pad_token_id=tokenizer.pad_token_id)
+                output = model.generate(
+                    **batch,
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    temperature=None,
+                    top_p=None,
+                    top_k=None,
+                    eos_token_id=list(eos_ids),
+                    pad_token_id=tokenizer.pad_token_id,
+                )
             for row, index in enumerate(indices):
-                new = output[row, batch["input_ids"].shape[1]:].tolist()
+                new = output[row, batch["input_ids"].shape[1] :].tolist()
                 results[index] = tokenizer.decode(new, skip_special_tokens=True)
     finally:
         tokenizer.padding_side = padding_side

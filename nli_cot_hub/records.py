@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -15,7 +15,7 @@ class TokenUsage(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
 
-    def __add__(self, other: "TokenUsage") -> "TokenUsage":
+    def __add__(self, other: TokenUsage) -> TokenUsage:
         return TokenUsage(
             prompt_tokens=self.prompt_tokens + other.prompt_tokens,
             completion_tokens=self.completion_tokens + other.completion_tokens,
@@ -59,7 +59,7 @@ class CoTRecord(BaseModel):
     # Whether decoding was constrained to the answer's JSON schema (local engine); None: not known
     # (remote backends, records written before this field existed).
     constrained: bool | None = None
-    created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     @property
     def correct(self) -> bool | None:
@@ -71,5 +71,5 @@ class CoTRecord(BaseModel):
         return self.model_dump_json()
 
     @classmethod
-    def from_json(cls, line: str) -> "CoTRecord":
+    def from_json(cls, line: str) -> CoTRecord:
         return cls.model_validate_json(line)

@@ -19,8 +19,11 @@ MASK = "***"
 def secret_values(environ: dict[str, str] | None = None) -> list[str]:
     """The secret values set in the environment, longest first (so a key containing another is masked whole)."""
     environ = os.environ if environ is None else environ
-    values = {value.strip() for name, value in environ.items()
-              if (name in KNOWN_SECRETS or _SECRET_NAME.search(name)) and len(value.strip()) >= _MIN_SECRET_CHARS}
+    values = {
+        value.strip()
+        for name, value in environ.items()
+        if (name in KNOWN_SECRETS or _SECRET_NAME.search(name)) and len(value.strip()) >= _MIN_SECRET_CHARS
+    }
     return sorted(values, key=len, reverse=True)
 
 

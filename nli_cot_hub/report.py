@@ -70,6 +70,7 @@ def thought_words(record: CoTRecord) -> int | None:
 
 # ---------------------------------------------------------------- scoring
 
+
 def score_model(model: Model, metric, gold: dict[str, int] | None, unparsed="wrong", threshold: float = 0.5) -> dict:
     scored = [r for r in model.records.values() if gold_of(r, gold) is not None]
     result = {"rows": len(scored), "records": len(model.records), "without_gold": len(model.records) - len(scored)}
@@ -78,8 +79,12 @@ def score_model(model: Model, metric, gold: dict[str, int] | None, unparsed="wro
     # Probability metrics only when every scored row carries p(label = 1) (a log-probability read-out).
     probabilities = [r.p_label_1 for r in scored]
     extra = {"probabilities": probabilities, "threshold": threshold} if None not in probabilities else {}
-    values = metric.compute(predictions=[r.predicted_label for r in scored],
-                            references=[gold_of(r, gold) for r in scored], unparsed=unparsed, **extra)
+    values = metric.compute(
+        predictions=[r.predicted_label for r in scored],
+        references=[gold_of(r, gold) for r in scored],
+        unparsed=unparsed,
+        **extra,
+    )
     # The records know more than bare labels: their extraction statuses and thoughts.
     counts = Counter(r.status for r in scored)
     values["status_counts"] = {status: counts.get(status, 0) for status in STATUSES}
@@ -95,8 +100,12 @@ def length_buckets(records: list[CoTRecord], gold: dict[str, int] | None) -> lis
     """Accuracy per thought-length bucket (words); a missing thought is its own bucket."""
     rows = []
     groups = [("no thought", lambda w: w is None)] + [
-        (f"{low}-{high - 1}" if high != math.inf else f"{low}+", lambda w, lo=low, hi=high: w is not None and lo <= w < hi)
-        for low, high in LENGTH_BUCKETS]
+        (
+            f"{low}-{high - 1}" if high != math.inf else f"{low}+",
+            lambda w, lo=low, hi=high: w is not None and lo <= w < hi,
+        )
+        for low, high in LENGTH_BUCKETS
+    ]
     for label, member in groups:
         chosen = [r for r in records if gold_of(r, gold) is not None and member(thought_words(r))]
         if chosen:
@@ -114,15 +123,30 @@ def mcnemar(correct_a: list[bool], correct_b: list[bool]) -> dict:
     c = sum(not a and bb for a, bb in zip(correct_a, correct_b))  # only B right
     n = b + c
     if n == 0:
-        return {"only_a_right": b, "only_b_right": c, "test": "none (no discordant pairs)", "statistic": None,
-                "p_value": 1.0}
+        return {
+            "only_a_right": b,
+            "only_b_right": c,
+            "test": "none (no discordant pairs)",
+            "statistic": None,
+            "p_value": 1.0,
+        }
     if n < EXACT_TEST_LIMIT:
         p = stats.binomtest(min(b, c), n, 0.5, alternative="two-sided").pvalue
-        return {"only_a_right": b, "only_b_right": c, "test": "exact binomial", "statistic": min(b, c),
-                "p_value": float(min(1.0, p))}
+        return {
+            "only_a_right": b,
+            "only_b_right": c,
+            "test": "exact binomial",
+            "statistic": min(b, c),
+            "p_value": float(min(1.0, p)),
+        }
     statistic = (abs(b - c) - 1) ** 2 / n
-    return {"only_a_right": b, "only_b_right": c, "test": "chi-square, continuity corrected",
-            "statistic": float(statistic), "p_value": float(stats.chi2.sf(statistic, df=1))}
+    return {
+        "only_a_right": b,
+        "only_b_right": c,
+        "test": "chi-square, continuity corrected",
+        "statistic": float(statistic),
+        "p_value": float(stats.chi2.sf(statistic, df=1)),
+    }
 
 
 def compare(a: Model, b: Model, gold: dict[str, int] | None) -> dict:
@@ -132,12 +156,16 @@ def compare(a: Model, b: Model, gold: dict[str, int] | None) -> dict:
     common = [key for key in same if gold_of(a.records[key], gold) is not None]
     right_a = [a.records[k].predicted_label == gold_of(a.records[k], gold) for k in common]
     right_b = [b.records[k].predicted_label == gold_of(b.records[k], gold) for k in common]
-    result = {"a": a.name, "b": b.name, "rows": len(common),
-              "accuracy_a": sum(right_a) / len(common) if common else None,
-              "accuracy_b": sum(right_b) / len(common) if common else None,
-              "both_right": sum(x and y for x, y in zip(right_a, right_b)),
-              "both_wrong": sum(not x and not y for x, y in zip(right_a, right_b)),
-              "different_pairs_same_id": len(shared_ids) - len(same)}
+    result = {
+        "a": a.name,
+        "b": b.name,
+        "rows": len(common),
+        "accuracy_a": sum(right_a) / len(common) if common else None,
+        "accuracy_b": sum(right_b) / len(common) if common else None,
+        "both_right": sum(x and y for x, y in zip(right_a, right_b)),
+        "both_wrong": sum(not x and not y for x, y in zip(right_a, right_b)),
+        "different_pairs_same_id": len(shared_ids) - len(same),
+    }
     return result | mcnemar(right_a, right_b)
 
 
@@ -146,6 +174,7 @@ def _same_pair(x: CoTRecord, y: CoTRecord) -> bool:
 
 
 # ---------------------------------------------------------------- audit
+
 
 def voters(record: CoTRecord) -> list[int]:
     """The labels this record stands for: every self-consistency sample, or its one prediction."""
@@ -167,12 +196,24 @@ def disagreement_audit(models: list[Model], gold: dict[str, int] | None, min_vot
         labels = [label for _, r in present for label in voters(r)]
         if len(labels) >= min_votes and all(label != truth for label in labels):
             first = present[0][1]
-            flagged.append({
-                "id": key, "premise": first.premise, "hypothesis": first.hypothesis, "gold": truth,
-                "voted": 1 - truth, "votes_against_gold": len(labels),
-                "models": {m.name: {"predicted_label": r.predicted_label, "vote_share": r.vote_share,
-                                    "thought_process": r.thought_process} for m, r in present},
-            })
+            flagged.append(
+                {
+                    "id": key,
+                    "premise": first.premise,
+                    "hypothesis": first.hypothesis,
+                    "gold": truth,
+                    "voted": 1 - truth,
+                    "votes_against_gold": len(labels),
+                    "models": {
+                        m.name: {
+                            "predicted_label": r.predicted_label,
+                            "vote_share": r.vote_share,
+                            "thought_process": r.thought_process,
+                        }
+                        for m, r in present
+                    },
+                }
+            )
     return flagged
 
 
@@ -181,24 +222,36 @@ def write_audit(rows: list[dict], folder: Path) -> tuple[Path, Path]:
 
     jsonl = folder / "label_audit.jsonl"
     jsonl.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
-    flat = [{"id": r["id"], "premise": r["premise"], "hypothesis": r["hypothesis"], "gold": r["gold"],
-             "voted": r["voted"], "votes_against_gold": r["votes_against_gold"],
-             "thought": next((m["thought_process"] for m in r["models"].values() if m["thought_process"]), ""),
-             "review_label": ""} for r in rows]
+    flat = [
+        {
+            "id": r["id"],
+            "premise": r["premise"],
+            "hypothesis": r["hypothesis"],
+            "gold": r["gold"],
+            "voted": r["voted"],
+            "votes_against_gold": r["votes_against_gold"],
+            "thought": next((m["thought_process"] for m in r["models"].values() if m["thought_process"]), ""),
+            "review_label": "",
+        }
+        for r in rows
+    ]
     table = folder / "label_audit.csv"
-    pd.DataFrame(flat, columns=["id", "premise", "hypothesis", "gold", "voted", "votes_against_gold", "thought",
-                                "review_label"]).to_csv(table, index=False)
+    pd.DataFrame(
+        flat, columns=["id", "premise", "hypothesis", "gold", "voted", "votes_against_gold", "thought", "review_label"]
+    ).to_csv(table, index=False)
     return jsonl, table
 
 
 # ---------------------------------------------------------------- plots
 
+
 def slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "model"
 
 
-def plot_model(name: str, metrics: dict, buckets: list[dict], records: list[CoTRecord],
-               gold: dict[str, int] | None, folder: Path) -> dict[str, str]:
+def plot_model(
+    name: str, metrics: dict, buckets: list[dict], records: list[CoTRecord], gold: dict[str, int] | None, folder: Path
+) -> dict[str, str]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -262,10 +315,21 @@ def plot_reliability(name: str, metrics: dict, folder: Path) -> str:
     bins = metrics["reliability"]
     figure, axis = plt.subplots(figsize=(4.8, 4.2))
     axis.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
-    axis.bar([(b["low"] + b["high"]) / 2 for b in bins], [b["share_label_1"] for b in bins],
-             width=[b["high"] - b["low"] for b in bins], alpha=0.35, edgecolor="tab:blue", label="share of gold 1")
-    axis.plot([b["mean_probability"] for b in bins], [b["share_label_1"] for b in bins], "o-", color="tab:blue",
-              label="bins (mean p)")
+    axis.bar(
+        [(b["low"] + b["high"]) / 2 for b in bins],
+        [b["share_label_1"] for b in bins],
+        width=[b["high"] - b["low"] for b in bins],
+        alpha=0.35,
+        edgecolor="tab:blue",
+        label="share of gold 1",
+    )
+    axis.plot(
+        [b["mean_probability"] for b in bins],
+        [b["share_label_1"] for b in bins],
+        "o-",
+        color="tab:blue",
+        label="bins (mean p)",
+    )
     for b in bins:
         axis.text(b["mean_probability"], b["share_label_1"], f" {b['rows']}", fontsize=7, va="bottom")
     axis.set_xlim(0, 1)
@@ -288,10 +352,14 @@ def _save(figure, path: Path) -> str:
 
 # ---------------------------------------------------------------- report
 
+
 def worst_errors(records: list[CoTRecord], gold: dict[str, int] | None, count: int) -> list[CoTRecord]:
     """Wrong answers the model was surest of: highest vote share, clean status, longest thought first."""
-    wrong = [r for r in records if gold_of(r, gold) is not None and r.predicted_label is not None
-             and r.predicted_label != gold_of(r, gold)]
+    wrong = [
+        r
+        for r in records
+        if gold_of(r, gold) is not None and r.predicted_label is not None and r.predicted_label != gold_of(r, gold)
+    ]
     order = {status: i for i, status in enumerate(STATUSES)}
     wrong.sort(key=lambda r: (-(r.vote_share or 1.0), order.get(r.status, 9), -(thought_words(r) or 0)))
     return wrong[:count]
@@ -309,55 +377,97 @@ def _number(value, digits: int = 4) -> str:
 
 def render_report(summary: dict, models: list[Model], plots: dict, errors: dict, buckets: dict) -> str:
     keys = ["rows", "accuracy", "precision", "recall", "f1", "macro_f1", "parse_rate", "mean_thought_words"]
-    lines = ["# Evaluation report", "",
-             f"Metric: `nli_cot` (unparsed answers count as: {summary['unparsed']}).", "",
-             "| model | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    lines = [
+        "# Evaluation report",
+        "",
+        f"Metric: `nli_cot` (unparsed answers count as: {summary['unparsed']}).",
+        "",
+        "| model | " + " | ".join(keys) + " |",
+        "|---" * (len(keys) + 1) + "|",
+    ]
     for model in models:
         metrics = summary["models"][model.name]
         lines.append(f"| {model.name} | " + " | ".join(_number(metrics.get(k)) for k in keys) + " |")
     for model in models:
         metrics = summary["models"][model.name]
-        lines += ["", f"## {model.name}", "", f"File: `{model.path}`; {metrics['records']} records, "
-                  f"{metrics['rows']} with a gold label.", ""]
+        lines += [
+            "",
+            f"## {model.name}",
+            "",
+            f"File: `{model.path}`; {metrics['records']} records, {metrics['rows']} with a gold label.",
+            "",
+        ]
         if not metrics["rows"]:
             continue
-        lines.append("Status counts: " + ", ".join(f"{k} {v}" for k, v in metrics["status_counts"].items())
-                     + (f"; mean vote share {metrics['mean_vote_share']:.3f}" if "mean_vote_share" in metrics else ""))
+        lines.append(
+            "Status counts: "
+            + ", ".join(f"{k} {v}" for k, v in metrics["status_counts"].items())
+            + (f"; mean vote share {metrics['mean_vote_share']:.3f}" if "mean_vote_share" in metrics else "")
+        )
         lines.append("")
         files = plots[model.name]
         if "ece" in metrics:
-            lines += [f"Probabilities (p(label = 1) of a log-probability read-out): ROC-AUC "
-                      f"{_number(metrics['roc_auc'])}, Brier {_number(metrics['brier'])}, ECE {_number(metrics['ece'])}, "
-                      f"accuracy at threshold {metrics['threshold']:g}: {_number(metrics['accuracy_at_threshold'])}.",
-                      "", f"![reliability diagram]({files['reliability']})", ""]
-        lines += [f"![confusion matrix]({files['confusion']}) ![label distribution]({files['labels']})", "",
-                  f"![accuracy by thought length]({files['length']}) ![status counts]({files['status']})", "",
-                  "| thought length (words) | rows | accuracy |", "|---|---|---|"]
+            lines += [
+                f"Probabilities (p(label = 1) of a log-probability read-out): ROC-AUC "
+                f"{_number(metrics['roc_auc'])}, Brier {_number(metrics['brier'])}, ECE {_number(metrics['ece'])}, "
+                f"accuracy at threshold {metrics['threshold']:g}: {_number(metrics['accuracy_at_threshold'])}.",
+                "",
+                f"![reliability diagram]({files['reliability']})",
+                "",
+            ]
+        lines += [
+            f"![confusion matrix]({files['confusion']}) ![label distribution]({files['labels']})",
+            "",
+            f"![accuracy by thought length]({files['length']}) ![status counts]({files['status']})",
+            "",
+            "| thought length (words) | rows | accuracy |",
+            "|---|---|---|",
+        ]
         lines += [f"| {b['bucket']} | {b['rows']} | {b['accuracy']:.3f} |" for b in buckets[model.name]]
         if errors[model.name]:
-            lines += ["", f"### Worst errors ({len(errors[model.name])})", "",
-                      "| id | gold | predicted | vote share | status | premise | hypothesis | thought |",
-                      "|---|---|---|---|---|---|---|---|"]
+            lines += [
+                "",
+                f"### Worst errors ({len(errors[model.name])})",
+                "",
+                "| id | gold | predicted | vote share | status | premise | hypothesis | thought |",
+                "|---|---|---|---|---|---|---|---|",
+            ]
             for r in errors[model.name]:
-                lines.append(f"| {_cell(r.id)} | {r.label} | {r.predicted_label} | {_number(r.vote_share, 2)} | "
-                             f"{r.status} | {_cell(r.premise, 160)} | {_cell(r.hypothesis, 120)} | "
-                             f"{_cell(r.thought_process)} |")
+                lines.append(
+                    f"| {_cell(r.id)} | {r.label} | {r.predicted_label} | {_number(r.vote_share, 2)} | "
+                    f"{r.status} | {_cell(r.premise, 160)} | {_cell(r.hypothesis, 120)} | "
+                    f"{_cell(r.thought_process)} |"
+                )
     if summary.get("comparisons"):
-        lines += ["", "## Comparisons (McNemar's paired test)", "",
-                  "On the rows both files predicted, with gold labels. b: only A right, c: only B right.", "",
-                  "| A | B | rows | acc A | acc B | both right | both wrong | b | c | test | p |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "## Comparisons (McNemar's paired test)",
+            "",
+            "On the rows both files predicted, with gold labels. b: only A right, c: only B right.",
+            "",
+            "| A | B | rows | acc A | acc B | both right | both wrong | b | c | test | p |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for c in summary["comparisons"]:
-            lines.append(f"| {c['a']} | {c['b']} | {c['rows']} | {_number(c['accuracy_a'])} | "
-                         f"{_number(c['accuracy_b'])} | {c['both_right']} | {c['both_wrong']} | {c['only_a_right']} | "
-                         f"{c['only_b_right']} | {c['test']} | {c['p_value']:.4g} |")
+            lines.append(
+                f"| {c['a']} | {c['b']} | {c['rows']} | {_number(c['accuracy_a'])} | "
+                f"{_number(c['accuracy_b'])} | {c['both_right']} | {c['both_wrong']} | {c['only_a_right']} | "
+                f"{c['only_b_right']} | {c['test']} | {c['p_value']:.4g} |"
+            )
             if c["different_pairs_same_id"]:
-                lines.append(f"\n{c['different_pairs_same_id']} ids of {c['a']} and {c['b']} name different pairs "
-                             "and were left out: are the files from the same data?")
+                lines.append(
+                    f"\n{c['different_pairs_same_id']} ids of {c['a']} and {c['b']} name different pairs "
+                    "and were left out: are the files from the same data?"
+                )
     audit = summary["audit"]
-    lines += ["", "## Label-disagreement audit", "",
-              f"{audit['flagged']} pairs where at least {audit['min_votes']} predictions (files or samples) all "
-              f"agree against the gold label: `{audit['jsonl']}` and `{audit['csv']}` (fill `review_label`).", ""]
+    lines += [
+        "",
+        "## Label-disagreement audit",
+        "",
+        f"{audit['flagged']} pairs where at least {audit['min_votes']} predictions (files or samples) all "
+        f"agree against the gold label: `{audit['jsonl']}` and `{audit['csv']}` (fill `review_label`).",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -365,8 +475,12 @@ def _text_key(premise: str, hypothesis: str) -> tuple[str, str]:
     return " ".join(str(premise).split()), " ".join(str(hypothesis).split())
 
 
-def check_scorable(models: list[Model], gold: dict[str, int] | None,
-                   gold_texts: dict[str, tuple[str, str]] | None = None, gold_name: str = "--gold") -> list[str]:
+def check_scorable(
+    models: list[Model],
+    gold: dict[str, int] | None,
+    gold_texts: dict[str, tuple[str, str]] | None = None,
+    gold_name: str = "--gold",
+) -> list[str]:
     """Refuse files that cannot be scored honestly (raises DataError); return warnings to show.
 
     Refused: an empty file; records without gold labels and no ``gold``; reflections (their label is
@@ -380,31 +494,48 @@ def check_scorable(models: list[Model], gold: dict[str, int] | None,
             raise DataError(f"{model.path}: no records to score")
         reflected = [r for r in records if r.source == "reflected" or r.stage == "reflect"]
         if reflected:
-            raise DataError(f"{model.path}: holds {len(reflected)} reflection(s) (e.g. id {reflected[0].id!r}); their "
-                            f"label is the gold label by construction, so they cannot be scored: evaluate predictions")
+            raise DataError(
+                f"{model.path}: holds {len(reflected)} reflection(s) (e.g. id {reflected[0].id!r}); their "
+                f"label is the gold label by construction, so they cannot be scored: evaluate predictions"
+            )
         if gold_texts is not None:
             for record in records:
                 expected = gold_texts.get(record.id)
                 if expected is not None and _text_key(record.premise, record.hypothesis) != _text_key(*expected):
-                    raise DataError(f"{gold_name}: id {record.id!r} is another pair than in {model.path} "
-                                    f"(premise {expected[0][:60]!r} vs {record.premise[:60]!r}): is it the same data?")
+                    raise DataError(
+                        f"{gold_name}: id {record.id!r} is another pair than in {model.path} "
+                        f"(premise {expected[0][:60]!r} vs {record.premise[:60]!r}): is it the same data?"
+                    )
         with_gold = sum(gold_of(r, gold) is not None for r in records)
         if with_gold == 0:
-            raise DataError(f"{model.path}: none of its {len(records)} records has a gold label"
-                            + ("" if gold else "; pass --gold with the labelled data"))
+            raise DataError(
+                f"{model.path}: none of its {len(records)} records has a gold label"
+                + ("" if gold else "; pass --gold with the labelled data")
+            )
         if gold is not None:
             missing = sum(r.id not in gold for r in records)
             if missing:
-                warnings.append(f"{gold_name} has no label for {missing} of the {len(records)} records in "
-                                f"{model.path}" + (f"; {len(records) - with_gold} of them are not scored"
-                                                   if len(records) > with_gold else ""))
+                warnings.append(
+                    f"{gold_name} has no label for {missing} of the {len(records)} records in "
+                    f"{model.path}"
+                    + (f"; {len(records) - with_gold} of them are not scored" if len(records) > with_gold else "")
+                )
     return warnings
 
 
-def evaluate_files(paths: list[str], output_dir: str | Path, *, gold: dict[str, int] | None = None,
-                   names: list[str] | None = None, unparsed="wrong", worst: int = 10,
-                   audit_min_votes: int = 2, gold_texts: dict[str, tuple[str, str]] | None = None,
-                   gold_name: str = "--gold", threshold: float = 0.5) -> dict:
+def evaluate_files(
+    paths: list[str],
+    output_dir: str | Path,
+    *,
+    gold: dict[str, int] | None = None,
+    names: list[str] | None = None,
+    unparsed="wrong",
+    worst: int = 10,
+    audit_min_votes: int = 2,
+    gold_texts: dict[str, tuple[str, str]] | None = None,
+    gold_name: str = "--gold",
+    threshold: float = 0.5,
+) -> dict:
     """Score ``paths`` and write the report folder; ``gold_texts`` (id -> premise, hypothesis) checks that
     ``gold`` belongs to the same pairs. The summary's ``warnings`` list what was scored only in part."""
     models = load_models(paths, names)
@@ -437,6 +568,7 @@ def evaluate_files(paths: list[str], output_dir: str | Path, *, gold: dict[str, 
 
 # ---------------------------------------------------------------- the metric on the Hub
 
+
 def push_metric(repo_id: str, *, private: bool = False, token: str | None = None) -> str:
     """Publish the ``nli_cot`` metric as a Hub Space that ``evaluate.load(repo_id)`` can load.
 
@@ -449,12 +581,15 @@ def push_metric(repo_id: str, *, private: bool = False, token: str | None = None
     api = HfApi(token=token)
     repo = api.create_repo(repo_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True).repo_id
     name = repo.split("/")[-1]
-    app = ("import evaluate\nfrom evaluate.utils import launch_gradio_widget\n\n"
-           f"module = evaluate.load({repo!r})\nlaunch_gradio_widget(module)\n")
+    app = (
+        "import evaluate\nfrom evaluate.utils import launch_gradio_widget\n\n"
+        f"module = evaluate.load({repo!r})\nlaunch_gradio_widget(module)\n"
+    )
     operations = [
         CommitOperationAdd(path_in_repo=f"{name}.py", path_or_fileobj=str(METRIC_DIR / "nli_cot.py")),
-        CommitOperationAdd(path_in_repo="nli_cot_parser.py",
-                           path_or_fileobj=(METRIC_DIR / "nli_cot_parser.py").read_bytes()),
+        CommitOperationAdd(
+            path_in_repo="nli_cot_parser.py", path_or_fileobj=(METRIC_DIR / "nli_cot_parser.py").read_bytes()
+        ),
         CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=str(METRIC_DIR / "README.md")),
         CommitOperationAdd(path_in_repo="requirements.txt", path_or_fileobj=str(METRIC_DIR / "requirements.txt")),
         CommitOperationAdd(path_in_repo="app.py", path_or_fileobj=app.encode("utf-8")),
@@ -476,19 +611,30 @@ class EvaluateConfig(PairOptions):
     The column, label, --dataset-config and --split options say how to read --gold.
     """
 
-    predictions: list[str] = option(help="One or more predictions JSONL files (from predict); two or more are "
-                                    "compared pairwise.", positional=True)
+    predictions: list[str] = option(
+        help="One or more predictions JSONL files (from predict); two or more are compared pairwise.", positional=True
+    )
     output_dir: str = option("evaluation", "Folder for metrics.json, report.md, plots and the audit.", short="-o")
-    gold: str | None = option(None, "Gold labels (any data file load_pairs reads) when the predictions lack them; "
-                              "matched by id.")
+    gold: str | None = option(
+        None, "Gold labels (any data file load_pairs reads) when the predictions lack them; matched by id."
+    )
     names: str | None = option(None, "Comma-separated display names of the prediction files (default: file stems).")
-    unparsed: str = option("wrong", "How an answer without a label counts: wrong, drop, 0 or 1.",
-                           choices=UNPARSED_POLICIES)
+    unparsed: str = option(
+        "wrong", "How an answer without a label counts: wrong, drop, 0 or 1.", choices=UNPARSED_POLICIES
+    )
     worst: int = option(10, "How many errors to list in the report.", min=0)
-    audit_min_votes: int = option(2, "Audit: flag a pair when at least this many predictions (files or samples) "
-                                  "agree with each other against gold.", min=2)
-    threshold: float = option(0.5, "Predictions with p(label = 1) (--readout logprob): accuracy when label 1 is "
-                              "given at p >= this.", min=0.0, max=1.0)
+    audit_min_votes: int = option(
+        2,
+        "Audit: flag a pair when at least this many predictions (files or samples) "
+        "agree with each other against gold.",
+        min=2,
+    )
+    threshold: float = option(
+        0.5,
+        "Predictions with p(label = 1) (--readout logprob): accuracy when label 1 is given at p >= this.",
+        min=0.0,
+        max=1.0,
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.predictions, str):  # one file, as a YAML config may give it
@@ -517,9 +663,18 @@ def run_evaluate(config: EvaluateConfig) -> dict:
         gold_labels = dict(zip(pairs["id"].astype(str), pairs["label"].astype(int)))
         gold_texts = dict(zip(pairs["id"].astype(str), zip(pairs["premise"], pairs["hypothesis"])))
     unparsed = config.unparsed if config.unparsed in ("wrong", "drop") else int(config.unparsed)
-    return evaluate_files(config.predictions, config.output_dir, gold=gold_labels, names=names, unparsed=unparsed,
-                          worst=config.worst, audit_min_votes=config.audit_min_votes, threshold=config.threshold,
-                          gold_texts=gold_texts, gold_name=f"--gold {config.gold}")
+    return evaluate_files(
+        config.predictions,
+        config.output_dir,
+        gold=gold_labels,
+        names=names,
+        unparsed=unparsed,
+        worst=config.worst,
+        audit_min_votes=config.audit_min_votes,
+        threshold=config.threshold,
+        gold_texts=gold_texts,
+        gold_name=f"--gold {config.gold}",
+    )
 
 
 @stage_config

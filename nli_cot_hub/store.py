@@ -126,7 +126,8 @@ class RecordStore:
             if self.stage and record.stage and record.stage != self.stage:
                 raise StoreStageError(
                     f"{self.path}: line {number} was written by `nli-cot {record.stage}`; `nli-cot {self.stage}` "
-                    f"does not mix its records into that store: choose another output path")
+                    f"does not mix its records into that store: choose another output path"
+                )
             self._records[record.id] = record
         if torn:
             self.torn_bytes = self._file.stat().st_size - good_end
@@ -197,8 +198,9 @@ class RecordStore:
         if not doomed:
             return 0
         kept = [record for key, record in self._records.items() if key not in doomed]
-        handle = tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=self._file.parent,
-                                             prefix=f".{self._file.name}.", delete=False)
+        handle = tempfile.NamedTemporaryFile(
+            "w", encoding="utf-8", dir=self._file.parent, prefix=f".{self._file.name}.", delete=False
+        )
         try:
             with handle:
                 for record in kept:
@@ -222,7 +224,7 @@ class RecordStore:
             self._fd = None
             self._release_lock()
 
-    def __enter__(self) -> "RecordStore":
+    def __enter__(self) -> RecordStore:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -248,5 +250,10 @@ def summarize(records: Iterable[CoTRecord]) -> dict:
         if record.correct is not None:
             judged += 1
             correct += record.correct
-    return {"records": sum(by_status.values()), "by_status": by_status, "by_source": by_source,
-            "labelled_predictions": judged, "accuracy": round(correct / judged, 4) if judged else None}
+    return {
+        "records": sum(by_status.values()),
+        "by_status": by_status,
+        "by_source": by_source,
+        "labelled_predictions": judged,
+        "accuracy": round(correct / judged, 4) if judged else None,
+    }

@@ -29,7 +29,7 @@ HOP_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "kee
 
 def build_app(upstream: str, schedule: list[str], stall_s: float) -> web.Application:
     actions = itertools.cycle(schedule)
-    counts = {action: 0 for action in schedule}
+    counts = dict.fromkeys(schedule, 0)
     session_holder: dict[str, ClientSession] = {}
 
     async def start(app):
@@ -46,8 +46,9 @@ def build_app(upstream: str, schedule: list[str], stall_s: float) -> web.Applica
 
     async def forward(request: web.Request, body: bytes) -> tuple[int, dict, bytes]:
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
-        async with session_holder["session"].request(request.method, upstream + request.path_qs,
-                                                     headers=headers, data=body) as response:
+        async with session_holder["session"].request(
+            request.method, upstream + request.path_qs, headers=headers, data=body
+        ) as response:
             payload = await response.read()
             out_headers = {k: v for k, v in response.headers.items() if k.lower() not in HOP_HEADERS}
             return response.status, out_headers, payload
@@ -57,8 +58,11 @@ def build_app(upstream: str, schedule: list[str], stall_s: float) -> web.Applica
         counts[action] += 1
         body = await request.read()
         if action == "429":
-            return web.json_response({"error": {"message": "rate limited (injected)", "type": "rate_limit"}},
-                                     status=429, headers={"Retry-After": "1"})
+            return web.json_response(
+                {"error": {"message": "rate limited (injected)", "type": "rate_limit"}},
+                status=429,
+                headers={"Retry-After": "1"},
+            )
         if action == "401":
             return web.json_response({"error": {"message": "invalid api key (injected)"}}, status=401)
         if action == "500":
@@ -98,8 +102,9 @@ def main() -> None:
     unknown = set(schedule) - ACTIONS
     if unknown or not schedule:
         parser.error(f"unknown actions {sorted(unknown)}; choose from {sorted(ACTIONS)}")
-    web.run_app(build_app(args.upstream.rstrip("/"), schedule, args.stall_s), host="127.0.0.1",
-                port=args.port, print=None)
+    web.run_app(
+        build_app(args.upstream.rstrip("/"), schedule, args.stall_s), host="127.0.0.1", port=args.port, print=None
+    )
 
 
 if __name__ == "__main__":

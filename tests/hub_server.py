@@ -7,8 +7,8 @@ subprocess, pass ``env={**os.environ, **server.env()}``.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -27,7 +27,9 @@ def use_hub_server(server: HubServer, monkeypatch: pytest.MonkeyPatch, cache_dir
     for name, value in server.env(cache_dir).items():
         monkeypatch.setenv(name, value)
     monkeypatch.setattr(constants, "ENDPOINT", server.url)
-    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", server.url + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(
+        constants, "HUGGINGFACE_CO_URL_TEMPLATE", server.url + "/{repo_id}/resolve/{revision}/{filename}"
+    )
     monkeypatch.setattr(constants, "HF_URL_HOSTS", constants.HF_URL_HOSTS | {"127.0.0.1"})
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
@@ -41,7 +43,9 @@ def use_hub_server(server: HubServer, monkeypatch: pytest.MonkeyPatch, cache_dir
         import datasets.config
 
         monkeypatch.setattr(datasets.config, "HF_ENDPOINT", server.url)
-        monkeypatch.setattr(datasets.config, "HUB_DATASETS_URL", server.url + "/datasets/{repo_id}/resolve/{revision}/{path}")
+        monkeypatch.setattr(
+            datasets.config, "HUB_DATASETS_URL", server.url + "/datasets/{repo_id}/resolve/{revision}/{path}"
+        )
         monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
         monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", cache_dir / "datasets")
         monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", False, raising=False)
@@ -50,7 +54,9 @@ def use_hub_server(server: HubServer, monkeypatch: pytest.MonkeyPatch, cache_dir
 
         monkeypatch.setattr(evaluate.config, "HF_ENDPOINT", server.url)
         monkeypatch.setattr(evaluate.config, "HF_LIST_ENDPOINT", server.url + "/api/spaces?filter={type}")
-        monkeypatch.setattr(evaluate.config, "HUB_EVALUATE_URL", server.url + "/spaces/{path}/resolve/{revision}/{name}")
+        monkeypatch.setattr(
+            evaluate.config, "HUB_EVALUATE_URL", server.url + "/spaces/{path}/resolve/{revision}/{name}"
+        )
     yield server
 
 
@@ -63,7 +69,9 @@ def hub_server_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub
 
 
 @pytest.fixture
-def hub_server(hub_server_session: HubServer, monkeypatch: pytest.MonkeyPatch, tmp_path_factory) -> Iterator[HubServer]:
+def hub_server(
+    hub_server_session: HubServer, monkeypatch: pytest.MonkeyPatch, tmp_path_factory
+) -> Iterator[HubServer]:
     """The running server, with HF_ENDPOINT/HF_TOKEN and the libraries pointed at it for this test.
 
     Use unique repo names per test (the server lives for the whole session). ``hub_server.env(cache)`` gives the

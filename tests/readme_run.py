@@ -38,7 +38,7 @@ COMMAND_TIMEOUT_S = 1800  # the quick demo takes ~2-3 min on 2 idle cores; much 
 class Block:
     index: int
     line: int
-    kind: str            # "run" or "demo"
+    kind: str  # "run" or "demo"
     commands: list[str]
 
     @property
@@ -117,7 +117,7 @@ class ReadmeRun:
         return command
 
     def run(self, block: Block) -> list[CommandResult]:
-        for earlier in self.blocks[:block.index]:  # later blocks use what earlier ones built
+        for earlier in self.blocks[: block.index]:  # later blocks use what earlier ones built
             if earlier.index not in self.results:
                 self._run(earlier)
         if block.index not in self.results:
@@ -128,12 +128,21 @@ class ReadmeRun:
         results = []
         for command in block.commands:
             try:
-                done = subprocess.run(["bash", "-c", self.shell_command(command)], cwd=self.checkout, env=self.env(),
-                                      capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S)
+                done = subprocess.run(
+                    ["bash", "-c", self.shell_command(command)],
+                    cwd=self.checkout,
+                    env=self.env(),
+                    capture_output=True,
+                    text=True,
+                    timeout=COMMAND_TIMEOUT_S,
+                )
                 results.append(CommandResult(command, done.returncode, done.stdout + done.stderr))
             except subprocess.TimeoutExpired as error:
-                partial = "".join(part.decode(errors="replace") if isinstance(part, bytes) else part
-                                  for part in (error.stdout, error.stderr) if part)
+                partial = "".join(
+                    part.decode(errors="replace") if isinstance(part, bytes) else part
+                    for part in (error.stdout, error.stderr)
+                    if part
+                )
                 results.append(CommandResult(command, -1, f"timed out after {COMMAND_TIMEOUT_S} s\n{partial}"))
             if results[-1].returncode:
                 break  # the rest of the block depends on this command
@@ -167,9 +176,9 @@ def make_checkout(root: Path, shared_data: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def readme_run(tmp_path_factory) -> ReadmeRun:
-    from tests.conftest import SHARED_DATA
-
     import shutil
+
+    from tests.conftest import SHARED_DATA
 
     # The README's examples write to /tmp/nli-cot; a store left there by an earlier run would be resumed
     # (its records kept as they were) instead of written by the code under test.

@@ -57,7 +57,9 @@ def wait_until_up(url: str, process: subprocess.Popen, log: Path, timeout_s: flo
                     return
         except OSError:
             time.sleep(0.3)
-    raise RuntimeError(f"server at {url} did not come up in {timeout_s:.0f} s:\n{log.read_text(errors='replace')[-3000:]}")
+    raise RuntimeError(
+        f"server at {url} did not come up in {timeout_s:.0f} s:\n{log.read_text(errors='replace')[-3000:]}"
+    )
 
 
 def stop(process: subprocess.Popen) -> None:
@@ -76,8 +78,9 @@ def stop(process: subprocess.Popen) -> None:
 def _started(command: list[str], health_path: str, port: int, timeout_s: float, env: dict | None = None):
     log = Path(tempfile.mkstemp(prefix="server-", suffix=".log")[1])
     handle = open(log, "wb")
-    process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
-                               env={**os.environ, **(env or {})})
+    process = subprocess.Popen(
+        command, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, **(env or {})}
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(url + health_path, process, log, timeout_s)
@@ -91,8 +94,21 @@ def _started(command: list[str], health_path: str, port: int, timeout_s: float, 
 def transformers_serve(model_dir: str, timeout_s: float = 180):
     """OpenAI-compatible ``transformers serve`` with the model preloaded; ignores ``response_format``."""
     port = free_port()
-    command = [str(BIN / "transformers"), "serve", model_dir, "--host", "127.0.0.1", "--port", str(port),
-               "--device", "cpu", "--dtype", "float32", "--log-level", "warning"]
+    command = [
+        str(BIN / "transformers"),
+        "serve",
+        model_dir,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--device",
+        "cpu",
+        "--dtype",
+        "float32",
+        "--log-level",
+        "warning",
+    ]
     with _started(command, "/health", port, timeout_s, env={"OMP_NUM_THREADS": "1"}) as server:
         yield server
 
@@ -108,8 +124,23 @@ def llama_cpp_available() -> bool:
 @contextlib.contextmanager
 def llama_cpp_server(gguf: str, timeout_s: float = 120, n_ctx: int = 2048):
     port = free_port()
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", gguf, "--host", "127.0.0.1",
-               "--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", "1", "--chat_format", "chatml"]
+    command = [
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        gguf,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_ctx",
+        str(n_ctx),
+        "--n_threads",
+        "1",
+        "--chat_format",
+        "chatml",
+    ]
     with _started(command, "/v1/models", port, timeout_s) as server:
         yield server
 
@@ -128,8 +159,18 @@ def fault_proxy(upstream: str, schedule: str, timeout_s: float = 30, stall_s: fl
     ``ok``, ``429``, ``500``, ``drop`` (close the connection unanswered) and ``stall`` (answer
     nothing for ``stall_s`` seconds), cycled; e.g. ``"429,ok,500,drop,ok,stall"``."""
     port = free_port()
-    command = [sys.executable, str(HERE / "fault_proxy.py"), "--upstream", upstream, "--port", str(port),
-               "--schedule", schedule, "--stall-s", str(stall_s)]
+    command = [
+        sys.executable,
+        str(HERE / "fault_proxy.py"),
+        "--upstream",
+        upstream,
+        "--port",
+        str(port),
+        "--schedule",
+        schedule,
+        "--stall-s",
+        str(stall_s),
+    ]
     with _started(command, "/__proxy/health", port, timeout_s) as server:
         yield server
 

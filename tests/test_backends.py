@@ -8,7 +8,13 @@ import pytest
 
 from nli_cot_hub import prompts
 from nli_cot_hub.backends import (
-    BackendError, LocalBackend, OpenAICompatibleBackend, TGIBackend, http_error, make_backend, parse_retry_after,
+    BackendError,
+    LocalBackend,
+    OpenAICompatibleBackend,
+    TGIBackend,
+    http_error,
+    make_backend,
+    parse_retry_after,
     parse_spec,
 )
 from tests.servers import fault_proxy, proxy_counts
@@ -18,14 +24,18 @@ HELLO = [{"role": "user", "content": 'Reply with the JSON object {"answer": 1} a
 
 # ---------------------------------------------------------------- pure parts
 
-@pytest.mark.parametrize("spec, kind, url, model", [
-    ("mistral:open-mistral-7b", "mistral", None, "open-mistral-7b"),
-    ("mistral:http://127.0.0.1:9/#m", "mistral", "http://127.0.0.1:9/", "m"),
-    ("openai:http://127.0.0.1:8000/v1#org/model", "openai", "http://127.0.0.1:8000/v1", "org/model"),
-    ("llamacpp:http://h:8080/v1#x", "llamacpp", "http://h:8080/v1", "x"),
-    ("tgi:https://e.endpoints.huggingface.cloud", "tgi", "https://e.endpoints.huggingface.cloud", None),
-    ("local:embedded", "local", None, "embedded"),
-])
+
+@pytest.mark.parametrize(
+    "spec, kind, url, model",
+    [
+        ("mistral:open-mistral-7b", "mistral", None, "open-mistral-7b"),
+        ("mistral:http://127.0.0.1:9/#m", "mistral", "http://127.0.0.1:9/", "m"),
+        ("openai:http://127.0.0.1:8000/v1#org/model", "openai", "http://127.0.0.1:8000/v1", "org/model"),
+        ("llamacpp:http://h:8080/v1#x", "llamacpp", "http://h:8080/v1", "x"),
+        ("tgi:https://e.endpoints.huggingface.cloud", "tgi", "https://e.endpoints.huggingface.cloud", None),
+        ("local:embedded", "local", None, "embedded"),
+    ],
+)
 def test_parse_spec(spec, kind, url, model):
     parsed = parse_spec(spec)
     assert (parsed.kind, parsed.url, parsed.model) == (kind, url, model)
@@ -51,8 +61,9 @@ def test_retry_after_seconds_and_http_date():
     assert 25 <= parse_retry_after(later) <= 31
 
 
-@pytest.mark.parametrize("status, retryable", [(429, True), (500, True), (503, True), (400, False), (401, False),
-                                               (422, False)])
+@pytest.mark.parametrize(
+    "status, retryable", [(429, True), (500, True), (503, True), (400, False), (401, False), (422, False)]
+)
 def test_http_error_classification(status, retryable):
     error = http_error(status, {"retry-after": "2"}, "body")
     assert error.retryable is retryable and error.status == status and error.retry_after == 2.0
@@ -63,11 +74,14 @@ def test_llamacpp_gets_json_object_with_schema_and_openai_gets_json_schema():
     assert llama.response_format(prompts.COT_SCHEMA) == {"type": "json_object", "schema": prompts.COT_SCHEMA}
     openai = OpenAICompatibleBackend("http://127.0.0.1:9/v1", "m")
     assert openai.response_format(prompts.COT_SCHEMA)["json_schema"]["schema"] == prompts.COT_SCHEMA
-    assert OpenAICompatibleBackend("http://127.0.0.1:9/v1", "m", json_mode="none").response_format(
-        prompts.COT_SCHEMA) is None
+    assert (
+        OpenAICompatibleBackend("http://127.0.0.1:9/v1", "m", json_mode="none").response_format(prompts.COT_SCHEMA)
+        is None
+    )
 
 
 # ---------------------------------------------------------------- real servers
+
 
 @pytest.mark.server
 def test_openai_client_against_transformers_serve(openai_server, embedded_model_path):
@@ -99,6 +113,7 @@ def test_mistralai_client_against_transformers_serve(openai_server, embedded_mod
 @pytest.mark.server
 def test_transport_faults_become_retryable_backend_errors(openai_server, embedded_model_path):
     with fault_proxy(openai_server.url, "429,500,drop,401", stall_s=5) as proxy:
+
         async def one():
             backend = make_backend(f"openai:{proxy.url}/v1#{embedded_model_path}", timeout_s=20)
             try:
@@ -160,6 +175,7 @@ def test_tgi_prompt_reaches_the_model_with_one_bos_as_training_tokenized_it(tiny
 
     messages = prompt_messages("A man is sleeping on a bench.", "A person rests.")
     with tgi_server(tiny_mistral_path) as server:
+
         async def go():
             backend = TGIBackend(server.url, tiny_mistral_path)
             try:
@@ -187,8 +203,11 @@ def test_llama_cpp_server_constrains_output_to_the_schema(llama_server):
     async def go():
         backend = make_backend(f"llamacpp:{llama_server.url}/v1#embedded")
         try:
-            return await backend.complete(prompts.cot_messages("A dog runs in a park.", "An animal is outside."),
-                                          json_schema=prompts.COT_SCHEMA, max_tokens=200)
+            return await backend.complete(
+                prompts.cot_messages("A dog runs in a park.", "An animal is outside."),
+                json_schema=prompts.COT_SCHEMA,
+                max_tokens=200,
+            )
         finally:
             await backend.aclose()
 
@@ -223,9 +242,13 @@ def test_local_backend_constrains_to_each_requests_schema(embedded_model_path):
     async def go(chat):
         try:
             return await asyncio.gather(
-                chat.complete(prompts.reflect_messages(*pair, "No animal.", 0, 1), json_schema=prompts.reflect_schema(1),
-                              max_tokens=48),
-                chat.complete(prompts.cot_messages(*pair), json_schema=prompts.COT_SCHEMA, max_tokens=32))
+                chat.complete(
+                    prompts.reflect_messages(*pair, "No animal.", 0, 1),
+                    json_schema=prompts.reflect_schema(1),
+                    max_tokens=48,
+                ),
+                chat.complete(prompts.cot_messages(*pair), json_schema=prompts.COT_SCHEMA, max_tokens=32),
+            )
         finally:
             await chat.aclose()
 

@@ -15,7 +15,13 @@ import pytest
 from typer.testing import CliRunner
 
 from nli_cot_hub.build import (
-    ContaminationError, SplitSpec, assign_splits, build_dataset, data_file, import_artifacts, read_stores,
+    ContaminationError,
+    SplitSpec,
+    assign_splits,
+    build_dataset,
+    data_file,
+    import_artifacts,
+    read_stores,
 )
 from nli_cot_hub.chat_format import training_example
 from nli_cot_hub.data import DataError, load_pairs, pair_key
@@ -57,8 +63,12 @@ def test_importer_turns_every_artifact_row_into_a_record(artifacts_dir, artifact
     originals = {r.id: r for r in artifact_records if r.source == "original"}
     for row in thoughts:
         record = originals[f"sample-{row['id']}"]
-        assert (record.premise, record.label, record.predicted_label, record.reask_count) == \
-            (row["premise"], row["true_label"], row["predicted_label"], row["reprompt_counts"])
+        assert (record.premise, record.label, record.predicted_label, record.reask_count) == (
+            row["premise"],
+            row["true_label"],
+            row["predicted_label"],
+            row["reprompt_counts"],
+        )
         assert record.correct == row["correct"]
     reflected = {r.id: r for r in artifact_records if r.source == "reflected"}
     for row in reflections:
@@ -120,8 +130,11 @@ def test_splits_are_seeded_stratified_and_shared_by_all_configs(artifact_records
     again = build_dataset(shuffled, splits=SplitSpec(seed=7))
     for config, splits in built.configs.items():
         for split, frame in splits.items():
-            assert frame.sort_values("id").reset_index(drop=True).equals(
-                again.configs[config][split].sort_values("id").reset_index(drop=True))
+            assert (
+                frame.sort_values("id")
+                .reset_index(drop=True)
+                .equals(again.configs[config][split].sort_values("id").reset_index(drop=True))
+            )
 
     split_of: dict[str, str] = {}
     for splits in built.configs.values():
@@ -136,8 +149,14 @@ def test_splits_are_seeded_stratified_and_shared_by_all_configs(artifact_records
     pairs = {f"pair{i}": i % 3 == 0 for i in range(300)}  # label 1 for a third
     assignment = assign_splits({k: int(v) for k, v in pairs.items()}, SplitSpec(seed=3, validation=0.2, test=0.1))
     table = Counter((assignment[k], int(v)) for k, v in pairs.items())
-    assert table == {("train", 0): 140, ("validation", 0): 40, ("test", 0): 20,
-                     ("train", 1): 70, ("validation", 1): 20, ("test", 1): 10}
+    assert table == {
+        ("train", 0): 140,
+        ("validation", 0): 40,
+        ("test", 0): 20,
+        ("train", 1): 70,
+        ("validation", 1): 20,
+        ("test", 1): 10,
+    }
     with pytest.raises(ValueError):
         SplitSpec(validation=0.6, test=0.5)
 
@@ -165,12 +184,22 @@ def test_build_from_record_stores_with_human_rationales(tmp_path, artifact_recor
         for record in artifact_records:
             (originals if record.source == "original" else fixes).append(record)
     # human rationales: the first e-SNLI dev rows (neutral counts as 1, as in the coursework labels)
-    lines = {name: shared(f"esnli/dev/{name}.dev").read_text().split("\n")[:12]
-             for name in ("s1", "s2", "labels", "preproc1_expl_1")}
-    humans = [CoTRecord(id=f"esnli-{i}", premise=lines["s1"][i], hypothesis=lines["s2"][i],
-                        label=0 if lines["labels"][i] == "contradiction" else 1,
-                        thought_process=lines["preproc1_expl_1"][i], source="human", prompt_version="esnli-human-v1")
-              for i in range(12)]
+    lines = {
+        name: shared(f"esnli/dev/{name}.dev").read_text().split("\n")[:12]
+        for name in ("s1", "s2", "labels", "preproc1_expl_1")
+    }
+    humans = [
+        CoTRecord(
+            id=f"esnli-{i}",
+            premise=lines["s1"][i],
+            hypothesis=lines["s2"][i],
+            label=0 if lines["labels"][i] == "contradiction" else 1,
+            thought_process=lines["preproc1_expl_1"][i],
+            source="human",
+            prompt_version="esnli-human-v1",
+        )
+        for i in range(12)
+    ]
     with RecordStore(tmp_path / "human.jsonl") as store:
         for record in humans:
             store.append(record)
@@ -194,8 +223,15 @@ def test_card_yaml_and_prose(artifact_records):
     from huggingface_hub import DatasetCard
 
     built = build_dataset(artifact_records)
-    text = render_card(built, CardInfo(repo_id="someone/nli-cot", pretty_name="j-d0g CoT", seed=42,
-                                       source_datasets=["extended|snli", "extended|multi_nli"]))
+    text = render_card(
+        built,
+        CardInfo(
+            repo_id="someone/nli-cot",
+            pretty_name="j-d0g CoT",
+            seed=42,
+            source_datasets=["extended|snli", "extended|multi_nli"],
+        ),
+    )
     card = DatasetCard(text)
     meta = card.data.to_dict()
     assert meta["pretty_name"] == "j-d0g CoT" and meta["annotations_creators"] == ["machine-generated"]
@@ -203,8 +239,9 @@ def test_card_yaml_and_prose(artifact_records):
     assert meta["task_categories"] == ["text-classification"] and meta["license"] == "apache-2.0"
     configs = {c["config_name"]: c for c in meta["configs"]}
     assert configs["combined"]["default"] is True
-    assert {f["split"]: f["path"] for f in configs["reflected"]["data_files"]} == \
-        {s: data_file("reflected", s) for s in built.configs["reflected"]}
+    assert {f["split"]: f["path"] for f in configs["reflected"]["data_files"]} == {
+        s: data_file("reflected", s) for s in built.configs["reflected"]
+    }
     for config, splits in built.configs.items():
         for split, frame in splits.items():
             assert f"| `{config}` | {split} | {len(frame)} |" in card.text
@@ -227,8 +264,9 @@ def test_cli_build_writes_the_hub_layout_that_load_dataset_reads(tmp_path, artif
 
     build_app()
     out = tmp_path / "cot"
-    result = CliRunner().invoke(app, ["build", "--import-artifacts", str(artifacts_dir), "--output-dir", str(out),
-                                      "--seed", "42"])
+    result = CliRunner().invoke(
+        app, ["build", "--import-artifacts", str(artifacts_dir), "--output-dir", str(out), "--seed", "42"]
+    )
     assert result.exit_code == 0, result.output
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     built = build_dataset(artifact_records, splits=SplitSpec(seed=42))
@@ -241,14 +279,34 @@ def test_cli_build_writes_the_hub_layout_that_load_dataset_reads(tmp_path, artif
 
     again = CliRunner().invoke(app, ["build", "--import-artifacts", str(artifacts_dir), "--output-dir", str(out)])
     assert again.exit_code == 2 and "--overwrite" in again.output  # an earlier build is never replaced silently
-    replaced = CliRunner().invoke(app, ["build", "--import-artifacts", str(artifacts_dir), "--output-dir", str(out),
-                                        "--overwrite", "--test-fraction", "0"])
+    replaced = CliRunner().invoke(
+        app,
+        [
+            "build",
+            "--import-artifacts",
+            str(artifacts_dir),
+            "--output-dir",
+            str(out),
+            "--overwrite",
+            "--test-fraction",
+            "0",
+        ],
+    )
     assert replaced.exit_code == 0, replaced.output
     assert not list(out.glob("*/test-*.parquet"))  # no stale split survives the replacement
 
-    refused = CliRunner().invoke(app, ["build", "--import-artifacts", str(artifacts_dir),
-                                       "--output-dir", str(tmp_path / "x"),
-                                       "--eval-set", str(shared("comp34812_nli/dev_jd0g.csv"))])
+    refused = CliRunner().invoke(
+        app,
+        [
+            "build",
+            "--import-artifacts",
+            str(artifacts_dir),
+            "--output-dir",
+            str(tmp_path / "x"),
+            "--eval-set",
+            str(shared("comp34812_nli/dev_jd0g.csv")),
+        ],
+    )
     assert refused.exit_code == 2 and "18 pairs" in refused.output and "Traceback" not in refused.output
     assert not (tmp_path / "x").exists()  # nothing half-written
 
@@ -261,10 +319,21 @@ def test_cli_build_writes_the_hub_layout_that_load_dataset_reads(tmp_path, artif
 def test_dataset_script_runs_the_same_build(tmp_path, artifacts_dir):
     out = tmp_path / "script_out"
     # The script imports the installed package; PYTHONPATH makes that this checkout's code.
-    result = subprocess.run([sys.executable, str(REPO / "dataset_scripts" / "build_cot_dataset.py"),
-                             "--import-artifacts", str(artifacts_dir), "--output-dir", str(out)],
-                            capture_output=True, text=True, timeout=300, cwd=tmp_path,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "dataset_scripts" / "build_cot_dataset.py"),
+            "--import-artifacts",
+            str(artifacts_dir),
+            "--output-dir",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert (out / data_file("combined", "train")).exists() and (out / "README.md").exists()
 
@@ -275,9 +344,25 @@ def test_push_to_hub_round_trip_matches_the_local_copy(hub_server, tmp_path, art
     repo = f"{hub_server.user}/cot-{os.getpid()}-{tmp_path.name[-6:]}"
     env = {**os.environ, **hub_server.env(tmp_path / "hf"), "PYTHONPATH": str(REPO)}
     local = tmp_path / "local"
-    pushed = subprocess.run([sys.executable, "-m", "nli_cot_hub", "build", "--import-artifacts", str(artifacts_dir),
-                             "--output-dir", str(local), "--push-to-hub", repo, "--private"],
-                            env=env, capture_output=True, text=True, timeout=300)
+    pushed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nli_cot_hub",
+            "build",
+            "--import-artifacts",
+            str(artifacts_dir),
+            "--output-dir",
+            str(local),
+            "--push-to-hub",
+            repo,
+            "--private",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert pushed.returncode == 0, pushed.stderr[-3000:]
     assert hub_server.token not in pushed.stdout + pushed.stderr
 
@@ -300,7 +385,7 @@ print(json.dumps({{
     checked = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert checked.returncode == 0, checked.stderr[-3000:]
     result = json.loads(checked.stdout.strip().splitlines()[-1])
-    assert result["same_rows"] == {s: True for s in result["hub_splits"]} and len(result["hub_splits"]) == 3
+    assert result["same_rows"] == dict.fromkeys(result["hub_splits"], True) and len(result["hub_splits"]) == 3
     local_files = sorted(str(p.relative_to(local)) for p in local.rglob("*") if p.is_file())
     assert result["files"] == sorted(local_files + [".gitattributes"])
     assert result["private"] is True
@@ -313,8 +398,12 @@ def test_build_with_no_usable_record_is_a_clear_error():
     from nli_cot_hub.data import DataError
     from nli_cot_hub.records import CoTRecord
 
-    failed = [CoTRecord(id=str(i), premise="A man sleeps.", hypothesis="A person rests.", label=1,
-                        status="failed", error="no JSON") for i in range(3)]
+    failed = [
+        CoTRecord(
+            id=str(i), premise="A man sleeps.", hypothesis="A person rests.", label=1, status="failed", error="no JSON"
+        )
+        for i in range(3)
+    ]
     with pytest.raises(DataError, match="none of the 3 records is usable"):
         build_dataset(failed)
 
@@ -324,8 +413,10 @@ def test_build_from_a_yaml_config_with_a_flag_override_and_as_a_function(tmp_pat
     from nli_cot_hub.cli import build_app
 
     config = tmp_path / "build.yaml"
-    config.write_text(f"import_artifacts: {artifacts_dir}\noutput-dir: {tmp_path / 'from_yaml'}\nseed: 7\n"
-                      "test_fraction: 0.2\npretty_name: From a YAML file\n")
+    config.write_text(
+        f"import_artifacts: {artifacts_dir}\noutput-dir: {tmp_path / 'from_yaml'}\nseed: 7\n"
+        "test_fraction: 0.2\npretty_name: From a YAML file\n"
+    )
     result = CliRunner().invoke(build_app(), ["build", "--config", str(config), "--seed", "42"])
     assert result.exit_code == 0, result.output
     expected = build_dataset(artifact_records, splits=SplitSpec(seed=42, test=0.2))  # the flag beat the file's 7
@@ -337,14 +428,26 @@ def test_build_from_a_yaml_config_with_a_flag_override_and_as_a_function(tmp_pat
     assert isinstance(done, BuildResult) and done.pushed_to is None and done.commit is None
     assert done.output_dir == tmp_path / "direct" and (tmp_path / "direct" / "README.md") in done.written
     assert {(row["config"], row["split"]) for row in done.stats} == {
-        (c, s) for c, splits in done.built.configs.items() for s in splits}
+        (c, s) for c, splits in done.built.configs.items() for s in splits
+    }
     assert done.report.unresolved_reflections == ["sample-90"] and done.card.startswith("---")
 
-    for wrong, message in ((dict(import_artifacts=str(artifacts_dir)), "--output-dir and/or --push-to-hub"),
-                           (dict(store=[], import_dev_thoughts=True, output_dir=str(tmp_path / "n")),
-                            "--import-dev-thoughts needs --import-artifacts"),
-                           (dict(import_artifacts=str(artifacts_dir), output_dir=str(tmp_path / "n"),
-                                 validation_fraction=0.6, test_fraction=0.5), "--test-fraction")):
+    for wrong, message in (
+        (dict(import_artifacts=str(artifacts_dir)), "--output-dir and/or --push-to-hub"),
+        (
+            dict(store=[], import_dev_thoughts=True, output_dir=str(tmp_path / "n")),
+            "--import-dev-thoughts needs --import-artifacts",
+        ),
+        (
+            dict(
+                import_artifacts=str(artifacts_dir),
+                output_dir=str(tmp_path / "n"),
+                validation_fraction=0.6,
+                test_fraction=0.5,
+            ),
+            "--test-fraction",
+        ),
+    ):
         with pytest.raises(DataError, match=message):
             run_build(BuildConfig(**wrong))
     with pytest.raises(DataError, match="--on-contamination must be one of refuse, drop"):

@@ -11,17 +11,29 @@ import pytest
 
 from nli_cot_hub.chat_format import prompt_messages, training_example
 from nli_cot_hub.chat_template import (
-    FOLD_SEPARATOR, GENERIC_TEMPLATE, MISTRAL_INST_TEMPLATE, PROBE_SYSTEM, apply_chat_rule, choose_rule,
-    encode_prompts, fold_for_endpoint, fold_system, template_problem, without_leading_bos,
+    FOLD_SEPARATOR,
+    GENERIC_TEMPLATE,
+    MISTRAL_INST_TEMPLATE,
+    PROBE_SYSTEM,
+    apply_chat_rule,
+    choose_rule,
+    encode_prompts,
+    fold_for_endpoint,
+    fold_system,
+    template_problem,
+    without_leading_bos,
 )
 
 TEMPLATES = Path(__file__).parent / "data" / "chat_templates"
-EXAMPLE = training_example("A man is sleeping on a bench in the park.", "A person rests.",
-                           "A man sleeping is a person resting.", 1)
+EXAMPLE = training_example(
+    "A man is sleeping on a bench in the park.", "A person rests.", "A man sleeping is a person resting.", 1
+)
 # Llama 3's pre-tokenizer: newline runs stay one piece, so "\n\n" before the answer splits the same way
 # with and without the answer (GPT-2's rule, SmolLM2's, would split it differently).
-LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
-                r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+LLAMA3_SPLIT = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
 
 
 def template(name: str) -> str:
@@ -47,11 +59,19 @@ def llama3_tokenizer(embedded_model_path: str):
     from tokenizers import Regex, pre_tokenizers
 
     tokenizer = smollm2_tokenizer(embedded_model_path)
-    tokenizer.backend_tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(LLAMA3_SPLIT), behavior="isolated", invert=False),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=False)])
-    tokenizer.add_special_tokens({"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>",
-                                  "additional_special_tokens": ["<|start_header_id|>", "<|end_header_id|>"]})
+    tokenizer.backend_tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(LLAMA3_SPLIT), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=False),
+        ]
+    )
+    tokenizer.add_special_tokens(
+        {
+            "bos_token": "<|begin_of_text|>",
+            "eos_token": "<|eot_id|>",
+            "additional_special_tokens": ["<|start_header_id|>", "<|end_header_id|>"],
+        }
+    )
     tokenizer.chat_template = template("llama_3_8b_instruct.jinja")
     return tokenizer
 
@@ -105,10 +125,20 @@ def sft_tokenized(model_path: str, tokenizer, example: dict, output_dir: Path) -
     from transformers import AutoModelForCausalLM
     from trl import SFTConfig, SFTTrainer
 
-    args = SFTConfig(output_dir=str(output_dir), completion_only_loss=True, max_length=None, report_to=[],
-                     use_cpu=True, dataset_num_proc=None)
-    trainer = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(model_path), args=args,
-                         train_dataset=Dataset.from_list([example]), processing_class=tokenizer)
+    args = SFTConfig(
+        output_dir=str(output_dir),
+        completion_only_loss=True,
+        max_length=None,
+        report_to=[],
+        use_cpu=True,
+        dataset_num_proc=None,
+    )
+    trainer = SFTTrainer(
+        model=AutoModelForCausalLM.from_pretrained(model_path),
+        args=args,
+        train_dataset=Dataset.from_list([example]),
+        processing_class=tokenizer,
+    )
     batch = trainer.data_collator([trainer.train_dataset[0]])
     return {"input_ids": batch["input_ids"][0].tolist(), "labels": batch["labels"][0].tolist()}
 
@@ -116,7 +146,8 @@ def sft_tokenized(model_path: str, tokenizer, example: dict, output_dir: Path) -
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(EXPECTED_RULES))
 def test_loss_mask_covers_exactly_the_answer_and_inference_prompt_is_the_training_prompt(
-        tokenizers, tiny_mistral_path, tmp_path, name):
+    tokenizers, tiny_mistral_path, tmp_path, name
+):
     import copy
 
     from nli_cot_hub.train.model import ensure_distinct_pad
@@ -130,7 +161,7 @@ def test_loss_mask_covers_exactly_the_answer_and_inference_prompt_is_the_trainin
     masked = [token for token, label in zip(ids, labels) if label == -100]
     inference_prompt = encode_prompts(tokenizer, [EXAMPLE["prompt"]])[0]
     # The prompt is masked whole, and it is exactly what the local engine sends at inference.
-    assert masked == inference_prompt == ids[:len(inference_prompt)]
+    assert masked == inference_prompt == ids[: len(inference_prompt)]
     # The loss covers the answer and its end of turn, nothing of the prompt.
     answer = EXAMPLE["completion"][0]["content"]
     assert tokenizer.decode(trained, skip_special_tokens=False).strip() == answer + tokenizer.eos_token
@@ -152,14 +183,18 @@ def test_mistral_renderings_match_mistral_common_token_for_token(tokenizers, tmp
 
     folder = tmp_path / "mistral-common"
     folder.mkdir()
-    shutil.copy(Path(mistral_common.__file__).parent / "data" / MISTRAL_COMMON_FILES["v3"], folder / "tokenizer.model.v3")
+    shutil.copy(
+        Path(mistral_common.__file__).parent / "data" / MISTRAL_COMMON_FILES["v3"], folder / "tokenizer.model.v3"
+    )
     serving = MistralCommonBackend.from_pretrained(str(folder), mode="test")
     finetuning = MistralCommonBackend.from_pretrained(str(folder), mode="finetuning")
     tokenizer = apply_chat_rule(copy.deepcopy(tokenizers[name]))
     prompt, full = EXAMPLE["prompt"], EXAMPLE["prompt"] + EXAMPLE["completion"]
     assert encode_prompts(tokenizer, [prompt])[0] == serving.apply_chat_template(prompt)["input_ids"]
-    assert (tokenizer.apply_chat_template(full, return_dict=True)["input_ids"]
-            == finetuning.apply_chat_template(full)["input_ids"])
+    assert (
+        tokenizer.apply_chat_template(full, return_dict=True)["input_ids"]
+        == finetuning.apply_chat_template(full)["input_ids"]
+    )
     # The backend itself cannot be a training tokenizer (it takes no template): the rule says so clearly.
     with pytest.raises(ValueError, match="mistral-common backend"):
         apply_chat_rule(serving)
@@ -200,7 +235,7 @@ def test_endpoints_fold_only_when_the_served_template_needs_it(embedded_model_pa
     assert fold_for_endpoint(str(tmp_path / "instruct")) is True
     assert fold_for_endpoint(embedded_model_path) is False
     assert fold_for_endpoint("embedded") is False
-    assert fold_for_endpoint("open-mistral-7b") is False      # a hosted API model: its server places it
+    assert fold_for_endpoint("open-mistral-7b") is False  # a hosted API model: its server places it
     assert fold_for_endpoint("open-mistral-7b", "fold") is True
     assert fold_for_endpoint(str(tmp_path / "instruct"), "keep") is False
     with pytest.raises(ValueError, match="auto"):
@@ -222,4 +257,5 @@ def test_probe_text_is_what_the_checks_look_for(tokenizers):
     tokenizer = tokenizers["smollm2 (embedded)"]
     assert template_problem(tokenizer, None) == "no chat template"
     assert PROBE_SYSTEM in tokenizer.apply_chat_template(
-        [{"role": "system", "content": PROBE_SYSTEM}, {"role": "user", "content": "x"}], tokenize=False)
+        [{"role": "system", "content": PROBE_SYSTEM}, {"role": "user", "content": "x"}], tokenize=False
+    )

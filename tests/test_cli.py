@@ -17,8 +17,13 @@ TRIAL = "comp34812_nli/trial_jd0g.csv"
 
 
 def nli_cot(*args, env=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "nli_cot_hub", *map(str, args)], capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "nli_cot_hub", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
+    )
 
 
 def error_line(result: subprocess.CompletedProcess) -> str:
@@ -30,7 +35,9 @@ def error_line(result: subprocess.CompletedProcess) -> str:
 
 def test_one_line_names_the_file_and_masks_secrets(monkeypatch):
     monkeypatch.setenv("HF_TOKEN", "hf_secret_value_42")
-    assert one_line(PermissionError(13, "Permission denied", "/data/out.jsonl")) == "/data/out.jsonl: Permission denied"
+    assert (
+        one_line(PermissionError(13, "Permission denied", "/data/out.jsonl")) == "/data/out.jsonl: Permission denied"
+    )
     assert one_line(DataError("a.csv: row 2:\n  field 'label'")) == "a.csv: row 2: field 'label'"
     assert one_line(RuntimeError("server said hf_secret_value_42")) == "RuntimeError: server said ***"
     assert one_line(KeyError("premise")) == "KeyError: premise"
@@ -38,10 +45,18 @@ def test_one_line_names_the_file_and_masks_secrets(monkeypatch):
     assert len(one_line(ValueError("x" * 5000))) < 700
 
 
-@pytest.mark.parametrize("error, code", [
-    (DataError("bad row"), 2), (FileNotFoundError("x"), 2), (IsADirectoryError("x"), 2), (ValueError("x"), 2),
-    (RunFailed("too many failures"), 1), (ConnectionRefusedError("x"), 1), (RuntimeError("x"), 1),
-])
+@pytest.mark.parametrize(
+    "error, code",
+    [
+        (DataError("bad row"), 2),
+        (FileNotFoundError("x"), 2),
+        (IsADirectoryError("x"), 2),
+        (ValueError("x"), 2),
+        (RunFailed("too many failures"), 1),
+        (ConnectionRefusedError("x"), 1),
+        (RuntimeError("x"), 1),
+    ],
+)
 def test_exit_codes(error, code):
     assert exit_code_of(error) == code
 
@@ -57,8 +72,10 @@ def test_debug_shows_the_traceback_that_is_otherwise_one_line(tmp_path):
 
 def test_a_corrupt_store_line_is_named_whole(tmp_path):
     store = tmp_path / "cot.jsonl"
-    store.write_text('{"id": "1", "premise": "a", "hypothesis": "b"}\n{"id": "2", "premise": "a", "hypo\n'
-                     '{"id": "3", "premise": "a", "hypothesis": "b"}\n')
+    store.write_text(
+        '{"id": "1", "premise": "a", "hypothesis": "b"}\n{"id": "2", "premise": "a", "hypo\n'
+        '{"id": "3", "premise": "a", "hypothesis": "b"}\n'
+    )
     result = nli_cot("evaluate", store, "-o", tmp_path / "out")
     assert result.returncode == 2
     line = error_line(result)
@@ -104,8 +121,10 @@ def test_file_outputs_are_checked_before_any_work(tmp_path):
 def test_a_folder_given_as_a_store_is_one_line(tmp_path):
     folder = tmp_path / "folder"
     folder.mkdir()
-    for arguments in (["build", "--store", folder, "--output-dir", tmp_path / "built"],
-                      ["evaluate", folder, "-o", tmp_path / "out"]):
+    for arguments in (
+        ["build", "--store", folder, "--output-dir", tmp_path / "built"],
+        ["evaluate", folder, "-o", tmp_path / "out"],
+    ):
         result = nli_cot(*arguments)
         assert result.returncode == 2, (arguments, result.stderr[-2000:])
         assert "is a folder" in error_line(result)

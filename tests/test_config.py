@@ -48,13 +48,16 @@ def test_the_command_line_wins_over_the_file_and_the_file_over_defaults(tmp_path
     assert config.data == "given.csv"
 
 
-@pytest.mark.parametrize("text, message, names_file", [
-    ("no_such_option: 1\n", "unknown option 'no_such_option'", True),
-    ("- a list\n", "a config is a mapping", True),
-    ("key: [unclosed\n", "not valid YAML", True),
-    ("json_mode: fancy\n", "--json-mode must be one of auto, schema, object, none", False),
-    ("max_failed_share: 2\n", "--max-failed-share must be between 0 and 1", False),
-])
+@pytest.mark.parametrize(
+    "text, message, names_file",
+    [
+        ("no_such_option: 1\n", "unknown option 'no_such_option'", True),
+        ("- a list\n", "a config is a mapping", True),
+        ("key: [unclosed\n", "not valid YAML", True),
+        ("json_mode: fancy\n", "--json-mode must be one of auto, schema, object, none", False),
+        ("max_failed_share: 2\n", "--max-failed-share must be between 0 and 1", False),
+    ],
+)
 def test_bad_config_files_name_the_file_and_the_option(tmp_path, text, message, names_file):
     recipe = tmp_path / "bad.yaml"
     recipe.write_text(text)
@@ -72,8 +75,16 @@ def test_a_missing_positional_is_named():
 
 
 def test_to_argv_reproduces_the_config_through_the_cli():
-    config = GenerateConfig(data="pairs.csv", output="out.jsonl", backend="local:embedded", limit=3,
-                            constrain=False, progress=False, temperature=0.5, dataset_config="original")
+    config = GenerateConfig(
+        data="pairs.csv",
+        output="out.jsonl",
+        backend="local:embedded",
+        limit=3,
+        constrain=False,
+        progress=False,
+        temperature=0.5,
+        dataset_config="original",
+    )
     argv = to_argv(config)
     assert argv[0] == "pairs.csv" and "--no-constrain" in argv and "--dataset-config" in argv
     result, parsed = derived_app(GenerateConfig)(*argv)

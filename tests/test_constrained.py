@@ -13,7 +13,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nli_cot_hub.constrained import (
-    STRING_PATTERN, Grammars, SchemaError, SchemaLogitsProcessor, decoding_schema,
+    STRING_PATTERN,
+    Grammars,
+    SchemaError,
+    SchemaLogitsProcessor,
+    decoding_schema,
 )
 from nli_cot_hub.prompts import COT_SCHEMA, JUDGE_SCHEMA, reflect_schema
 
@@ -58,8 +62,11 @@ def drive(grammars, schemas, budget: int, seed: int, bias: dict[int, float] | No
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(names=st.lists(st.sampled_from(sorted(SCHEMAS)), min_size=1, max_size=4),
-       extra=st.integers(min_value=0, max_value=40), seed=st.integers(min_value=0, max_value=2**31))
+@given(
+    names=st.lists(st.sampled_from(sorted(SCHEMAS)), min_size=1, max_size=4),
+    extra=st.integers(min_value=0, max_value=40),
+    seed=st.integers(min_value=0, max_value=2**31),
+)
 def test_any_model_closes_a_valid_answer_within_the_budget(grammars, names, extra, seed):
     schemas = [SCHEMAS[name] for name in names]
     budget = max(grammars.compile(s).reserve for s in schemas) + extra

@@ -2,7 +2,14 @@ import pandas as pd
 import pytest
 
 from nli_cot_hub.data import (
-    Columns, DataError, LabelMapping, contamination, describe, load_pairs, pair_rows, parse_label_map,
+    Columns,
+    DataError,
+    LabelMapping,
+    contamination,
+    describe,
+    load_pairs,
+    pair_rows,
+    parse_label_map,
 )
 from tests.conftest import shared
 
@@ -49,25 +56,31 @@ def test_glue_style_tsv_with_inverted_labels(tmp_path):
     path.write_text(
         "index\tsentence1\tsentence2\tlabel\n"
         "0\tA dog runs in a park.\tAn animal is outside.\t0\n"
-        "1\tA dog runs in a park.\tA cat sleeps indoors.\t1\n", encoding="utf-8")
-    pairs = load_pairs(path, columns=Columns("sentence1", "sentence2", "label", "index"),
-                       labels=LabelMapping(scheme="inverted"))
+        "1\tA dog runs in a park.\tA cat sleeps indoors.\t1\n",
+        encoding="utf-8",
+    )
+    pairs = load_pairs(
+        path, columns=Columns("sentence1", "sentence2", "label", "index"), labels=LabelMapping(scheme="inverted")
+    )
     assert pairs["label"].tolist() == [1, 0]
     assert pairs["id"].tolist() == ["0", "1"]
     assert pairs["premise"].iloc[0] == "A dog runs in a park."
 
 
-@pytest.mark.parametrize("raw, mapping, expected", [
-    ("entailment", LabelMapping(), 1),
-    ("NOT_ENTAILMENT", LabelMapping(), 0),
-    ("contradiction", LabelMapping(), 0),
-    ("neutral", LabelMapping(three_class="non-contradiction"), 1),
-    ("neutral", LabelMapping(three_class="strict"), 0),
-    (2, LabelMapping(scheme="glue3"), 0),
-    (0, LabelMapping(scheme="glue3"), 1),
-    ("1.0", LabelMapping(), 1),
-    ("yes", LabelMapping(custom={"yes": 0}), 0),
-])
+@pytest.mark.parametrize(
+    "raw, mapping, expected",
+    [
+        ("entailment", LabelMapping(), 1),
+        ("NOT_ENTAILMENT", LabelMapping(), 0),
+        ("contradiction", LabelMapping(), 0),
+        ("neutral", LabelMapping(three_class="non-contradiction"), 1),
+        ("neutral", LabelMapping(three_class="strict"), 0),
+        (2, LabelMapping(scheme="glue3"), 0),
+        (0, LabelMapping(scheme="glue3"), 1),
+        ("1.0", LabelMapping(), 1),
+        ("yes", LabelMapping(custom={"yes": 0}), 0),
+    ],
+)
 def test_label_mapping(raw, mapping, expected):
     assert mapping.map(raw) == expected
 
@@ -78,12 +91,21 @@ def test_label_map_spec():
         parse_label_map("yes=2")
 
 
-@pytest.mark.parametrize("content, message", [
-    ("premise,label\nA man.,1\n", "missing column 'hypothesis'"),
-    ("premise,hypothesis,label\nA man.,A person.,1\nA dog.,A cat.,7\n", r"row 2: field 'label': unknown label '7'"),
-    ("premise,hypothesis,label\nA man.,A person.,1\n  ,A cat.,0\n", r"row 2: field 'premise' \(premise\) is empty"),
-    ('premise,hypothesis,label\n"A man.,A person.,1\n', "cannot be read as CSV"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("premise,label\nA man.,1\n", "missing column 'hypothesis'"),
+        (
+            "premise,hypothesis,label\nA man.,A person.,1\nA dog.,A cat.,7\n",
+            r"row 2: field 'label': unknown label '7'",
+        ),
+        (
+            "premise,hypothesis,label\nA man.,A person.,1\n  ,A cat.,0\n",
+            r"row 2: field 'premise' \(premise\) is empty",
+        ),
+        ('premise,hypothesis,label\n"A man.,A person.,1\n', "cannot be read as CSV"),
+    ],
+)
 def test_bad_files_name_file_row_field(tmp_path, content, message):
     path = tmp_path / "bad.csv"
     path.write_text(content, encoding="utf-8")
@@ -93,7 +115,9 @@ def test_bad_files_name_file_row_field(tmp_path, content, message):
 
 
 def test_jsonl_and_parquet_roundtrip(tmp_path):
-    frame = pd.DataFrame({"premise": ["A b.", "C d."], "hypothesis": ["E.", "F."], "label": ["entailment", "contradiction"]})
+    frame = pd.DataFrame(
+        {"premise": ["A b.", "C d."], "hypothesis": ["E.", "F."], "label": ["entailment", "contradiction"]}
+    )
     frame.to_json(tmp_path / "x.jsonl", orient="records", lines=True)
     frame.to_parquet(tmp_path / "x.parquet")
     for name in ("x.jsonl", "x.parquet"):
@@ -105,9 +129,12 @@ def test_jsonl_and_parquet_roundtrip(tmp_path):
 
 def test_pair_rows_keeps_order_and_the_four_fields(tmp_path):
     path = tmp_path / "pairs.csv"
-    path.write_text("pid,premise,hypothesis,label,source\n"
-                    "b,A dog runs.,An animal moves.,1,snli\n"
-                    "a,A dog runs.,A cat sleeps.,0,mnli\n", encoding="utf-8")
+    path.write_text(
+        "pid,premise,hypothesis,label,source\n"
+        "b,A dog runs.,An animal moves.,1,snli\n"
+        "a,A dog runs.,A cat sleeps.,0,mnli\n",
+        encoding="utf-8",
+    )
     rows = pair_rows(load_pairs(path, columns=Columns(id="pid")))
     assert [list(row) for row in rows] == [["id", "premise", "hypothesis", "label"]] * 2
     assert [row["id"] for row in rows] == ["b", "a"]
@@ -151,12 +178,15 @@ def test_one_loader_reads_files_saved_folders_and_built_data_sets_alike(tmp_path
     assert len(thoughts) == 100 and {"premise", "thought_process", "predicted_label"} <= set(thoughts.column_names)
 
     gaps = tmp_path / "gaps.jsonl"
-    gaps.write_text('{"premise": "a", "hypothesis": "b", "label": 1, "predicted_label": null}\n'
-                    '{"premise": "c", "hypothesis": "d", "label": 0, "predicted_label": 0}\n')
+    gaps.write_text(
+        '{"premise": "a", "hypothesis": "b", "label": 1, "predicted_label": null}\n'
+        '{"premise": "c", "hypothesis": "d", "label": 0, "predicted_label": 0}\n'
+    )
     assert load_dataset_dict(gaps)["train"]["predicted_label"] == [None, 0]
 
     DatasetDict({"train": thoughts.select(range(30)), "validation": thoughts.select(range(30, 40))}).save_to_disk(
-        tmp_path / "saved")
+        tmp_path / "saved"
+    )
     saved = load_dataset_dict(tmp_path / "saved")
     assert {name: len(split) for name, split in saved.items()} == {"train": 30, "validation": 10}
     assert len(read_table(tmp_path / "saved", split="validation")) == 10

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from nli_cot_hub.demo import DemoPlan, Layout, commands_script, command_line, plan_steps
+from nli_cot_hub.demo import DemoPlan, Layout, command_line, commands_script, plan_steps
 from tests.conftest import SHARED_DATA
 
 STAGES = ["generate", "reflect", "judge", "build", "lengths", "train", "predict", "predict (base)", "evaluate", "card"]
@@ -49,11 +49,16 @@ def test_plan_runs_every_stage_in_order(tmp_path):
 def test_quick_plan_is_smaller_and_hub_steps_come_with_a_server(tmp_path):
     full, quick = DemoPlan(), DemoPlan().quick()
     assert quick.rows < full.rows and quick.train_steps < full.train_steps and quick.eval_rows < full.eval_rows
-    steps = plan_steps(quick, Layout(tmp_path / "out"), SHARED_DATA, hub_env={"HF_ENDPOINT": "http://127.0.0.1:1"},
-                       hub_user="tester")
+    steps = plan_steps(
+        quick, Layout(tmp_path / "out"), SHARED_DATA, hub_env={"HF_ENDPOINT": "http://127.0.0.1:1"}, hub_user="tester"
+    )
     hub = [step for step in steps if step.argv[0] == "hub"]
-    assert [step.name for step in hub] == ["hub upload data set", "hub download data set", "hub upload adapter",
-                                           "hub upload results"]
+    assert [step.name for step in hub] == [
+        "hub upload data set",
+        "hub download data set",
+        "hub upload adapter",
+        "hub upload results",
+    ]
     assert all(step.subprocess_env["HF_ENDPOINT"] == "http://127.0.0.1:1" for step in hub)
     for step in hub:
         parses(step.argv)
@@ -66,13 +71,30 @@ def test_missing_data_is_one_line(tmp_path):
     import subprocess
     import sys
 
-    result = subprocess.run([sys.executable, "-m", "nli_cot_hub", "demo", "--quick", "--data-root", str(tmp_path),
-                             "--output-dir", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nli_cot_hub",
+            "demo",
+            "--quick",
+            "--data-root",
+            str(tmp_path),
+            "--output-dir",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2
-    assert result.stderr.startswith("error: ") and "trial_jd0g.csv" in result.stderr and "Traceback" not in result.stderr
+    assert (
+        result.stderr.startswith("error: ") and "trial_jd0g.csv" in result.stderr and "Traceback" not in result.stderr
+    )
 
 
 # ---------------------------------------------------------------- the README's demo, run once
+
 
 @pytest.fixture(scope="module")
 def demo(readme_run):
@@ -114,8 +136,12 @@ def test_demo_cot_stores_and_data_set(demo):
     assert all(r.raw_output or r.thought_process for r in generated)  # a failure keeps the model's text
     # Decoded to the CoT schema, every generated answer parses (a label, and a thought unless cut short).
     assert all(r.constrained and r.status != "failed" and r.predicted_label in (0, 1) for r in generated)
-    assert summary["parsing"]["generate"] == {"records": plan["rows"], "parsed": plan["rows"], "failed": 0,
-                                              "constrained": plan["rows"]}
+    assert summary["parsing"]["generate"] == {
+        "records": plan["rows"],
+        "parsed": plan["rows"],
+        "failed": 0,
+        "constrained": plan["rows"],
+    }
     reflected = read_records(output / "cot" / "reflected.jsonl")
     assert 0 < len(reflected) <= plan["reflect_rows"] and all(r.source == "reflected" for r in reflected)
     assert len(read_records(output / "cot" / "judged.jsonl")) <= plan["judge_rows"]
@@ -128,8 +154,9 @@ def test_demo_cot_stores_and_data_set(demo):
     # The copy fetched back from the Hub-protocol server is the same data set.
     for path in (output / "dataset").rglob("*"):
         if path.is_file():
-            assert (output / "hub_download" / "dataset" / path.relative_to(output / "dataset")).read_bytes() == \
-                path.read_bytes()
+            assert (
+                output / "hub_download" / "dataset" / path.relative_to(output / "dataset")
+            ).read_bytes() == path.read_bytes()
     assert (output / "lengths.png").read_bytes()[:4] == b"\x89PNG"
 
 

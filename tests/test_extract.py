@@ -48,8 +48,9 @@ def test_real_thoughts_round_trip_as_ok(thoughts):
 def test_real_reflections_expose_all_fields():
     rows = _json_lines(shared(f"{COT}/sample_reflections.json"))
     for row in rows:
-        text = json.dumps({k: row[k] for k in ("thought_process", "predicted_label", "error_analysis",
-                                                "improved_thought_process")})
+        text = json.dumps(
+            {k: row[k] for k in ("thought_process", "predicted_label", "error_analysis", "improved_thought_process")}
+        )
         result = extract_answer(text)
         assert result.status == "ok"
         assert result.fields["error_analysis"] == row["error_analysis"]
@@ -82,17 +83,20 @@ def test_never_takes_the_label_of_a_few_shot_example(thoughts):
     assert extract_answer(_system_prompt(row), prompt=_system_prompt(row)).label is None
 
 
-@pytest.mark.parametrize("make_text, status", [
-    (lambda a: f"```json\n{a}\n```", "ok"),
-    (lambda a: f"Here is my analysis.\n{a}\nI hope this helps!", "repaired"),
-    (lambda a: a + " </s>" + " <pad>" * 50, "repaired"),
-    (lambda a: a + "<|im_end|>" + "\nassistant\n" * 20 + a[:40], "repaired"),
-    (lambda a: (a + "\n") * 3 + a[:50], "repaired"),
-    (lambda a: a.replace('"', "'"), "repaired"),
-    (lambda a: a.replace("}", ",}"), "repaired"),
-    (lambda a: a.replace("step 2", 'step "2"\n'), "repaired"),
-    (lambda a: a.replace('"predicted_label"', '"Predicted Label"'), "ok"),
-])
+@pytest.mark.parametrize(
+    "make_text, status",
+    [
+        (lambda a: f"```json\n{a}\n```", "ok"),
+        (lambda a: f"Here is my analysis.\n{a}\nI hope this helps!", "repaired"),
+        (lambda a: a + " </s>" + " <pad>" * 50, "repaired"),
+        (lambda a: a + "<|im_end|>" + "\nassistant\n" * 20 + a[:40], "repaired"),
+        (lambda a: (a + "\n") * 3 + a[:50], "repaired"),
+        (lambda a: a.replace('"', "'"), "repaired"),
+        (lambda a: a.replace("}", ",}"), "repaired"),
+        (lambda a: a.replace("step 2", 'step "2"\n'), "repaired"),
+        (lambda a: a.replace('"predicted_label"', '"Predicted Label"'), "ok"),
+    ],
+)
 def test_corrupted_real_answers(thoughts, make_text, status):
     for row in thoughts[:25]:
         result = extract_answer(make_text(_answer(row)))
@@ -109,13 +113,37 @@ def test_truncated_answer_keeps_the_thought_but_no_label(thoughts):
     assert "no label" in result.reason
 
 
-@pytest.mark.parametrize("value, label", [
-    (1, 1), (0, 0), (1.0, 1), (0.0, 0), ("1", 1), ("0", 0), ("1.0", 1), (True, 1), (False, 0),
-    ("Entailment", 1), ("ENTAILED", 1), ("no entailment", 0), ("Not Entailed", 0), ("not_entailment", 0),
-    ("non-entailment", 0), ("contradiction", 0), ("Neutral", 1), ("1 (entailment)", 1), ("0 - no entailment", 0),
-    ("<0 for no entailment, 1 for entailment>", None), (2, None), ("", None), (None, None), ("maybe", None),
-    ([1], 1), ({"x": 1}, None),
-])
+@pytest.mark.parametrize(
+    "value, label",
+    [
+        (1, 1),
+        (0, 0),
+        (1.0, 1),
+        (0.0, 0),
+        ("1", 1),
+        ("0", 0),
+        ("1.0", 1),
+        (True, 1),
+        (False, 0),
+        ("Entailment", 1),
+        ("ENTAILED", 1),
+        ("no entailment", 0),
+        ("Not Entailed", 0),
+        ("not_entailment", 0),
+        ("non-entailment", 0),
+        ("contradiction", 0),
+        ("Neutral", 1),
+        ("1 (entailment)", 1),
+        ("0 - no entailment", 0),
+        ("<0 for no entailment, 1 for entailment>", None),
+        (2, None),
+        ("", None),
+        (None, None),
+        ("maybe", None),
+        ([1], 1),
+        ({"x": 1}, None),
+    ],
+)
 def test_label_values(value, label):
     assert parse_label(value) == label
     text = json.dumps({"thought_process": "t", "predicted_label": value})
@@ -127,11 +155,14 @@ def test_neutral_policy_is_configurable():
     assert extract_answer('{"thought": "t", "label": "neutral"}', neutral=0).label == 0
 
 
-@pytest.mark.parametrize("text, label", [
-    ("The predicted label is: no entailment.", 0),
-    ("Final answer = 1", 1),
-    ("**Label:** entailment", 1),
-])
+@pytest.mark.parametrize(
+    "text, label",
+    [
+        ("The predicted label is: no entailment.", 0),
+        ("Final answer = 1", 1),
+        ("**Label:** entailment", 1),
+    ],
+)
 def test_label_in_prose_is_label_only(text, label):
     result = extract_answer(text)
     assert (result.label, result.status, result.thought) == (label, "label-only", None)
@@ -145,7 +176,7 @@ def test_never_raises_on_any_text(text):
     assert result.label in (0, 1, None)
 
 
-_json_noise = st.text(alphabet=st.sampled_from(list('{}[]"\',:0123456789 \nabcxyz_-')), max_size=120)
+_json_noise = st.text(alphabet=st.sampled_from(list("{}[]\"',:0123456789 \nabcxyz_-")), max_size=120)
 
 
 @settings(max_examples=300, deadline=None)
@@ -178,8 +209,9 @@ def test_truncated_answer_after_few_shot_never_borrows_its_label(junk, cut, fews
 
 
 # No digits, no braces, and no "e" or "l": no label word, key or JSON can appear, so no label may come out.
-_labelless = st.text(alphabet=st.characters(blacklist_categories=("Nd", "Cs"),
-                                            blacklist_characters="{}[]eElL0123456789"), max_size=200)
+_labelless = st.text(
+    alphabet=st.characters(blacklist_categories=("Nd", "Cs"), blacklist_characters="{}[]eElL0123456789"), max_size=200
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -192,10 +224,20 @@ def test_never_invents_a_label_from_text_without_one(text):
 # What a model that keeps going writes after its answer: prose, a second answer cut anywhere, the
 # start of the pair again, a repetition of its own answer with another label.
 def _continuations(answer_label: int):
-    other = json.dumps({"thought_process": "Step 1: the second try says otherwise.", "predicted_label": 1 - answer_label})
+    other = json.dumps(
+        {"thought_process": "Step 1: the second try says otherwise.", "predicted_label": 1 - answer_label}
+    )
     cut_other = st.integers(min_value=1, max_value=len(other) - 1).map(lambda n: other[:n])
-    premise = st.sampled_from(['{"premise": "A man', '{"thought_process": "', '{', '{"predicted_label": ',
-                               '\n{"thought_process": "Step 1: a dog runs', '<|im_start|>user\n{"premise": '])
+    premise = st.sampled_from(
+        [
+            '{"premise": "A man',
+            '{"thought_process": "',
+            "{",
+            '{"predicted_label": ',
+            '\n{"thought_process": "Step 1: a dog runs',
+            '<|im_start|>user\n{"premise": ',
+        ]
+    )
     return st.lists(st.one_of(_prose, cut_other, premise, st.just(other)), min_size=1, max_size=3).map("".join)
 
 
@@ -219,7 +261,11 @@ def test_real_answers_followed_by_the_start_of_another_object(thoughts):
 
 def test_answer_of_another_schema_keeps_its_fields():
     judgement = {"analysis": "The thought is sound.", "coherence": 4, "correctness": 5, "brevity": 3}
-    for text in (json.dumps(judgement), json.dumps(judgement) + ' {"analysis": "The', "Sure:\n" + json.dumps(judgement)):
+    for text in (
+        json.dumps(judgement),
+        json.dumps(judgement) + ' {"analysis": "The',
+        "Sure:\n" + json.dumps(judgement),
+    ):
         result = extract_answer(text)
         assert result.label is None
         assert result.fields == judgement

@@ -38,7 +38,8 @@ def test_label_first_puts_the_label_before_the_explanation():
     assert text.index('"predicted_label"') < text.index('"explanation"')
     assert text.startswith(formats.answer_prefix("label_first") + "1")
     assert formats.completion_text("thought_first", THOUGHT, 1).startswith(
-        formats.answer_prefix("thought_first", THOUGHT) + "1")
+        formats.answer_prefix("thought_first", THOUGHT) + "1"
+    )
     assert text.startswith(formats.explanation_prefix(1))
 
 
@@ -72,7 +73,9 @@ def test_thought_first_is_todays_format_word_for_word():
 
     old = training_example("A dog runs.", "An animal moves.", THOUGHT, 1)
     assert formats.training_examples("A dog runs.", "An animal moves.", THOUGHT, 1) == [old]
-    assert formats.prompt_messages("A dog runs.", "An animal moves.") == prompt_messages("A dog runs.", "An animal moves.")
+    assert formats.prompt_messages("A dog runs.", "An animal moves.") == prompt_messages(
+        "A dog runs.", "An animal moves."
+    )
 
 
 def test_unknown_format_and_task_are_refused():
@@ -113,10 +116,30 @@ def test_predict_names_an_unreadable_recorded_format_in_one_line(tmp_path):
     adapter.mkdir()
     (adapter / "adapter_config.json").write_text("{}")
     (adapter / formats.FORMAT_FILE).write_text('{"completion_format": "cot"}')
-    result = CliRunner().invoke(build_app(), ["predict", str(shared("comp34812_nli/trial_jd0g.csv")), "--limit", "1",
-                                              "--adapter", str(adapter), "-o", str(tmp_path / "p.jsonl")])
+    result = CliRunner().invoke(
+        build_app(),
+        [
+            "predict",
+            str(shared("comp34812_nli/trial_jd0g.csv")),
+            "--limit",
+            "1",
+            "--adapter",
+            str(adapter),
+            "-o",
+            str(tmp_path / "p.jsonl"),
+        ],
+    )
     assert result.exit_code == 2
     assert "completion_format.json: field 'completion_format': unknown completion format 'cot'" in result.output
-    bad = CliRunner().invoke(build_app(), ["predict", str(shared("comp34812_nli/trial_jd0g.csv")),
-                                           "--completion-format", "cot", "-o", str(tmp_path / "q.jsonl")])
+    bad = CliRunner().invoke(
+        build_app(),
+        [
+            "predict",
+            str(shared("comp34812_nli/trial_jd0g.csv")),
+            "--completion-format",
+            "cot",
+            "-o",
+            str(tmp_path / "q.jsonl"),
+        ],
+    )
     assert bad.exit_code == 2 and "unknown completion format 'cot'" in bad.output

@@ -27,8 +27,9 @@ FAST = ["--max-new-tokens", "12", "--max-reasks", "1", "--no-progress", "--max-f
 
 
 def nli_cot(*args, env=None, timeout=600, check=True) -> subprocess.CompletedProcess:
-    result = subprocess.run([*NLI_COT, *map(str, args)], capture_output=True, text=True, timeout=timeout,
-                            env={**os.environ, **(env or {})})
+    result = subprocess.run(
+        [*NLI_COT, *map(str, args)], capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+    )
     if check and result.returncode != 0:
         raise AssertionError(f"exit {result.returncode}\n{result.stdout}\n{result.stderr}")
     return result
@@ -63,8 +64,19 @@ def generated(openai_server, embedded_model_path, tmp_path_factory):
     (stalls cut by the request timeout are tested in test_engine, where one request is in flight)."""
     output = tmp_path_factory.mktemp("generate") / "cot.jsonl"
     with fault_proxy(openai_server.url, "ok,429,ok,500,drop,ok") as proxy:
-        result = nli_cot("generate", shared(TRIAL), "-o", output, "-b", f"openai:{proxy.url}/v1#{embedded_model_path}",
-                         "--limit", 6, "--concurrency", 3, *FAST)
+        result = nli_cot(
+            "generate",
+            shared(TRIAL),
+            "-o",
+            output,
+            "-b",
+            f"openai:{proxy.url}/v1#{embedded_model_path}",
+            "--limit",
+            6,
+            "--concurrency",
+            3,
+            *FAST,
+        )
         counts = proxy_counts(proxy)
     return output, result, counts
 
@@ -83,7 +95,9 @@ def test_generate_survives_injected_faults(generated):
         assert_status_matches_output(record)
     ledger = json.loads(output.with_name("cot.jsonl.ledger.json").read_text())
     [model_counts] = ledger.values()
-    assert model_counts["retries"] >= 4 and model_counts["prompt_tokens"] == sum(r.usage.prompt_tokens for r in records)
+    assert model_counts["retries"] >= 4 and model_counts["prompt_tokens"] == sum(
+        r.usage.prompt_tokens for r in records
+    )
     assert "generate: 6 written" in result.stderr
 
 
@@ -91,8 +105,17 @@ def test_generate_survives_injected_faults(generated):
 def test_rerun_skips_finished_ids(generated, openai_server, embedded_model_path):
     output, _, _ = generated
     before = output.read_bytes()
-    result = nli_cot("generate", shared(TRIAL), "-o", output, "-b",
-                     f"openai:{openai_server.url}/v1#{embedded_model_path}", "--limit", 6, *FAST)
+    result = nli_cot(
+        "generate",
+        shared(TRIAL),
+        "-o",
+        output,
+        "-b",
+        f"openai:{openai_server.url}/v1#{embedded_model_path}",
+        "--limit",
+        6,
+        *FAST,
+    )
     assert output.read_bytes() == before
     assert "0 written" in result.stderr and "6 already in" in result.stderr
 
@@ -101,9 +124,26 @@ def test_rerun_skips_finished_ids(generated, openai_server, embedded_model_path)
 def test_kill_9_at_random_points_loses_and_duplicates_nothing(openai_server, embedded_model_path, tmp_path):
     output = tmp_path / "cot.jsonl"
     rows = 6
-    command = [*NLI_COT, "generate", str(shared(TRIAL)), "-o", str(output), "-b",
-               f"openai:{openai_server.url}/v1#{embedded_model_path}", "--limit", str(rows), "--concurrency", "2",
-               "--max-new-tokens", "8", "--max-reasks", "0", "--no-progress", "--max-failed-share", "1"]
+    command = [
+        *NLI_COT,
+        "generate",
+        str(shared(TRIAL)),
+        "-o",
+        str(output),
+        "-b",
+        f"openai:{openai_server.url}/v1#{embedded_model_path}",
+        "--limit",
+        str(rows),
+        "--concurrency",
+        "2",
+        "--max-new-tokens",
+        "8",
+        "--max-reasks",
+        "0",
+        "--no-progress",
+        "--max-failed-share",
+        "1",
+    ]
     rng = random.Random(1234)
     kills = 0
     for _ in range(3):
@@ -118,12 +158,12 @@ def test_kill_9_at_random_points_loses_and_duplicates_nothing(openai_server, emb
             process.send_signal(signal.SIGKILL)
             kills += 1
         process.wait()
-        lines_of_whole = [line for line in output.read_text().split("\n")[:-1]]
+        lines_of_whole = output.read_text().split("\n")[:-1]
         assert all(json.loads(line) for line in lines_of_whole)  # whole lines parse; a torn tail may follow
         ids = [r.id for r in read_records(output)]
         assert len(ids) == len(set(ids))
     assert kills >= 2
-    nli_cot(*command[len(NLI_COT):])
+    nli_cot(*command[len(NLI_COT) :])
     records = lines_of(output)
     assert sorted(r["id"] for r in records) == sorted(trial_ids(rows))
     with RecordStore(output) as store:
@@ -136,8 +176,17 @@ def test_reflect_only_wrong_predictions(generated, openai_server, embedded_model
     wrong = [r for r in read_records(output) if r.predicted_label != r.label]
     assert wrong  # 12-token replies cannot hold a whole answer, so there is always something to reflect on
     reflected = tmp_path / "reflected.jsonl"
-    nli_cot("reflect", output, "-o", reflected, "-b", f"openai:{openai_server.url}/v1#{embedded_model_path}",
-            "--limit", 3, *FAST)
+    nli_cot(
+        "reflect",
+        output,
+        "-o",
+        reflected,
+        "-b",
+        f"openai:{openai_server.url}/v1#{embedded_model_path}",
+        "--limit",
+        3,
+        *FAST,
+    )
     records = read_records(reflected)
     assert sorted(r.id for r in records) == sorted(r.id for r in wrong[:3])  # in input order, finished in any
     for record in records:
@@ -156,12 +205,34 @@ def test_reflect_with_schema_constrained_server_reaches_the_true_label(llama_ser
         from nli_cot_hub.records import CoTRecord
 
         for row in pairs.to_dict("records"):
-            store.append(CoTRecord(id=row["id"], premise=row["premise"], hypothesis=row["hypothesis"],
-                                   label=int(row["label"]), thought_process="1. A guess.",
-                                   predicted_label=1 - int(row["label"])))
+            store.append(
+                CoTRecord(
+                    id=row["id"],
+                    premise=row["premise"],
+                    hypothesis=row["hypothesis"],
+                    label=int(row["label"]),
+                    thought_process="1. A guess.",
+                    predicted_label=1 - int(row["label"]),
+                )
+            )
     reflected = tmp_path / "reflected.jsonl"
-    nli_cot("reflect", source, "-o", reflected, "-b", f"llamacpp:{llama_server.url}/v1#embedded",
-            "--max-new-tokens", 160, "--max-reasks", 1, "--concurrency", 1, "--no-progress", "--max-failed-share", 1)
+    nli_cot(
+        "reflect",
+        source,
+        "-o",
+        reflected,
+        "-b",
+        f"llamacpp:{llama_server.url}/v1#embedded",
+        "--max-new-tokens",
+        160,
+        "--max-reasks",
+        1,
+        "--concurrency",
+        1,
+        "--no-progress",
+        "--max-failed-share",
+        1,
+    )
     records = read_records(reflected)
     assert len(records) == 2
     for record in records:
@@ -211,11 +282,14 @@ def test_human_rationales_from_esnli(tmp_path):
     assert "0 written, 20 already" in again.stderr
 
 
-@pytest.mark.parametrize("raw, tidy", [
-    ("`` waxing '' is a rephrasing of `` waxing a floor . ''", '"Waxing" is a rephrasing of "waxing a floor."'),
-    ("the man is n't outside , so he ca n't be there", "The man isn't outside, so he can't be there."),
-    ("a dog ( a pet ) runs", "A dog (a pet) runs."),
-])
+@pytest.mark.parametrize(
+    "raw, tidy",
+    [
+        ("`` waxing '' is a rephrasing of `` waxing a floor . ''", '"Waxing" is a rephrasing of "waxing a floor."'),
+        ("the man is n't outside , so he ca n't be there", "The man isn't outside, so he can't be there."),
+        ("a dog ( a pet ) runs", "A dog (a pet) runs."),
+    ],
+)
 def test_tidy_explanation_undoes_tokenisation(raw, tidy):
     assert tidy_explanation(raw) == tidy
 
@@ -233,9 +307,19 @@ def test_bad_input_is_one_line_naming_file_and_column(tmp_path):
 def test_rejected_key_stops_the_run_and_is_never_printed(openai_server, embedded_model_path, tmp_path):
     secret = "sk-test-do-not-print-4242"
     with fault_proxy(openai_server.url, "401") as proxy:
-        result = nli_cot("generate", shared(TRIAL), "-o", tmp_path / "cot.jsonl", "-b",
-                         f"mistral:{proxy.url}#{embedded_model_path}", "--limit", 3, "--no-progress",
-                         env={"MISTRAL_API_KEY": secret}, check=False)
+        result = nli_cot(
+            "generate",
+            shared(TRIAL),
+            "-o",
+            tmp_path / "cot.jsonl",
+            "-b",
+            f"mistral:{proxy.url}#{embedded_model_path}",
+            "--limit",
+            3,
+            "--no-progress",
+            env={"MISTRAL_API_KEY": secret},
+            check=False,
+        )
     assert result.returncode == 1 and "HTTP 401" in result.stderr
     assert secret not in result.stderr + result.stdout
     assert read_records(tmp_path / "cot.jsonl") == []
@@ -244,8 +328,13 @@ def test_rejected_key_stops_the_run_and_is_never_printed(openai_server, embedded
 
 def test_missing_api_key_is_a_clear_error(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "MISTRAL_API_KEY"}
-    result = subprocess.run([*NLI_COT, "generate", str(shared(TRIAL)), "-o", str(tmp_path / "c.jsonl")],
-                            capture_output=True, text=True, env=env, timeout=120)
+    result = subprocess.run(
+        [*NLI_COT, "generate", str(shared(TRIAL)), "-o", str(tmp_path / "c.jsonl")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert result.returncode == 2 and "MISTRAL_API_KEY" in result.stderr
 
 
@@ -268,8 +357,9 @@ def test_generate_against_a_refusing_backend_exits_1_and_keeps_records(tmp_path)
     from tests.scripted_server import refused_url
 
     output = tmp_path / "cot.jsonl"
-    result = nli_cot("generate", shared(TRIAL), "-o", output, "-b", f"openai:{refused_url()}/v1#m", *QUICK_FAIL,
-                     check=False)
+    result = nli_cot(
+        "generate", shared(TRIAL), "-o", output, "-b", f"openai:{refused_url()}/v1#m", *QUICK_FAIL, check=False
+    )
     assert_failed_run(result, output)
     assert all(r.status == "failed" and r.error.startswith("request failed") for r in read_records(output))
 
@@ -279,8 +369,9 @@ def test_generate_against_a_501_server_exits_1(tmp_path):
 
     output = tmp_path / "cot.jsonl"
     with scripted_server(status=501, body='{"error": {"message": "chat completions not implemented"}}') as server:
-        result = nli_cot("generate", shared(TRIAL), "-o", output, "-b", f"openai:{server.url}/v1#m", *QUICK_FAIL,
-                         check=False)
+        result = nli_cot(
+            "generate", shared(TRIAL), "-o", output, "-b", f"openai:{server.url}/v1#m", *QUICK_FAIL, check=False
+        )
     assert_failed_run(result, output)
     assert "HTTP 501" in result.stderr
 
@@ -290,16 +381,40 @@ def test_generate_against_a_silent_server_times_out_says_it_waits_and_exits_1(tm
 
     output = tmp_path / "cot.jsonl"
     with scripted_server(silent=True) as server:
-        result = nli_cot("generate", shared(TRIAL), "-o", output, "-b", f"openai:{server.url}/v1#m", "--limit", 2,
-                         "--max-retries", 1, "--timeout", 1, "--progress", check=False, timeout=120)
+        result = nli_cot(
+            "generate",
+            shared(TRIAL),
+            "-o",
+            output,
+            "-b",
+            f"openai:{server.url}/v1#m",
+            "--limit",
+            2,
+            "--max-retries",
+            1,
+            "--timeout",
+            1,
+            "--progress",
+            check=False,
+            timeout=120,
+        )
     assert_failed_run(result, output, count=2)
     assert "waiting" in result.stderr and "no answer within 1 s" in result.stderr
 
 
 def test_a_typo_in_the_local_model_exits_1(tmp_path):
     output = tmp_path / "cot.jsonl"
-    result = nli_cot("generate", shared(TRIAL), "-o", output, "-b", "local:embeded", *QUICK_FAIL,
-                     env={"HF_HUB_OFFLINE": "1"}, check=False)
+    result = nli_cot(
+        "generate",
+        shared(TRIAL),
+        "-o",
+        output,
+        "-b",
+        "local:embeded",
+        *QUICK_FAIL,
+        env={"HF_HUB_OFFLINE": "1"},
+        check=False,
+    )
     assert_failed_run(result, output)
     assert "embeded" in result.stderr
 
@@ -308,8 +423,17 @@ def test_mistral_client_against_a_refusing_server_exits_1(tmp_path):
     from tests.scripted_server import refused_url
 
     output = tmp_path / "cot.jsonl"
-    result = nli_cot("generate", shared(TRIAL), "-o", output, "-b", f"mistral:{refused_url()}#m", *QUICK_FAIL,
-                     env={"MISTRAL_API_KEY": "test-key-123456"}, check=False)
+    result = nli_cot(
+        "generate",
+        shared(TRIAL),
+        "-o",
+        output,
+        "-b",
+        f"mistral:{refused_url()}#m",
+        *QUICK_FAIL,
+        env={"MISTRAL_API_KEY": "test-key-123456"},
+        check=False,
+    )
     assert_failed_run(result, output)
 
 
@@ -317,8 +441,18 @@ def test_failed_share_threshold_is_an_option(tmp_path):
     from tests.scripted_server import refused_url
 
     output = tmp_path / "cot.jsonl"
-    result = nli_cot("generate", shared(TRIAL), "-o", output, "-b", f"openai:{refused_url()}/v1#m", *QUICK_FAIL,
-                     "--max-failed-share", 1, check=False)
+    result = nli_cot(
+        "generate",
+        shared(TRIAL),
+        "-o",
+        output,
+        "-b",
+        f"openai:{refused_url()}/v1#m",
+        *QUICK_FAIL,
+        "--max-failed-share",
+        1,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert "{'failed': 3}" in result.stderr and len(lines_of(output)) == 3
 
@@ -329,8 +463,17 @@ def test_a_key_echoed_by_the_server_is_never_printed_or_stored(tmp_path):
     secret = "sk-echoed-secret-0042"
     output = tmp_path / "cot.jsonl"
     with scripted_server(status=400, body=f'{{"error": {{"message": "bad request for key {secret}"}}}}') as server:
-        result = nli_cot("generate", shared(TRIAL), "-o", output, "-b", f"openai:{server.url}/v1#m", *QUICK_FAIL,
-                         env={"OPENAI_API_KEY": secret}, check=False)
+        result = nli_cot(
+            "generate",
+            shared(TRIAL),
+            "-o",
+            output,
+            "-b",
+            f"openai:{server.url}/v1#m",
+            *QUICK_FAIL,
+            env={"OPENAI_API_KEY": secret},
+            check=False,
+        )
     assert result.returncode == 1 and "bad request for key ***" in result.stderr
     assert secret not in result.stderr + result.stdout
     assert secret not in output.read_text() and "***" in output.read_text()
@@ -344,14 +487,27 @@ def labelled_store(path: Path, rows: int = 3, wrong: bool = True) -> list[str]:
     with RecordStore(path, stage="generate") as store:
         for row in pairs.to_dict("records"):
             gold = int(row["label"])
-            store.append(CoTRecord(id=row["id"], premise=row["premise"], hypothesis=row["hypothesis"], label=gold,
-                                   thought_process="Step 1: compare the two sentences.",
-                                   predicted_label=1 - gold if wrong else gold))
+            store.append(
+                CoTRecord(
+                    id=row["id"],
+                    premise=row["premise"],
+                    hypothesis=row["hypothesis"],
+                    label=gold,
+                    thought_process="Step 1: compare the two sentences.",
+                    predicted_label=1 - gold if wrong else gold,
+                )
+            )
     return pairs["id"].tolist()
 
 
-JUDGEMENT = json.dumps({"analysis": "The thought compares the sentences but skips the key word.",
-                        "coherence": 4, "correctness": 3, "brevity": 5})
+JUDGEMENT = json.dumps(
+    {
+        "analysis": "The thought compares the sentences but skips the key word.",
+        "coherence": 4,
+        "correctness": 3,
+        "brevity": 5,
+    }
+)
 
 
 def test_judge_accepts_an_answer_without_the_optional_improved_thought(tmp_path):
@@ -376,8 +532,18 @@ def test_judge_counts_failed_judgements_as_failed(tmp_path):
     source, judged = tmp_path / "cot.jsonl", tmp_path / "judged.jsonl"
     labelled_store(source)
     with scripted_server(replies=["I would rate this thought as fairly good overall."]) as server:
-        result = nli_cot("judge", source, "-o", judged, "-b", f"openai:{server.url}/v1#m", "--max-reasks", 0,
-                         "--no-progress", check=False)
+        result = nli_cot(
+            "judge",
+            source,
+            "-o",
+            judged,
+            "-b",
+            f"openai:{server.url}/v1#m",
+            "--max-reasks",
+            0,
+            "--no-progress",
+            check=False,
+        )
     assert "judge: 3 written ({'failed': 3})" in result.stderr
     assert_failed_run(result, judged, stage="judge")
     assert all(r.judge["status"] == "failed" for r in read_records(judged))
@@ -386,8 +552,9 @@ def test_judge_counts_failed_judgements_as_failed(tmp_path):
 @pytest.mark.parametrize("stage", ["reflect", "judge"])
 def test_reflect_and_judge_refuse_a_missing_input_and_create_nothing(stage, tmp_path):
     output = tmp_path / "out.jsonl"
-    result = nli_cot(stage, tmp_path / "absent.jsonl", "-o", output, "-b", "openai:http://127.0.0.1:9/v1#m",
-                     check=False)
+    result = nli_cot(
+        stage, tmp_path / "absent.jsonl", "-o", output, "-b", "openai:http://127.0.0.1:9/v1#m", check=False
+    )
     assert result.returncode == 2 and result.stderr.strip().count("\n") == 0
     assert "absent.jsonl" in result.stderr and not output.exists()
 
@@ -410,8 +577,9 @@ def test_output_onto_the_input_is_refused_and_the_input_kept(tmp_path):
     labelled_store(store)
     before = store.read_bytes()
     for stage in ("reflect", "judge"):
-        result = nli_cot(stage, store, "-o", tmp_path / "." / "cot.jsonl", "-b", "openai:http://127.0.0.1:9/v1#m",
-                         check=False)
+        result = nli_cot(
+            stage, store, "-o", tmp_path / "." / "cot.jsonl", "-b", "openai:http://127.0.0.1:9/v1#m", check=False
+        )
         assert result.returncode == 2 and "is an input" in result.stderr
     assert store.read_bytes() == before
 
@@ -473,13 +641,34 @@ def test_local_backend_constrains_every_stage_unless_told_not_to(tmp_path):
     assert all(verdict[score] in range(1, 6) for score in prompts.JUDGE_SCORES)
 
     free = tmp_path / "free.jsonl"
-    nli_cot("generate", shared(TRIAL), "-o", free, "--limit", 1, "--max-new-tokens", 8, "--no-constrain", *local,
-            env=one_thread)
+    nli_cot(
+        "generate",
+        shared(TRIAL),
+        "-o",
+        free,
+        "--limit",
+        1,
+        "--max-new-tokens",
+        8,
+        "--no-constrain",
+        *local,
+        env=one_thread,
+    )
     (record,) = read_records(free)
     assert record.constrained is False and record.usage.completion_tokens <= 8
 
-    too_small = nli_cot("reflect", cot, "-o", tmp_path / "r2.jsonl", "--all", "--max-new-tokens", 10, *local,
-                        check=False, env=one_thread)
+    too_small = nli_cot(
+        "reflect",
+        cot,
+        "-o",
+        tmp_path / "r2.jsonl",
+        "--all",
+        "--max-new-tokens",
+        10,
+        *local,
+        check=False,
+        env=one_thread,
+    )
     assert too_small.returncode == 1
     assert "budget of 10 new tokens is too small for nli_reflection" in too_small.stderr
     assert read_records(tmp_path / "r2.jsonl") == []

@@ -23,13 +23,21 @@ def unique(name: str) -> str:
 
 
 def hub_cli(arguments: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "nli_cot_hub", "hub", *arguments], env={**os.environ, **env},
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "nli_cot_hub", "hub", *arguments],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def digests(folder: Path) -> dict[str, str]:
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file() and ".cache" not in p.parts}
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and ".cache" not in p.parts
+    }
 
 
 @pytest.fixture(scope="module")
@@ -95,8 +103,9 @@ def test_dataset_upload_guesses_the_type_and_round_trips(hub_server, built_datas
     assert theirs == digests(built_dataset)
 
     only_card = tmp_path / "card_only"
-    result = hub_cli(["download", repo, "--repo-type", "dataset", "--include", "README.md", "--local-dir",
-                      str(only_card)], env)
+    result = hub_cli(
+        ["download", repo, "--repo-type", "dataset", "--include", "README.md", "--local-dir", str(only_card)], env
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(digests(only_card)) == ["README.md"]
 
@@ -125,8 +134,9 @@ def test_private_adapter_on_a_branch_and_results_beside_it(hub_server, adapter_d
     report.mkdir()
     (report / "metrics.json").write_text(json.dumps({"accuracy": 0.5}))
     (report / "report.md").write_text("# report\n")
-    result = hub_cli(["upload", str(report), repo, "--repo-type", "model", "--revision", "dev",
-                      "--path-in-repo", "results"], env)
+    result = hub_cli(
+        ["upload", str(report), repo, "--repo-type", "model", "--revision", "dev", "--path-in-repo", "results"], env
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert {"results/metrics.json", "results/report.md"} <= set(api.list_repo_files(repo, revision="dev"))
 
@@ -145,8 +155,9 @@ def test_private_adapter_on_a_branch_and_results_beside_it(hub_server, adapter_d
     got = hub_cli(["download", repo, "--revision", "dev", "--local-dir", str(tmp_path / "got")], env)
     assert got.returncode == 0, got.stderr[-3000:]
     assert (tmp_path / "got" / "results" / "metrics.json").exists()
-    assert (tmp_path / "got" / "adapter_model.safetensors").read_bytes() == \
-        (adapter_dir / "adapter_model.safetensors").read_bytes()
+    assert (tmp_path / "got" / "adapter_model.safetensors").read_bytes() == (
+        adapter_dir / "adapter_model.safetensors"
+    ).read_bytes()
 
 
 def test_errors_are_one_line(hub_server, tmp_path):
@@ -182,8 +193,19 @@ def test_hub_404s_name_the_repo_its_type_and_the_revision(hub_server, built_data
 
     repo = unique("cot")
     assert hub_cli(["upload", str(built_dataset), repo], env).returncode == 0
-    no_branch = hub_cli(["download", repo, "--repo-type", "dataset", "--revision", "no-such-branch",
-                         "--local-dir", str(tmp_path / "b")], env)
+    no_branch = hub_cli(
+        [
+            "download",
+            repo,
+            "--repo-type",
+            "dataset",
+            "--revision",
+            "no-such-branch",
+            "--local-dir",
+            str(tmp_path / "b"),
+        ],
+        env,
+    )
     assert no_branch.returncode == 1 and "Traceback" not in no_branch.stderr
     [line] = no_branch.stderr.strip().splitlines()
     assert repo in line and "no-such-branch" in line
@@ -220,8 +242,10 @@ def silent_endpoint():
 
 def test_a_hub_that_never_answers_times_out_with_retries_and_progress(silent_endpoint, built_dataset, tmp_path):
     env = {"HF_ENDPOINT": silent_endpoint, "HF_TOKEN": "hf_local_test_token", "HF_HOME": str(tmp_path / "home")}
-    for arguments in (["upload", str(built_dataset), unique("cot")],
-                      ["download", unique("cot"), "--local-dir", str(tmp_path / "d")]):
+    for arguments in (
+        ["upload", str(built_dataset), unique("cot")],
+        ["download", unique("cot"), "--local-dir", str(tmp_path / "d")],
+    ):
         result = hub_cli([*arguments, "--timeout", "1", "--retries", "1"], env)  # hub_cli bounds it at 300 s
         assert result.returncode == 1 and "Traceback" not in result.stderr
         lines = result.stderr.strip().splitlines()
@@ -244,22 +268,30 @@ def test_upload_and_download_as_functions_and_from_a_yaml_config(hub_server, bui
     from huggingface_hub import HfApi
 
     from nli_cot_hub.hub_transfer import (
-        DownloadConfig, Downloaded, UploadConfig, Uploaded, run_download, run_upload,
+        DownloadConfig,
+        Downloaded,
+        UploadConfig,
+        Uploaded,
+        run_download,
+        run_upload,
     )
 
     repo = unique("cot")
     done = run_upload(UploadConfig(path=str(built_dataset), repo_id=repo))
     assert isinstance(done, Uploaded) and done.repo_type == "dataset" and done.revision == "main"
     assert done.path == built_dataset and done.files == len(digests(built_dataset))
-    got = run_download(DownloadConfig(repo_id=repo, repo_type="dataset", include=["README.md"],
-                                      local_dir=str(tmp_path / "card")))
+    got = run_download(
+        DownloadConfig(repo_id=repo, repo_type="dataset", include=["README.md"], local_dir=str(tmp_path / "card"))
+    )
     assert isinstance(got, Downloaded) and got.folder == tmp_path / "card"
     assert sorted(digests(got.folder)) == ["README.md"]
 
     env = hub_server.env(tmp_path / "cache")
     config = tmp_path / "upload.yaml"
-    config.write_text(f"path: {built_dataset / 'README.md'}\nrepo_id: {repo}\nrepo_type: dataset\n"
-                      "path_in_repo: card/README.md\ncommit_message: from the file\n")
+    config.write_text(
+        f"path: {built_dataset / 'README.md'}\nrepo_id: {repo}\nrepo_type: dataset\n"
+        "path_in_repo: card/README.md\ncommit_message: from the file\n"
+    )
     result = hub_cli(["upload", "--config", str(config), "-m", "from the flag"], env)
     assert result.returncode == 0, result.stderr[-3000:]
     api = HfApi(endpoint=hub_server.url, token=hub_server.token)
@@ -267,8 +299,9 @@ def test_upload_and_download_as_functions_and_from_a_yaml_config(hub_server, bui
     assert "card/README.md" in api.list_repo_files(repo, repo_type="dataset")
 
     config = tmp_path / "download.yaml"
-    config.write_text(f"repo_id: {repo}\nrepo_type: dataset\nlocal_dir: {tmp_path / 'from_file'}\n"
-                      "include: ['card/*']\n")
+    config.write_text(
+        f"repo_id: {repo}\nrepo_type: dataset\nlocal_dir: {tmp_path / 'from_file'}\ninclude: ['card/*']\n"
+    )
     result = hub_cli(["download", "--config", str(config), "--local-dir", str(tmp_path / "from_flag")], env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert Path(result.stdout.strip()) == tmp_path / "from_flag" and not (tmp_path / "from_file").exists()

@@ -1,4 +1,5 @@
-"""The Hub-protocol test server, exercised through the real huggingface_hub, datasets, transformers and peft clients."""
+"""The Hub-protocol test server, exercised through the real huggingface_hub, datasets, transformers and peft
+clients."""
 
 from __future__ import annotations
 
@@ -20,8 +21,9 @@ def unique(name: str) -> str:
 
 def run_python(code: str, env: dict[str, str]) -> str:
     """Run `code` in a fresh interpreter (so HF_ENDPOINT is read at import, as in real use); return its stdout."""
-    result = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 
@@ -72,8 +74,9 @@ def test_resolve_headers_match_the_hub(hub_server):
     repo = unique("headers")
     api.create_repo(repo, repo_type="dataset")
     api.upload_file(path_or_fileobj=b"abc", path_in_repo="a.txt", repo_id=repo, repo_type="dataset")
-    api.upload_file(path_or_fileobj=b"PAR1" + b"\0" * 100, path_in_repo="d/x.parquet", repo_id=repo,
-                    repo_type="dataset")
+    api.upload_file(
+        path_or_fileobj=b"PAR1" + b"\0" * 100, path_in_repo="d/x.parquet", repo_id=repo, repo_type="dataset"
+    )
     sha = api.dataset_info(repo).sha
 
     regular = httpx2.head(f"{hub_server.url}/datasets/{repo}/resolve/main/a.txt")
@@ -85,8 +88,11 @@ def test_resolve_headers_match_the_hub(hub_server):
     assert lfs.status_code == 302 and lfs.headers["X-Linked-Size"] == "104"
     assert lfs.headers["X-Linked-Etag"].strip('"') == __import__("hashlib").sha256(b"PAR1" + b"\0" * 100).hexdigest()
 
-    ranged = httpx2.get(f"{hub_server.url}/datasets/{repo}/resolve/main/d/x.parquet", headers={"Range": "bytes=0-3"},
-                        follow_redirects=True)
+    ranged = httpx2.get(
+        f"{hub_server.url}/datasets/{repo}/resolve/main/d/x.parquet",
+        headers={"Range": "bytes=0-3"},
+        follow_redirects=True,
+    )
     assert ranged.status_code == 206 and ranged.content == b"PAR1"
 
     codes = {
@@ -104,7 +110,10 @@ def test_resolve_headers_match_the_hub(hub_server):
 def test_clients_raise_the_hub_errors(hub_server):
     from huggingface_hub import HfApi, hf_hub_download
     from huggingface_hub.errors import (
-        EntryNotFoundError, HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError,
+        EntryNotFoundError,
+        HfHubHTTPError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
     )
 
     api = HfApi(endpoint=hub_server.url, token=hub_server.token)
@@ -134,8 +143,9 @@ def test_hf_filesystem_lists_globs_and_reads(hub_server):
     api = HfApi(endpoint=hub_server.url, token=hub_server.token)
     repo = unique("fs")
     api.create_repo(repo, repo_type="dataset")
-    api.upload_file(path_or_fileobj=b"0123456789", path_in_repo="cfg/train-0.parquet", repo_id=repo,
-                    repo_type="dataset")
+    api.upload_file(
+        path_or_fileobj=b"0123456789", path_in_repo="cfg/train-0.parquet", repo_id=repo, repo_type="dataset"
+    )
     fs = HfFileSystem(endpoint=hub_server.url, token=hub_server.token)
     assert fs.glob(f"datasets/{repo}/cfg/*.parquet") == [f"datasets/{repo}/cfg/train-0.parquet"]
     assert fs.info(f"datasets/{repo}/cfg/train-0.parquet")["size"] == 10
@@ -148,10 +158,12 @@ def test_datasets_push_to_hub_and_load_dataset_by_config(hub_server, tmp_path):
     from datasets import Dataset, DatasetDict, load_dataset
 
     repo = unique("nli")
-    first = DatasetDict({
-        "train": Dataset.from_dict({"premise": ["p1", "p2"], "label": [1, 0]}),
-        "test": Dataset.from_dict({"premise": ["p3"], "label": [1]}),
-    })
+    first = DatasetDict(
+        {
+            "train": Dataset.from_dict({"premise": ["p1", "p2"], "label": [1, 0]}),
+            "test": Dataset.from_dict({"premise": ["p3"], "label": [1]}),
+        }
+    )
     second = DatasetDict({"train": Dataset.from_dict({"premise": ["q"], "label": [0]})})
     first.push_to_hub(repo, config_name="first")
     second.push_to_hub(repo, config_name="second", private=True)
@@ -176,8 +188,14 @@ def test_transformers_and_peft_push_and_load(hub_server, tmp_path, embedded_mode
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=128, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=1)
+    config = LlamaConfig(
+        vocab_size=128,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+    )
     model = LlamaForCausalLM(config)
     parameter_count = sum(p.numel() for p in model.parameters())
     tokenizer = AutoTokenizer.from_pretrained(embedded_model_path)
@@ -187,8 +205,10 @@ def test_transformers_and_peft_push_and_load(hub_server, tmp_path, embedded_mode
 
     loaded = AutoModelForCausalLM.from_pretrained(repo)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
-    assert AutoTokenizer.from_pretrained(repo)("premise and hypothesis")["input_ids"] == \
-        tokenizer("premise and hypothesis")["input_ids"]
+    assert (
+        AutoTokenizer.from_pretrained(repo)("premise and hypothesis")["input_ids"]
+        == tokenizer("premise and hypothesis")["input_ids"]
+    )
 
     lora = get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
     adapter_repo = unique("tiny-adapter")

@@ -48,7 +48,9 @@ def test_lengths_match_the_tokenizer_and_accuracy_buckets_add_up(built_dir, embe
     assert len(report.lengths) == len(combined) and report.left_out == 0
     for i in (0, 7, len(combined) - 1):
         row = combined[i]
-        ids = tokenizer.apply_chat_template(row["prompt"] + row["completion"], tokenize=True, return_dict=True)["input_ids"]
+        ids = tokenizer.apply_chat_template(row["prompt"] + row["completion"], tokenize=True, return_dict=True)[
+            "input_ids"
+        ]
         assert report.lengths[i] == len(ids)
     assert report.longest[1] == report.lengths.max() and report.accuracy_by_bucket == []
 
@@ -74,8 +76,7 @@ def test_lengths_measure_the_very_examples_training_builds(built_dir, embedded_m
     assert wrong  # the case where the two used to disagree: the predicted label is not the gold one
 
     report = measure(rows, embedded_model_path, completion_format=completion_format)
-    script = NliScriptArguments(dataset_name=built_dir, dataset_config="original",
-                                completion_format=completion_format)
+    script = NliScriptArguments(dataset_name=built_dir, dataset_config="original", completion_format=completion_format)
     trained, _ = prepare_splits(script, seed=0, want_eval=False)
     assert report.lengths.tolist() == token_lengths(trained, load_tokenizer(embedded_model_path))
     assert report.left_out == len(wrong)
@@ -86,7 +87,10 @@ def test_lengths_measure_the_very_examples_training_builds(built_dir, embedded_m
         assert len(kept) == len(trained)
         for row, example in zip(kept, trained):
             answer = json.loads(example["completion"][0]["content"])
-            assert (answer["predicted_label"], answer["thought_process"]) == (row["label"], row["thought_process"] or "")
+            assert (answer["predicted_label"], answer["thought_process"]) == (
+                row["label"],
+                row["thought_process"] or "",
+            )
 
 
 def test_cli_prints_a_recommendation_and_writes_the_png(built_dir, tmp_path):
@@ -94,8 +98,21 @@ def test_cli_prints_a_recommendation_and_writes_the_png(built_dir, tmp_path):
 
     build_app()
     png = tmp_path / "lengths.png"
-    result = CliRunner().invoke(app, ["lengths", built_dir, "--tokenizer", "embedded", "--dataset-config", "original",
-                                      "--split", "all", "--png", str(png)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "lengths",
+            built_dir,
+            "--tokenizer",
+            "embedded",
+            "--dataset-config",
+            "original",
+            "--split",
+            "all",
+            "--png",
+            str(png),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "recommended max_length:" in result.output and "accuracy by thought length" in result.output
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -157,15 +174,21 @@ def test_lengths_from_a_yaml_config_with_a_flag_override_and_as_a_function(built
     from nli_cot_hub.cli import build_app
     from nli_cot_hub.lengths import LengthsConfig, LengthsResult, run_lengths
 
-    done = run_lengths(LengthsConfig(dataset=built_dir, dataset_config="original", split="all",
-                                     png=str(tmp_path / "direct.png"), multiple_of=32))
+    done = run_lengths(
+        LengthsConfig(
+            dataset=built_dir, dataset_config="original", split="all", png=str(tmp_path / "direct.png"), multiple_of=32
+        )
+    )
     assert isinstance(done, LengthsResult) and len(done.report.lengths) + done.report.left_out == 100
     assert done.report.recommended % 32 == 0 and done.png == tmp_path / "direct.png" and done.png.exists()
 
     config = tmp_path / "lengths.yaml"
     config.write_text(f"dataset: {built_dir}\ndataset_config: original\nsplit: all\npng: {tmp_path / 'y.png'}\n")
-    train_rows = len(run_lengths(LengthsConfig(dataset=built_dir, dataset_config="original", split="train",
-                                               png=str(tmp_path / "t.png"))).report.lengths)
+    train_rows = len(
+        run_lengths(
+            LengthsConfig(dataset=built_dir, dataset_config="original", split="train", png=str(tmp_path / "t.png"))
+        ).report.lengths
+    )
     assert 0 < train_rows <= len(load_rows(built_dir, "original", "train"))
     result = CliRunner().invoke(build_app(), ["lengths", "--config", str(config), "--split", "train"])
     assert result.exit_code == 0, result.output

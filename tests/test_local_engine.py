@@ -2,10 +2,16 @@ import json
 
 import pytest
 
-from nli_cot_hub.chat_format import prompt_messages
 from nli_cot_hub import local_engine
+from nli_cot_hub.chat_format import prompt_messages
 from nli_cot_hub.local_engine import (
-    GPU_BATCH_SIZE, KV_MEMORY_SHARE, LocalEngine, adapter_base, cpu_cache_config, gpu_batch_size, kv_bytes_per_token,
+    GPU_BATCH_SIZE,
+    KV_MEMORY_SHARE,
+    LocalEngine,
+    adapter_base,
+    cpu_cache_config,
+    gpu_batch_size,
+    kv_bytes_per_token,
 )
 from nli_cot_hub.prompts import COT_SCHEMA
 
@@ -91,9 +97,11 @@ def test_peft_adapter_loaded_merged_or_as_model(engine, embedded_model_path, tmp
 
     conversations = _conversations()[:1]
     texts = []
-    for kwargs in ({"model": embedded_model_path, "adapter": str(tmp_path / "adapter")},
-                   {"model": embedded_model_path, "adapter": str(tmp_path / "adapter"), "merge": True},
-                   {"model": str(tmp_path / "adapter")}):
+    for kwargs in (
+        {"model": embedded_model_path, "adapter": str(tmp_path / "adapter")},
+        {"model": embedded_model_path, "adapter": str(tmp_path / "adapter"), "merge": True},
+        {"model": str(tmp_path / "adapter")},
+    ):
         adapted = LocalEngine(**kwargs, progress=False)
         texts.append(adapted.generate(conversations, max_new_tokens=6)[0][0].text)
     plain = engine.generate(conversations, max_new_tokens=6)[0][0].text
@@ -126,8 +134,9 @@ def test_continuous_batching_failure_raises_instead_of_empty_answers(engine, mon
     from transformers.generation.configuration_utils import ContinuousBatchingConfig
 
     # transformers' own sizing from a share of memory, with a share too small for any cache: the loop fails.
-    monkeypatch.setattr(local_engine, "cpu_cache_config",
-                        lambda *args, **kwargs: ContinuousBatchingConfig(max_memory_percent=1e-9))
+    monkeypatch.setattr(
+        local_engine, "cpu_cache_config", lambda *args, **kwargs: ContinuousBatchingConfig(max_memory_percent=1e-9)
+    )
     engine.mode = "continuous"
     try:
         with pytest.raises(RuntimeError, match="continuous batching failed"):
@@ -155,15 +164,28 @@ def test_base_mistral_without_template_trains_and_predicts_with_the_training_pro
     from tests.test_training import parse, tiny_run_args
 
     output = tmp_path / "adapter"
-    args = parse(*tiny_run_args(tiny_mistral_path, output, "--max_steps", "1", "--max_train_samples", "2",
-                                "--warmup_steps", "0", "--no_model_card"))
+    args = parse(
+        *tiny_run_args(
+            tiny_mistral_path,
+            output,
+            "--max_steps",
+            "1",
+            "--max_train_samples",
+            "2",
+            "--warmup_steps",
+            "0",
+            "--no_model_card",
+        )
+    )
     from nli_cot_hub.train.sft import main
 
     assert main(*args)["status"] == "completed"
     assert adapter_base(str(output)) == tiny_mistral_path
 
     engine = LocalEngine(None, adapter=str(output), batch_size=2, progress=False)
-    assert engine.model_name == tiny_mistral_path and type(engine.model.base_model.model).__name__ == "MistralForCausalLM"
+    assert (
+        engine.model_name == tiny_mistral_path and type(engine.model.base_model.model).__name__ == "MistralForCausalLM"
+    )
     assert engine.tokenizer.chat_template == MISTRAL_INST_TEMPLATE
     prompt = prompt_messages(*PAIRS[0])
     sent = engine.encode([prompt])[0]
@@ -200,8 +222,10 @@ def test_hub_adapter_id_loads_its_base_and_its_tokenizer_from_the_hub(tiny_mistr
         api.create_repo(repo, private=True)
     api.upload_folder(repo_id=base_repo, folder_path=tiny_mistral_path)
 
-    peft_model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_mistral_path),
-                                LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    peft_model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_mistral_path),
+        LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False),
+    )
     peft_model.peft_config["default"].base_model_name_or_path = base_repo
     adapter_dir = tmp_path / "adapter"
     peft_model.save_pretrained(adapter_dir)
@@ -214,14 +238,33 @@ def test_hub_adapter_id_loads_its_base_and_its_tokenizer_from_the_hub(tiny_mistr
 
     engine = LocalEngine(None, adapter=adapter_repo, batch_size=2, progress=False)
     assert engine.model_name == base_repo and engine.model.config.hidden_size == 64  # the tiny Mistral, not SmolLM2
-    assert engine.tokenizer.chat_template == FOLD_PREFIX + instruct                 # the adapter's tokenizer
+    assert engine.tokenizer.chat_template == FOLD_PREFIX + instruct  # the adapter's tokenizer
 
     output = tmp_path / "predictions.jsonl"
-    done = subprocess.run([sys.executable, "-m", "nli_cot_hub", "predict", str(shared("comp34812_nli/trial_jd0g.csv")),
-                           "--adapter", adapter_repo, "--limit", "2", "--max-new-tokens", "3", "--threads", "1",
-                           "-o", str(output), "--no-progress"],
-                          env={**os.environ, **hub_server.env(tmp_path / "cache")}, capture_output=True, text=True,
-                          timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nli_cot_hub",
+            "predict",
+            str(shared("comp34812_nli/trial_jd0g.csv")),
+            "--adapter",
+            adapter_repo,
+            "--limit",
+            "2",
+            "--max-new-tokens",
+            "3",
+            "--threads",
+            "1",
+            "-o",
+            str(output),
+            "--no-progress",
+        ],
+        env={**os.environ, **hub_server.env(tmp_path / "cache")},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     records = [json.loads(line) for line in output.read_text().splitlines()]
     assert len(records) == 2 and {record["model"] for record in records} == {f"{base_repo}+{adapter_repo}"}
@@ -248,7 +291,7 @@ def test_kv_cache_per_token_of_mistral_7b():
 
 @pytest.mark.parametrize("free_gib", [79.0, 39.0, 23.0, 15.5])
 def test_gpu_batch_is_the_most_sequences_whose_cache_fits(free_gib):
-    model, per_token, tokens = int(13.5 * GIB), 128 * 1024, 256 + 256   # Mistral-7B bf16, prompt + answer
+    model, per_token, tokens = int(13.5 * GIB), 128 * 1024, 256 + 256  # Mistral-7B bf16, prompt + answer
     batch = gpu_batch_size(int(free_gib * GIB), model, per_token, tokens)
     spare = (free_gib * GIB - model) * KV_MEMORY_SHARE
     assert 1 <= batch <= GPU_BATCH_SIZE
@@ -258,7 +301,7 @@ def test_gpu_batch_is_the_most_sequences_whose_cache_fits(free_gib):
 
 def test_gpu_batch_keeps_the_h100_cap_and_shrinks_with_memory():
     sizes = [gpu_batch_size(int(free * GIB), int(13.5 * GIB), 128 * 1024, 512) for free in (79, 39, 23, 14, 10)]
-    assert sizes[0] == GPU_BATCH_SIZE == 512          # an H100 keeps the measured batch
+    assert sizes[0] == GPU_BATCH_SIZE == 512  # an H100 keeps the measured batch
     assert sizes == sorted(sizes, reverse=True) and sizes[2] < 128 and sizes[-1] == 1
     with pytest.raises(ValueError):
         gpu_batch_size(GIB, 0, 0, 512)
@@ -267,21 +310,26 @@ def test_gpu_batch_keeps_the_h100_cap_and_shrinks_with_memory():
 def test_engine_sizes_its_gpu_batch_from_the_prompts_it_gets(engine):
     """The engine's wiring on a real model (the formula itself is tested above): parameters + buffers as the
     model size, its own KV bytes per token, longest prompt + new tokens as the budget."""
-    model_bytes = sum(p.numel() * p.element_size() for p in engine.model.parameters()) + \
-        sum(b.numel() * b.element_size() for b in engine.model.buffers())
+    model_bytes = sum(p.numel() * p.element_size() for p in engine.model.parameters()) + sum(
+        b.numel() * b.element_size() for b in engine.model.buffers()
+    )
     per_token = kv_bytes_per_token(engine.model.config, 4)
     longest = max(len(ids) for ids in engine.encode(_conversations()))
     engine.free_bytes_before_load = model_bytes + 3 * per_token * (longest + 4)  # room for ~2 sequences
     engine.auto_batch = True
     try:
         engine.generate(_conversations(), max_new_tokens=4)
-        assert engine.batch_size == gpu_batch_size(engine.free_bytes_before_load, model_bytes, per_token,
-                                                   longest + 4) == 2
+        assert (
+            engine.batch_size
+            == gpu_batch_size(engine.free_bytes_before_load, model_bytes, per_token, longest + 4)
+            == 2
+        )
     finally:
         engine.auto_batch, engine.batch_size = False, 2
 
 
 # ------------------------------------------------------------ constrained decoding (JSON schema)
+
 
 def _dev_pairs():
     import pandas as pd
@@ -304,10 +352,15 @@ def _stage_prompt(stage: str, premise: str, hypothesis: str, label: int):
     if stage == "cot":
         return prompts.cot_messages(premise, hypothesis), prompts.COT_SCHEMA
     if stage == "reflect":
-        return (prompts.reflect_messages(premise, hypothesis, "1. Premise: ... 3. So the label is wrong.",
-                                         1 - label, label), prompts.reflect_schema(label))
-    return prompts.judge_messages(premise, hypothesis, "1. Premise: a fact. 2. Hypothesis: a claim.", label,
-                                  label), prompts.JUDGE_SCHEMA
+        return (
+            prompts.reflect_messages(
+                premise, hypothesis, "1. Premise: ... 3. So the label is wrong.", 1 - label, label
+            ),
+            prompts.reflect_schema(label),
+        )
+    return prompts.judge_messages(
+        premise, hypothesis, "1. Premise: a fact. 2. Hypothesis: a claim.", label, label
+    ), prompts.JUDGE_SCHEMA
 
 
 def test_constrained_answers_validate_on_real_pairs_and_budgets(engine):
@@ -322,15 +375,16 @@ def test_constrained_answers_validate_on_real_pairs_and_budgets(engine):
     DEV = DEV or _dev_pairs()
 
     @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-    @given(rows=st.lists(st.integers(min_value=0, max_value=len(DEV) - 1), min_size=1, max_size=3),
-           stage=st.sampled_from(["finetune", "cot", "reflect", "judge"]),
-           extra=st.integers(min_value=0, max_value=24))
+    @given(
+        rows=st.lists(st.integers(min_value=0, max_value=len(DEV) - 1), min_size=1, max_size=3),
+        stage=st.sampled_from(["finetune", "cot", "reflect", "judge"]),
+        extra=st.integers(min_value=0, max_value=24),
+    )
     def check(rows, stage, extra):
         built = [_stage_prompt(stage, *DEV[row]) for row in rows]
         schemas = [schema for _, schema in built]
         budget = max(engine.compiled_schemas(schemas, len(schemas))[i].reserve for i in range(len(rows))) + extra
-        generations = engine.generate([messages for messages, _ in built], max_new_tokens=budget,
-                                      json_schema=schemas)
+        generations = engine.generate([messages for messages, _ in built], max_new_tokens=budget, json_schema=schemas)
         for row, schema, (generation,) in zip(rows, schemas, generations):
             value = json.loads(generation.text)
             jsonschema.validate(value, schema)
@@ -365,10 +419,15 @@ def test_unconstrained_generation_is_plain_generate(engine):
     assert engine.generate(conversations, max_new_tokens=24, json_schema=[None])[0][0].text == plain.text
     ids = torch.tensor(engine.encode(conversations))
     with torch.inference_mode():
-        direct = engine.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=24,
-                                       do_sample=False, eos_token_id=engine.eos_ids,
-                                       pad_token_id=engine.tokenizer.pad_token_id)
-    assert engine.tokenizer.decode(direct[0, ids.shape[1]:], skip_special_tokens=True).strip() == plain.text
+        direct = engine.model.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=24,
+            do_sample=False,
+            eos_token_id=engine.eos_ids,
+            pad_token_id=engine.tokenizer.pad_token_id,
+        )
+    assert engine.tokenizer.decode(direct[0, ids.shape[1] :], skip_special_tokens=True).strip() == plain.text
     constrained = engine.generate(conversations, max_new_tokens=40, json_schema=COT_SCHEMA)[0][0]
     assert constrained.text.startswith('{"thought_process": "') and constrained.text != plain.text
 
@@ -376,8 +435,15 @@ def test_unconstrained_generation_is_plain_generate(engine):
 def test_sampled_constrained_answers_validate(engine):
     import jsonschema
 
-    generations = engine.generate(_conversations()[:2], max_new_tokens=40, temperature=1.0, top_p=0.9,
-                                  num_samples=2, seed=3, json_schema=COT_SCHEMA)
+    generations = engine.generate(
+        _conversations()[:2],
+        max_new_tokens=40,
+        temperature=1.0,
+        top_p=0.9,
+        num_samples=2,
+        seed=3,
+        json_schema=COT_SCHEMA,
+    )
     for samples in generations:
         for sample in samples:
             jsonschema.validate(json.loads(sample.text), COT_SCHEMA)

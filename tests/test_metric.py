@@ -8,11 +8,11 @@ METRIC_DIR = Path(nli_cot_hub.__file__).parent / "metrics" / "nli_cot"
 
 # Hand-made case; the expected values below are worked out by hand in the comments.
 TEXTS = [
-    '{"thought_process": "one two three", "predicted_label": 1}',            # gold 1: TP, ok
+    '{"thought_process": "one two three", "predicted_label": 1}',  # gold 1: TP, ok
     '```json\n{"thought_process": "four five", "predicted_label": 0}\n```',  # gold 1: FN, ok
     'Sure: {"thought_process": "six", "predicted_label": "entailment"} done',  # gold 0: FP, repaired
-    "The label is: 0",                                                        # gold 0: TN, label-only
-    '{"thought_process": "seven eight',                                       # gold 0: no label, failed
+    "The label is: 0",  # gold 0: TN, label-only
+    '{"thought_process": "seven eight',  # gold 0: no label, failed
 ]
 GOLD = [1, 1, 0, 0, 0]
 
@@ -143,8 +143,7 @@ def test_probability_metrics_match_sklearn_on_real_probabilities(metric, real_pr
 
     p_one, gold = real_probabilities
     labels = (p_one >= 0.5).astype(int).tolist()
-    result = metric.compute(predictions=labels, references=gold.tolist(), probabilities=p_one.tolist(),
-                            threshold=0.6)
+    result = metric.compute(predictions=labels, references=gold.tolist(), probabilities=p_one.tolist(), threshold=0.6)
     assert result["roc_auc"] == pytest.approx(roc_auc_score(gold, p_one))
     assert result["brier"] == pytest.approx(brier_score_loss(gold, p_one))
     # ECE: sklearn's reliability curve (uniform bins, empty ones left out) weighted by the rows per bin.

@@ -26,23 +26,52 @@ def output_folder(tmp_path: Path, monkeypatch, dataset_name: str | None = None, 
     output = tmp_path / "mistral7b-qlora-r32"
     monkeypatch.chdir(tmp_path.parent)  # paths inside the working directory are kept relative
     script, train_args, model = make_parser().parse_args_and_config(
-        ["--config", str(REPO / "recipes/mistral7b_qlora.yaml"), "--use_cpu", "true", "--output_dir", str(output),
-         *(["--dataset_name", dataset_name] if dataset_name else []), *extra])
+        [
+            "--config",
+            str(REPO / "recipes/mistral7b_qlora.yaml"),
+            "--use_cpu",
+            "true",
+            "--output_dir",
+            str(output),
+            *(["--dataset_name", dataset_name] if dataset_name else []),
+            *extra,
+        ]
+    )
     train_args.gradient_accumulation_steps = accumulation_steps(
-        script.effective_batch_size, train_args.per_device_train_batch_size, 1)
+        script.effective_batch_size, train_args.per_device_train_batch_size, 1
+    )
     outputs.write_resolved_recipe(outputs.resolved_recipe(script, train_args, model), str(output))
     from nli_cot_hub.formats import write_format
 
     write_format(output, script.completion_format, script.label_loss_weight)
-    history = [{"step": 10, "loss": 1.31, "learning_rate": 1.3e-5}, {"step": 50, "eval_loss": 0.72},
-               {"step": 50, "loss": 0.69, "learning_rate": 6.6e-5},
-               {"step": 50, "train_runtime": 812.5, "train_samples_per_second": 3.9}]
-    outputs.write_metrics(history, outputs.training_summary(history, {
-        "base_model": hub_base_model(model.model_name_or_path), "train_examples": 3200,
-        "truncated_examples": 2, "processes": 1, "trainable_parameters": 83_886_080}), str(output))
-    LoraConfig(r=model.lora_r, lora_alpha=model.lora_alpha, lora_dropout=model.lora_dropout,
-               target_modules=model.lora_target_modules, task_type="CAUSAL_LM",
-               base_model_name_or_path=model.model_name_or_path).save_pretrained(str(output))
+    history = [
+        {"step": 10, "loss": 1.31, "learning_rate": 1.3e-5},
+        {"step": 50, "eval_loss": 0.72},
+        {"step": 50, "loss": 0.69, "learning_rate": 6.6e-5},
+        {"step": 50, "train_runtime": 812.5, "train_samples_per_second": 3.9},
+    ]
+    outputs.write_metrics(
+        history,
+        outputs.training_summary(
+            history,
+            {
+                "base_model": hub_base_model(model.model_name_or_path),
+                "train_examples": 3200,
+                "truncated_examples": 2,
+                "processes": 1,
+                "trainable_parameters": 83_886_080,
+            },
+        ),
+        str(output),
+    )
+    LoraConfig(
+        r=model.lora_r,
+        lora_alpha=model.lora_alpha,
+        lora_dropout=model.lora_dropout,
+        target_modules=model.lora_target_modules,
+        task_type="CAUSAL_LM",
+        base_model_name_or_path=model.model_name_or_path,
+    ).save_pretrained(str(output))
     return output
 
 
@@ -52,8 +81,13 @@ def test_card_metadata_parses_with_model_index(tmp_path, monkeypatch):
     from nli_cot_hub.model_card import render_card
 
     output = output_folder(tmp_path, monkeypatch)
-    text = render_card(output, eval_metrics=EVAL, hub_model_id="someone/mistral7b-nli-cot",
-                       dataset_id="someone/nli-cot", eval_dataset="COMP34812 NLI dev")
+    text = render_card(
+        output,
+        eval_metrics=EVAL,
+        hub_model_id="someone/mistral7b-nli-cot",
+        dataset_id="someone/nli-cot",
+        eval_dataset="COMP34812 NLI dev",
+    )
     data = ModelCard(text).data
     assert data.base_model == "mistralai/Mistral-7B-v0.3"
     assert (data.library_name, data.pipeline_tag, data.license) == ("peft", "text-generation", "apache-2.0")
@@ -66,10 +100,18 @@ def test_card_metadata_parses_with_model_index(tmp_path, monkeypatch):
     import yaml
 
     micro_batch = yaml.safe_load((REPO / "recipes/mistral7b_qlora.yaml").read_text())["per_device_train_batch_size"]
-    for row in ("| lora_r | 32 |", "| lora_alpha | 64 |", "| warmup_steps | 0.1 |", "| max_length | 512 |",
-                "| effective batch | 64 |", f"| gradient_accumulation_steps | {64 // micro_batch} |",
-                "| load_in_4bit | True |",
-                "| accuracy | 0.8812 |", "| parse_rate | 0.9950 |", "| training examples | 3200 |"):
+    for row in (
+        "| lora_r | 32 |",
+        "| lora_alpha | 64 |",
+        "| warmup_steps | 0.1 |",
+        "| max_length | 512 |",
+        "| effective batch | 64 |",
+        f"| gradient_accumulation_steps | {64 // micro_batch} |",
+        "| load_in_4bit | True |",
+        "| accuracy | 0.8812 |",
+        "| parse_rate | 0.9950 |",
+        "| training examples | 3200 |",
+    ):
         assert row in text, row
     assert 'AutoPeftModelForCausalLM.from_pretrained("someone/mistral7b-nli-cot"' in text
     assert "2 of 3200 training examples" in text
@@ -141,10 +183,14 @@ def test_card_names_the_completion_format_and_the_label_weight(tmp_path, monkeyp
     from nli_cot_hub.model_card import render_card
 
     default = render_card(output_folder(tmp_path / "a", monkeypatch))
-    assert "**thought_first** completion format" in default and '{"thought_process": "...", "predicted_label": 1}' in default
+    assert (
+        "**thought_first** completion format" in default
+        and '{"thought_process": "...", "predicted_label": 1}' in default
+    )
     assert "label token weighted" not in default
-    output = output_folder(tmp_path / "b", monkeypatch, None, "--completion_format", "label_first",
-                           "--label_loss_weight", "5")
+    output = output_folder(
+        tmp_path / "b", monkeypatch, None, "--completion_format", "label_first", "--label_loss_weight", "5"
+    )
     text = render_card(output)
     assert "**label_first** completion format" in text
     assert '`{"predicted_label": 1, "explanation": "..."}`' in text
@@ -178,8 +224,9 @@ def test_card_refuses_a_folder_that_is_not_an_adapter(tmp_path):
 def test_card_refuses_null_metrics_and_a_push_without_token(tmp_path, monkeypatch):
     output = output_folder(tmp_path, monkeypatch)
     null_metrics = tmp_path / "metrics.json"
-    null_metrics.write_text(json.dumps({"models": {"adapter": {"rows": 0, "accuracy": None, "macro_f1": None,
-                                                               "parse_rate": None}}}))
+    null_metrics.write_text(
+        json.dumps({"models": {"adapter": {"rows": 0, "accuracy": None, "macro_f1": None, "parse_rate": None}}})
+    )
     result = _card(output, "--eval-metrics", null_metrics)
     assert result.exit_code == 2 and "no scored metric" in result.output
     no_token = _card(output, "--push", "--hub-model-id", "tester/x", env={"HF_TOKEN": "", "HF_HOME": str(tmp_path)})
@@ -202,15 +249,17 @@ def test_card_from_a_yaml_config_with_a_flag_override_and_as_a_function(tmp_path
     output = output_folder(tmp_path, monkeypatch)
     metrics = tmp_path / "metrics.json"
     metrics.write_text(json.dumps(EVAL))
-    done = run_card(CardConfig(output_dir=str(output), eval_metrics=str(metrics), eval_dataset="held-out dev",
-                               eval_split="dev"))
+    done = run_card(
+        CardConfig(output_dir=str(output), eval_metrics=str(metrics), eval_dataset="held-out dev", eval_split="dev")
+    )
     assert isinstance(done, CardResult) and done.path == output / "README.md" and done.pushed_to is None
     text = done.path.read_text()
     assert "name: held-out dev" in text and "split: dev" in text and "value: 0.8812" in text
 
     config = tmp_path / "card.yaml"
-    config.write_text(f"output_dir: {output}\neval_metrics: {metrics}\neval_split: from-the-file\n"
-                      "eval_dataset: the file's set\n")
+    config.write_text(
+        f"output_dir: {output}\neval_metrics: {metrics}\neval_split: from-the-file\neval_dataset: the file's set\n"
+    )
     result = _card("--config", config, "--eval-split", "from-the-flag")
     assert result.exit_code == 0, result.output
     assert f"wrote {output / 'README.md'}" in result.output

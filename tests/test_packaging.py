@@ -19,4 +19,3 @@ def test_top_level_recipes_and_card_template_are_the_packaged_files():
     assert (REPO / "model_card" / "template.md").resolve() == Path(model_card.TEMPLATE).resolve()
     assert Path(demo.RECIPE).resolve().is_relative_to(PACKAGE.resolve()) and Path(demo.RECIPE).is_file()
     assert Path(model_card.TEMPLATE).resolve().is_relative_to(PACKAGE.resolve())
-

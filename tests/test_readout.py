@@ -33,7 +33,7 @@ def test_two_label_probabilities_sum_to_one_and_pick_the_larger():
 
 
 def test_endpoint_tokens_give_the_label_position():
-    tokens = ['{"', "predicted", "_label", '":', " ", "1", ',', ' "explanation": "0 is wrong"}']
+    tokens = ['{"', "predicted", "_label", '":', " ", "1", ",", ' "explanation": "0 is wrong"}']
     alternatives = [{}, {}, {}, {}, {}, {"1": -0.2, "0": -1.8, "2": -4.0}, {}, {}]
     score = label_from_token_alternatives(tokens, alternatives)
     assert (score.logprob_0, score.logprob_1, score.label) == (-1.8, -0.2, 1)
@@ -55,8 +55,11 @@ def test_batched_left_padded_scores_equal_one_forward_per_sequence(embedded_mode
     engine = LocalEngine("embedded", progress=False, threads=1)
     pairs = trial_pairs(3)
     splits = []
-    for completion_format, thought in (("label_first", None), ("label_only", None),
-                                       ("thought_first", "A long thought: the premise says so, 1 or 0?")):
+    for completion_format, thought in (
+        ("label_first", None),
+        ("label_only", None),
+        ("thought_first", "A long thought: the premise says so, 1 or 0?"),
+    ):
         for premise, hypothesis in zip(pairs["premise"], pairs["hypothesis"]):
             context = engine.prompt_text(prompt_messages(premise, hypothesis, completion_format))
             splits.append(label_split(engine.tokenizer, context, completion_format, thought))
@@ -102,8 +105,14 @@ def test_readout_on_an_answer_first_adapter_agrees_with_greedy_generation(answer
     pairs = trial_pairs(6)
     options = {"threads": 1}
     output = tmp_path / "logprob.jsonl"
-    predict(pairs, output, model=str(answer_first_adapter), progress=False, engine_options=options,
-            settings=PredictSettings(readout="logprob", max_new_tokens=8, batch_size=3))
+    predict(
+        pairs,
+        output,
+        model=str(answer_first_adapter),
+        progress=False,
+        engine_options=options,
+        settings=PredictSettings(readout="logprob", max_new_tokens=8, batch_size=3),
+    )
     records = {r.id: r for r in read_records(output)}
     assert len(records) == 6
     for record in records.values():  # every row has a label and its probability, no parse failure
@@ -112,8 +121,10 @@ def test_readout_on_an_answer_first_adapter_agrees_with_greedy_generation(answer
         assert record.thought_process is None and record.status == "label-only"
     # Greedy generation from the same answer prefix takes the same label wherever it writes a label digit.
     engine = LocalEngine(str(answer_first_adapter), progress=False, threads=1)
-    texts = [engine.prompt_text(prompt_messages(p, h, "label_first")) + answer_prefix("label_first")
-             for p, h in zip(pairs["premise"], pairs["hypothesis"])]
+    texts = [
+        engine.prompt_text(prompt_messages(p, h, "label_first")) + answer_prefix("label_first")
+        for p, h in zip(pairs["premise"], pairs["hypothesis"])
+    ]
     greedy = continue_texts(engine.model, engine.tokenizer, texts, 2, engine.eos_ids)
     digits = {str(row_id): text.strip()[:1] for row_id, text in zip(pairs["id"], greedy)}
     compared = [row_id for row_id, digit in digits.items() if digit in ("0", "1")]
@@ -123,15 +134,27 @@ def test_readout_on_an_answer_first_adapter_agrees_with_greedy_generation(answer
 
     # --explain writes the explanation after the chosen label; generation read-out still works on the adapter.
     explained = tmp_path / "explained.jsonl"
-    predict(pairs.iloc[:2], explained, model=str(answer_first_adapter), progress=False, engine_options=options,
-            settings=PredictSettings(readout="logprob", explain=True, max_new_tokens=12))
+    predict(
+        pairs.iloc[:2],
+        explained,
+        model=str(answer_first_adapter),
+        progress=False,
+        engine_options=options,
+        settings=PredictSettings(readout="logprob", explain=True, max_new_tokens=12),
+    )
     for record in read_records(explained):
         assert record.predicted_label == records[record.id].predicted_label
         assert record.raw_output.startswith(f'{{"predicted_label": {record.predicted_label}, "explanation": ')
     generated = tmp_path / "generated.jsonl"
     # (24 tokens: decoding constrained to the label_first schema needs room to close even an empty answer)
-    predict(pairs.iloc[:2], generated, model=str(answer_first_adapter), progress=False, engine_options=options,
-            settings=PredictSettings(max_new_tokens=24))
+    predict(
+        pairs.iloc[:2],
+        generated,
+        model=str(answer_first_adapter),
+        progress=False,
+        engine_options=options,
+        settings=PredictSettings(max_new_tokens=24),
+    )
     assert all(r.prompt_version == "ft-v1/label_first" and r.p_label_1 is None for r in read_records(generated))
     assert all(r.constrained and r.predicted_label in (0, 1) for r in read_records(generated))
 
@@ -144,23 +167,84 @@ def test_cli_logprob_readout_on_thought_first_generates_then_reads_every_label(t
     from nli_cot_hub.store import read_records
 
     output, stats = tmp_path / "tf.jsonl", tmp_path / "stats.json"
-    done = subprocess.run([sys.executable, "-m", "nli_cot_hub", "predict", str(shared(TRIAL)), "--limit", "3",
-                           "--readout", "logprob", "--max-new-tokens", "16", "--threads", "1", "-o", str(output),
-                           "--stats", str(stats), "--no-progress"], capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nli_cot_hub",
+            "predict",
+            str(shared(TRIAL)),
+            "--limit",
+            "3",
+            "--readout",
+            "logprob",
+            "--max-new-tokens",
+            "16",
+            "--threads",
+            "1",
+            "-o",
+            str(output),
+            "--stats",
+            str(stats),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr
     records = read_records(output)
     assert len(records) == 3 and all(r.predicted_label in (0, 1) and r.p_label_1 is not None for r in records)
     assert all(r.prompt_version == "ft-v1" for r in records)
     speed = json.loads(stats.read_text())
     assert speed["written"] == 3 and speed["examples_per_second"] > 0
-    again = subprocess.run([sys.executable, "-m", "nli_cot_hub", "predict", str(shared(TRIAL)), "--limit", "3",
-                            "--readout", "logprob", "--max-new-tokens", "16", "--threads", "1", "-o", str(output),
-                            "--stats", str(stats), "--no-progress"], capture_output=True, text=True, timeout=600)
+    again = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nli_cot_hub",
+            "predict",
+            str(shared(TRIAL)),
+            "--limit",
+            "3",
+            "--readout",
+            "logprob",
+            "--max-new-tokens",
+            "16",
+            "--threads",
+            "1",
+            "-o",
+            str(output),
+            "--stats",
+            str(stats),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert again.returncode == 0 and "0 written" in again.stderr + again.stdout
     assert json.loads(stats.read_text()) == speed  # a rerun with nothing to do keeps the measured speed
-    bad = subprocess.run([sys.executable, "-m", "nli_cot_hub", "predict", str(shared(TRIAL)), "--limit", "1",
-                          "--readout", "logprob", "--prompt", "cot", "-o", str(tmp_path / "x.jsonl")],
-                         capture_output=True, text=True, timeout=300)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nli_cot_hub",
+            "predict",
+            str(shared(TRIAL)),
+            "--limit",
+            "1",
+            "--readout",
+            "logprob",
+            "--prompt",
+            "cot",
+            "-o",
+            str(tmp_path / "x.jsonl"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert bad.returncode == 2 and "--readout logprob" in bad.stderr
 
 
@@ -171,14 +255,24 @@ def test_tgi_endpoint_readout_uses_top_n_tokens(tgi_test_server, embedded_model_
 
     output = tmp_path / "tgi.jsonl"
     settings = PredictSettings(readout="logprob", completion_format="label_only", max_new_tokens=12, concurrency=2)
-    result = predict(trial_pairs(4), output, backend=f"tgi:{tgi_test_server.url}#{embedded_model_path}",
-                     settings=settings, progress=False)
+    result = predict(
+        trial_pairs(4),
+        output,
+        backend=f"tgi:{tgi_test_server.url}#{embedded_model_path}",
+        settings=settings,
+        progress=False,
+    )
     assert result.written == 4
     records = {r.id: r for r in read_records(output)}
     # The same read-out in process on the same model: TGI's top_n_tokens give the same probabilities.
     local = tmp_path / "local.jsonl"
-    predict(trial_pairs(4), local, settings=PredictSettings(readout="logprob", completion_format="label_only"),
-            progress=False, engine_options={"threads": 1})
+    predict(
+        trial_pairs(4),
+        local,
+        settings=PredictSettings(readout="logprob", completion_format="label_only"),
+        progress=False,
+        engine_options={"threads": 1},
+    )
     for record in read_records(local):
         remote = records[record.id]
         assert remote.predicted_label == record.predicted_label == int(remote.p_label_1 > 0.5)
@@ -187,14 +281,20 @@ def test_tgi_endpoint_readout_uses_top_n_tokens(tgi_test_server, embedded_model_
 
 
 @pytest.mark.server
-def test_endpoint_without_logprobs_stops_with_one_error_naming_the_option(openai_server, embedded_model_path,
-                                                                         tmp_path):
+def test_endpoint_without_logprobs_stops_with_one_error_naming_the_option(
+    openai_server, embedded_model_path, tmp_path
+):
     from nli_cot_hub.predict import PredictSettings, ReadoutUnsupported, predict
 
     settings = PredictSettings(readout="logprob", completion_format="label_only", max_new_tokens=8)
     with pytest.raises(ReadoutUnsupported, match="--readout logprob"):
-        predict(trial_pairs(3), tmp_path / "o.jsonl", backend=f"openai:{openai_server.url}/v1#{embedded_model_path}",
-                settings=settings, progress=False)
+        predict(
+            trial_pairs(3),
+            tmp_path / "o.jsonl",
+            backend=f"openai:{openai_server.url}/v1#{embedded_model_path}",
+            settings=settings,
+            progress=False,
+        )
 
 
 @pytest.mark.slow
@@ -212,8 +312,14 @@ def test_multitask_explains_on_demand_with_its_explain_task(answer_first_adapter
     for readout in ("generate", "logprob"):
         plain, explained = tmp_path / f"{readout}.jsonl", tmp_path / f"{readout}_explained.jsonl"
         for output, explain in ((plain, False), (explained, True)):
-            predict(pairs, output, model=str(adapter), progress=False, engine_options=options,
-                    settings=PredictSettings(readout=readout, explain=explain, max_new_tokens=24))  # room to close a constrained answer
+            predict(
+                pairs,
+                output,
+                model=str(adapter),
+                progress=False,
+                engine_options=options,
+                settings=PredictSettings(readout=readout, explain=explain, max_new_tokens=24),
+            )  # room to close a constrained answer
         without, with_rationale = read_records(plain), read_records(explained)
         assert all(r.prompt_version == "ft-v1/multitask" for r in without + with_rationale)
         # The [label] task alone carries no rationale; --explain asks the [explain] task for one.

@@ -24,9 +24,19 @@ def mistral_rows():
 
 
 def _mistral_records(rows, with_gold=True):
-    return [CoTRecord(id=str(r["id"]), premise=r["premise"], hypothesis=r["hypothesis"],
-                      label=r["true_label"] if with_gold else None, thought_process=r["thought_process"],
-                      predicted_label=r["predicted_label"], model="open-mistral-7b", status="ok") for r in rows]
+    return [
+        CoTRecord(
+            id=str(r["id"]),
+            premise=r["premise"],
+            hypothesis=r["hypothesis"],
+            label=r["true_label"] if with_gold else None,
+            thought_process=r["thought_process"],
+            predicted_label=r["predicted_label"],
+            model="open-mistral-7b",
+            status="ok",
+        )
+        for r in rows
+    ]
 
 
 def test_mcnemar_exact_and_chi_square():
@@ -46,12 +56,23 @@ def test_mcnemar_exact_and_chi_square():
 
 
 def test_length_buckets_count_and_score():
-    records = [CoTRecord(id=str(i), premise="p", hypothesis="h", label=1, predicted_label=pred,
-                         thought_process=" ".join(["w"] * words) if words else None)
-               for i, (words, pred) in enumerate([(5, 1), (10, 0), (25, 1), (0, 1), (130, 0)])]
+    records = [
+        CoTRecord(
+            id=str(i),
+            premise="p",
+            hypothesis="h",
+            label=1,
+            predicted_label=pred,
+            thought_process=" ".join(["w"] * words) if words else None,
+        )
+        for i, (words, pred) in enumerate([(5, 1), (10, 0), (25, 1), (0, 1), (130, 0)])
+    ]
     assert length_buckets(records, None) == [
-        {"bucket": "no thought", "rows": 1, "accuracy": 1.0}, {"bucket": "0-19", "rows": 2, "accuracy": 0.5},
-        {"bucket": "20-39", "rows": 1, "accuracy": 1.0}, {"bucket": "120+", "rows": 1, "accuracy": 0.0}]
+        {"bucket": "no thought", "rows": 1, "accuracy": 1.0},
+        {"bucket": "0-19", "rows": 2, "accuracy": 0.5},
+        {"bucket": "20-39", "rows": 1, "accuracy": 1.0},
+        {"bucket": "120+", "rows": 1, "accuracy": 0.0},
+    ]
 
 
 def test_report_on_real_mistral_answers_against_self_consistency(mistral_rows, tmp_path):
@@ -62,9 +83,19 @@ def test_report_on_real_mistral_answers_against_self_consistency(mistral_rows, t
     for index, r in enumerate(mistral_rows):
         gold = r["true_label"]
         votes = [1 - gold] * 3 if index < 40 else [gold, gold, 1 - gold]
-        sampled.append(CoTRecord(id=str(r["id"]), premise=r["premise"], hypothesis=r["hypothesis"], label=gold,
-                                 thought_process="one two three", predicted_label=votes[0], votes=votes,
-                                 vote_share=1.0 if index < 40 else round(2 / 3, 4), status="repaired"))
+        sampled.append(
+            CoTRecord(
+                id=str(r["id"]),
+                premise=r["premise"],
+                hypothesis=r["hypothesis"],
+                label=gold,
+                thought_process="one two three",
+                predicted_label=votes[0],
+                votes=votes,
+                vote_share=1.0 if index < 40 else round(2 / 3, 4),
+                status="repaired",
+            )
+        )
     files = [_write(tmp_path / "mistral.jsonl", mistral), _write(tmp_path / "sc.jsonl", sampled)]
     out = tmp_path / "eval"
     summary = evaluate_files([str(f) for f in files], out, worst=5)
@@ -105,11 +136,29 @@ def test_cli_evaluate_with_separate_gold_file(mistral_rows, tmp_path):
 
     predictions = _write(tmp_path / "p.jsonl", _mistral_records(mistral_rows, with_gold=False))
     gold = tmp_path / "gold.csv"
-    pd.DataFrame({"id": [r["id"] for r in mistral_rows], "premise": [r["premise"] for r in mistral_rows],
-                  "hypothesis": [r["hypothesis"] for r in mistral_rows],
-                  "label": [r["true_label"] for r in mistral_rows]}).to_csv(gold, index=False)
-    result = CliRunner().invoke(build_app(), ["evaluate", str(predictions), "--gold", str(gold), "--id-col", "id",
-                                              "--names", "mistral-7b", "-o", str(tmp_path / "out")])
+    pd.DataFrame(
+        {
+            "id": [r["id"] for r in mistral_rows],
+            "premise": [r["premise"] for r in mistral_rows],
+            "hypothesis": [r["hypothesis"] for r in mistral_rows],
+            "label": [r["true_label"] for r in mistral_rows],
+        }
+    ).to_csv(gold, index=False)
+    result = CliRunner().invoke(
+        build_app(),
+        [
+            "evaluate",
+            str(predictions),
+            "--gold",
+            str(gold),
+            "--id-col",
+            "id",
+            "--names",
+            "mistral-7b",
+            "-o",
+            str(tmp_path / "out"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())["models"]["mistral-7b"]
     assert metrics["accuracy"] == pytest.approx(sum(r["correct"] for r in mistral_rows) / 100)
@@ -130,11 +179,16 @@ def test_evaluate_adds_probability_metrics_and_a_reliability_diagram(mistral_row
 
     dev = load_pairs(shared("comp34812_nli/dev_jd0g.csv")).iloc[:800]
     vectoriser = TfidfVectorizer(ngram_range=(1, 2), min_df=2).fit(dev["premise"] + " " + dev["hypothesis"])
-    model = LogisticRegression(max_iter=1000).fit(vectoriser.transform(dev["premise"] + " " + dev["hypothesis"]),
-                                                  dev["label"].astype(int))
-    p_one = model.predict_proba(vectoriser.transform([r["premise"] + " " + r["hypothesis"] for r in mistral_rows]))[:, 1]
-    records = [record.model_copy(update={"predicted_label": int(p >= 0.5), "p_label_1": float(p)})
-               for record, p in zip(_mistral_records(mistral_rows), p_one)]
+    model = LogisticRegression(max_iter=1000).fit(
+        vectoriser.transform(dev["premise"] + " " + dev["hypothesis"]), dev["label"].astype(int)
+    )
+    p_one = model.predict_proba(vectoriser.transform([r["premise"] + " " + r["hypothesis"] for r in mistral_rows]))[
+        :, 1
+    ]
+    records = [
+        record.model_copy(update={"predicted_label": int(p >= 0.5), "p_label_1": float(p)})
+        for record, p in zip(_mistral_records(mistral_rows), p_one)
+    ]
     with_p = _write(tmp_path / "tfidf.jsonl", records)
     old_lines = [json.loads(r.model_dump_json()) for r in _mistral_records(mistral_rows)]
     for line in old_lines:
@@ -142,14 +196,16 @@ def test_evaluate_adds_probability_metrics_and_a_reliability_diagram(mistral_row
     old = tmp_path / "old.jsonl"
     old.write_text("".join(json.dumps(line) + "\n" for line in old_lines), encoding="utf-8")
 
-    result = CliRunner().invoke(build_app(), ["evaluate", str(with_p), str(old), "--threshold", "0.55",
-                                              "-o", str(tmp_path / "out")])
+    result = CliRunner().invoke(
+        build_app(), ["evaluate", str(with_p), str(old), "--threshold", "0.55", "-o", str(tmp_path / "out")]
+    )
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())["models"]
     gold = [r["true_label"] for r in mistral_rows]
     assert metrics["tfidf"]["roc_auc"] == pytest.approx(roc_auc_score(gold, p_one))
     assert metrics["tfidf"]["accuracy_at_threshold"] == pytest.approx(
-        sum(int(p >= 0.55) == g for p, g in zip(p_one, gold)) / 100)
+        sum(int(p >= 0.55) == g for p, g in zip(p_one, gold)) / 100
+    )
     assert metrics["tfidf"]["threshold"] == 0.55 and "ece" not in metrics["old"]
     assert (tmp_path / "out" / "tfidf_reliability.png").read_bytes().startswith(PNG_MAGIC)
     assert not (tmp_path / "out" / "old_reliability.png").exists()
@@ -172,9 +228,14 @@ def _error_line(result) -> str:
 def _gold_csv(path, rows):
     import pandas as pd
 
-    pd.DataFrame({"id": [r["id"] for r in rows], "premise": [r["premise"] for r in rows],
-                  "hypothesis": [r["hypothesis"] for r in rows], "label": [r["true_label"] for r in rows]}
-                 ).to_csv(path, index=False)
+    pd.DataFrame(
+        {
+            "id": [r["id"] for r in rows],
+            "premise": [r["premise"] for r in rows],
+            "hypothesis": [r["hypothesis"] for r in rows],
+            "label": [r["true_label"] for r in rows],
+        }
+    ).to_csv(path, index=False)
     return path
 
 
@@ -182,9 +243,13 @@ def test_evaluate_refuses_what_it_cannot_score_honestly(mistral_rows, tmp_path):
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     unlabelled = _write(tmp_path / "unlabelled.jsonl", _mistral_records(mistral_rows[:10], with_gold=False))
-    reflections = _write(tmp_path / "reflected.jsonl", [
-        r.model_copy(update={"source": "reflected", "predicted_label": r.label})
-        for r in _mistral_records(mistral_rows[:10])])
+    reflections = _write(
+        tmp_path / "reflected.jsonl",
+        [
+            r.model_copy(update={"source": "reflected", "predicted_label": r.label})
+            for r in _mistral_records(mistral_rows[:10])
+        ],
+    )
     header_only = tmp_path / "gold.csv"
     header_only.write_text("id,premise,hypothesis,label\n")
     cases = [
@@ -226,8 +291,16 @@ def test_evaluate_reads_a_yaml_config_and_a_flag_overrides_it(mistral_rows, tmp_
     first = _write(tmp_path / "a.jsonl", _mistral_records(mistral_rows[:30]))
     second = _write(tmp_path / "b.jsonl", _mistral_records(mistral_rows[30:60]))
     config_file = tmp_path / "evaluate.yaml"
-    config_file.write_text(yaml.safe_dump({"predictions": [str(first), str(second)], "names": "one,two",
-                                           "output-dir": str(tmp_path / "out"), "worst": 3}))
+    config_file.write_text(
+        yaml.safe_dump(
+            {
+                "predictions": [str(first), str(second)],
+                "names": "one,two",
+                "output-dir": str(tmp_path / "out"),
+                "worst": 3,
+            }
+        )
+    )
     result = _evaluate("--config", config_file, "--names", "first,second")
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "out" / "metrics.json").read_text())
@@ -245,8 +318,11 @@ def test_run_evaluate_takes_a_config_object(mistral_rows, tmp_path):
 
     predictions = _write(tmp_path / "p.jsonl", _mistral_records(mistral_rows[:20], with_gold=False))
     gold = _gold_csv(tmp_path / "gold.csv", mistral_rows[:20])
-    summary = run_evaluate(EvaluateConfig(predictions=str(predictions), gold=str(gold), id_col="id",
-                                          unparsed="0", output_dir=str(tmp_path / "out")))
+    summary = run_evaluate(
+        EvaluateConfig(
+            predictions=str(predictions), gold=str(gold), id_col="id", unparsed="0", output_dir=str(tmp_path / "out")
+        )
+    )
     assert summary["unparsed"] == 0 and summary["threshold"] == 0.5 and summary["models"]["p"]["rows"] == 20
     assert summary["report"] == str(tmp_path / "out" / "report.md")
     with pytest.raises(ValueError, match="--output-dir .* is an input"):

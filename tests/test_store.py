@@ -166,8 +166,9 @@ def test_stored_errors_never_hold_a_secret_of_the_environment(tmp_path, monkeypa
     monkeypatch.setenv("OPENAI_API_KEY", secret)
     path = tmp_path / "cot.jsonl"
     with RecordStore(path) as store:
-        store.append(record("a", status="failed", error=f"HTTP 401: invalid key {secret}",
-                            raw_output=f"echo {secret}"))
+        store.append(
+            record("a", status="failed", error=f"HTTP 401: invalid key {secret}", raw_output=f"echo {secret}")
+        )
     assert secret not in path.read_text()
     assert read_records(path)[0].error == "HTTP 401: invalid key ***"
 
@@ -185,8 +186,16 @@ def test_a_folder_is_not_a_store(tmp_path):
 
 def test_records_written_before_the_constrained_field_still_load(tmp_path):
     """Stores from before `constrained` existed load with it unknown (None); new records keep it."""
-    old = {"id": "a", "premise": "P.", "hypothesis": "H.", "label": 1, "thought_process": "t", "predicted_label": 1,
-           "status": "ok", "created_at": "2025-01-01T00:00:00+00:00"}
+    old = {
+        "id": "a",
+        "premise": "P.",
+        "hypothesis": "H.",
+        "label": 1,
+        "thought_process": "t",
+        "predicted_label": 1,
+        "status": "ok",
+        "created_at": "2025-01-01T00:00:00+00:00",
+    }
     path = tmp_path / "old.jsonl"
     path.write_text(json.dumps(old) + "\n")
     (record,) = read_records(path)

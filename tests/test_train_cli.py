@@ -21,8 +21,15 @@ def cli(*args: str):
 
 
 def test_train_rejects_bad_input_in_one_line(tmp_path):
-    missing = cli("train", "--config", str(REPO / "recipes/smollm2_demo.yaml"),
-                  "--dataset_name", str(tmp_path / "nowhere.jsonl"), "--output_dir", str(tmp_path / "out"))
+    missing = cli(
+        "train",
+        "--config",
+        str(REPO / "recipes/smollm2_demo.yaml"),
+        "--dataset_name",
+        str(tmp_path / "nowhere.jsonl"),
+        "--output_dir",
+        str(tmp_path / "out"),
+    )
     assert missing.exit_code == 2 and "nowhere.jsonl" in missing.output and "Traceback" not in missing.output
     unknown = cli("train", "--config", str(REPO / "recipes/smollm2_demo.yaml"), "--no_such_field", "1")
     assert unknown.exit_code == 2
@@ -48,10 +55,20 @@ def test_train_push_load_merge_and_card(embedded_model_path, tmp_path, hub_serve
     base_path = build_tiny_model(embedded_model_path, tmp_path / "tiny")
     output = tmp_path / "run"
     repo = f"{hub_server.user}/tiny-nli-cot-{os.getpid()}"
-    trained = cli("train", "--config", str(REPO / "recipes/smollm2_demo.yaml"),
-                  *tiny_run_args(base_path, output, "--max_steps", "2", "--warmup_steps", "0"),
-                  "--push_to_hub", "true", "--hub_model_id", repo, "--hub_strategy", "end",
-                  "--hub_dataset_id", "tester/nli-cot")
+    trained = cli(
+        "train",
+        "--config",
+        str(REPO / "recipes/smollm2_demo.yaml"),
+        *tiny_run_args(base_path, output, "--max_steps", "2", "--warmup_steps", "0"),
+        "--push_to_hub",
+        "true",
+        "--hub_model_id",
+        repo,
+        "--hub_strategy",
+        "end",
+        "--hub_dataset_id",
+        "tester/nli-cot",
+    )
     assert trained.exit_code == 0, trained.output
     outcome = re.findall(r'\{"status".*\}', trained.output)[-1]  # progress bars share the line
     assert json.loads(outcome)["hub_model_id"] == repo
@@ -60,8 +77,15 @@ def test_train_push_load_merge_and_card(embedded_model_path, tmp_path, hub_serve
     commits = HfApi().list_repo_commits(repo)
     assert [commit.title for commit in commits] == ["Adapter, tokenizer, metrics and model card", "initial commit"]
     files = set(HfApi().list_repo_files(repo))
-    assert {"adapter_model.safetensors", "adapter_config.json", "README.md", "tokenizer.json",
-            "training_metrics.json", "training_curves.png", "recipe_resolved.yaml"} <= files
+    assert {
+        "adapter_model.safetensors",
+        "adapter_config.json",
+        "README.md",
+        "tokenizer.json",
+        "training_metrics.json",
+        "training_curves.png",
+        "recipe_resolved.yaml",
+    } <= files
     assert not any(name.startswith("checkpoint-") for name in files)
     card = ModelCard.load(repo)
     assert card.data.library_name == "peft" and card.data.datasets == ["tester/nli-cot"]
@@ -72,7 +96,9 @@ def test_train_push_load_merge_and_card(embedded_model_path, tmp_path, hub_serve
     monkeypatch.setattr(huggingface_hub.hf_api.api, "endpoint", hub_server.url)
     base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
     pulled = PeftModel.from_pretrained(base, repo)  # from the server, not the local folder
-    local = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32), str(output))
+    local = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32), str(output)
+    )
     tokenizer = AutoTokenizer.from_pretrained(repo)
     batch = tokenizer(["Premise: A dog runs.\nHypothesis: An animal moves."], return_tensors="pt")
     with torch.no_grad():
@@ -80,8 +106,9 @@ def test_train_push_load_merge_and_card(embedded_model_path, tmp_path, hub_serve
         assert torch.allclose(adapter_logits, local(**batch).logits)
 
     merged_dir = tmp_path / "merged"
-    merged = cli("merge", str(output), "--output-dir", str(merged_dir), "--base-model", base_path,
-                 "--dtype", "float32")
+    merged = cli(
+        "merge", str(output), "--output-dir", str(merged_dir), "--base-model", base_path, "--dtype", "float32"
+    )
     assert merged.exit_code == 0, merged.output
     merged_model = AutoModelForCausalLM.from_pretrained(merged_dir)
     assert not any("lora" in name for name in merged_model.state_dict())
@@ -118,6 +145,7 @@ def test_tiny_mistral_build_train_merge_predict_evaluate_card(tmp_path):
 
     class FirstRows(TrainerCallback):
         """The first two training rows as the collator hands them to the model."""
+
         batch = None
 
         def on_train_begin(self, args, state, control, train_dataloader=None, **kwargs):
@@ -126,11 +154,38 @@ def test_tiny_mistral_build_train_merge_predict_evaluate_card(tmp_path):
     from nli_cot_hub.train.sft import main, make_parser
 
     output = tmp_path / "adapter"
-    arguments = make_parser().parse_args_and_config([
-        "--config", str(REPO / "recipes/smollm2_demo.yaml"), "--model_name_or_path", base, "--dataset_name", str(data),
-        "--dataset_config", "combined", "--output_dir", str(output), "--max_steps", "2", "--warmup_steps", "0",
-        "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "1", "--eval_steps", "2",
-        "--save_steps", "2", "--max_length", "512", "--max_eval_samples", "2", "--hub_dataset_id", "tester/nli-cot"])
+    arguments = make_parser().parse_args_and_config(
+        [
+            "--config",
+            str(REPO / "recipes/smollm2_demo.yaml"),
+            "--model_name_or_path",
+            base,
+            "--dataset_name",
+            str(data),
+            "--dataset_config",
+            "combined",
+            "--output_dir",
+            str(output),
+            "--max_steps",
+            "2",
+            "--warmup_steps",
+            "0",
+            "--per_device_train_batch_size",
+            "2",
+            "--gradient_accumulation_steps",
+            "1",
+            "--eval_steps",
+            "2",
+            "--save_steps",
+            "2",
+            "--max_length",
+            "512",
+            "--max_eval_samples",
+            "2",
+            "--hub_dataset_id",
+            "tester/nli-cot",
+        ]
+    )
     assert main(*arguments, callbacks=[FirstRows()])["status"] == "completed"
 
     tokenizer = AutoTokenizer.from_pretrained(output)
@@ -141,15 +196,27 @@ def test_tiny_mistral_build_train_merge_predict_evaluate_card(tmp_path):
         answer = row["completion"][0]["content"]
         assert learned[-1] == tokenizer.eos_token_id
         assert tokenizer.decode(learned).strip() == answer + tokenizer.eos_token
-        prompt_ids = [int(token) for token, label in zip(ids, labels) if label == -100 and token != tokenizer.pad_token_id]
+        prompt_ids = [
+            int(token) for token, label in zip(ids, labels) if label == -100 and token != tokenizer.pad_token_id
+        ]
         assert tokenizer.convert_ids_to_tokens(prompt_ids)[-1] == "[/INST]"  # the whole prompt is masked
 
     merged = tmp_path / "merged"
     done = cli("merge", str(output), "--output-dir", str(merged), "--base-model", base, "--dtype", "float32")
     assert done.exit_code == 0, done.output
     predictions, report = tmp_path / "predictions.jsonl", tmp_path / "eval"
-    done = cli("predict", str(shared("comp34812_nli/trial_jd0g.csv")), "--model", str(merged), "--limit", "4",
-               "--max-new-tokens", "40", "-o", str(predictions))  # room to close a constrained answer
+    done = cli(
+        "predict",
+        str(shared("comp34812_nli/trial_jd0g.csv")),
+        "--model",
+        str(merged),
+        "--limit",
+        "4",
+        "--max-new-tokens",
+        "40",
+        "-o",
+        str(predictions),
+    )  # room to close a constrained answer
     assert done.exit_code == 0, done.output
     records = [json.loads(line) for line in predictions.read_text().splitlines()]
     assert len(records) == 4 and all(record["raw_output"] for record in records)
@@ -171,8 +238,9 @@ def test_merge_from_a_yaml_config_with_a_flag_override_and_as_a_function(embedde
     from nli_cot_hub.merge import MergeConfig, MergeResult, run_merge
 
     model = AutoModelForCausalLM.from_pretrained(embedded_model_path)
-    lora = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM",
-                                            init_lora_weights=False))  # non-zero B, so merging changes weights
+    lora = get_peft_model(
+        model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM", init_lora_weights=False)
+    )  # non-zero B, so merging changes weights
     adapter = tmp_path / "adapter"
     lora.save_pretrained(adapter)
     batch = {"input_ids": torch.tensor([[1, 2, 3, 4]])}
@@ -181,8 +249,11 @@ def test_merge_from_a_yaml_config_with_a_flag_override_and_as_a_function(embedde
         with lora.disable_adapter():
             base_logits = lora(**batch).logits
 
-    done = run_merge(MergeConfig(adapter=str(adapter), output_dir=str(tmp_path / "direct"),
-                                 base_model=embedded_model_path, dtype="float32"))
+    done = run_merge(
+        MergeConfig(
+            adapter=str(adapter), output_dir=str(tmp_path / "direct"), base_model=embedded_model_path, dtype="float32"
+        )
+    )
     assert isinstance(done, MergeResult) and done.output_dir == tmp_path / "direct" and done.dtype == "float32"
     merged = AutoModelForCausalLM.from_pretrained(done.output_dir)
     with torch.no_grad():
@@ -190,8 +261,10 @@ def test_merge_from_a_yaml_config_with_a_flag_override_and_as_a_function(embedde
     assert (merged_logits - adapter_logits).abs().max() < 0.01 < (base_logits - adapter_logits).abs().max()
 
     config = tmp_path / "merge.yaml"
-    config.write_text(f"adapter: {adapter}\nbase_model: {embedded_model_path}\noutput_dir: {tmp_path / 'from_file'}\n"
-                      "dtype: float32\n")
+    config.write_text(
+        f"adapter: {adapter}\nbase_model: {embedded_model_path}\noutput_dir: {tmp_path / 'from_file'}\n"
+        "dtype: float32\n"
+    )
     result = cli("merge", "--config", str(config), "--output-dir", str(tmp_path / "from_flag"))
     assert result.exit_code == 0, result.output
     assert f"({'float32'}) -> {tmp_path / 'from_flag'}" in result.output and not (tmp_path / "from_file").exists()

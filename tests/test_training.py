@@ -1,4 +1,5 @@
-"""Training (nli_cot_hub/train/, run through train.py, `python -m`, `accelerate launch` and the CLI) on CPU: data preparation, the Mistral tokenizer from
+"""Training (nli_cot_hub/train/, run through train.py, `python -m`, `accelerate launch` and the CLI) on CPU: data
+preparation, the Mistral tokenizer from
 mistral-common, the LR schedule, real LoRA and 4-bit QLoRA runs on the embedded model, exact resume
 after SIGTERM, and accelerate launch (1 process, and 2 gloo processes).
 
@@ -37,8 +38,16 @@ def build_tiny_model(embedded_path: str, target: Path) -> str:
     if (target / "config.json").exists():
         return str(target)
     config = AutoConfig.from_pretrained(embedded_path)
-    config.update(dict(num_hidden_layers=2, hidden_size=64, intermediate_size=128, num_attention_heads=4,
-                       num_key_value_heads=2, head_dim=16))
+    config.update(
+        dict(
+            num_hidden_layers=2,
+            hidden_size=64,
+            intermediate_size=128,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=16,
+        )
+    )
     torch.manual_seed(0)
     AutoModelForCausalLM.from_config(config, dtype=torch.float32).save_pretrained(target)
     AutoTokenizer.from_pretrained(embedded_path).save_pretrained(target)
@@ -51,10 +60,33 @@ def tiny_model(embedded_model_path, tmp_path_factory) -> str:
 
 
 def tiny_run_args(model: str, output_dir: Path, *extra: str) -> list[str]:
-    return ["--model_name_or_path", model, "--dataset_name", str(shared(SAMPLE)), "--output_dir", str(output_dir),
-            "--max_train_samples", "8", "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "1",
-            "--max_length", "256", "--eval_strategy", "no", "--load_best_model_at_end", "false",
-            "--save_steps", "1000", "--logging_steps", "1", "--learning_rate", "1e-3", *extra]
+    return [
+        "--model_name_or_path",
+        model,
+        "--dataset_name",
+        str(shared(SAMPLE)),
+        "--output_dir",
+        str(output_dir),
+        "--max_train_samples",
+        "8",
+        "--per_device_train_batch_size",
+        "2",
+        "--gradient_accumulation_steps",
+        "1",
+        "--max_length",
+        "256",
+        "--eval_strategy",
+        "no",
+        "--load_best_model_at_end",
+        "false",
+        "--save_steps",
+        "1000",
+        "--logging_steps",
+        "1",
+        "--learning_rate",
+        "1e-3",
+        *extra,
+    ]
 
 
 def read_adapter(folder: Path) -> dict:
@@ -66,6 +98,7 @@ def read_adapter(folder: Path) -> dict:
 # ---------------------------------------------------------------------------------------------
 # Data, tokenizers, schedule (no training)
 # ---------------------------------------------------------------------------------------------
+
 
 def test_flat_rows_become_the_shared_chat_format():
     from datasets import load_dataset
@@ -93,10 +126,12 @@ def test_bad_row_names_source_row_and_field(tmp_path):
     from nli_cot_hub.data import DataError
     from nli_cot_hub.train.data import build_examples
 
-    rows = Dataset.from_list([
-        {"premise": "A dog runs.", "hypothesis": "An animal moves.", "label": 1, "thought_process": "ok"},
-        {"premise": "A cat sleeps.", "hypothesis": "A cat naps.", "label": 7, "thought_process": "ok"},
-    ])
+    rows = Dataset.from_list(
+        [
+            {"premise": "A dog runs.", "hypothesis": "An animal moves.", "label": 1, "thought_process": "ok"},
+            {"premise": "A cat sleeps.", "hypothesis": "A cat naps.", "label": 7, "thought_process": "ok"},
+        ]
+    )
     with pytest.raises(DataError, match=r"mine\.jsonl \[train\] row 1, field 'label'"):
         build_examples(rows, "mine.jsonl", "train")
     with pytest.raises(DataError, match="needs prompt/completion columns"):
@@ -111,13 +146,16 @@ def test_loads_save_to_disk_folders_and_holds_out_eval(tmp_path):
 
     raw = load_dataset("json", data_files=str(shared(SAMPLE)), split="train").filter(lambda r: r["correct"])
     raw = raw.select(range(40))
-    DatasetDict({"train": raw.select(range(30)), "validation": raw.select(range(30, 40))}).save_to_disk(tmp_path / "dd")
+    DatasetDict({"train": raw.select(range(30)), "validation": raw.select(range(30, 40))}).save_to_disk(
+        tmp_path / "dd"
+    )
     train, evaluation = prepare_splits(NliScriptArguments(dataset_name=str(tmp_path / "dd")), 0, want_eval=True)
     assert (len(train), len(evaluation)) == (30, 10)
 
     raw.to_parquet(str(tmp_path / "rows.parquet"))
     train, evaluation = prepare_splits(
-        NliScriptArguments(dataset_name=str(tmp_path / "rows.parquet"), eval_fraction=0.25), 0, want_eval=True)
+        NliScriptArguments(dataset_name=str(tmp_path / "rows.parquet"), eval_fraction=0.25), 0, want_eval=True
+    )
     assert (len(train), len(evaluation)) == (30, 10)
     train_prompts = {json.dumps(row["prompt"]) for row in train}
     assert not any(json.dumps(row["prompt"]) in train_prompts for row in evaluation)
@@ -166,7 +204,8 @@ def test_mistral_tokenizer_from_mistral_common_matches_its_encoder():
     assert (tokenizer.bos_token_id, tokenizer.eos_token_id) == (1, 2)
     assert tokenizer.pad_token_id not in (None, tokenizer.eos_token_id)
     reference = MistralTokenizer.from_file(
-        str(Path(mistral_common.__file__).parent / "data" / MISTRAL_COMMON_FILES["v3"])).instruct_tokenizer.tokenizer
+        str(Path(mistral_common.__file__).parent / "data" / MISTRAL_COMMON_FILES["v3"])
+    ).instruct_tokenizer.tokenizer
     pairs = load_pairs(shared("comp34812_nli/trial_jd0g.csv")).head(20)
     for text in list(pairs["premise"]) + list(pairs["hypothesis"]):
         assert tokenizer(text).input_ids == reference.encode(text, bos=True, eos=False), text
@@ -176,7 +215,7 @@ def test_mistral_tokenizer_from_mistral_common_matches_its_encoder():
     answer = [{"role": "assistant", "content": '{"thought_process": "x", "predicted_label": 1}'}]
     prompt_ids = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, return_dict=True)["input_ids"]
     full_ids = tokenizer.apply_chat_template(prompt + answer, return_dict=True)["input_ids"]
-    assert full_ids[:len(prompt_ids)] == prompt_ids and full_ids[-1] == 2
+    assert full_ids[: len(prompt_ids)] == prompt_ids and full_ids[-1] == 2
     assert tokenizer.convert_ids_to_tokens(prompt_ids[:2]) == ["<s>", "[INST]"]
     assert tokenizer.convert_ids_to_tokens(prompt_ids[-1:]) == ["[/INST]"]
 
@@ -243,11 +282,16 @@ def test_effective_batch_size_sets_accumulation():
 
 def test_recipes_parse_with_their_documented_values():
     script, training, model = parse("--use_cpu", "true", recipe="recipes/mistral7b_qlora.yaml")
-    assert (model.load_in_4bit, model.bnb_4bit_quant_type, model.use_bnb_nested_quant, model.dtype) == \
-        (True, "nf4", True, "bfloat16")
+    assert (model.load_in_4bit, model.bnb_4bit_quant_type, model.use_bnb_nested_quant, model.dtype) == (
+        True,
+        "nf4",
+        True,
+        "bfloat16",
+    )
     assert (model.lora_r, model.lora_alpha, model.lora_dropout) == (32, 64, 0.05)
     assert sorted(model.lora_target_modules) == sorted(
-        ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+        ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
     assert (training.max_length, training.warmup_steps, training.max_grad_norm) == (512, 0.1, 1.0)
     assert training.hub_strategy == "end"
     assert training.lr_scheduler_type == "cosine" and training.completion_only_loss is True
@@ -263,9 +307,22 @@ def test_every_entry_point_runs_the_package_and_refuses_bad_data_in_one_line(ent
     """The repository's train.py and the package module (as `accelerate launch -m` runs it) are one program:
     bad data stops before any model loads, with exit 2 and one line naming the source."""
     missing = tmp_path / "nowhere.jsonl"
-    done = subprocess.run([sys.executable, *entry, "--config", str(REPO / "recipes/smollm2_demo.yaml"),
-                           "--dataset_name", str(missing), "--output_dir", str(tmp_path / "out")],
-                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            *entry,
+            "--config",
+            str(REPO / "recipes/smollm2_demo.yaml"),
+            "--dataset_name",
+            str(missing),
+            "--output_dir",
+            str(tmp_path / "out"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 2, done.stderr[-3000:]
     assert done.stderr.strip().splitlines()[-1] == f"error: {missing}: no such file or folder (and not a Hub repo id)"
     assert "Traceback" not in done.stderr and not (tmp_path / "out").exists()
@@ -286,6 +343,7 @@ def test_accelerate_configs_load():
 # Real training
 # ---------------------------------------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_qlora_4bit_gradients_reach_the_lora_weights(embedded_model_path):
     """NF4 base on CPU (bitsandbytes): frozen 4-bit weights, gradients on every LoRA matrix."""
@@ -297,19 +355,30 @@ def test_qlora_4bit_gradients_reach_the_lora_weights(embedded_model_path):
 
     from nli_cot_hub.train.model import load_tokenizer, quantization_config
 
-    model_args = ModelConfig(model_name_or_path=embedded_model_path, dtype="float32", load_in_4bit=True,
-                             use_bnb_nested_quant=True, use_peft=True, lora_r=8, lora_alpha=16, lora_dropout=0.0,
-                             lora_target_modules=["q_proj", "v_proj", "down_proj"])
-    model = AutoModelForCausalLM.from_pretrained(embedded_model_path, quantization_config=quantization_config(model_args),
-                                                 dtype=torch.float32)
+    model_args = ModelConfig(
+        model_name_or_path=embedded_model_path,
+        dtype="float32",
+        load_in_4bit=True,
+        use_bnb_nested_quant=True,
+        use_peft=True,
+        lora_r=8,
+        lora_alpha=16,
+        lora_dropout=0.0,
+        lora_target_modules=["q_proj", "v_proj", "down_proj"],
+    )
+    model = AutoModelForCausalLM.from_pretrained(
+        embedded_model_path, quantization_config=quantization_config(model_args), dtype=torch.float32
+    )
     assert model.is_loaded_in_4bit
     model = get_peft_model(model, get_peft_config(model_args))
     quantized = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
     assert quantized and all(not m.weight.requires_grad for m in quantized)
     tokenizer = load_tokenizer(embedded_model_path)
-    batch = tokenizer(["Premise: A man plays a guitar on stage. Hypothesis: Someone makes music."], return_tensors="pt")
+    batch = tokenizer(
+        ["Premise: A man plays a guitar on stage. Hypothesis: Someone makes music."], return_tensors="pt"
+    )
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
-    for round_ in range(2):  # lora_B starts at zero, so lora_A only gets a gradient after one update
+    for _ in range(2):  # lora_B starts at zero, so lora_A only gets a gradient after one update
         optimizer.zero_grad()
         model(**batch, labels=batch["input_ids"]).loss.backward()
         grads = {n: p.grad for n, p in model.named_parameters() if "lora_" in n}
@@ -328,15 +397,50 @@ def test_accelerate_launch_trains_saves_and_reloads(embedded_model_path, tmp_pat
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     output = tmp_path / "run"
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-               str(REPO / "accelerate_configs/cpu.yaml"), str(REPO / "train.py"),
-               "--config", str(REPO / "recipes/smollm2_demo.yaml"),
-               "--dataset_name", str(shared(SAMPLE)), "--output_dir", str(output), "--max_train_samples", "1",
-               "--max_eval_samples", "1", "--per_device_train_batch_size", "1", "--gradient_accumulation_steps", "1",
-               "--max_steps", "3", "--warmup_steps", "0", "--learning_rate", "1e-3", "--lora_dropout", "0",
-               "--max_length", "256", "--eval_steps", "3", "--save_steps", "3"]
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900,
-                          env={**os.environ, "HF_TOKEN": "hf_secret_never_written"})
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(REPO / "accelerate_configs/cpu.yaml"),
+        str(REPO / "train.py"),
+        "--config",
+        str(REPO / "recipes/smollm2_demo.yaml"),
+        "--dataset_name",
+        str(shared(SAMPLE)),
+        "--output_dir",
+        str(output),
+        "--max_train_samples",
+        "1",
+        "--max_eval_samples",
+        "1",
+        "--per_device_train_batch_size",
+        "1",
+        "--gradient_accumulation_steps",
+        "1",
+        "--max_steps",
+        "3",
+        "--warmup_steps",
+        "0",
+        "--learning_rate",
+        "1e-3",
+        "--lora_dropout",
+        "0",
+        "--max_length",
+        "256",
+        "--eval_steps",
+        "3",
+        "--save_steps",
+        "3",
+    ]
+    done = subprocess.run(
+        command,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "HF_TOKEN": "hf_secret_never_written"},
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "would be truncated" in done.stdout
 
@@ -350,8 +454,10 @@ def test_accelerate_launch_trains_saves_and_reloads(embedded_model_path, tmp_pat
     for name in ("recipe_resolved.yaml", "README.md", "adapter_config.json", "training_metrics.json"):
         text = (output / name).read_text()
         assert "hf_secret_never_written" not in text and str(tmp_path) not in text, name
-    assert json.loads((output / "adapter_config.json").read_text())["base_model_name_or_path"] == \
-        "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert (
+        json.loads((output / "adapter_config.json").read_text())["base_model_name_or_path"]
+        == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    )
 
     tokenizer = AutoTokenizer.from_pretrained(output)
     assert tokenizer.pad_token != tokenizer.eos_token
@@ -360,8 +466,12 @@ def test_accelerate_launch_trains_saves_and_reloads(embedded_model_path, tmp_pat
     reloaded = dict(model.named_parameters())
     name = next(n for n in adapter if "lora_B" in n)
     assert torch.equal(reloaded[name.replace(".weight", ".default.weight")].detach(), adapter[name])
-    inputs = tokenizer.apply_chat_template([{"role": "user", "content": "Premise: A dog runs.\nHypothesis: An animal moves."}],
-                                           add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    inputs = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Premise: A dog runs.\nHypothesis: An animal moves."}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )
     generated = model.generate(**inputs, max_new_tokens=6, do_sample=False)
     assert generated.shape[1] > inputs["input_ids"].shape[1]
 
@@ -391,15 +501,19 @@ def test_resume_after_sigterm_is_exact(tiny_model, tmp_path):
     assert not (tmp_path / "split" / "adapter_model.safetensors").exists()
     assert signal.getsignal(signal.SIGTERM) is not None  # handler restored after training
 
-    resumed = main(*parse(*tiny_run_args(tiny_model, tmp_path / "split", *common,
-                                         "--resume_from_checkpoint", "latest")))
+    resumed = main(
+        *parse(*tiny_run_args(tiny_model, tmp_path / "split", *common, "--resume_from_checkpoint", "latest"))
+    )
     assert resumed["status"] == "completed"
 
     def per_step(folder: Path, key: str) -> dict[int, float]:
         history = json.loads((folder / "training_metrics.json").read_text())["log_history"]
         return {entry["step"]: entry[key] for entry in history if key in entry}
 
-    straight_lr, resumed_lr = per_step(tmp_path / "straight", "learning_rate"), per_step(tmp_path / "split", "learning_rate")
+    straight_lr, resumed_lr = (
+        per_step(tmp_path / "straight", "learning_rate"),
+        per_step(tmp_path / "split", "learning_rate"),
+    )
     assert sorted(resumed_lr) == list(range(1, steps + 1))
     assert resumed_lr == pytest.approx(straight_lr, rel=1e-9)
     assert per_step(tmp_path / "split", "loss") == pytest.approx(per_step(tmp_path / "straight", "loss"), rel=1e-4)
@@ -415,14 +529,40 @@ def test_two_gloo_processes_follow_the_single_process_lr(tiny_model, tmp_path):
     per optimizer step equal the single-process run (accumulation is halved), and the plan is printed once, by the
     main process. accelerate launches CPU workers only through MPI, so the 2-process run uses torchrun, which
     accelerate uses for GPUs too."""
+
     def launch(processes: int, output: Path) -> tuple[dict, str]:
-        launcher = ([sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-                     str(REPO / "accelerate_configs/cpu.yaml")] if processes == 1 else
-                    [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes)])
+        launcher = (
+            [
+                sys.executable,
+                "-m",
+                "accelerate.commands.launch",
+                "--config_file",
+                str(REPO / "accelerate_configs/cpu.yaml"),
+            ]
+            if processes == 1
+            else [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes)]
+        )
         # The package module, as `accelerate launch -m nli_cot_hub.train` and `torchrun -m` run it.
-        command = [*launcher, "-m", "nli_cot_hub.train", "--config", str(REPO / "recipes/smollm2_demo.yaml"),
-                   *tiny_run_args(tiny_model, output, "--effective_batch_size", "4", "--per_device_train_batch_size",
-                                  "1", "--max_steps", "3", "--warmup_steps", "0.2", "--no_model_card")]
+        command = [
+            *launcher,
+            "-m",
+            "nli_cot_hub.train",
+            "--config",
+            str(REPO / "recipes/smollm2_demo.yaml"),
+            *tiny_run_args(
+                tiny_model,
+                output,
+                "--effective_batch_size",
+                "4",
+                "--per_device_train_batch_size",
+                "1",
+                "--max_steps",
+                "3",
+                "--warmup_steps",
+                "0.2",
+                "--no_model_card",
+            ),
+        ]
         done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
         return json.loads((output / "training_metrics.json").read_text()), done.stdout
@@ -469,9 +609,23 @@ def test_qlora_recipe_path_trains_through_train_py(tiny_model, tmp_path):
     trains and is saved."""
     from nli_cot_hub.train.sft import main
 
-    args = parse(*tiny_run_args(tiny_model, tmp_path / "q", "--max_steps", "1", "--load_in_4bit", "true",
-                                "--use_bnb_nested_quant", "true", "--no_model_card", "--max_train_samples", "2",
-                                "--warmup_steps", "0"))  # warm-up would make the one step's LR zero
+    args = parse(
+        *tiny_run_args(
+            tiny_model,
+            tmp_path / "q",
+            "--max_steps",
+            "1",
+            "--load_in_4bit",
+            "true",
+            "--use_bnb_nested_quant",
+            "true",
+            "--no_model_card",
+            "--max_train_samples",
+            "2",
+            "--warmup_steps",
+            "0",
+        )
+    )  # warm-up would make the one step's LR zero
     assert args[2].load_in_4bit
     outcome = main(*args)
     assert outcome["status"] == "completed"
@@ -483,11 +637,22 @@ def test_qlora_recipe_path_trains_through_train_py(tiny_model, tmp_path):
 # The schedule, planned before the model loads
 # ---------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("examples,batch,processes,accumulation,drop_last,epochs,max_steps", [
-    (1906, 32, 1, 2, False, 2, -1), (1906, 32, 2, 1, False, 2, -1), (80, 32, 1, 2, False, 2, -1),
-    (61, 4, 2, 3, False, 1.5, -1), (61, 4, 2, 3, True, 3, -1), (7, 2, 3, 1, False, 1, -1), (100, 8, 1, 4, False, 1, 9),
-])
-def test_planned_steps_are_the_trainers(tmp_path, examples, batch, processes, accumulation, drop_last, epochs, max_steps):
+
+@pytest.mark.parametrize(
+    "examples,batch,processes,accumulation,drop_last,epochs,max_steps",
+    [
+        (1906, 32, 1, 2, False, 2, -1),
+        (1906, 32, 2, 1, False, 2, -1),
+        (80, 32, 1, 2, False, 2, -1),
+        (61, 4, 2, 3, False, 1.5, -1),
+        (61, 4, 2, 3, True, 3, -1),
+        (7, 2, 3, 1, False, 1, -1),
+        (100, 8, 1, 4, False, 1, 9),
+    ],
+)
+def test_planned_steps_are_the_trainers(
+    tmp_path, examples, batch, processes, accumulation, drop_last, epochs, max_steps
+):
     """The per-process micro-batches are the length of accelerate's sharded batch sampler, and the optimizer
     steps are what the Trainer computes from that DataLoader."""
     import torch
@@ -498,14 +663,24 @@ def test_planned_steps_are_the_trainers(tmp_path, examples, batch, processes, ac
     from nli_cot_hub.train.schedule import batches_per_process, optimizer_steps
 
     sampler = BatchSampler(SequentialSampler(range(examples)), batch, drop_last)
-    shard = BatchSamplerShard(sampler, num_processes=processes, process_index=0, even_batches=True) \
-        if processes > 1 else sampler
+    shard = (
+        BatchSamplerShard(sampler, num_processes=processes, process_index=0, even_batches=True)
+        if processes > 1
+        else sampler
+    )
     loader = DataLoader(list(range(examples)), batch_sampler=shard)
     assert batches_per_process(examples, batch, processes, drop_last) == len(loader)
 
-    args = TrainingArguments(str(tmp_path), per_device_train_batch_size=batch, gradient_accumulation_steps=accumulation,
-                             num_train_epochs=epochs, max_steps=max_steps, dataloader_drop_last=drop_last,
-                             use_cpu=True, report_to="none")
+    args = TrainingArguments(
+        str(tmp_path),
+        per_device_train_batch_size=batch,
+        gradient_accumulation_steps=accumulation,
+        num_train_epochs=epochs,
+        max_steps=max_steps,
+        dataloader_drop_last=drop_last,
+        use_cpu=True,
+        report_to="none",
+    )
     trainer = Trainer(model=torch.nn.Linear(2, 2), args=args)
     trainer_steps = trainer.set_initial_training_values(args, loader)[-1]
     assert optimizer_steps(len(loader), accumulation, epochs, max_steps) == trainer_steps
@@ -521,25 +696,38 @@ def built_cot(tmp_path_factory) -> dict[str, Path]:
     folders = {}
     for name, extra in (("sample", []), ("full", ["--import-dev-thoughts"])):
         folders[name] = tmp_path_factory.mktemp("cot") / name
-        done = CliRunner().invoke(build_app(), ["build", "--import-artifacts", str(shared("comp34812_nli_jd0g_cot")),
-                                                *extra, "--output-dir", str(folders[name])])
+        done = CliRunner().invoke(
+            build_app(),
+            [
+                "build",
+                "--import-artifacts",
+                str(shared("comp34812_nli_jd0g_cot")),
+                *extra,
+                "--output-dir",
+                str(folders[name]),
+            ],
+        )
         assert done.exit_code == 0, done.output
     return folders
 
 
 @pytest.mark.parametrize("recipe", ["recipes/mistral7b_qlora.yaml", "recipes/mistral7b_qlora_r16.yaml"])
 def test_mistral_recipes_warm_up_peak_and_decay_on_the_built_data(built_cot, recipe):
-    from nli_cot_hub.train import data as train_data, schedule
+    from nli_cot_hub.train import data as train_data
+    from nli_cot_hub.train import schedule
 
     for data, total, warmup in (("full", 60, 6), ("sample", 4, 1)):
         script, args, _ = parse("--dataset_name", str(built_cot[data]), "--use_cpu", "true", recipe=recipe)
         args.gradient_accumulation_steps = schedule.accumulation_steps(
-            script.effective_batch_size, args.per_device_train_batch_size, args.world_size)
+            script.effective_batch_size, args.per_device_train_batch_size, args.world_size
+        )
         train, _ = train_data.prepare_splits(script, args.seed, want_eval=True)
         plan = schedule.plan_schedule(args, len(train))
         assert (plan.total_steps, plan.warmup_steps) == (total, warmup), data
         schedule.check_schedule(plan)
-        rates = schedule.learning_rates(args.learning_rate, plan.warmup_steps, plan.total_steps, args.lr_scheduler_type)
+        rates = schedule.learning_rates(
+            args.learning_rate, plan.warmup_steps, plan.total_steps, args.lr_scheduler_type
+        )
         assert rates.index(max(rates)) == warmup and max(rates) == pytest.approx(args.learning_rate)
         assert rates[-1] < 0.3 * args.learning_rate  # the cosine decay happens
 
@@ -552,11 +740,30 @@ def test_other_recipes_fit_their_data():
     plan = schedule.plan_schedule(args, len(train))
     schedule.check_schedule(plan)
     assert 0 < plan.warmup_steps < plan.total_steps
-    script, args, _ = parse("--dataset_name", str(shared(SAMPLE)), "--use_cpu", "true", "--bf16", "false",
-                            recipe="experiments/recipe_smollm2_h100.yaml")
+    script, args, _ = parse(
+        "--dataset_name",
+        str(shared(SAMPLE)),
+        "--use_cpu",
+        "true",
+        "--bf16",
+        "false",
+        recipe="experiments/recipe_smollm2_h100.yaml",
+    )
     schedule.check_schedule(schedule.plan_schedule(args, 1884))  # builds/jd0g's original train split
-    schedule.check_schedule(schedule.plan_schedule(parse(
-        "--use_cpu", "true", "--bf16", "false", "--max_steps", "2", recipe="experiments/recipe_smollm2_h100.yaml")[1], 8))
+    schedule.check_schedule(
+        schedule.plan_schedule(
+            parse(
+                "--use_cpu",
+                "true",
+                "--bf16",
+                "false",
+                "--max_steps",
+                "2",
+                recipe="experiments/recipe_smollm2_h100.yaml",
+            )[1],
+            8,
+        )
+    )
 
 
 def test_a_long_warm_up_is_refused_before_the_model_loads(built_cot):
@@ -566,17 +773,49 @@ def test_a_long_warm_up_is_refused_before_the_model_loads(built_cot):
 
     from nli_cot_hub.cli import build_app
 
-    done = CliRunner().invoke(build_app(), [
-        "train", "--config", str(REPO / "recipes/mistral7b_qlora.yaml"), "--dataset_name", str(built_cot["full"]),
-        "--warmup_steps", "150", "--use_cpu", "true", "--bf16", "false", "--use_liger_kernel", "false"])
+    done = CliRunner().invoke(
+        build_app(),
+        [
+            "train",
+            "--config",
+            str(REPO / "recipes/mistral7b_qlora.yaml"),
+            "--dataset_name",
+            str(built_cot["full"]),
+            "--warmup_steps",
+            "150",
+            "--use_cpu",
+            "true",
+            "--bf16",
+            "false",
+            "--use_liger_kernel",
+            "false",
+        ],
+    )
     assert done.exit_code == 2, done.output
-    assert ("warm-up of 150 optimizer steps is more than 20% of the 60 optimizer steps this run takes "
-            "(1906 train examples") in done.output
+    assert (
+        "warm-up of 150 optimizer steps is more than 20% of the 60 optimizer steps this run takes (1906 train examples"
+    ) in done.output
     assert "--warmup_steps to at most 12" in done.output and "Traceback" not in done.output
-    shared_too_long = CliRunner().invoke(build_app(), [
-        "train", "--config", str(REPO / "recipes/mistral7b_qlora.yaml"), "--dataset_name", str(built_cot["full"]),
-        "--warmup_ratio", "0.5", "--warmup_steps", "0", "--use_cpu", "true", "--bf16", "false",
-        "--use_liger_kernel", "false"])
+    shared_too_long = CliRunner().invoke(
+        build_app(),
+        [
+            "train",
+            "--config",
+            str(REPO / "recipes/mistral7b_qlora.yaml"),
+            "--dataset_name",
+            str(built_cot["full"]),
+            "--warmup_ratio",
+            "0.5",
+            "--warmup_steps",
+            "0",
+            "--use_cpu",
+            "true",
+            "--bf16",
+            "false",
+            "--use_liger_kernel",
+            "false",
+        ],
+    )
     assert shared_too_long.exit_code == 2 and "warm-up share 0.5 is more than 20%" in shared_too_long.output
 
 
@@ -604,18 +843,23 @@ def test_liger_without_its_package_fails_before_loading():
 
     if importlib.util.find_spec("liger_kernel") is not None:
         pytest.skip("liger-kernel is installed here")
-    done = CliRunner().invoke(build_app(), [
-        "train", "--config", str(REPO / "recipes/mistral7b_qlora.yaml"), "--use_cpu", "true", "--bf16", "false"])
+    done = CliRunner().invoke(
+        build_app(),
+        ["train", "--config", str(REPO / "recipes/mistral7b_qlora.yaml"), "--use_cpu", "true", "--bf16", "false"],
+    )
     assert done.exit_code == 2
     assert "use_liger_kernel: true needs the 'liger_kernel' package" in done.output
     assert "pip install -e '.[gpu]'" in done.output and "Traceback" not in done.output
 
 
-@pytest.mark.parametrize("launcher,env", [
-    ("fsdp", {"ACCELERATE_USE_FSDP": "true"}),
-    ("zero3", {"ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_ZERO_STAGE": "3"}),
-    (None, {"ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_ZERO_STAGE": "2"}),
-])
+@pytest.mark.parametrize(
+    "launcher,env",
+    [
+        ("fsdp", {"ACCELERATE_USE_FSDP": "true"}),
+        ("zero3", {"ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_ZERO_STAGE": "3"}),
+        (None, {"ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_ZERO_STAGE": "2"}),
+    ],
+)
 def test_sharded_launchers_store_4bit_weights_in_the_compute_dtype(monkeypatch, launcher, env):
     """accelerate launch sets these variables from the FSDP / DeepSpeed configs; the 4-bit storage dtype then
     follows dtype without a flag, and ZeRO-3 (which refuses a device_map) gets none."""
@@ -624,7 +868,9 @@ def test_sharded_launchers_store_4bit_weights_in_the_compute_dtype(monkeypatch, 
     from nli_cot_hub.train import model as loading
 
     _, args, model = parse("--use_cpu", "true", "--bf16", "false", recipe="recipes/mistral7b_qlora.yaml")
-    _, _, explicit = parse("--use_cpu", "true", "--bnb_4bit_quant_storage", "float32", recipe="recipes/mistral7b_qlora.yaml")
+    _, _, explicit = parse(
+        "--use_cpu", "true", "--bnb_4bit_quant_storage", "float32", recipe="recipes/mistral7b_qlora.yaml"
+    )
     for name, value in env.items():  # after parsing: TrainingArguments would need deepspeed installed
         monkeypatch.setenv(name, value)
     assert loading.sharded_loading() == launcher
@@ -650,6 +896,7 @@ def test_fsdp_on_cpu_is_refused(monkeypatch):
 # Several CPU processes on the Mistral architecture (accelerate launch, gloo)
 # ---------------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def tiny_mistral_with_template(tmp_path_factory) -> str:
     from nli_cot_hub.chat_template import MISTRAL_INST_TEMPLATE
@@ -658,16 +905,43 @@ def tiny_mistral_with_template(tmp_path_factory) -> str:
     return build_tiny_mistral(tmp_path_factory.mktemp("tiny-mistral-template"), chat_template=MISTRAL_INST_TEMPLATE)
 
 
-def accelerate_launch(config: str, output: Path, model: str, *extra: str,
-                      launch_options: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(REPO / config),
-               "--num_processes", "2", "--main_process_port", str(29500 + os.getpid() % 500), *launch_options,
-               str(REPO / "train.py"),
-               "--config", str(REPO / "recipes/smollm2_demo.yaml"),
-               *tiny_run_args(model, output, "--per_device_train_batch_size", "1", "--effective_batch_size", "4",
-                              "--max_steps", "2", "--warmup_steps", "0", "--save_steps", "1", "--no_model_card"), *extra]
-    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+def accelerate_launch(
+    config: str, output: Path, model: str, *extra: str, launch_options: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess:
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(REPO / config),
+        "--num_processes",
+        "2",
+        "--main_process_port",
+        str(29500 + os.getpid() % 500),
+        *launch_options,
+        str(REPO / "train.py"),
+        "--config",
+        str(REPO / "recipes/smollm2_demo.yaml"),
+        *tiny_run_args(
+            model,
+            output,
+            "--per_device_train_batch_size",
+            "1",
+            "--effective_batch_size",
+            "4",
+            "--max_steps",
+            "2",
+            "--warmup_steps",
+            "0",
+            "--save_steps",
+            "1",
+            "--no_model_card",
+        ),
+        *extra,
+    ]
+    return subprocess.run(
+        command, cwd=REPO, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
 
 
 @pytest.mark.slow
@@ -679,8 +953,17 @@ def test_ddp_on_two_cpu_processes_saves_an_adapter_that_loads_and_generates(tiny
     output = tmp_path / "ddp"
     # One epoch of 10 rows, not max_steps: 5 micro-batches per process, accumulation 2 (effective batch
     # 4 = 1 x 2 processes x 2), so 3 optimizer steps, the last on a short accumulation round.
-    done = accelerate_launch("accelerate_configs/multi_cpu.yaml", output, tiny_mistral_with_template,
-                             "--max_steps", "-1", "--num_train_epochs", "1", "--max_train_samples", "10")
+    done = accelerate_launch(
+        "accelerate_configs/multi_cpu.yaml",
+        output,
+        tiny_mistral_with_template,
+        "--max_steps",
+        "-1",
+        "--num_train_epochs",
+        "1",
+        "--max_train_samples",
+        "10",
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads((output / "training_metrics.json").read_text())["summary"]
     assert summary["processes"] == 2 and summary["global_steps"] == summary["planned_steps"] == 3
@@ -692,10 +975,16 @@ def test_ddp_on_two_cpu_processes_saves_an_adapter_that_loads_and_generates(tiny
     adapter = read_adapter(output)
     name = next(n for n in adapter if "lora_B" in n)
     assert adapter[name].abs().sum() > 0
-    assert torch.equal(dict(model.named_parameters())[name.replace(".weight", ".default.weight")].detach(), adapter[name])
+    assert torch.equal(
+        dict(model.named_parameters())[name.replace(".weight", ".default.weight")].detach(), adapter[name]
+    )
     tokenizer = AutoTokenizer.from_pretrained(output)
-    inputs = tokenizer.apply_chat_template([{"role": "user", "content": "Premise: A dog runs.\nHypothesis: An animal moves."}],
-                                           add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    inputs = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Premise: A dog runs.\nHypothesis: An animal moves."}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )
     generated = model.generate(**inputs, max_new_tokens=5, do_sample=False)
     assert generated.shape[1] == inputs["input_ids"].shape[1] + 5
 
@@ -704,8 +993,9 @@ def test_ddp_on_two_cpu_processes_saves_an_adapter_that_loads_and_generates(tiny
 def test_fsdp_launch_on_cpu_is_refused_in_one_line(tiny_mistral_with_template, tmp_path):
     """accelerate turns CPU processes into plain DDP even under an FSDP config (its FSDP switch covers only
     GPU-like devices), so train.py refuses instead of silently not sharding."""
-    done = accelerate_launch("accelerate_configs/fsdp_qlora.yaml", tmp_path / "fsdp", tiny_mistral_with_template,
-                             "--use_cpu", "true")
+    done = accelerate_launch(
+        "accelerate_configs/fsdp_qlora.yaml", tmp_path / "fsdp", tiny_mistral_with_template, "--use_cpu", "true"
+    )
     assert done.returncode != 0
     assert "error: FSDP needs GPUs" in done.stderr and not (tmp_path / "fsdp" / "adapter_model.safetensors").exists()
 
@@ -714,24 +1004,34 @@ def test_fsdp_launch_on_cpu_is_refused_in_one_line(tiny_mistral_with_template, t
 @pytest.mark.parametrize("stage", [2, 3])
 def test_deepspeed_on_two_cpu_processes_saves_a_qlora_adapter(tiny_mistral_with_template, tmp_path, stage):
     """DeepSpeed ZeRO-2/3 (its CPU accelerator, gloo) with the 4-bit base: under ZeRO-3 the model loads without a
-    device_map and the 4-bit storage follows dtype, and the final save gathers the adapter. deepspeed is in the gpu extra;
-    its sdist installs on CPU with `pip install --no-build-isolation deepspeed hjson einops ninja py-cpuinfo msgpack`."""
+    device_map and the 4-bit storage follows dtype, and the final save gathers the adapter. deepspeed is in the gpu
+    extra; its sdist installs on CPU with
+    `pip install --no-build-isolation deepspeed hjson einops ninja py-cpuinfo msgpack`."""
     pytest.importorskip("deepspeed")
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
     output = tmp_path / f"zero{stage}"
-    done = accelerate_launch(f"accelerate_configs/deepspeed_zero{stage}.yaml", output, tiny_mistral_with_template,
-                             "--use_cpu", "true", "--load_in_4bit", "true", launch_options=("--mixed_precision", "no"))
+    done = accelerate_launch(
+        f"accelerate_configs/deepspeed_zero{stage}.yaml",
+        output,
+        tiny_mistral_with_template,
+        "--use_cpu",
+        "true",
+        "--load_in_4bit",
+        "true",
+        launch_options=("--mixed_precision", "no"),
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert (output / "checkpoint-2" / "global_step2").is_dir()  # a real DeepSpeed checkpoint
     summary = json.loads((output / "training_metrics.json").read_text())["summary"]
     assert summary["processes"] == 2 and summary["global_steps"] == 2
     adapter = read_adapter(output)
     assert adapter and all(tensor.numel() > 0 for tensor in adapter.values())  # gathered, not empty shards
-    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_mistral_with_template,
-                                                                           dtype=torch.float32), output)
+    model = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(tiny_mistral_with_template, dtype=torch.float32), output
+    )
     generated = model.generate(input_ids=torch.tensor([[1, 3, 1040, 4]]), max_new_tokens=3, do_sample=False)
     assert generated.shape[1] == 7
 
@@ -744,22 +1044,33 @@ def test_fsdp_final_save_switches_the_plugin_to_a_full_state_dict():
 
     from nli_cot_hub.train.model import switch_to_full_state_dict
 
-    plugin = FullyShardedDataParallelPlugin(fsdp_version=1, state_dict_type="SHARDED_STATE_DICT",
-                                            sync_module_states=False, cpu_ram_efficient_loading=False)
+    plugin = FullyShardedDataParallelPlugin(
+        fsdp_version=1, state_dict_type="SHARDED_STATE_DICT", sync_module_states=False, cpu_ram_efficient_loading=False
+    )
     assert plugin.state_dict_type == StateDictType.SHARDED_STATE_DICT
     switch_to_full_state_dict(plugin)
     assert plugin.state_dict_type == StateDictType.FULL_STATE_DICT
     assert isinstance(plugin.state_dict_config, FullStateDictConfig)
     assert plugin.state_dict_config.rank0_only and plugin.state_dict_config.offload_to_cpu
     assert isinstance(plugin.optim_state_dict_config, FullOptimStateDictConfig)
+
+
 # Completion formats and the label-weighted loss, on TRL's own tokenised examples
 # ---------------------------------------------------------------------------------------------
 
 FORMAT_ROWS = [
-    {"premise": "A man sleeps on a bench.", "hypothesis": "A man is awake.", "label": 0,
-     "thought_process": 'He sleeps: "awake" (1) cannot hold, so 0.'},
-    {"premise": "A dog runs in a park.", "hypothesis": "An animal moves.", "label": 1,
-     "thought_process": "A dog is an animal and running is moving."},
+    {
+        "premise": "A man sleeps on a bench.",
+        "hypothesis": "A man is awake.",
+        "label": 0,
+        "thought_process": 'He sleeps: "awake" (1) cannot hold, so 0.',
+    },
+    {
+        "premise": "A dog runs in a park.",
+        "hypothesis": "An animal moves.",
+        "label": 1,
+        "thought_process": "A dog is an animal and running is moving.",
+    },
 ]
 
 
@@ -774,8 +1085,14 @@ def format_trainer(model_path: str, completion_format: str, tmp_path: Path, labe
 
     tokenizer = load_tokenizer(model_path)
     data = build_examples(Dataset.from_list(FORMAT_ROWS), "rows", "train", completion_format).examples
-    config = SFTConfig(output_dir=str(tmp_path / completion_format), max_length=256, report_to="none",
-                       use_cpu=True, completion_only_loss=True, per_device_train_batch_size=4)
+    config = SFTConfig(
+        output_dir=str(tmp_path / completion_format),
+        max_length=256,
+        report_to="none",
+        use_cpu=True,
+        completion_only_loss=True,
+        per_device_train_batch_size=4,
+    )
     model = AutoModelForCausalLM.from_pretrained(model_path)
     trainer = label_weighted(SFTTrainer)(model=model, args=config, train_dataset=data, processing_class=tokenizer)
     trainer.label_pattern, trainer.label_weight = label_token_pattern(data, tokenizer), label_weight
@@ -784,8 +1101,9 @@ def format_trainer(model_path: str, completion_format: str, tmp_path: Path, labe
 
 @pytest.mark.slow
 @pytest.mark.parametrize("completion_format", ["thought_first", "label_first", "multitask", "label_only"])
-def test_each_format_trains_on_its_completion_and_weights_land_on_the_label_token(tiny_model, tmp_path,
-                                                                                 completion_format):
+def test_each_format_trains_on_its_completion_and_weights_land_on_the_label_token(
+    tiny_model, tmp_path, completion_format
+):
     import torch
 
     from nli_cot_hub.train.loss import label_loss_weights, label_token_pattern
@@ -800,7 +1118,9 @@ def test_each_format_trains_on_its_completion_and_weights_land_on_the_label_toke
         text = tokenizer.decode(trained)
         # Token by token: the loss covers exactly the completion and the end of the turn, no prompt token.
         assert text.split("<|im_end|>")[0] in completions and text.rstrip().endswith("<|im_end|>")
-        assert example["labels"][:len(example["labels"]) - len(trained)] == [-100] * (len(example["labels"]) - len(trained))
+        assert example["labels"][: len(example["labels"]) - len(trained)] == [-100] * (
+            len(example["labels"]) - len(trained)
+        )
         weights = label_loss_weights(labels, pattern, 7.0)[0].tolist()
         weighted = [i for i, w in enumerate(weights) if w == 7.0]
         answer = json.loads(text.split("<|im_end|>")[0])
@@ -850,17 +1170,24 @@ def test_label_token_is_found_under_the_mistral_tokenizer_too():
         pattern = label_token_pattern(data, tokenizer)
         assert {tokenizer.decode([value]) for value in pattern.values} == {"0", "1"}
         for example in data:
-            ids = tokenizer.apply_chat_template(example["prompt"] + example["completion"], tokenize=True,
-                                                return_dict=True)["input_ids"]
-            prompt = len(tokenizer.apply_chat_template(example["prompt"], tokenize=True, add_generation_prompt=True,
-                                                       return_dict=True)["input_ids"])
+            ids = tokenizer.apply_chat_template(
+                example["prompt"] + example["completion"], tokenize=True, return_dict=True
+            )["input_ids"]
+            prompt = len(
+                tokenizer.apply_chat_template(
+                    example["prompt"], tokenize=True, add_generation_prompt=True, return_dict=True
+                )["input_ids"]
+            )
             # As TRL builds labels: the prompt (whose system message shows the JSON too) is -100.
             labels = [-100] * prompt + ids[prompt:]
             weights = label_loss_weights(torch.tensor([labels]), pattern, 4.0)[0]
             answer = json.loads(example["completion"][0]["content"])
             expected = 1 if "predicted_label" in answer else 0
             assert int((weights == 4.0).sum()) == expected
-        context = tokenizer.apply_chat_template(prompt_messages("A dog runs.", "An animal moves.", completion_format),
-                                                tokenize=False, add_generation_prompt=True)
+        context = tokenizer.apply_chat_template(
+            prompt_messages("A dog runs.", "An animal moves.", completion_format),
+            tokenize=False,
+            add_generation_prompt=True,
+        )
         _, zero, one = label_split(tokenizer, context, completion_format, "A thought with 1 and 0.")
         assert (tokenizer.decode([zero]), tokenizer.decode([one])) == ("0", "1")

@@ -99,8 +99,12 @@ def build_app(model_dir: str) -> FastAPI:
         options = {"max_new_tokens": parameters["max_new_tokens"], "pad_token_id": tokenizer.pad_token_id}
         sampling = bool(parameters.get("do_sample")) or (parameters.get("temperature") or 0) > 0
         if sampling:
-            options.update(do_sample=True, temperature=parameters.get("temperature") or 1.0,
-                           top_p=parameters.get("top_p"), top_k=parameters.get("top_k"))
+            options.update(
+                do_sample=True,
+                temperature=parameters.get("temperature") or 1.0,
+                top_p=parameters.get("top_p"),
+                top_k=parameters.get("top_k"),
+            )
             if parameters.get("seed") is not None:
                 torch.manual_seed(int(parameters["seed"]))
         else:
@@ -108,33 +112,47 @@ def build_app(model_dir: str) -> FastAPI:
         top_n = int(parameters.get("top_n_tokens") or 0)
         with lock, torch.inference_mode():
             output = model.generate(**ids, **options, output_scores=True, return_dict_in_generate=True)
-        new = output.sequences[0, ids["input_ids"].shape[1]:].tolist()
+        new = output.sequences[0, ids["input_ids"].shape[1] :].tolist()
         # Log-probabilities of the chosen tokens and the top_n_tokens alternatives, from the scores generate used.
         logprobs = [torch.log_softmax(step[0].float(), dim=-1) for step in output.scores]
         finished = eos in new
         if finished:
-            new = new[:new.index(eos) + 1]
+            new = new[: new.index(eos) + 1]
         text = tokenizer.decode(new, skip_special_tokens=True)
         for stop in parameters.get("stop") or []:
             if stop in text:
-                text, finished = text[:text.index(stop) + len(stop)], True
+                text, finished = text[: text.index(stop) + len(stop)], True
         if parameters.get("return_full_text"):
             text = prompt + text
         result = {"generated_text": text}
         if parameters.get("details"):
             result["details"] = {
-                "finish_reason": "eos_token" if finished else "length", "generated_tokens": len(new),
+                "finish_reason": "eos_token" if finished else "length",
+                "generated_tokens": len(new),
                 "seed": parameters.get("seed"),
-                "prefill": [{"id": t, "text": tokenizer.decode([t]), "logprob": None}
-                            for t in ids["input_ids"][0].tolist()] if parameters.get("decoder_input_details") else [],
-                "tokens": [{"id": t, "text": tokenizer.decode([t]), "logprob": float(logprobs[i][t]), "special": t == eos}
-                           for i, t in enumerate(new)],
+                "prefill": [
+                    {"id": t, "text": tokenizer.decode([t]), "logprob": None} for t in ids["input_ids"][0].tolist()
+                ]
+                if parameters.get("decoder_input_details")
+                else [],
+                "tokens": [
+                    {"id": t, "text": tokenizer.decode([t]), "logprob": float(logprobs[i][t]), "special": t == eos}
+                    for i, t in enumerate(new)
+                ],
             }
             if top_n:
                 result["details"]["top_tokens"] = [
-                    [{"id": int(t), "text": tokenizer.decode([int(t)]), "logprob": float(logprobs[i][t]),
-                      "special": int(t) == eos} for t in torch.topk(logprobs[i], top_n).indices]
-                    for i in range(len(new))]
+                    [
+                        {
+                            "id": int(t),
+                            "text": tokenizer.decode([int(t)]),
+                            "logprob": float(logprobs[i][t]),
+                            "special": int(t) == eos,
+                        }
+                        for t in torch.topk(logprobs[i], top_n).indices
+                    ]
+                    for i in range(len(new))
+                ]
         return result
 
     app = FastAPI()
@@ -149,7 +167,7 @@ def build_app(model_dir: str) -> FastAPI:
             return JSONResponse(await asyncio.to_thread(generate, prompt, parameters))
         except ValidationFailure as error:
             return JSONResponse({"error": str(error), "error_type": "validation"}, status_code=422)
-        except Exception as error:  # noqa: BLE001 - TGI reports generation failures this way
+        except Exception as error:
             return JSONResponse({"error": str(error), "error_type": "generation"}, status_code=500)
 
     app.add_api_route("/generate", handle, methods=["POST"])
@@ -161,9 +179,15 @@ def build_app(model_dir: str) -> FastAPI:
 
     @app.get("/info")
     async def info():
-        return {"model_id": model_dir, "model_dtype": "float32", "model_device_type": "cpu",
-                "max_input_tokens": MAX_INPUT_TOKENS, "max_total_tokens": MAX_TOTAL_TOKENS,
-                "version": "nli-cot-hub-test", "router": "text-generation-router"}
+        return {
+            "model_id": model_dir,
+            "model_dtype": "float32",
+            "model_device_type": "cpu",
+            "max_input_tokens": MAX_INPUT_TOKENS,
+            "max_total_tokens": MAX_TOTAL_TOKENS,
+            "version": "nli-cot-hub-test",
+            "router": "text-generation-router",
+        }
 
     return app
 

@@ -18,7 +18,7 @@ from nli_cot_hub.cli.common import DEBUG_ENV, error_boundary
 app = typer.Typer(
     name="nli-cot",
     help="Turn an NLI data set into a chain-of-thought NLI model, the Hugging Face way. "
-         "Exit codes: 0 success, 1 the run failed, 2 bad input or usage.",
+    "Exit codes: 0 success, 1 the run failed, 2 bad input or usage.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -26,8 +26,11 @@ app = typer.Typer(
 
 
 @app.callback()
-def options(debug: Annotated[bool, typer.Option(
-        "--debug", help="Show the full traceback of an error instead of one line.")] = False) -> None:
+def options(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the full traceback of an error instead of one line.")
+    ] = False,
+) -> None:
     if debug:
         os.environ[DEBUG_ENV] = "1"
 

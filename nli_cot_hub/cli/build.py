@@ -22,8 +22,10 @@ def show_build(result: BuildResult) -> None:
     console.print(table)
     report = result.report
     if report.unresolved_reflections:
-        console.print(f"{len(report.unresolved_reflections)} reflection(s) did not reach the gold label, left out "
-                      f"of combined: {', '.join(report.unresolved_reflections[:10])}")
+        console.print(
+            f"{len(report.unresolved_reflections)} reflection(s) did not reach the gold label, left out "
+            f"of combined: {', '.join(report.unresolved_reflections[:10])}"
+        )
     if report.contaminated_pairs:
         console.print(f"dropped {report.contaminated_pairs} pair(s) that occur in the evaluation set(s)")
     if result.output_dir is not None:
@@ -50,10 +52,14 @@ def show_lengths(result: LengthsResult) -> None:
             buckets.add_row(bucket["range"], str(bucket["count"]), f"{bucket['accuracy']:.1%}")
         console.print(buckets)
     if report.wanted is not None:
-        console.print(f"warning: the p{report.quantile * 100:g} length rounds up to {report.wanted}, above the "
-                      f"model's context of {report.context} tokens; recommending the context length instead")
-    console.print(f"recommended max_length: {report.recommended} (truncates {report.truncated} of "
-                  f"{len(report.lengths)}); histogram: {result.png}")
+        console.print(
+            f"warning: the p{report.quantile * 100:g} length rounds up to {report.wanted}, above the "
+            f"model's context of {report.context} tokens; recommending the context length instead"
+        )
+    console.print(
+        f"recommended max_length: {report.recommended} (truncates {report.truncated} of "
+        f"{len(report.lengths)}); histogram: {result.png}"
+    )
 
 
 def register(app: typer.Typer) -> None:

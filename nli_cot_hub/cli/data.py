@@ -31,15 +31,18 @@ def show_check(result: CheckResult, as_json: bool) -> None:
     table.add_row("duplicate pairs", f"{stats['duplicate_pairs']:,}")
     for column in ("premise", "hypothesis"):
         words = stats[f"{column}_words"]
-        table.add_row(f"{column} words",
-                      f"mean {words['mean']}  p50 {words['p50']:g}  p95 {words['p95']:g}  max {words['max']}")
+        table.add_row(
+            f"{column} words", f"mean {words['mean']}  p50 {words['p50']:g}  p95 {words['p95']:g}  max {words['max']}"
+        )
     Console().print(table)
 
 
 def show_overlap(result: OverlapResult) -> None:
     overlap = result.overlap
-    print(f"{overlap.count:,} of {overlap.left_rows:,} rows of {result.left} ({overlap.fraction_of_left:.1%}) "
-          f"also occur in {result.right}")
+    print(
+        f"{overlap.count:,} of {overlap.left_rows:,} rows of {result.left} ({overlap.fraction_of_left:.1%}) "
+        f"also occur in {result.right}"
+    )
     if overlap.label_agreement is not None:
         print(f"label agreement on the overlap: {overlap.label_agreement:.1%}")
 

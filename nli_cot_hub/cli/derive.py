@@ -31,18 +31,20 @@ def _parameter(field, annotation) -> inspect.Parameter:
     if meta.get("positional"):
         info = typer.Argument(help=meta.get("help") or None, show_default=False)
         if default is None:  # required, but a --config file may supply it: checked after merging
-            annotation = Optional[annotation]
+            annotation = Optional[annotation]  # noqa: UP045 - built at run time for typer from any type
     else:
         flag = flag_of(field)
-        if annotation in (bool, Optional[bool]) and (meta.get("negatable") or default is True):
+        boolean = annotation in (bool, Optional[bool])  # noqa: UP045 - compared with the resolved type hint
+        if boolean and (meta.get("negatable") or default is True):
             decls = [f"{flag}/--no-{flag[2:]}"]
         else:
             decls = [flag]
         if meta.get("short"):
             decls.append(meta["short"])
         info = typer.Option(*decls, help=meta.get("help") or None, min=meta.get("min"), max=meta.get("max"))
-    return inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY, default=default,
-                             annotation=Annotated[annotation, info])
+    return inspect.Parameter(
+        field.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[annotation, info]
+    )
 
 
 def _given_on_command_line(ctx: typer.Context, name: str) -> bool:
@@ -50,14 +52,26 @@ def _given_on_command_line(ctx: typer.Context, name: str) -> bool:
     return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT", "PROMPT")
 
 
-def command(app: typer.Typer, name: str, config_class: type, run: Callable[[Any], Any], *,
-            help: str | None = None, **command_options: Any) -> Callable:
+def command(
+    app: typer.Typer,
+    name: str,
+    config_class: type,
+    run: Callable[[Any], Any],
+    *,
+    help: str | None = None,
+    **command_options: Any,
+) -> Callable:
     """Register ``nli-cot NAME``: build ``config_class`` from flags (+ ``--config``) and call ``run`` on it."""
     types = field_types(config_class)
     parameters = [_parameter(field, types[field.name]) for field in shown_order(config_class)]
-    parameters.append(inspect.Parameter(
-        "config_file", inspect.Parameter.KEYWORD_ONLY, default=None,
-        annotation=Annotated[Optional[str], typer.Option("--config", help=CONFIG_HELP)]))
+    parameters.append(
+        inspect.Parameter(
+            "config_file",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=None,
+            annotation=Annotated[str | None, typer.Option("--config", help=CONFIG_HELP)],
+        )
+    )
     parameters.insert(0, inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context))
     names = [field.name for field in fields(config_class)]
 

@@ -6,16 +6,24 @@ import typer
 
 from nli_cot_hub.cli.derive import command
 from nli_cot_hub.hub_transfer import (
-    Downloaded, DownloadConfig, Uploaded, UploadConfig, run_download, run_upload,
+    DownloadConfig,
+    Downloaded,
+    UploadConfig,
+    Uploaded,
+    run_download,
+    run_upload,
 )
 
-hub_app = typer.Typer(help="Upload or download data sets, adapters and results (HF_ENDPOINT, HF_TOKEN).",
-                      no_args_is_help=True)
+hub_app = typer.Typer(
+    help="Upload or download data sets, adapters and results (HF_ENDPOINT, HF_TOKEN).", no_args_is_help=True
+)
 
 
 def show_upload(done: Uploaded) -> None:
-    print(f"uploaded {done.files} file(s) from {done.path} to {done.repo_type} {done.repo_id}@{done.revision} "
-          f"(commit {done.commit[:12]}): {done.url}")
+    print(
+        f"uploaded {done.files} file(s) from {done.path} to {done.repo_type} {done.repo_id}@{done.revision} "
+        f"(commit {done.commit[:12]}): {done.url}"
+    )
 
 
 def show_download(done: Downloaded) -> None:

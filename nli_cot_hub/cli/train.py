@@ -1,4 +1,5 @@
-"""``nli-cot train|merge|card``: fine-tune (nli_cot_hub.train.sft), merge the adapter for serving, write the model card."""
+"""``nli-cot train|merge|card``: fine-tune (nli_cot_hub.train.sft), merge the adapter for serving, write the model
+card."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from nli_cot_hub.cli.common import clean_errors
 from nli_cot_hub.cli.derive import command
 from nli_cot_hub.merge import MergeConfig, MergeResult, run_merge
 from nli_cot_hub.model_card import CardConfig, CardResult, run_card
+
 
 def train(context: typer.Context) -> None:
     """Fine-tune with nli_cot_hub.train.sft: every option is passed through to it.
@@ -50,7 +52,8 @@ def show_card(result: CardResult) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("train", context_settings={"allow_extra_args": True, "ignore_unknown_options": True,
-                                           "help_option_names": []})(train)
+    app.command(
+        "train", context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
+    )(train)
     command(app, "merge", MergeConfig, lambda config: show_merge(run_merge(config)))
     command(app, "card", CardConfig, lambda config: show_card(run_card(config)))

@@ -22,42 +22,59 @@ class NliScriptArguments(ScriptArguments):
         metadata={"help": "Evaluation split; when the data set lacks it, eval_fraction of train is held out."},
     )
     eval_fraction: float = field(
-        default=0.05, metadata={"help": "Share of train held out for evaluation when no eval split exists."})
+        default=0.05, metadata={"help": "Share of train held out for evaluation when no eval split exists."}
+    )
     max_train_samples: int | None = field(
-        default=None, metadata={"help": "Keep only the first N training examples (smoke runs)."})
-    max_eval_samples: int | None = field(
-        default=None, metadata={"help": "Keep only the first N evaluation examples."})
+        default=None, metadata={"help": "Keep only the first N training examples (smoke runs)."}
+    )
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only the first N evaluation examples."})
     effective_batch_size: int | None = field(
         default=None,
-        metadata={"help": "Examples per optimizer step over all processes; sets gradient_accumulation_steps "
-                          "= effective / (per_device_train_batch_size x processes), so 1 GPU and N GPUs take "
-                          "the same optimizer steps with the same LR schedule."},
+        metadata={
+            "help": "Examples per optimizer step over all processes; sets gradient_accumulation_steps "
+            "= effective / (per_device_train_batch_size x processes), so 1 GPU and N GPUs take "
+            "the same optimizer steps with the same LR schedule."
+        },
     )
     tokenizer_name_or_path: str | None = field(
         default=None,
-        metadata={"help": "Tokenizer to use instead of the model's; 'mistral-common:v3' builds the "
-                          "Mistral-7B-v0.3 tokenizer from the mistral-common package (no download)."},
+        metadata={
+            "help": "Tokenizer to use instead of the model's; 'mistral-common:v3' builds the "
+            "Mistral-7B-v0.3 tokenizer from the mistral-common package (no download)."
+        },
     )
     random_init: bool = field(
         default=False,
-        metadata={"help": "BENCHMARKS ONLY: build the model from its config with random weights "
-                          "instead of loading weights (for machines that cannot download them)."},
+        metadata={
+            "help": "BENCHMARKS ONLY: build the model from its config with random weights "
+            "instead of loading weights (for machines that cannot download them)."
+        },
     )
     warmup_ratio: float | None = field(
         default=None,
-        metadata={"help": "Warm-up as a share of the optimizer steps, in (0, 1): the same as a warmup_steps "
-                          "value below 1 (transformers 5 reads warmup_steps < 1 as a share). Give one or the other."},
+        metadata={
+            "help": "Warm-up as a share of the optimizer steps, in (0, 1): the same as a warmup_steps "
+            "value below 1 (transformers 5 reads warmup_steps < 1 as a share). Give one or the other."
+        },
     )
     hub_dataset_id: str | None = field(
-        default=None, metadata={"help": "Hub id of the training data, named in the model card when "
-                                        "dataset_name is a local folder."})
+        default=None,
+        metadata={"help": "Hub id of the training data, named in the model card when dataset_name is a local folder."},
+    )
     model_card: bool = field(
-        default=True, metadata={"help": "Write README.md (the model card) into output_dir after training."})
+        default=True, metadata={"help": "Write README.md (the model card) into output_dir after training."}
+    )
     completion_format: str = field(
         default="thought_first",
-        metadata={"help": "Answer layout (nli_cot_hub.formats): thought_first, label_first, multitask or "
-                          "label_only; written to the adapter folder so prediction uses the same one."})
+        metadata={
+            "help": "Answer layout (nli_cot_hub.formats): thought_first, label_first, multitask or "
+            "label_only; written to the adapter folder so prediction uses the same one."
+        },
+    )
     label_loss_weight: float = field(
         default=1.0,
-        metadata={"help": "Weight of the label token(s) against the other completion tokens in the "
-                          "completion-only loss (1.0: every token counts the same)."})
+        metadata={
+            "help": "Weight of the label token(s) against the other completion tokens in the "
+            "completion-only loss (1.0: every token counts the same)."
+        },
+    )

@@ -26,8 +26,9 @@ def _row_label(row: dict[str, Any]) -> Any:
     return row.get("predicted_label")
 
 
-def flat_row_to_examples(row: dict[str, Any], where: str,
-                         completion_format: str = "thought_first") -> list[dict[str, Any]]:
+def flat_row_to_examples(
+    row: dict[str, Any], where: str, completion_format: str = "thought_first"
+) -> list[dict[str, Any]]:
     """One flat NLI row (premise, hypothesis, thought_process, gold label) as prompt/completion pairs in
     ``completion_format`` (two for a multitask row with a thought). A row without a gold label uses the
     label its thought reached."""
@@ -52,6 +53,7 @@ def _no_prediction(value: Any) -> bool:
 
 def _same_label(left: Any, right: Any) -> bool:
     """1, "1" and 1.0 are one label (CSV cells are text; a JSON column with nulls may be read as floats)."""
+
     def key(value: Any) -> Any:
         try:
             return int(float(value))
@@ -71,12 +73,19 @@ class Examples:
     left_out: int
 
     def left_out_line(self, source: str, split: str) -> str:
-        return (f"{source} [{split}]: left out {self.left_out} of {self.rows} rows whose thought reached another "
-                "label than the gold one")
+        return (
+            f"{source} [{split}]: left out {self.left_out} of {self.rows} rows whose thought reached another "
+            "label than the gold one"
+        )
 
 
-def build_examples(dataset, source: str = "dataset", split: str = "train", completion_format: str = "thought_first",
-                   keep: tuple[str, ...] = ()) -> Examples:
+def build_examples(
+    dataset,
+    source: str = "dataset",
+    split: str = "train",
+    completion_format: str = "thought_first",
+    keep: tuple[str, ...] = (),
+) -> Examples:
     """The training examples of one split: TRL's conversational ``prompt``/``completion`` columns (plus the
     ``keep`` columns, repeated for each example of a row), built from flat rows in ``completion_format``
     (``nli_cot_hub.formats``) with the gold label. Ready-made prompt/completion columns are used as they are
@@ -91,20 +100,27 @@ def build_examples(dataset, source: str = "dataset", split: str = "train", compl
     flat = {"premise", "hypothesis"} <= set(columns)
     if "prompt" in columns and "completion" in columns and (completion_format == "thought_first" or not flat):
         if completion_format != "thought_first":
-            raise DataError(f"{source} [{split}]: completion_format {completion_format!r} needs the flat fields "
-                            f"premise/hypothesis/thought_process/label (has {', '.join(columns)})")
+            raise DataError(
+                f"{source} [{split}]: completion_format {completion_format!r} needs the flat fields "
+                f"premise/hypothesis/thought_process/label (has {', '.join(columns)})"
+            )
         return Examples(dataset.select_columns(["prompt", "completion", *keep]), len(dataset), 0)
     if not flat:
-        raise DataError(f"{source} [{split}]: needs prompt/completion columns or premise/hypothesis/label "
-                        f"(has {', '.join(columns)})")
+        raise DataError(
+            f"{source} [{split}]: needs prompt/completion columns or premise/hypothesis/label "
+            f"(has {', '.join(columns)})"
+        )
     rows = len(dataset)
     # A thought that reached another label than the gold one argues for the wrong answer: training on it
     # with the gold label would teach the model to contradict its own reasoning.
     gold = next((name for name in LABEL_ALIASES if name in columns), None)
     origin = list(range(rows))  # row numbers of the source, for error messages
     if gold and "predicted_label" in columns:
-        keep_rows = [index for index, (truth, predicted) in enumerate(zip(dataset[gold], dataset["predicted_label"]))
-                     if _no_prediction(predicted) or _same_label(predicted, truth)]
+        keep_rows = [
+            index
+            for index, (truth, predicted) in enumerate(zip(dataset[gold], dataset["predicted_label"]))
+            if _no_prediction(predicted) or _same_label(predicted, truth)
+        ]
         if len(keep_rows) < rows:
             dataset, origin = dataset.select(keep_rows), keep_rows
 
@@ -119,13 +135,19 @@ def build_examples(dataset, source: str = "dataset", split: str = "train", compl
                     out[name].append(row[name])
         return out
 
-    examples = dataset.map(convert, with_indices=True, batched=True, remove_columns=columns,
-                           desc=f"{completion_format} examples for {split}")
+    examples = dataset.map(
+        convert,
+        with_indices=True,
+        batched=True,
+        remove_columns=columns,
+        desc=f"{completion_format} examples for {split}",
+    )
     return Examples(examples, rows, rows - len(dataset))
 
 
-def prepare_splits(script_args: NliScriptArguments, seed: int, want_eval: bool,
-                   report: Callable[[str], None] | None = None):
+def prepare_splits(
+    script_args: NliScriptArguments, seed: int, want_eval: bool, report: Callable[[str], None] | None = None
+):
     """Train and eval splits in the fine-tuning chat format (eval is None when not wanted); ``report`` gets a
     line for each split that left rows out."""
     raw = load_dataset_dict(script_args.dataset_name, script_args.dataset_config)
@@ -163,8 +185,9 @@ def token_lengths(dataset, tokenizer) -> list[int]:
     ``nli_cot_hub.train.model.load_tokenizer``)."""
     lengths = []
     for example in dataset:
-        ids = tokenizer.apply_chat_template(example["prompt"] + example["completion"], tokenize=True,
-                                            return_dict=True)["input_ids"]
+        ids = tokenizer.apply_chat_template(
+            example["prompt"] + example["completion"], tokenize=True, return_dict=True
+        )["input_ids"]
         lengths.append(len(ids))
     return lengths
 
@@ -178,8 +201,10 @@ class TruncationReport:
     max_length: int | None
 
     def line(self) -> str:
-        return (f"max_length {self.max_length}: {self.truncated} of {self.examples} examples would be truncated "
-                f"(longest {self.max_tokens} tokens, median {self.median_tokens:g})")
+        return (
+            f"max_length {self.max_length}: {self.truncated} of {self.examples} examples would be truncated "
+            f"(longest {self.max_tokens} tokens, median {self.median_tokens:g})"
+        )
 
 
 def truncation_report(dataset, tokenizer, max_length: int | None) -> TruncationReport:
@@ -187,5 +212,6 @@ def truncation_report(dataset, tokenizer, max_length: int | None) -> TruncationR
 
     lengths = token_lengths(dataset, tokenizer)
     truncated = sum(length > max_length for length in lengths) if max_length else 0
-    return TruncationReport(len(lengths), truncated, max(lengths, default=0),
-                            statistics.median(lengths) if lengths else 0, max_length)
+    return TruncationReport(
+        len(lengths), truncated, max(lengths, default=0), statistics.median(lengths) if lengths else 0, max_length
+    )

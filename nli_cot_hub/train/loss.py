@@ -43,10 +43,10 @@ def label_token_pattern(dataset, tokenizer) -> LabelTokenPattern:
         text = tokenizer.apply_chat_template(example["prompt"] + example["completion"], tokenize=False)
         ids, index = label_value_token(text, tokenizer)
         if index is not None and index >= LABEL_ANCHOR_TOKENS:
-            anchors.add(tuple(ids[index - LABEL_ANCHOR_TOKENS:index]))
+            anchors.add(tuple(ids[index - LABEL_ANCHOR_TOKENS : index]))
             values.add(ids[index])
     if not values:
-        raise DataError("label_loss_weight: no example has a \"predicted_label\" value to weight")
+        raise DataError('label_loss_weight: no example has a "predicted_label" value to weight')
     return LabelTokenPattern(frozenset(anchors), frozenset(values))
 
 
@@ -62,7 +62,7 @@ def label_token_mask(labels, pattern: LabelTokenPattern):
     for anchor in pattern.anchors:
         follows = torch.ones_like(labels[:, width:], dtype=torch.bool)
         for offset, token in enumerate(anchor):
-            follows &= labels[:, offset:labels.shape[1] - width + offset] == token
+            follows &= labels[:, offset : labels.shape[1] - width + offset] == token
         mask[:, width:] |= follows & is_value[:, width:]
     return mask
 
@@ -104,8 +104,9 @@ def label_weighted(trainer_class):
                 right = self.accelerator.gather_for_metrics(outputs.is_top1.sum()).sum()
                 self._metrics[mode]["mean_token_accuracy"].append((right / valid).item() if valid > 0 else 0.0)
             if mode == "train" and "attention_mask" in inputs:
-                self._total_train_tokens += self.accelerator.gather_for_metrics(
-                    inputs["attention_mask"].sum()).sum().item()
+                self._total_train_tokens += (
+                    self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()).sum().item()
+                )
             self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
             return (loss, outputs) if return_outputs else loss
 

@@ -50,8 +50,10 @@ def ensure_distinct_pad(tokenizer) -> None:
         if candidate and candidate != tokenizer.eos_token and candidate in tokenizer.get_vocab():
             tokenizer.pad_token = candidate
             return
-    raise ValueError(f"tokenizer {tokenizer.name_or_path!r} has no token to pad with other than EOS; "
-                     "set one with --tokenizer_name_or_path or add a pad token to it")
+    raise ValueError(
+        f"tokenizer {tokenizer.name_or_path!r} has no token to pad with other than EOS; "
+        "set one with --tokenizer_name_or_path or add a pad token to it"
+    )
 
 
 def load_tokenizer(model_path: str, tokenizer_name: str | None = None, revision: str = "main"):
@@ -74,16 +76,28 @@ def load_tokenizer(model_path: str, tokenizer_name: str | None = None, revision:
 # Architectures known without any download, so --random_init works on a machine with no Hub access.
 KNOWN_CONFIGS: dict[str, dict[str, Any]] = {
     "mistralai/Mistral-7B-v0.3": dict(
-        model_type="mistral", vocab_size=32768, hidden_size=4096, intermediate_size=14336,
-        num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8, head_dim=128,
-        max_position_embeddings=32768, rope_theta=1_000_000.0, sliding_window=None, rms_norm_eps=1e-5,
-        hidden_act="silu", tie_word_embeddings=False, bos_token_id=1, eos_token_id=2,
+        model_type="mistral",
+        vocab_size=32768,
+        hidden_size=4096,
+        intermediate_size=14336,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        head_dim=128,
+        max_position_embeddings=32768,
+        rope_theta=1_000_000.0,
+        sliding_window=None,
+        rms_norm_eps=1e-5,
+        hidden_act="silu",
+        tie_word_embeddings=False,
+        bos_token_id=1,
+        eos_token_id=2,
     ),
 }
 
 
 def model_config(model_name: str):
-    from transformers import AutoConfig, CONFIG_MAPPING
+    from transformers import CONFIG_MAPPING, AutoConfig
 
     if model_name in KNOWN_CONFIGS:
         values = dict(KNOWN_CONFIGS[model_name])
@@ -129,8 +143,10 @@ def sharded_loading() -> str | None:
     variables from its config), else None. Sharded parameters must share one dtype and go on no fixed device."""
     if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
         return "fsdp"
-    if (os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
-            and os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3"):
+    if (
+        os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+        and os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3"
+    ):
         return "zero3"
     return None
 
@@ -143,8 +159,10 @@ def quantization_config(model_args):
 
     if model_args.load_in_4bit and model_args.bnb_4bit_quant_storage is None and sharded_loading():
         if model_args.dtype in (None, "auto"):
-            raise RecipeError(f"{sharded_loading()} with load_in_4bit needs dtype set (e.g. --dtype bfloat16): the "
-                              "4-bit weights are stored in that dtype so they shard with the LoRA weights")
+            raise RecipeError(
+                f"{sharded_loading()} with load_in_4bit needs dtype set (e.g. --dtype bfloat16): the "
+                "4-bit weights are stored in that dtype so they shard with the LoRA weights"
+            )
         model_args = replace(model_args, bnb_4bit_quant_storage=model_args.dtype)
     return get_quantization_config(model_args)
 
@@ -178,11 +196,15 @@ def check_launch(training_args) -> None:
     """Two ways a multi-process launch silently becomes something else on a machine without GPUs."""
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if launched > 1 and training_args.world_size == 1:
-        raise RecipeError(f"{launched} processes were launched but did not join one process group (no GPU here): "
-                          "pass --use_cpu true so they train together over gloo")
+        raise RecipeError(
+            f"{launched} processes were launched but did not join one process group (no GPU here): "
+            "pass --use_cpu true so they train together over gloo"
+        )
     if sharded_loading() == "fsdp" and training_args.use_cpu:
-        raise RecipeError("FSDP needs GPUs: accelerate turns CPU processes into plain data parallel (gloo), "
-                          "so nothing would be sharded; use accelerate_configs/multi_cpu.yaml on CPU")
+        raise RecipeError(
+            "FSDP needs GPUs: accelerate turns CPU processes into plain data parallel (gloo), "
+            "so nothing would be sharded; use accelerate_configs/multi_cpu.yaml on CPU"
+        )
 
 
 # SFTConfig switches that need a package outside the base install, and the extra that provides it.
@@ -196,8 +218,10 @@ def check_optional_features(training_args) -> None:
 
     for flag, (module, extra) in OPTIONAL_FEATURES.items():
         if getattr(training_args, flag, False) and importlib.util.find_spec(module) is None:
-            raise RecipeError(f"{flag}: true needs the '{module}' package, which is missing; install the "
-                              f"'{extra}' extra (pip install -e '.[{extra}]') or pass --{flag} false")
+            raise RecipeError(
+                f"{flag}: true needs the '{module}' package, which is missing; install the "
+                f"'{extra}' extra (pip install -e '.[{extra}]') or pass --{flag} false"
+            )
 
 
 def load_model(model_args, training_args, random_init: bool = False, seed: int = 0):

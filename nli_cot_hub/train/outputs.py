@@ -23,6 +23,7 @@ def shareable_path(value: Any) -> Any:
 
 def resolved_recipe(script_args, training_args, model_args) -> dict[str, Any]:
     """The three argument groups as plain data, secrets removed, for recipe_resolved.yaml."""
+
     def plain(args) -> dict[str, Any]:
         values = args.to_dict() if hasattr(args, "to_dict") else asdict(args)
         return {key: shareable_path(value) for key, value in values.items() if key not in SECRET_FIELDS}
@@ -76,8 +77,9 @@ def plot_training_curves(log_history: list[dict[str, Any]], output_path: str | P
         points = [(entry["step"], entry[key]) for entry in log_history if key in entry and "step" in entry]
         return [step for step, _ in points], [value for _, value in points]
 
-    figure, (loss_axis, lr_axis) = plt.subplots(2, 1, figsize=(8, 6), sharex=True,
-                                                gridspec_kw={"height_ratios": [2, 1]})
+    figure, (loss_axis, lr_axis) = plt.subplots(
+        2, 1, figsize=(8, 6), sharex=True, gridspec_kw={"height_ratios": [2, 1]}
+    )
     for key, label, style in (("loss", "train loss", "-"), ("eval_loss", "eval loss", "o-")):
         steps, values = series(key)
         if steps:

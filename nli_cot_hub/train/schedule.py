@@ -19,8 +19,10 @@ def accumulation_steps(effective_batch_size: int, per_device_batch_size: int, pr
     """Gradient accumulation that makes one optimizer step see exactly ``effective_batch_size`` examples."""
     per_step = per_device_batch_size * processes
     if effective_batch_size % per_step:
-        raise ValueError(f"effective_batch_size {effective_batch_size} is not a multiple of "
-                         f"per_device_train_batch_size {per_device_batch_size} x {processes} processes")
+        raise ValueError(
+            f"effective_batch_size {effective_batch_size} is not a multiple of "
+            f"per_device_train_batch_size {per_device_batch_size} x {processes} processes"
+        )
     return effective_batch_size // per_step
 
 
@@ -30,8 +32,12 @@ def learning_rates(peak: float, warmup_steps: int, total_steps: int, scheduler: 
     from transformers import get_scheduler
 
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=peak)
-    factor = get_scheduler(str(getattr(scheduler, "value", scheduler)), optimizer, num_warmup_steps=warmup_steps,
-                           num_training_steps=total_steps).lr_lambdas[0]
+    factor = get_scheduler(
+        str(getattr(scheduler, "value", scheduler)),
+        optimizer,
+        num_warmup_steps=warmup_steps,
+        num_training_steps=total_steps,
+    ).lr_lambdas[0]
     return [peak * factor(step) for step in range(total_steps)]
 
 
@@ -49,9 +55,11 @@ class SchedulePlan:
 
     def line(self, peak: float, scheduler: Any) -> str:
         scheduler = str(getattr(scheduler, "value", scheduler))  # SFTConfig holds an enum
-        text = (f"schedule: {self.total_steps} optimizer steps ({self.train_examples} examples, "
-                f"{self.batches_per_process} micro-batches per process per epoch, accumulation {self.accumulation}, "
-                f"{self.processes} process{'es' if self.processes > 1 else ''}), warm-up {self.warmup_steps}")
+        text = (
+            f"schedule: {self.total_steps} optimizer steps ({self.train_examples} examples, "
+            f"{self.batches_per_process} micro-batches per process per epoch, accumulation {self.accumulation}, "
+            f"{self.processes} process{'es' if self.processes > 1 else ''}), warm-up {self.warmup_steps}"
+        )
         if scheduler in SCHEDULES_WITH_WARMUP and self.total_steps > 0:
             last = learning_rates(peak, self.warmup_steps, self.total_steps, scheduler)[-1]
             text += f", then {scheduler}: LR peak {peak:g}, {last:.3g} at the last step"
@@ -78,14 +86,23 @@ def optimizer_steps(batches: int, accumulation: int, epochs: float, max_steps: i
 
 def plan_schedule(training_args, train_examples: int) -> SchedulePlan:
     processes = max(1, training_args.world_size)
-    batches = batches_per_process(train_examples, training_args.per_device_train_batch_size, processes,
-                                  training_args.dataloader_drop_last)
-    total = optimizer_steps(batches, training_args.gradient_accumulation_steps, training_args.num_train_epochs,
-                            training_args.max_steps)
+    batches = batches_per_process(
+        train_examples, training_args.per_device_train_batch_size, processes, training_args.dataloader_drop_last
+    )
+    total = optimizer_steps(
+        batches, training_args.gradient_accumulation_steps, training_args.num_train_epochs, training_args.max_steps
+    )
     # get_warmup_steps reads warmup_steps as a count (>= 1) or a share of the total (< 1), as the Trainer does.
     share = training_args.warmup_steps if 0 < training_args.warmup_steps < 1 else None
-    return SchedulePlan(train_examples, batches, training_args.gradient_accumulation_steps, processes, total,
-                        training_args.get_warmup_steps(total), share)
+    return SchedulePlan(
+        train_examples,
+        batches,
+        training_args.gradient_accumulation_steps,
+        processes,
+        total,
+        training_args.get_warmup_steps(total),
+        share,
+    )
 
 
 def check_schedule(plan: SchedulePlan, max_share: float = MAX_WARMUP_SHARE) -> None:
@@ -105,7 +122,8 @@ def check_schedule(plan: SchedulePlan, max_share: float = MAX_WARMUP_SHARE) -> N
         f"{asked} is more than {max_share:.0%} of the {plan.total_steps} optimizer steps this run takes "
         f"({plan.train_examples} train examples, {plan.batches_per_process} micro-batches per process per epoch, "
         f"accumulation {plan.accumulation}, {plan.processes} process(es)), so the LR would hardly reach its peak "
-        f"or decay; set --warmup_steps to at most {fitting} (a count) or to a share such as 0.1")
+        f"or decay; set --warmup_steps to at most {fitting} (a count) or to a share such as 0.1"
+    )
 
 
 def apply_warmup_ratio(script_args, training_args) -> None:
@@ -116,6 +134,7 @@ def apply_warmup_ratio(script_args, training_args) -> None:
     if not 0 < ratio < 1:
         raise RecipeError(f"warmup_ratio {ratio}: expected a share of the optimizer steps, between 0 and 1")
     if training_args.warmup_steps:
-        raise RecipeError(f"warmup_ratio {ratio} and warmup_steps {training_args.warmup_steps} are both set; "
-                          "give one of them")
+        raise RecipeError(
+            f"warmup_ratio {ratio} and warmup_steps {training_args.warmup_steps} are both set; give one of them"
+        )
     training_args.warmup_steps = ratio

@@ -75,19 +75,22 @@ def main(script_args, training_args, model_args, callbacks: list | None = None) 
     processes = training_args.world_size
     if script_args.effective_batch_size:
         training_args.gradient_accumulation_steps = schedule.accumulation_steps(
-            script_args.effective_batch_size, training_args.per_device_train_batch_size, processes)
+            script_args.effective_batch_size, training_args.per_device_train_batch_size, processes
+        )
     started = time.time()
 
     schedule.apply_warmup_ratio(script_args, training_args)
     model.check_launch(training_args)
     model.check_optional_features(training_args)
     train_data, eval_data = data.prepare_splits(  # first: bad data fails before any model loads
-        script_args, training_args.seed, want_eval=training_args.eval_strategy != "no", report=logger.info)
+        script_args, training_args.seed, want_eval=training_args.eval_strategy != "no", report=logger.info
+    )
     plan = schedule.plan_schedule(training_args, len(train_data))
     schedule.check_schedule(plan)
     logger.info(plan.line(training_args.learning_rate, training_args.lr_scheduler_type))
-    tokenizer = model.load_tokenizer(model_args.model_name_or_path, script_args.tokenizer_name_or_path,
-                                     model_args.model_revision)
+    tokenizer = model.load_tokenizer(
+        model_args.model_name_or_path, script_args.tokenizer_name_or_path, model_args.model_revision
+    )
     truncation = data.truncation_report(train_data, tokenizer, training_args.max_length)
     logger.info(f"train {len(train_data)} examples, eval {len(eval_data) if eval_data else 0}; {truncation.line()}")
 
@@ -96,8 +99,10 @@ def main(script_args, training_args, model_args, callbacks: list | None = None) 
         raise ValueError(f"label_loss_weight must be > 0, got {script_args.label_loss_weight}")
     if script_args.label_loss_weight != 1.0:
         pattern = label_pattern = loss.label_token_pattern(train_data, tokenizer)
-        logger.info(f"label tokens weighted x{script_args.label_loss_weight:g} ({len(pattern.values)} value tokens, "
-                    f"{len(pattern.anchors)} contexts)")
+        logger.info(
+            f"label tokens weighted x{script_args.label_loss_weight:g} ({len(pattern.values)} value tokens, "
+            f"{len(pattern.anchors)} contexts)"
+        )
 
     base = model.load_model(model_args, training_args, script_args.random_init, training_args.seed)
     signal_callback = checkpoint.make_signal_callback()
@@ -143,8 +148,10 @@ def main(script_args, training_args, model_args, callbacks: list | None = None) 
 
     if signal_callback.received is not None:
         saved = checkpoint.resolve_resume("latest", training_args.output_dir)
-        logger.info(f"stopped by signal {signal_callback.received}; checkpoint saved in {saved}; "
-                    "continue with --resume_from_checkpoint latest")
+        logger.info(
+            f"stopped by signal {signal_callback.received}; checkpoint saved in {saved}; "
+            "continue with --resume_from_checkpoint latest"
+        )
         return {"status": "interrupted", "signal": signal_callback.received, "checkpoint": saved}
 
     model.use_full_state_dict_for_saving(trainer)
@@ -152,22 +159,25 @@ def main(script_args, training_args, model_args, callbacks: list | None = None) 
     trainer.save_model(training_args.output_dir, _internal_call=True)
     result: dict[str, Any] = {"status": "completed", "output_dir": training_args.output_dir}
     if trainer.is_world_process_zero():
-        summary = outputs.training_summary(trainer.state.log_history, {
-            **parameters,
-            "base_model": base_name,
-            "train_examples": len(train_data),
-            "eval_examples": len(eval_data) if eval_data else 0,
-            "truncated_examples": truncation.truncated,
-            "median_tokens": truncation.median_tokens,
-            "max_tokens": truncation.max_tokens,
-            "global_steps": trainer.state.global_step,
-            "planned_steps": plan.total_steps,
-            "warmup_steps": plan.warmup_steps,
-            "processes": trainer.accelerator.num_processes,
-            "peak_memory_gib": outputs.peak_memory_gib(),
-            "wall_time_s": round(time.time() - started, 1),
-            "best_checkpoint": os.path.basename(trainer.state.best_model_checkpoint or "") or None,
-        })
+        summary = outputs.training_summary(
+            trainer.state.log_history,
+            {
+                **parameters,
+                "base_model": base_name,
+                "train_examples": len(train_data),
+                "eval_examples": len(eval_data) if eval_data else 0,
+                "truncated_examples": truncation.truncated,
+                "median_tokens": truncation.median_tokens,
+                "max_tokens": truncation.max_tokens,
+                "global_steps": trainer.state.global_step,
+                "planned_steps": plan.total_steps,
+                "warmup_steps": plan.warmup_steps,
+                "processes": trainer.accelerator.num_processes,
+                "peak_memory_gib": outputs.peak_memory_gib(),
+                "wall_time_s": round(time.time() - started, 1),
+                "best_checkpoint": os.path.basename(trainer.state.best_model_checkpoint or "") or None,
+            },
+        )
         outputs.write_metrics(trainer.state.log_history, summary, training_args.output_dir)
         outputs.plot_training_curves(trainer.state.log_history, f"{training_args.output_dir}/training_curves.png")
         if script_args.model_card:

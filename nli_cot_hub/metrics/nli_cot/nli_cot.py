@@ -24,7 +24,8 @@ Scores binary natural language inference (1 = entailment, 0 = no entailment) whe
 with a chain of thought. Each prediction may be the raw generated text, e.g.
 `{"thought_process": "step 1: ...", "predicted_label": 1}` with or without fences, prose, repairs or
 truncation, or an already extracted label. Text is parsed with `extract_answer` from `nli_cot_parser.py`
-beside this script, the same file as `nli_cot_hub.extract` (json-repair based); an answer without a label counts as wrong unless `unparsed` says otherwise.
+beside this script, the same file as `nli_cot_hub.extract` (json-repair based); an answer without a label
+counts as wrong unless `unparsed` says otherwise.
 Besides accuracy, precision, recall and F1 (binary and macro) it reports how many answers parsed,
 with what status, the confusion matrix and the mean thought length.
 """
@@ -79,8 +80,9 @@ class NliCot(evaluate.Metric):
             return self.features[1]
         return super()._infer_feature_from_batch(batch)
 
-    def _compute(self, predictions, references, unparsed="wrong", neutral=1, probabilities=None, threshold=0.5,
-                 bins=10):
+    def _compute(
+        self, predictions, references, unparsed="wrong", neutral=1, probabilities=None, threshold=0.5, bins=10
+    ):
         if unparsed not in UNPARSED_CHOICES:
             raise ValueError(f"unparsed must be one of {UNPARSED_CHOICES}, got {unparsed!r}")
         gold = np.asarray(references, dtype=int)
@@ -106,18 +108,33 @@ class NliCot(evaluate.Metric):
 
         result = {"scored": int(keep.sum()), "parse_rate": float(parsed.mean()) if len(parsed) else 0.0}
         if len(y_true):
-            binary = precision_recall_fscore_support(y_true, y_pred, labels=[0, 1], pos_label=1,
-                                                     average="binary", zero_division=0)
-            macro = precision_recall_fscore_support(y_true, y_pred, labels=[0, 1], average="macro",
-                                                    zero_division=0)
-            result.update(accuracy=float((y_true == y_pred).mean()),
-                          precision=float(binary[0]), recall=float(binary[1]), f1=float(binary[2]),
-                          macro_precision=float(macro[0]), macro_recall=float(macro[1]), macro_f1=float(macro[2]))
+            binary = precision_recall_fscore_support(
+                y_true, y_pred, labels=[0, 1], pos_label=1, average="binary", zero_division=0
+            )
+            macro = precision_recall_fscore_support(y_true, y_pred, labels=[0, 1], average="macro", zero_division=0)
+            result.update(
+                accuracy=float((y_true == y_pred).mean()),
+                precision=float(binary[0]),
+                recall=float(binary[1]),
+                f1=float(binary[2]),
+                macro_precision=float(macro[0]),
+                macro_recall=float(macro[1]),
+                macro_f1=float(macro[2]),
+            )
         else:
-            result.update(accuracy=None, precision=None, recall=None, f1=None,
-                          macro_precision=None, macro_recall=None, macro_f1=None)
+            result.update(
+                accuracy=None,
+                precision=None,
+                recall=None,
+                f1=None,
+                macro_precision=None,
+                macro_recall=None,
+                macro_f1=None,
+            )
         counts = Counter(statuses)
-        result["status_counts"] = {status: counts.get(status, 0) for status in ("ok", "repaired", "label-only", "failed")}
+        result["status_counts"] = {
+            status: counts.get(status, 0) for status in ("ok", "repaired", "label-only", "failed")
+        }
         matrix = np.zeros((2, 3), dtype=int)
         for truth, label in zip(gold, raw):
             matrix[truth, 2 if label < 0 else label] += 1
@@ -146,14 +163,24 @@ def probability_metrics(p_one, gold, threshold=0.5, bins=10):
             continue
         mean_p, share = float(p_one[members].mean()), float(gold[members].mean())
         ece += members.sum() / len(p_one) * abs(mean_p - share)
-        reliability.append({"low": float(edges[index]), "high": float(edges[index + 1]), "rows": int(members.sum()),
-                            "mean_probability": mean_p, "share_label_1": share})
+        reliability.append(
+            {
+                "low": float(edges[index]),
+                "high": float(edges[index + 1]),
+                "rows": int(members.sum()),
+                "mean_probability": mean_p,
+                "share_label_1": share,
+            }
+        )
     both = len(np.unique(gold)) == 2
-    return {"roc_auc": float(roc_auc_score(gold, p_one)) if both else None,
-            "brier": float(brier_score_loss(gold, p_one, pos_label=1)), "ece": float(ece),
-            "threshold": float(threshold),
-            "accuracy_at_threshold": float(((p_one >= threshold).astype(int) == gold).mean()),
-            "reliability": reliability}
+    return {
+        "roc_auc": float(roc_auc_score(gold, p_one)) if both else None,
+        "brier": float(brier_score_loss(gold, p_one, pos_label=1)),
+        "ece": float(ece),
+        "threshold": float(threshold),
+        "accuracy_at_threshold": float(((p_one >= threshold).astype(int) == gold).mean()),
+        "reliability": reliability,
+    }
 
 
 def _read(prediction, neutral):
