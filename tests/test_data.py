@@ -164,7 +164,7 @@ def test_one_loader_reads_files_saved_folders_and_built_data_sets_alike(tmp_path
     folder and a Hub-layout folder give their splits, and whole numbers with gaps stay whole."""
     from datasets import DatasetDict
 
-    from nli_cot_hub.build import build_dataset, import_jd0g, write_local
+    from nli_cot_hub.build import build_dataset, import_artifacts, write_local
     from nli_cot_hub.data import load_dataset_dict, read_table, split_of
     from nli_cot_hub.dataset_card import CardInfo, render_card
 
@@ -191,7 +191,7 @@ def test_one_loader_reads_files_saved_folders_and_built_data_sets_alike(tmp_path
     assert {name: len(split) for name, split in saved.items()} == {"train": 30, "validation": 10}
     assert len(read_table(tmp_path / "saved", split="validation")) == 10
 
-    built = build_dataset(import_jd0g(shared("comp34812_nli_jd0g_cot")))
+    built = build_dataset(import_artifacts(shared("comp34812_nli_jd0g_cot")))
     write_local(built, tmp_path / "built", render_card(built, CardInfo()))
     original = load_dataset_dict(tmp_path / "built", "original")
     assert len(split_of(original, "all", "built")) == 100

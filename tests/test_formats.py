@@ -142,4 +142,5 @@ def test_predict_names_an_unreadable_recorded_format_in_one_line(tmp_path):
             str(tmp_path / "q.jsonl"),
         ],
     )
-    assert bad.exit_code == 2 and "unknown completion format 'cot'" in bad.output
+    assert bad.exit_code == 2 and "--completion-format must be one of thought_first" in bad.output
+    assert "not 'cot'" in bad.output

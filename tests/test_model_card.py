@@ -194,7 +194,7 @@ def test_card_names_the_completion_format_and_the_label_weight(tmp_path, monkeyp
     text = render_card(output)
     assert "**label_first** completion format" in text
     assert '`{"predicted_label": 1, "explanation": "..."}`' in text
-    assert 'prompt_messages("A man is playing a guitar on stage.", "A person is making music.", "label_first")' in text
+    assert '"A man is playing a guitar on stage.", "A person is making music.", "label_first"' in text
     assert "the label token weighted 5.0x" in text
     (output / "completion_format.json").unlink()  # the recipe alone still says it
     assert "**label_first** completion format" in render_card(output)
