@@ -50,24 +50,13 @@ def mistral_7b_v03_config():
             eos_token_id=2,
             pad_token_id=0,
         )
-    # Mistral-7B-v0.3's published shape: 32 layers, d=4096, GQA 32/8 heads, SwiGLU 14336, vocab 32768.
-    return MistralConfig(
-        vocab_size=32768,
-        hidden_size=4096,
-        intermediate_size=14336,
-        num_hidden_layers=32,
-        num_attention_heads=32,
-        num_key_value_heads=8,
-        head_dim=128,
-        max_position_embeddings=32768,
-        rope_theta=1_000_000.0,
-        sliding_window=None,
-        rms_norm_eps=1e-5,
-        tie_word_embeddings=False,
-        bos_token_id=1,
-        eos_token_id=2,
-        pad_token_id=0,
-    )
+    from nli_cot_hub.train.model import model_config
+
+    # Mistral-7B-v0.3's published shape (32 layers, d=4096, GQA 32/8 heads, SwiGLU 14336, vocab 32768), known
+    # to training without a download; pad 0 as the benchmarks' batches use it.
+    config = model_config("mistralai/Mistral-7B-v0.3")
+    config.pad_token_id = 0
+    return config
 
 
 def random_mistral_dir() -> Path:

@@ -239,20 +239,9 @@ def predict(
         todo = [row for row in rows if str(row["id"]) not in store]
         result.already_done = len(rows) - len(todo)
         if todo:
-            if backend == "local" and config.readout == "logprob":
-                _predict_local_logprob(
-                    todo,
-                    store,
-                    result,
-                    model=model,
-                    adapter=adapter,
-                    merge=merge,
-                    config=config,
-                    progress=progress,
-                    engine_options=engine_options or {},
-                )
-            elif backend == "local":
-                _predict_local(
+            if backend == "local":
+                local = _predict_local_logprob if config.readout == "logprob" else _predict_local
+                local(
                     todo,
                     store,
                     result,
