@@ -86,7 +86,7 @@ wheel-check: setup
 		'import sys, nli_cot_hub; assert nli_cot_hub.__file__.startswith(sys.prefix), nli_cot_hub.__file__'
 	cd $(WHEEL_CHECK_DIR) && env -u PYTHONPATH $(WHEEL_PY) -m nli_cot_hub.train --help > /dev/null
 	cd $(WHEEL_CHECK_DIR) && env -u PYTHONPATH NLI_COT_SHARED_DATA=$(SHARED_DATA) \
-		venv/bin/nli-cot demo --quick --hub-server --no-baseline --output-dir $(WHEEL_CHECK_DIR)/demo_output
+		venv/bin/nli-cot demo --quick --rows 2 --eval-rows 2 --no-baseline --hub-server --output-dir $(WHEEL_CHECK_DIR)/demo_output
 	test -s $(WHEEL_CHECK_DIR)/demo_output/adapter/README.md
 
 clean:
