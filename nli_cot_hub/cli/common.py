@@ -1,4 +1,4 @@
-"""Options and error handling shared by the stage commands.
+"""The error boundary every command runs inside.
 
 Exit codes of every command: 0 success; 1 the run failed (more failed records than
 ``--max-failed-share`` allows, a backend or Hub refusal, an unexpected error); 2 bad input or usage
@@ -11,8 +11,6 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from pathlib import Path
-from typing import Annotated
 
 import typer
 
@@ -21,42 +19,9 @@ try:  # typer >= 0.25 ships its own copy of click
 except ImportError:  # pragma: no cover - older typer
     from click.exceptions import ClickException
 
-from nli_cot_hub.config import RunFailed, failed_share_problem
-from nli_cot_hub.data import Columns, DataError, LabelMapping, parse_label_map
-from nli_cot_hub.paths import check_output_file, refuse_input_as_output, same_file  # noqa: F401
+from nli_cot_hub.config import RunFailed
+from nli_cot_hub.data import DataError
 from nli_cot_hub.redact import redact
-
-PremiseCol = Annotated[str, typer.Option("--premise-col", help="Column holding the premise.")]
-HypothesisCol = Annotated[str, typer.Option("--hypothesis-col", help="Column holding the hypothesis.")]
-LabelCol = Annotated[str, typer.Option("--label-col", help="Column holding the label.")]
-IdCol = Annotated[str | None, typer.Option("--id-col", help="Column holding a row id (default: row index).")]
-LabelScheme = Annotated[
-    str,
-    typer.Option(
-        "--labels",
-        help="Integer label scheme: binary (1 = entailment), inverted (0 = entailment), "
-        "glue3 (0 entailment / 1 neutral / 2 contradiction).",
-    ),
-]
-ThreeClass = Annotated[
-    str | None, typer.Option("--three-class", help="What neutral becomes: strict (-> 0) or non-contradiction (-> 1).")
-]
-LabelMapSpec = Annotated[
-    str | None, typer.Option("--label-map", help="Explicit raw=label pairs, e.g. 'yes=1,no=0'; checked first.")
-]
-Config = Annotated[str | None, typer.Option("--config", help="Data set config (folder or Hub repo).")]
-Split = Annotated[str, typer.Option("--split", help="Split to read from a data set folder or Hub repo.")]
-
-DEFAULT_MAX_FAILED_SHARE = 0.5
-MaxFailedShare = Annotated[
-    float,
-    typer.Option(
-        "--max-failed-share",
-        min=0.0,
-        max=1.0,
-        help="Exit with code 1 when more than this share of this run's records failed (every record is kept).",
-    ),
-]
 
 EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
 MESSAGE_LIMIT = 600
@@ -132,32 +97,3 @@ def error_boundary(function):
 
     wrapper.__error_boundary__ = True  # type: ignore[attr-defined]
     return wrapper
-
-
-# The stage modules decorate their commands with this name; build_app wraps every command anyway.
-clean_errors = error_boundary
-
-
-def columns_and_labels(
-    premise_col: str,
-    hypothesis_col: str,
-    label_col: str,
-    id_col: str | None,
-    labels: str,
-    three_class: str | None,
-    label_map: str | None,
-) -> tuple[Columns, LabelMapping]:
-    try:
-        mapping = LabelMapping(scheme=labels, three_class=three_class, custom=parse_label_map(label_map))
-    except ValueError as error:
-        raise typer.BadParameter(str(error)) from None
-    return Columns(premise_col, hypothesis_col, label_col, id_col), mapping
-
-
-def check_failed_share(
-    stage: str, failed: int, total: int, first_error: str | None, max_share: float, kept_in: str | Path
-) -> None:
-    """Raise :class:`RunFailed` when more than ``max_share`` of the ``total`` records of this run failed."""
-    problem = failed_share_problem(stage, failed, total, first_error, max_share, kept_in)
-    if problem:
-        raise RunFailed(problem)

@@ -8,7 +8,7 @@ import sys
 
 import typer
 
-from nli_cot_hub.cli.common import clean_errors
+from nli_cot_hub.cli.common import error_boundary
 from nli_cot_hub.cli.derive import command
 from nli_cot_hub.merge import MergeConfig, MergeResult, run_merge
 from nli_cot_hub.model_card import CardConfig, CardResult, run_card
@@ -35,7 +35,7 @@ def train(context: typer.Context) -> None:
     except ValueError as error:  # bad recipe or flag value: one line, no traceback
         print(f"error: {error}", file=sys.stderr)
         raise typer.Exit(2) from None
-    outcome = clean_errors(script.main)(script_args, training_args, model_args)
+    outcome = error_boundary(script.main)(script_args, training_args, model_args)
     if outcome["status"] == "interrupted":
         raise typer.Exit(128 + outcome["signal"])
     print(json.dumps({key: value for key, value in outcome.items() if key != "summary"}))
