@@ -39,6 +39,12 @@ def use_hub_server(server: HubServer, monkeypatch: pytest.MonkeyPatch, cache_dir
     from huggingface_hub import hf_api
 
     monkeypatch.setattr(hf_api.api, "endpoint", server.url)
+    # transformers keeps an HfApi of its own, made on first use: an earlier Hub call in this process fixed its
+    # endpoint, so it is made again here.
+    with contextlib.suppress(ImportError):
+        import transformers.utils.hub
+
+        monkeypatch.setattr(transformers.utils.hub, "_hf_api", None, raising=False)
     with contextlib.suppress(ImportError):
         import datasets.config
 

@@ -651,6 +651,8 @@ def test_local_backend_constrains_every_stage_unless_told_not_to(tmp_path):
         "--max-new-tokens",
         8,
         "--no-constrain",
+        "--max-failed-share",  # 8 free tokens cannot hold an answer: the record is kept as failed
+        1,
         *local,
         env=one_thread,
     )
