@@ -541,6 +541,23 @@ async def _predict_remote(rows, store, result, *, spec, config, progress) -> Non
             constrained=answers[0].constrained,
         )
 
+    def read_out(row: dict, thought, score, model: str, usage: TokenUsage, raw: str) -> CoTRecord:
+        """The record of a label read from log-probabilities (and the thought before it, if any)."""
+        return CoTRecord(
+            id=str(row["id"]),
+            premise=row["premise"],
+            hypothesis=row["hypothesis"],
+            label=_gold(row.get("label")),
+            thought_process=thought,
+            predicted_label=score.label,
+            model=model,
+            prompt_version=version,
+            usage=usage,
+            status="ok" if thought else "label-only",
+            raw_output=raw,
+            p_label_1=round(score.p_label_1, 6),
+        )
+
     async def read_label(row: dict) -> CoTRecord:
         if backend.kind == "tgi":
             return await read_label_tgi(row)
@@ -551,20 +568,8 @@ async def _predict_remote(rows, store, result, *, spec, config, progress) -> Non
             raise ReadoutUnsupported(f"--readout logprob: {backend.describe()} returned no log-probabilities")
         score = label_from_token_alternatives(completion.tokens, completion.alternatives)
         thought = extract_answer(completion.text).thought
-        return CoTRecord(
-            id=str(row["id"]),
-            premise=row["premise"],
-            hypothesis=row["hypothesis"],
-            label=_gold(row.get("label")),
-            thought_process=thought,
-            predicted_label=score.label,
-            model=completion.model or backend.model,
-            prompt_version=version,
-            usage=TokenUsage(prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens),
-            status="ok" if thought else "label-only",
-            raw_output=completion.text,
-            p_label_1=round(score.p_label_1, 6),
-        )
+        usage = TokenUsage(prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens)
+        return read_out(row, thought, score, completion.model or backend.model, usage, completion.text)
 
     async def read_label_tgi(row: dict) -> CoTRecord:
         """TGI continues raw text: lay the answer out up to the label position (after the generated thought for
@@ -586,19 +591,9 @@ async def _predict_remote(rows, store, result, *, spec, config, progress) -> Non
         if zero not in scores and one not in scores:
             raise ValueError("neither 0 nor 1 is among the top tokens at the label position")
         score = LabelScore(scores.get(zero, -math.inf), scores.get(one, -math.inf))
-        return CoTRecord(
-            id=str(row["id"]),
-            premise=row["premise"],
-            hypothesis=row["hypothesis"],
-            label=_gold(row.get("label")),
-            thought_process=thought,
-            predicted_label=score.label,
-            model=backend.model,
-            prompt_version=version,
-            usage=usage + TokenUsage(prompt_tokens=len(prefix)),
-            status="ok" if thought else "label-only",
-            raw_output=completion_text(completion_format, thought, score.label),
-            p_label_1=round(score.p_label_1, 6),
+        usage = usage + TokenUsage(prompt_tokens=len(prefix))
+        return read_out(
+            row, thought, score, backend.model, usage, completion_text(completion_format, thought, score.label)
         )
 
     def on_error(row: dict, error: BaseException) -> CoTRecord:
