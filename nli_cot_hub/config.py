@@ -9,6 +9,7 @@ stage: ``nli-cot generate --config generate.yaml --limit 10``.
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
@@ -99,13 +100,35 @@ def read_yaml_config(path: str | Path, cls: type) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise DataError(f"{path}: a config is a mapping of option names to values, not a {type(data).__name__}")
     known = {field.name for field in fields(cls)}
+    hints = field_types(cls)
     values = {}
     for key, value in data.items():
         name = str(key).replace("-", "_")
         if name not in known:
             raise DataError(f"{path}: unknown option {key!r} (known: {', '.join(sorted(known))})")
-        values[name] = value
+        values[name] = _checked(value, hints[name], path, key)
     return values
+
+
+def _checked(value: Any, hint: Any, path: Path, key: str) -> Any:
+    """A YAML value of the field's type (an int may stand for a float; a single value for a list)."""
+    from nli_cot_hub.data import DataError
+
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    wanted = [arg for arg in typing.get_args(hint) if arg is not type(None)] if union else [hint]
+    if value is None and union and type(None) in typing.get_args(hint):
+        return value
+    kind = typing.get_origin(wanted[0]) or wanted[0]
+    if kind is list:
+        return [
+            _checked(item, typing.get_args(wanted[0])[0], path, key)
+            for item in (value if isinstance(value, list) else [value])
+        ]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind in (int, float, bool, str) and (type(value) is not kind):
+        raise DataError(f"{path}: option {key!r} must be a {kind.__name__}, not {value!r}")
+    return value
 
 
 def load_config(cls: type[C], path: str | Path | None = None, /, **overrides: Any) -> C:

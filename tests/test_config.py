@@ -56,6 +56,8 @@ def test_the_command_line_wins_over_the_file_and_the_file_over_defaults(tmp_path
         ("key: [unclosed\n", "not valid YAML", True),
         ("json_mode: fancy\n", "--json-mode must be one of auto, schema, object, none", False),
         ("max_failed_share: 2\n", "--max-failed-share must be between 0 and 1", False),
+        ("concurrency: many\n", "option 'concurrency' must be a int, not 'many'", True),
+        ("constrain: 1\n", "option 'constrain' must be a bool, not 1", True),
     ],
 )
 def test_bad_config_files_name_the_file_and_the_option(tmp_path, text, message, names_file):
