@@ -67,13 +67,18 @@ def load(model_name: str):
     return model, tokenizer, device
 
 
-def prompts(tokenizer, rows: int) -> list[list[int]]:
+def default_pairs_file() -> str:
+    from tests.conftest import SHARED_DATA
+
+    return str(SHARED_DATA / "comp34812_nli" / "dev_jd0g.csv")
+
+
+def prompts(tokenizer, rows: int, pairs_file: str) -> list[list[int]]:
     import pandas as pd
 
     from nli_cot_hub.chat_format import prompt_messages
-    from tests.conftest import SHARED_DATA
 
-    frame = pd.read_csv(SHARED_DATA / "comp34812_nli" / "dev_jd0g.csv").head(rows)
+    frame = pd.read_csv(pairs_file).head(rows)
     texts = [
         tokenizer.apply_chat_template(prompt_messages(p, h), tokenize=False, add_generation_prompt=True)
         for p, h in zip(frame["premise"], frame["hypothesis"])
@@ -122,6 +127,8 @@ def timed_generate(model, tokenizer, device, batches, new_tokens: int, factory=N
     from transformers import LogitsProcessorList
 
     generated, started, valid, answers = 0, time.perf_counter(), 0, 0
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
     for batch in batches:
         inputs = tokenizer.pad({"input_ids": batch}, return_tensors="pt").to(device)
         extra = {"logits_processor": LogitsProcessorList([factory(len(batch))])} if factory else {}
@@ -146,12 +153,15 @@ def timed_generate(model, tokenizer, device, batches, new_tokens: int, factory=N
     if device == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - started
-    return {
+    result = {
         "seconds": round(seconds, 2),
         "new_tokens": generated,
         "new_tokens_per_s": round(generated / seconds, 1),
         "valid_json": f"{valid}/{answers}",
     }
+    if device == "cuda":
+        result["gpu_peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 1)
+    return result
 
 
 def main(argv=None) -> None:
@@ -167,6 +177,9 @@ def main(argv=None) -> None:
         help="prompts timed at batch size 1 (one generate call each, so kept few on a GPU)",
     )
     parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument(
+        "--pairs", default=None, help="CSV with premise and hypothesis columns (default: the coursework dev set)"
+    )
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--tag", default=None, help="result file suffix (default: cpu or the GPU name)")
     args = parser.parse_args(argv)
@@ -176,7 +189,7 @@ def main(argv=None) -> None:
     from nli_cot_hub.prompts import COT_SCHEMA
 
     model, tokenizer, device = load(args.model)
-    encoded = prompts(tokenizer, args.rows)
+    encoded = prompts(tokenizer, args.rows, args.pairs or default_pairs_file())
     sizes = [int(size) for size in args.batch_sizes.split(",")]
     # A warm-up call, so the first timed run does not pay for lazy initialisation.
     timed_generate(model, tokenizer, device, [encoded[:1]], 4)

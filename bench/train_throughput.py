@@ -5,7 +5,7 @@ LoRA r=32/alpha=64 on the 7 projections, completion-only loss, effective batch 6
 SFTTrainer on synthetic examples whose lengths follow real CoT records, and reports real
 (non-pad) tokens/s, padded tokens/s, peak memory and minutes per epoch of 25k examples.
 
-    python bench/train_throughput.py [--configs seed_like,padding_free_b16] [--steps 4]
+    python -m bench.train_throughput [--configs seed_like,padding_free_b16] [--steps 8] [--tag _h200]
 
 Predictions written before the run (bench/README.md keeps them with the outcomes):
   seed_like          pads every row to 512; real rows median ~294 tokens -> ~57% of compute is real.
@@ -13,12 +13,22 @@ Predictions written before the run (bench/README.md keeps them with the outcomes
   padding_free_b16   no pad at all (one flattened row, block-diagonal mask under SDPA): ~1.8x.
   padding_free_b16_liger  + Liger RMSNorm/SwiGLU/RoPE/fused linear-CE: a further ~10-20%.
   padding_free_b32_liger  bigger micro-batch amortises 4-bit dequantisation: a further ~10%.
+Written before the H200 run of the second set:
+  padding_free_b32_liger_bf16_flex  FlexAttention's document mask skips the off-diagonal blocks that SDPA
+                     computed; no pad at all (length groups still pad ~18%): ~1.15x group_b32_liger_bf16.
+  group_b32_liger_bf16_compile  torch.compile around 4-bit matmuls breaks its graph at every bitsandbytes
+                     call; the fused norms and elementwise ops between them: +0-10%, if it compiles at all.
+  bf16_lora_group_b32_liger     no NF4 dequantisation (3 per weight per step): ~1.3x, peak ~25 GiB.
+  bf16_lora_group_b16_liger_nockpt  and no recompute (a third of the forward work): ~1.5x, peak ~60 GiB.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import shlex
+import statistics
+import sys
 import time
 
 import torch
@@ -27,6 +37,7 @@ from bench.common import LORA_TARGETS, TINY, random_mistral_dir, stub_tokenizer,
 
 EFFECTIVE_BATCH = 64
 EPOCH_EXAMPLES = 25_000
+WARMUP_STEPS = 2  # compilation, allocator growth and the first length groups settle in these
 
 CONFIGS = {
     "seed_like": dict(per_device_train_batch_size=4, pad_to_multiple_of=512, gradient_checkpointing=True),
@@ -69,10 +80,48 @@ CONFIGS = {
     "padding_free_b32_liger": dict(
         per_device_train_batch_size=32, padding_free=True, gradient_checkpointing=True, use_liger_kernel=True
     ),
+    # Padding-free with FlexAttention: transformers turns the packed rows' position ids into a document mask
+    # that FlexAttention skips block by block, where SDPA computed the whole square of the flattened row.
+    "padding_free_b32_liger_bf16_flex": dict(
+        per_device_train_batch_size=32,
+        padding_free=True,
+        gradient_checkpointing=True,
+        use_liger_kernel=True,
+        keep_bf16=True,
+        attn_implementation="flex_attention",
+    ),
+    "group_b32_liger_bf16_compile": dict(
+        per_device_train_batch_size=32,
+        train_sampling_strategy="group_by_length",
+        gradient_checkpointing=True,
+        use_liger_kernel=True,
+        keep_bf16=True,
+        torch_compile=True,
+    ),
+    # bf16 LoRA without quantization (cards with >= 40 GB): no NF4 dequantisation in any matmul.
+    "bf16_lora_group_b32_liger": dict(
+        per_device_train_batch_size=32,
+        train_sampling_strategy="group_by_length",
+        gradient_checkpointing=True,
+        use_liger_kernel=True,
+        keep_bf16=True,
+        quantize=False,
+    ),
+    "bf16_lora_group_b16_liger_nockpt": dict(
+        per_device_train_batch_size=16,
+        train_sampling_strategy="group_by_length",
+        gradient_checkpointing=False,
+        use_liger_kernel=True,
+        keep_bf16=True,
+        quantize=False,
+    ),
 }
+MODEL_KEYS = ("per_device_train_batch_size", "keep_bf16", "quantize", "attn_implementation")
 
 
-def load_qlora_model(model_dir, checkpointing: bool = True, keep_bf16: bool = False):
+def load_qlora_model(
+    model_dir, checkpointing: bool = True, keep_bf16: bool = False, quantize: bool = True, attention: str = "sdpa"
+):
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
@@ -89,10 +138,10 @@ def load_qlora_model(model_dir, checkpointing: bool = True, keep_bf16: bool = Fa
     )
     model = AutoModelForCausalLM.from_pretrained(
         model_dir,
-        quantization_config=quantization,
+        quantization_config=quantization if quantize else None,
         dtype=torch.bfloat16,
         device_map={"": 0},
-        attn_implementation="sdpa",
+        attn_implementation=attention,
     )
     if keep_bf16:
         # What prepare_model_for_kbit_training does, minus its fp32 upcast of every non-quantized weight.
@@ -115,34 +164,39 @@ def run_config(name: str, overrides: dict, model_dir, steps: int) -> dict:
     from trl import SFTConfig, SFTTrainer
 
     micro = overrides["per_device_train_batch_size"]
-    examples = synthetic_examples(EFFECTIVE_BATCH * (steps + 1), seed=1)
+    examples = synthetic_examples(EFFECTIVE_BATCH * (steps + WARMUP_STEPS), seed=1)
     if overrides.get("padding_free"):  # TRL leaves truncation to us in padding-free mode
         examples = [{key: value[:512] for key, value in example.items()} for example in examples]
     dataset = Dataset.from_list(examples)
     step_times: list[float] = []
-    counts = {"real": 0, "padded": 0}
+    step_real: list[int] = []  # real tokens of each optimizer step
+    counts = {"real": 0, "padded": 0, "step_real": 0}
 
     class StepClock(TrainerCallback):
         def on_step_begin(self, args, state, control, **kwargs):
             sync()
+            counts["step_real"] = 0
             self.started = time.perf_counter()
 
         def on_step_end(self, args, state, control, **kwargs):
             sync()
             step_times.append(time.perf_counter() - self.started)
+            step_real.append(counts["step_real"])
 
     class CountingTrainer(SFTTrainer):
         def training_step(self, model, inputs, num_items_in_batch=None):
-            if len(step_times) >= 1:  # step 0 is warm-up and not counted
-                ids = inputs["input_ids"]
+            ids = inputs["input_ids"]
+            mask = inputs.get("attention_mask")
+            real = int(mask.sum()) if mask is not None else ids.numel()
+            counts["step_real"] += real
+            if len(step_times) >= WARMUP_STEPS:  # the warm-up steps are not counted
                 counts["padded"] += ids.numel()
-                mask = inputs.get("attention_mask")
-                counts["real"] += int(mask.sum()) if mask is not None else ids.numel()
+                counts["real"] += real
             return super().training_step(model, inputs, num_items_in_batch)
 
     config = SFTConfig(
         output_dir=f"/tmp/bench-train/{name}",
-        max_steps=steps + 1,
+        max_steps=steps + WARMUP_STEPS,
         learning_rate=2e-4,
         gradient_accumulation_steps=EFFECTIVE_BATCH // micro,
         warmup_steps=150,
@@ -158,25 +212,33 @@ def run_config(name: str, overrides: dict, model_dir, steps: int) -> dict:
         dataloader_num_workers=2,
         seed=0,
         gradient_checkpointing_kwargs={"use_reentrant": False},
-        **{k: v for k, v in overrides.items() if k not in ("per_device_train_batch_size", "keep_bf16")},
+        **{k: v for k, v in overrides.items() if k not in MODEL_KEYS},
         per_device_train_batch_size=micro,
     )
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     model = load_qlora_model(
-        model_dir, overrides.get("gradient_checkpointing", True), overrides.get("keep_bf16", False)
+        model_dir,
+        overrides.get("gradient_checkpointing", True),
+        overrides.get("keep_bf16", False),
+        overrides.get("quantize", True),
+        overrides.get("attn_implementation", "sdpa"),
     )
     trainer = CountingTrainer(
         model=model, args=config, train_dataset=dataset, processing_class=stub_tokenizer(), callbacks=[StepClock()]
     )
     trainer.train()
-    timed = sum(step_times[1:])
+    timed = sum(step_times[WARMUP_STEPS:])
     real_per_s = counts["real"] / timed
     mean_real_len = counts["real"] / (EFFECTIVE_BATCH * steps)
+    per_step = sorted(r / t for r, t in zip(step_real[WARMUP_STEPS:], step_times[WARMUP_STEPS:]))
     result = {
         "config": overrides,
         "step_seconds": [round(t, 2) for t in step_times],
+        "step_real_tokens": step_real,
         "real_tokens_per_s": round(real_per_s),
+        "real_tokens_per_s_median": round(statistics.median(per_step)),
+        "real_tokens_per_s_min_max": [round(per_step[0]), round(per_step[-1])],
         "padded_tokens_per_s": round(counts["padded"] / timed),
         "peak_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if not TINY else None,
         "peak_reserved_gib": round(torch.cuda.max_memory_reserved() / 2**30, 2) if not TINY else None,
@@ -193,8 +255,12 @@ def run_config(name: str, overrides: dict, model_dir, steps: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description="QLoRA training throughput (GPU).")
     parser.add_argument("--configs", default=",".join(CONFIGS))
-    parser.add_argument("--steps", type=int, default=3, help="timed optimizer steps per config (one more warms up)")
+    parser.add_argument(
+        "--steps", type=int, default=8, help=f"timed optimizer steps per config (after {WARMUP_STEPS})"
+    )
+    parser.add_argument("--tag", default="", help="result file suffix")
     args = parser.parse_args()
+    command = shlex.join(["python", "-m", "bench.train_throughput", *sys.argv[1:]])
     model_dir = random_mistral_dir()
     results = {}
     for name in args.configs.split(","):
@@ -205,10 +271,13 @@ def main() -> None:
             results[name] = {"config": CONFIGS[name], "error": f"{type(error).__name__}: {error}"[:500]}
             gc.collect()
         print(name, {k: v for k, v in results[name].items() if k != "config"}, flush=True)
-        write_result("train_throughput", {"partial": True, "results": results})
+        write_result(f"train_throughput{args.tag}", {"command": command, "partial": True, "results": results})
     path = write_result(
-        "train_throughput",
+        f"train_throughput{args.tag}",
         {
+            "command": command,
+            "warmup_steps": WARMUP_STEPS,
+            "timed_steps": args.steps,
             "effective_batch": EFFECTIVE_BATCH,
             "max_length": 512,
             "lora": {"r": 32, "alpha": 64, "targets": LORA_TARGETS},
@@ -216,15 +285,15 @@ def main() -> None:
         },
     )
     base = results.get("seed_like", {}).get("real_tokens_per_s")
-    print(f"\n{'config':28s} {'real tok/s':>10s} {'padded':>8s} {'peak GiB':>8s} {'min/epoch':>9s} {'x seed':>7s}")
+    print(f"\n{'config':34s} {'real tok/s':>10s} {'median':>7s} {'padded':>8s} {'peak GiB':>8s} {'x seed':>7s}")
     for name, row in results.items():
         if "error" in row:
-            print(f"{name:28s} ERROR {row['error'][:80]}")
+            print(f"{name:34s} ERROR {row['error'][:80]}")
             continue
         speedup = row["real_tokens_per_s"] / base if base else float("nan")
         print(
-            f"{name:28s} {row['real_tokens_per_s']:>10,} {row['padded_tokens_per_s']:>8,} "
-            f"{row['peak_memory_gib']:>8} {row['minutes_per_epoch_25k']:>9} {speedup:>7.2f}"
+            f"{name:34s} {row['real_tokens_per_s']:>10,} {row['real_tokens_per_s_median']:>7,} "
+            f"{row['padded_tokens_per_s']:>8,} {row['peak_memory_gib']!s:>8} {speedup:>7.2f}"
         )
     print(f"written {path}")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -78,15 +79,54 @@ def test_plan_groups_every_path_under_the_limit(tmp_path):
         bundle.plan(gguf, wheels, prepared)
 
 
+def test_plan_sends_the_prepared_archive_and_extra_paths(tmp_path):
+    gguf, wheels, prepared = tmp_path / "gguf", tmp_path / "wheels", tmp_path / "prepared"
+    source = tmp_path / bundle.GGUF_NAME
+    source.write_bytes(os.urandom(3 << 20))
+    bundle.split(source, gguf, part_mib=2)
+    wheels.mkdir()
+    (wheels / "a.whl").write_bytes(b"w" * (40 << 20))
+    bench = tmp_path / "bench-wheels"
+    bench.mkdir()
+    (bench / "b.whl").write_bytes(b"b" * (30 << 20))
+    (prepared / "eval").mkdir(parents=True)
+    (prepared / "eval" / "dev.csv").write_text("premise,hypothesis,label\n" * 20000)
+    archive = tmp_path / "prepared.tar.xz"
+    bundle.archive_prepared(prepared, archive)
+    assert bundle.size_mib(archive) < bundle.size_mib(prepared) / 10  # repeated CSV lines compress well
+
+    transfers = bundle.plan(gguf, wheels, archive, extra=(bench,))
+    sent = sorted(path for transfer in transfers for path in transfer["paths"])
+    assert str(archive) in sent and str(prepared) not in sent and str(bench) in sent
+    assert len(transfers) == 2  # 40 + 30 MiB cannot share one transfer
+    assert all(transfer["mib"] <= bundle.TRANSFER_LIMIT_MIB - 6 for transfer in transfers)
+
+
+def test_unpack_prepared_lays_out_the_folder_and_skips_a_missing_archive(tmp_path):
+    prepared = tmp_path / "here" / "prepared"
+    (prepared / "eval").mkdir(parents=True)
+    (prepared / "eval" / "dev.csv").write_text("premise,hypothesis,label\na,b,1\n")
+    (prepared / "manifest.json").write_text("{}")
+    archive = tmp_path / "prepared.tar.xz"
+    bundle.archive_prepared(prepared, archive)
+    there = tmp_path / "there" / "experiments"
+    assert bundle.unpack_prepared(tmp_path / "absent.tar.xz", there) == ""
+    assert not there.exists()
+    assert "prepared data unpacked" in bundle.unpack_prepared(archive, there)
+    assert (there / "prepared" / "eval" / "dev.csv").read_text() == "premise,hypothesis,label\na,b,1\n"
+    assert (there / "prepared" / "manifest.json").read_text() == "{}"
+
+
 def test_plan_asks_for_pack_first(tmp_path):
     with pytest.raises(SystemExit, match=r"manifest.json missing: run `python -m maintainers.gpu.bundle pack`"):
         bundle.plan(tmp_path / "no-parts-yet")
 
 
-def _wheel(folder, name: str, value: int):
-    """A minimal pure-Python wheel holding one module that defines VALUE."""
+def _wheel(folder, name: str, value: int, extra: dict[str, bytes] | None = None):
+    """A minimal pure-Python wheel holding one module that defines VALUE (and the ``extra`` members)."""
     files = {
         f"{name}.py": f"VALUE = {value}\n".encode(),
+        **(extra or {}),
         f"{name}-1.0.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n".encode(),
         f"{name}-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
         b"Tag: py3-none-any\n",
@@ -134,3 +174,26 @@ def test_install_wheels_installs_each_wheel_once(tmp_path):
     )
     assert imported.stdout.strip() == "3"
     assert (site / ".installed").exists()
+
+
+def test_slim_wheel_drops_matching_members_and_still_installs(tmp_path):
+    extra = {"gamma_mod_data/big_cuda12.so": b"x" * 4096, "gamma_mod_data/big_cuda13.so": b"y" * 64}
+    wheel = _wheel(tmp_path, "gamma_mod", 7, extra)
+    rule = re.compile(r"gamma_mod_data/big_(?!cuda13)\w+\.so$")
+    assert bundle.slim_wheel(wheel, rule) == 1
+    assert bundle.slim_wheel(wheel, rule) == 0  # nothing left to drop: the wheel is not rewritten
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        record = archive.read("gamma_mod-1.0.dist-info/RECORD").decode()
+    assert "gamma_mod_data/big_cuda12.so" not in names and "gamma_mod_data/big_cuda13.so" in names
+    assert "big_cuda12" not in record and "big_cuda13" in record
+    site = tmp_path / "site"
+    installed = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--target", str(site), str(wheel)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert installed.returncode == 0, installed.stderr
+    assert (site / "gamma_mod_data" / "big_cuda13.so").exists()
+    assert not (site / "gamma_mod_data" / "big_cuda12.so").exists()

