@@ -8,6 +8,7 @@ token ids at random with the (prompt, completion) lengths measured on real recor
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import platform
@@ -120,11 +121,11 @@ def environment() -> dict:
         "torch": torch.__version__,
         "transformers": transformers.__version__,
     }
-    for name in ("peft", "trl", "bitsandbytes", "liger_kernel"):
-        try:
-            info[name] = __import__(name).__version__
-        except Exception:  # not installed or no version attribute
-            info[name] = None
+    for name in ("peft", "trl", "bitsandbytes", "liger-kernel"):
+        try:  # the distribution's version: liger_kernel has no __version__
+            info[name.replace("-", "_")] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            info[name.replace("-", "_")] = None
     return info
 
 

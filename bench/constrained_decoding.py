@@ -191,12 +191,15 @@ def main(argv=None) -> None:
     model, tokenizer, device = load(args.model)
     encoded = prompts(tokenizer, args.rows, args.pairs or default_pairs_file())
     sizes = [int(size) for size in args.batch_sizes.split(",")]
-    # A warm-up call, so the first timed run does not pay for lazy initialisation.
-    timed_generate(model, tokenizer, device, [encoded[:1]], 4)
 
     def batches(size):
         rows = encoded if size > 1 else encoded[: args.single_rows]
         return [rows[start : start + size] for start in range(0, len(rows), size)]
+
+    # A short warm-up at every timed shape, so that no timed run (free decoding comes first) pays for lazy
+    # initialisation, kernel selection or the allocator growing to a new batch size.
+    for size in sizes:
+        timed_generate(model, tokenizer, device, batches(size)[:1], 8)
 
     results = {
         "free": {str(size): timed_generate(model, tokenizer, device, batches(size), args.new_tokens) for size in sizes}

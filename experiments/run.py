@@ -14,8 +14,9 @@ cot-reflected      as cot-original plus reflections on the wrong thoughts, writt
 cot-esnli          as cot-original plus e-SNLI human explanations as thoughts (``nli-cot rationales``)
 self-consistency   ``--base`` run's adapter, 5 sampled answers per pair, majority vote
 fmt-<format>       LoRA SFT in one completion format (label-only, thought-first, label-first, multitask,
-                   thought-first-weighted), written to ``<run>-s<seed>/`` and predicted twice: generation and
-                   the log-probability read-out (``predictions_<set>_logprob.jsonl``), with examples/s
+                   thought-first-weighted, label-first-weighted), written to ``<run>-s<seed>/`` and predicted
+                   twice: generation and the log-probability read-out (``predictions_<set>_logprob.jsonl``),
+                   with examples/s
 =================  ==========================================================================================
 
 Each run writes ``<results>/<run>/``: the predictions JSONL per evaluation set, ``eval_<set>/``
@@ -81,7 +82,8 @@ class RunSpec:
     samples: int = 1
     classic: bool = False
     completion_format: str | None = None  # a format run: trained and predicted in this completion format
-    weighted: bool = False  # label_loss_weight from --label-weight or the weight choice
+    weighted: bool = False  # label_loss_weight from --label-weight, else label_weight, else the weight choice
+    label_weight: float | None = None  # a weight fixed by the recipe, not chosen on validation
 
 
 # Format runs are predicted twice: by parsing the generated answer and by the log-probability read-out.
@@ -140,6 +142,16 @@ RUNS = {
         config="original",
         completion_format="thought_first",
         weighted=True,
+    ),
+    # label_first completions are 166 tokens at the median, label_only ones 9: weight 20 gives the label of a
+    # label_first completion the share of the loss it has in label_only (1 token of 9), set before any run.
+    "fmt-label-first-weighted": RunSpec(
+        "format label_first, label token weighted x20 in the loss (its share of a label_only completion)",
+        data=BUILD_JD0G,
+        config="original",
+        completion_format="label_first",
+        weighted=True,
+        label_weight=20.0,
     ),
 }
 FORMAT_RUNS = tuple(name for name, spec in RUNS.items() if spec.completion_format)
@@ -275,14 +287,17 @@ def train_arguments(args, data: Path, config: str | None, output: Path, spec: Ru
     if spec is not None and spec.completion_format:
         arguments += ["--completion_format", spec.completion_format]
     if spec is not None and spec.weighted:
-        arguments += ["--label_loss_weight", str(label_weight(args))]
+        arguments += ["--label_loss_weight", str(label_weight(args, spec))]
     return arguments
 
 
-def label_weight(args) -> float:
-    """--label-weight, else the weight experiments.choose_weight picked on the training data's validation split."""
+def label_weight(args, spec: RunSpec | None = None) -> float:
+    """--label-weight, else the run's fixed weight, else the weight experiments.choose_weight picked on the
+    training data's validation split."""
     if args.label_weight is not None:
         return args.label_weight
+    if spec is not None and spec.label_weight is not None:
+        return spec.label_weight
     choice = args.results / WEIGHT_CHOICE
     if not choice.exists():
         raise SystemExit(
@@ -497,7 +512,7 @@ def make_run(run: str, args) -> dict:
         record.update(
             completion_format=spec.completion_format,
             seed=args.seed,
-            label_loss_weight=label_weight(args) if spec.weighted else 1.0,
+            label_loss_weight=label_weight(args, spec) if spec.weighted else 1.0,
             speed={path.stem.removeprefix("speed_"): read_json(path) for path in sorted(folder.glob("speed_*.json"))},
         )
     if spec.reflect and (folder / "reflected.jsonl").exists():
