@@ -298,6 +298,10 @@ def test_recipes_parse_with_their_documented_values():
     assert training.load_best_model_at_end and script.effective_batch_size == 64
     _, _, ablation = parse("--use_cpu", "true", recipe="recipes/mistral7b_qlora_r16.yaml")
     assert (ablation.lora_r, ablation.lora_alpha) == (16, 32)
+    _, bf16_training, bf16 = parse("--use_cpu", "true", recipe="recipes/mistral7b_lora_bf16.yaml")
+    assert bf16.load_in_4bit is False and bf16.dtype == "bfloat16"  # the same LoRA on the unquantized base
+    assert (bf16.lora_r, bf16.lora_alpha, bf16.lora_target_modules) == (32, 64, model.lora_target_modules)
+    assert bf16_training.per_device_train_batch_size == training.per_device_train_batch_size
     script, training, model = parse("--max_steps", "7")  # CLI flags override the recipe
     assert training.max_steps == 7 and model.model_name_or_path == "embedded"
 
@@ -711,7 +715,9 @@ def built_cot(tmp_path_factory) -> dict[str, Path]:
     return folders
 
 
-@pytest.mark.parametrize("recipe", ["recipes/mistral7b_qlora.yaml", "recipes/mistral7b_qlora_r16.yaml"])
+@pytest.mark.parametrize(
+    "recipe", ["recipes/mistral7b_qlora.yaml", "recipes/mistral7b_qlora_r16.yaml", "recipes/mistral7b_lora_bf16.yaml"]
+)
 def test_mistral_recipes_warm_up_peak_and_decay_on_the_built_data(built_cot, recipe):
     from nli_cot_hub.train import data as train_data
     from nli_cot_hub.train import schedule
