@@ -58,7 +58,8 @@ def gold_labels(view: str, work: Path) -> dict[str, int] | None:
 
 
 def collect(results: Path, work: Path, include_smoke: bool = False, pattern: str | None = None) -> dict[str, dict]:
-    """Every run with predictions, evaluated (here if it was not yet); returns run -> metrics.json.
+    """Every run with predictions or evaluated metrics, evaluated here if it was not yet; returns run ->
+    metrics.json.
     Smoke runs (`run.py --smoke`: a few rows, two training steps) are path checks, not results: left out
     unless asked for, and then marked."""
     runs = {}
@@ -67,9 +68,12 @@ def collect(results: Path, work: Path, include_smoke: bool = False, pattern: str
         if pattern and not fnmatch.fnmatch(name, pattern):
             continue
         folder = results / name
-        if not (folder / "metrics.json").exists() or not list(folder.glob("predictions_*.jsonl")):
+        if not (folder / "metrics.json").exists():
             continue
         record = read_json(folder / "metrics.json")
+        # git keeps a run's metrics but not its prediction files: an evaluated run counts without them.
+        if not record.get("sets") and not list(folder.glob("predictions_*.jsonl")):
+            continue
         if (record.get("options") or {}).get("smoke") and not include_smoke:
             print(f"left out {name}: a --smoke run")
             continue
@@ -97,29 +101,38 @@ def view_models(view: str, runs: dict[str, dict], results: Path) -> dict:
 def table_rows(
     view: str, runs: dict[str, dict], models: dict, gold: dict[str, int] | None, baseline: str
 ) -> list[dict]:
+    """One row per run scored on ``view``: from its predictions where they are here, else from its committed
+    metrics (McNemar's test needs the predictions of both runs)."""
     from nli_cot_hub.report import compare, gold_of
 
     rows = []
-    for run, model in models.items():
-        scored = [r for r in model.records.values() if gold_of(r, gold) is not None]
-        correct = sum(r.predicted_label == gold_of(r, gold) for r in scored)
-        metrics = runs[run]["sets"].get(view, {})
+    for run, record in runs.items():
+        metrics = record["sets"].get(view, {}) if record.get("sets") else {}
+        model = models.get(run)
+        if model is not None:
+            scored = [r for r in model.records.values() if gold_of(r, gold) is not None]
+            total, correct = len(scored), sum(r.predicted_label == gold_of(r, gold) for r in scored)
+        elif metrics.get("scored"):
+            total = metrics["scored"]
+            correct = round(metrics["accuracy"] * total)
+        else:
+            continue
         row = {
             "run": run,
-            "card": runs[run]["environment"]["card"],
-            "date": runs[run]["environment"]["date"][:10],
-            "rows": len(scored),
-            "accuracy": correct / len(scored) if scored else None,
-            "ci": wilson_interval(correct, len(scored)) if scored else None,
+            "card": record["environment"]["card"],
+            "date": record["environment"]["date"][:10],
+            "rows": total,
+            "accuracy": correct / total if total else None,
+            "ci": wilson_interval(correct, total) if total else None,
             "macro_f1": metrics.get("macro_f1"),
             "parse_rate": metrics.get("parse_rate"),
             "mcnemar_p": None,
             "mcnemar_rows": None,
         }
-        if baseline in models and run != baseline:
+        if model is not None and baseline in models and run != baseline:
             comparison = compare(model, models[baseline], gold)
             row["mcnemar_p"], row["mcnemar_rows"] = comparison["p_value"], comparison["rows"]
-        if (runs[run].get("options") or {}).get("smoke"):
+        if (record.get("options") or {}).get("smoke"):
             row["run"] += " (smoke, not a result)"
         rows.append(row)
     return rows
@@ -231,7 +244,9 @@ def format_rows(view: str, runs: dict[str, dict], results: Path, work: Path) -> 
         if not record.get("completion_format"):
             continue
         for readout, suffix in READOUT_SUFFIX.items():
-            if (results / run / f"predictions_{name}{suffix}.jsonl").exists():
+            if (record.get("sets") or {}).get(view + suffix) or (
+                results / run / f"predictions_{name}{suffix}.jsonl"
+            ).exists():
                 groups.setdefault((record["recipe"], readout), []).append((record["seed"], run))
     baselines = {
         seed: run
@@ -250,8 +265,18 @@ def format_rows(view: str, runs: dict[str, dict], results: Path, work: Path) -> 
             base = baselines.get(seed)
             if base is None or (base == run and readout == "generate"):
                 continue
-            model = load_models([str(results / run / f"predictions_{name}{suffix}.jsonl")], [run])[0]
-            reference = load_models([str(results / base / f"predictions_{name}.jsonl")], [base])[0]
+            mine = results / run / f"predictions_{name}{suffix}.jsonl"
+            theirs = results / base / f"predictions_{name}.jsonl"
+            if not (mine.exists() and theirs.exists()):
+                # Both runs scored every row of the set: the difference of their accuracies is on the same
+                # rows; McNemar's test needs the predictions themselves.
+                accuracy = (runs[run]["sets"].get(view + suffix) or {}).get("accuracy")
+                reference_accuracy = (runs[base]["sets"].get(view) or {}).get("accuracy")
+                if accuracy is not None and reference_accuracy is not None:
+                    differences.append(accuracy - reference_accuracy)
+                continue
+            model = load_models([str(mine)], [run])[0]
+            reference = load_models([str(theirs)], [base])[0]
             comparison = compare(model, reference, gold)
             if comparison["rows"]:
                 differences.append(comparison["accuracy_a"] - comparison["accuracy_b"])
@@ -266,7 +291,11 @@ def format_rows(view: str, runs: dict[str, dict], results: Path, work: Path) -> 
                     key: spread([m.get(key) for m in metrics])
                     for key in ("accuracy", "macro_f1", "parse_rate", "ece", "brier", "roc_auc")
                 },
-                "examples_per_second": spread(speeds, 1),
+                # Seeds may have run on different cards or beside different runs: each seed's own speed.
+                "examples_per_second": ", ".join(
+                    f"{seed}: {speed:.1f}" for (seed, _), speed in zip(members, speeds) if speed is not None
+                )
+                or "–",
                 "difference": spread(differences),
                 "p_values": p_values,
             }
@@ -282,8 +311,11 @@ def render_formats(tables: dict[str, list[dict]]) -> list[str]:
         lines += [
             f"### Completion formats: {VIEW_TITLES[view]}",
             "",
-            "Mean ± sd over the seeds; calibration only for the log-probability read-out; the difference "
-            f"and McNemar's p (per seed) are against `{FORMAT_BASELINE}` with generation, on the same rows.",
+            "Mean ± sd over the seeds (examples/s per seed: the seeds' cards differ); calibration only for the "
+            "log-probability read-out; the difference "
+            f"and McNemar's p (per seed) are against `{FORMAT_BASELINE}` with generation, on the same rows. "
+            "McNemar's test needs both runs' prediction files, which git does not keep: a seed missing from "
+            "the last column was compared where its predictions were.",
             "",
             "| format | run | read-out | seeds | accuracy | macro F1 | parse rate | ECE | Brier | ROC-AUC | "
             "examples/s | accuracy − label-only | McNemar p per seed |",

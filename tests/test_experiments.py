@@ -364,11 +364,28 @@ def test_summarise_tables_the_formats_over_seeds_against_label_only(work, tmp_pa
     metrics = json.loads((results / "fmt-thought-first-s42" / "eval_dev_logprob" / "metrics.json").read_text())
     assert read["ece"].startswith(f"{metrics['models']['fmt-thought-first-s42']['ece']:.4f}")
     # the read-out after generated thoughts costs both: 1 / (1/20 + 1/80) = 16 examples/s
-    assert read["examples_per_second"] == "16.0 ± 0.0" and generation["examples_per_second"] == "20.0 ± 0.0"
+    assert (
+        read["examples_per_second"] == "42: 16.0, 43: 16.0"
+        and generation["examples_per_second"] == "42: 20.0, 43: 20.0"
+    )
     text = output.read_text()
     assert (
         "### Completion formats: Coursework dev" in text and "| thought_first | fmt-thought-first | logprob |" in text
     )
+    # git keeps metrics, not predictions: once seed 42's are gone its numbers still count, its McNemar test not
+    for run in ("fmt-label-only-s42", "fmt-thought-first-s42"):
+        for predictions in (results / run).glob("predictions_*.jsonl"):
+            predictions.unlink()
+    later = summarise.summarise(results, folder, output, baseline="fmt-label-only-s43")
+    rows = {(row["recipe"], row["readout"]): row for row in later["formats"]["dev"]}
+    generation = rows[("fmt-thought-first", "generate")]
+    assert generation["seeds"] == [42, 43] and generation["accuracy"] == f"{sum(right_author) / 60:.4f} ± 0.0000"
+    assert generation["difference"] == f"{(sum(right_author) - sum(right_tfidf)) / 60:.4f} ± 0.0000"
+    assert generation["p_values"] == [(43, pytest.approx(p_value))]
+    dev_rows = {row["run"]: row for row in later["tables"]["dev"]}
+    assert dev_rows["fmt-thought-first-s42"]["accuracy"] == pytest.approx(sum(right_author) / 60)
+    assert dev_rows["fmt-thought-first-s42"]["mcnemar_p"] is None
+    assert dev_rows["fmt-thought-first-s43"]["mcnemar_p"] == pytest.approx(p_value)
     # the weight choice: best generated accuracy, the smaller weight on a tie
     assert choose({1.0: {"generate": 0.6}, 3.0: {"generate": 0.7}, 10.0: {"generate": 0.7}}) == 3.0
 

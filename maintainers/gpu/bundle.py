@@ -103,6 +103,9 @@ SLIM = {
     "mistral_common": re.compile(r"mistral_common/data/tekken_\w+\.json$"),
     "pycountry": re.compile(r"pycountry/locales/"),
 }
+# Versions fixed for the GPU machine whatever is installed here: transformers 5.25 wants huggingface_hub 2, whose
+# new dependencies (httpx2, hf-xet) the image lacks beside its huggingface_hub 1.33; 5.24 runs on it.
+GPU_PINS = {"transformers": "5.24.0"}
 PLATFORMS = (
     "manylinux_2_31_x86_64",
     "manylinux_2_28_x86_64",
@@ -151,11 +154,15 @@ def split(source: Path, folder: Path, part_mib: int) -> dict:
 
 
 def download_wheels(folder: Path, names: tuple[str, ...] = WHEELS, python: str = "3.12") -> list[Path]:
-    """The wheels of ``names`` at the versions installed here (else the newest), for the GPU machine's Python."""
+    """The wheels of ``names`` at GPU_PINS, else the versions installed here, else the newest, for the GPU
+    machine's Python."""
     from importlib.metadata import PackageNotFoundError, version
 
     pins = []
     for name in names:
+        if name in GPU_PINS:
+            pins.append(f"{name}=={GPU_PINS[name]}")
+            continue
         try:
             pins.append(f"{name}=={version(name)}")
         except PackageNotFoundError:
