@@ -13,7 +13,8 @@
 #
 # PARALLEL=1: a 135M model leaves an H100 mostly idle (each decoding step is bound by Python and kernel
 # launches), so several runs in separate processes finish in little more than the time of the longest; on a
-# machine with several GPUs they are spread round-robin over them.
+# machine with several GPUs they are spread round-robin over them. MAX_SIDE_BY_SIDE (default 4) runs per GPU
+# at a time: seven trainings at once ran an 80 GB H100 out of memory.
 # NAME_SUFFIX=-retrain2 writes each run to <run>-retrain2/ (run.py --name-suffix): another training of the
 # same recipe beside the first.
 # RUN_TIMEOUT (default 540 s) cuts each run short of a 10-minute command limit, so its results are still
@@ -91,6 +92,8 @@ if [ "${PARALLEL:-0}" = 1 ]; then
   pids=()
   index=0
   for run in "${runs[@]}"; do
+    # At most MAX_SIDE_BY_SIDE runs per GPU at once (a training peaks near 16 GiB): the next starts when one ends.
+    while [ "$(jobs -rp | wc -l)" -ge $(( ${MAX_SIDE_BY_SIDE:-4} * (GPUS > 0 ? GPUS : 1) )) ]; do wait -n; done
     # Side by side, spread round-robin over the GPUs the machine has (one GPU: all on it).
     suffix=""; [[ "$run" == fmt-* ]] && suffix=${SEED_SUFFIX:--s42}
     if [ "$GPUS" -gt 1 ]; then
