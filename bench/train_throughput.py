@@ -39,6 +39,20 @@ EFFECTIVE_BATCH = 64
 EPOCH_EXAMPLES = 25_000
 WARMUP_STEPS = 2  # compilation, allocator growth and the first length groups settle in these
 
+
+def grouped_bf16(batch: int, gradient_checkpointing: bool = True, **extra) -> dict:
+    """Length-grouped micro-batches with Liger kernels, norms and lm_head left in bf16: the shipped recipe's
+    settings, at ``batch`` and with ``extra`` levers."""
+    return dict(
+        per_device_train_batch_size=batch,
+        train_sampling_strategy="group_by_length",
+        gradient_checkpointing=gradient_checkpointing,
+        use_liger_kernel=True,
+        keep_bf16=True,
+        **extra,
+    )
+
+
 CONFIGS = {
     "seed_like": dict(per_device_train_batch_size=4, pad_to_multiple_of=512, gradient_checkpointing=True),
     "group_b16": dict(
@@ -56,27 +70,9 @@ CONFIGS = {
     ),
     # After the configurations above: keep the norms and lm_head in bf16 (prepare_model_for_kbit_training
     # upcasts them to fp32: a 32768x4096 fp32 matmul per micro-batch), and trade recompute for memory.
-    "group_b32_liger_bf16": dict(
-        per_device_train_batch_size=32,
-        train_sampling_strategy="group_by_length",
-        gradient_checkpointing=True,
-        use_liger_kernel=True,
-        keep_bf16=True,
-    ),
-    "group_b64_liger_bf16": dict(
-        per_device_train_batch_size=64,
-        train_sampling_strategy="group_by_length",
-        gradient_checkpointing=True,
-        use_liger_kernel=True,
-        keep_bf16=True,
-    ),
-    "group_b8_liger_bf16_nockpt": dict(
-        per_device_train_batch_size=8,
-        train_sampling_strategy="group_by_length",
-        gradient_checkpointing=False,
-        use_liger_kernel=True,
-        keep_bf16=True,
-    ),
+    "group_b32_liger_bf16": grouped_bf16(32),
+    "group_b64_liger_bf16": grouped_bf16(64),
+    "group_b8_liger_bf16_nockpt": grouped_bf16(8, gradient_checkpointing=False),
     "padding_free_b32_liger": dict(
         per_device_train_batch_size=32, padding_free=True, gradient_checkpointing=True, use_liger_kernel=True
     ),
@@ -90,31 +86,10 @@ CONFIGS = {
         keep_bf16=True,
         attn_implementation="flex_attention",
     ),
-    "group_b32_liger_bf16_compile": dict(
-        per_device_train_batch_size=32,
-        train_sampling_strategy="group_by_length",
-        gradient_checkpointing=True,
-        use_liger_kernel=True,
-        keep_bf16=True,
-        torch_compile=True,
-    ),
+    "group_b32_liger_bf16_compile": grouped_bf16(32, torch_compile=True),
     # bf16 LoRA without quantization (cards with >= 40 GB): no NF4 dequantisation in any matmul.
-    "bf16_lora_group_b32_liger": dict(
-        per_device_train_batch_size=32,
-        train_sampling_strategy="group_by_length",
-        gradient_checkpointing=True,
-        use_liger_kernel=True,
-        keep_bf16=True,
-        quantize=False,
-    ),
-    "bf16_lora_group_b16_liger_nockpt": dict(
-        per_device_train_batch_size=16,
-        train_sampling_strategy="group_by_length",
-        gradient_checkpointing=False,
-        use_liger_kernel=True,
-        keep_bf16=True,
-        quantize=False,
-    ),
+    "bf16_lora_group_b32_liger": grouped_bf16(32, quantize=False),
+    "bf16_lora_group_b16_liger_nockpt": grouped_bf16(16, gradient_checkpointing=False, quantize=False),
 }
 MODEL_KEYS = ("per_device_train_batch_size", "keep_bf16", "quantize", "attn_implementation")
 
