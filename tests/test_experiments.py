@@ -411,3 +411,26 @@ def test_a_named_block_summarises_only_its_runs_and_keeps_the_others(tmp_path):
     assert "older runs" in text and "kept by hand" in text
     assert text.count(begin) == 1 and "newer" in text and "\nnew\n" not in text
     assert text.index("kept by hand") < text.index(begin)
+
+
+def test_a_runs_label_weight_comes_from_the_flag_then_the_recipe_then_the_choice(tmp_path):
+    from experiments import run
+
+    def weight_given(*flags: str, recipe: str) -> str:
+        args = run.parser().parse_args([recipe, "--results", str(tmp_path), *flags])
+        arguments = run.train_arguments(args, tmp_path / "data", "original", tmp_path / "out", run.RUNS[recipe])
+        return arguments[arguments.index("--label_loss_weight") + 1]
+
+    assert weight_given(recipe="fmt-label-first-weighted") == "20.0"  # fixed by the run, no choice needed
+    assert weight_given("--label-weight", "5", recipe="fmt-label-first-weighted") == "5.0"
+    with pytest.raises(SystemExit, match="weight-choice/choice.json missing"):
+        weight_given(recipe="fmt-thought-first-weighted")
+    common.write_json(tmp_path / run.WEIGHT_CHOICE, {"chosen_weight": 3.0})
+    assert weight_given(recipe="fmt-thought-first-weighted") == "3.0"
+    args = run.parser().parse_args(["fmt-label-first", "--results", str(tmp_path)])
+    unweighted = run.train_arguments(
+        args, tmp_path / "data", "original", tmp_path / "out", run.RUNS["fmt-label-first"]
+    )
+    assert "--label_loss_weight" not in unweighted and unweighted[unweighted.index("--completion_format") + 1] == (
+        "label_first"
+    )
