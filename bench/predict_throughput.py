@@ -4,7 +4,7 @@ All runs use the random-weight Mistral-7B-v0.3, prompts whose lengths follow the
 prompts (bench/results/cot_lengths_mistral_v3.json) and exactly 160 new tokens each (EOS is
 switched off, since random weights would stop at arbitrary places), greedy decoding.
 
-    python bench/predict_throughput.py [--engines seed_like,bf16_b256,...] [--prompts 1024]
+    python -m bench.predict_throughput [--engines seed_like,bf16_b256,...] [--prompts 1024]
 
 Predictions written before the run (bench/README.md keeps them with the outcomes):
   seed_like      NF4 + unmerged LoRA, HF generate, batch 16: ~100-150 new tok/s (dequantising 4-bit
@@ -13,6 +13,13 @@ Predictions written before the run (bench/README.md keeps them with the outcomes
   static_b256    + static KV cache, which generate compiles on CUDA: no cache re-allocation and fused
                  decode kernels, ~3x over dynamic, if the compile is warmed at the timed shape.
   static_b512    twice the rows per weight read; KV reads begin to dominate: ~1.3x over b256.
+  bf16_b1024     batch 1,024 on a 141 GB card: measured once at 8,789 against 9,400-9,900 at b512 (a decode
+                 step is cache copies and launches, not weight reads): expected no faster than b512.
+  static_b1024   the static cache removes the per-step cache copies that slowed b1024: ~1.3x over bf16_b512,
+                 if the compiled graphs fit the card.
+
+Every timed batch's new tokens/s is kept, so the result gives the median and the slowest and fastest batch
+beside the overall rate; the exact command is in the result file.
 """
 
 from __future__ import annotations
@@ -20,6 +27,9 @@ from __future__ import annotations
 import argparse
 import gc
 import random
+import shlex
+import statistics
+import sys
 import time
 
 import torch
@@ -69,9 +79,10 @@ def run_generate(
             )
     sync()
     started = time.perf_counter()
-    new_tokens = 0
+    new_tokens, batch_rates = 0, []
     for batch in batches:
         ids, mask = left_pad(batch, buckets)
+        batch_started = time.perf_counter()
         out = model.generate(
             input_ids=ids,
             attention_mask=mask,
@@ -80,14 +91,16 @@ def run_generate(
             do_sample=False,
             **generate_kwargs,
         )
-        new_tokens += (out.shape[1] - ids.shape[1]) * out.shape[0]
-    sync()
-    return summarise(new_tokens, len(prompts), time.perf_counter() - started)
+        sync()
+        batch_tokens = (out.shape[1] - ids.shape[1]) * out.shape[0]
+        batch_rates.append(batch_tokens / (time.perf_counter() - batch_started))
+        new_tokens += batch_tokens
+    return summarise(new_tokens, len(prompts), time.perf_counter() - started, batch_rates)
 
 
-def summarise(new_tokens: int, examples: int, seconds: float) -> dict:
+def summarise(new_tokens: int, examples: int, seconds: float, batch_rates: list[float] = ()) -> dict:
     per_s = new_tokens / seconds
-    return {
+    result = {
         "examples": examples,
         "new_tokens": new_tokens,
         "seconds": round(seconds, 1),
@@ -96,6 +109,10 @@ def summarise(new_tokens: int, examples: int, seconds: float) -> dict:
         "minutes_for_dev_set": round(DEV_ROWS * NEW_TOKENS / per_s / 60, 1),
         "peak_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
     }
+    if batch_rates:
+        result["batch_new_tokens_per_s_median"] = round(statistics.median(batch_rates))
+        result["batch_new_tokens_per_s_min_max"] = [round(min(batch_rates)), round(max(batch_rates))]
+    return result
 
 
 def load_bf16(model_dir):
@@ -153,6 +170,8 @@ ENGINES = {
     "bf16_b512": ("bf16", dict(batch_size=512, sort=True)),
     "static_b256": ("bf16", dict(batch_size=256, sort=True, buckets=(128, 384), cache_implementation="static")),
     "static_b512": ("bf16", dict(batch_size=512, sort=True, buckets=(128, 384), cache_implementation="static")),
+    "bf16_b1024": ("bf16", dict(batch_size=1024, sort=True)),
+    "static_b1024": ("bf16", dict(batch_size=1024, sort=True, buckets=(128, 384), cache_implementation="static")),
     "continuous_b512": ("bf16", dict(continuous=512)),
 }
 
@@ -164,6 +183,7 @@ def main() -> None:
     parser.add_argument("--seed-prompts", type=int, default=64, help="prompts for the slow seed-like path")
     parser.add_argument("--tag", default="", help="suffix of the result file name")
     args = parser.parse_args()
+    command = shlex.join(["python", "-m", "bench.predict_throughput", *sys.argv[1:]])
     model_dir = random_mistral_dir()
     prompts = synthetic_prompts(args.prompts)
     results, loaded, model = {}, None, None
@@ -188,9 +208,12 @@ def main() -> None:
         results[name]["options"] = dict(options)
         print(name, results[name], flush=True)
         write_result(
-            "predict_throughput" + args.tag, {"partial": True, "new_tokens_each": NEW_TOKENS, "results": results}
+            "predict_throughput" + args.tag,
+            {"command": command, "partial": True, "new_tokens_each": NEW_TOKENS, "results": results},
         )
-    path = write_result("predict_throughput" + args.tag, {"new_tokens_each": NEW_TOKENS, "results": results})
+    path = write_result(
+        "predict_throughput" + args.tag, {"command": command, "new_tokens_each": NEW_TOKENS, "results": results}
+    )
     base = results.get("seed_like", {}).get("new_tokens_per_s")
     print(f"\n{'engine':18s} {'new tok/s':>9s} {'ex/s':>7s} {'dev-set min':>11s} {'peak GiB':>8s} {'x seed':>7s}")
     for name, row in results.items():
