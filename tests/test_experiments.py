@@ -10,7 +10,7 @@ import pytest
 
 from experiments import common, prepare_data
 from nli_cot_hub.data import Columns, LabelMapping, contamination, load_pairs, pair_key
-from nli_cot_hub.store import read_records
+from nli_cot_hub.store import RecordStore, read_records
 from tests.conftest import SHARED_DATA, shared
 
 DEV_ROWS = 6737  # comp34812_nli/dev_jd0g.csv (SOURCE.md)
@@ -434,3 +434,32 @@ def test_a_runs_label_weight_comes_from_the_flag_then_the_recipe_then_the_choice
     assert "--label_loss_weight" not in unweighted and unweighted[unweighted.index("--completion_format") + 1] == (
         "label_first"
     )
+
+
+def test_the_stance_reader_reads_which_label_an_explanation_argues_for(work, tmp_path):
+    """Trained on the author's real thoughts; an explanation given with its own label agrees, the same
+    explanation given with the other label does not, and the run's numbers land in the result file."""
+    from experiments import explanation_agreement as agreement
+
+    folder, _ = work
+    thoughts, labels = agreement.author_thoughts(folder)
+    reader, held_out = agreement.fit_stance_reader(thoughts, labels)
+    assert held_out > 0.85 and len(thoughts) > 1000  # a reader worth trusting, judged on unseen thoughts
+    dev = pd.read_csv(folder / common.DEV_EVAL).head(40)
+    gold = dict(zip(dev["id"].astype(str), dev["label"].astype(int)))
+    stances = reader.predict(thoughts[:40]).tolist()
+    own = [{"id": str(i), "thought_process": t, "predicted_label": s} for i, t, s in zip(dev["id"], thoughts, stances)]
+    flipped = [{**r, "predicted_label": 1 - r["predicted_label"]} for r in own]
+    assert agreement.agreement(own, gold, reader)["stance_agrees_with_label"] == 1.0
+    assert agreement.agreement(flipped, gold, reader)["stance_agrees_with_label"] == 0.0
+    assert agreement.agreement([{"id": "x", "thought_process": " ", "predicted_label": 1}], gold, reader) is None
+
+    results = tmp_path / "results"
+    with RecordStore(results / "fmt-thought-first-s1" / "predictions_dev.jsonl") as store:
+        store.append_many(read_records(folder / common.JD0G_ORIGINALS)[:30])
+    output = tmp_path / "agreement.json"
+    agreement.main(["--work", str(folder), "--results", str(results), "--output", str(output)])
+    written = json.loads(output.read_text())
+    row = written["runs"]["fmt-thought-first-s1"]
+    assert row["rows"] == 30 and row["stance_agrees_with_label"] > 0.8  # the author's thoughts match their labels
+    assert written["reader_held_out_accuracy"] == pytest.approx(held_out, abs=1e-4)
