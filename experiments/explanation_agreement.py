@@ -17,7 +17,7 @@ import argparse
 import fnmatch
 from pathlib import Path
 
-from experiments.common import BUILD_JD0G, DEFAULT_RESULTS, DEFAULT_WORK, DEV_EVAL, write_json
+from experiments.common import BUILD_JD0G, DEFAULT_RESULTS, DEFAULT_WORK, write_json
 
 HELD_OUT_SHARE = 0.2
 
@@ -26,7 +26,10 @@ def author_thoughts(work: Path):
     """The author's thoughts and the label each argues for (its model's own answer)."""
     import pandas as pd
 
-    frame = pd.read_parquet(work / BUILD_JD0G / "original")
+    build = work / BUILD_JD0G / "original"
+    if not build.is_dir():
+        raise SystemExit(f"error: {build} missing: run `python -m experiments.prepare_data` first")
+    frame = pd.read_parquet(build)
     frame = frame[frame["thought_process"].fillna("").str.strip() != ""]
     return frame["thought_process"].tolist(), frame["predicted_label"].astype(int).tolist()
 
@@ -50,29 +53,29 @@ def fit_stance_reader(thoughts: list[str], labels: list[int], seed: int = 0) -> 
     return reader().fit(thoughts, labels), held_out
 
 
-def agreement(records: list[dict], gold: dict[str, int], reader) -> dict | None:
-    """Per run: the explanations' stance against the run's labels and against gold (rows with both)."""
+def agreement(records: list[dict], reader) -> dict | None:
+    """Per run: the explanations' stance against the run's labels and against the gold labels the records
+    carry (rows with an explanation and a label)."""
     rows = [r for r in records if (r.get("thought_process") or "").strip() and r.get("predicted_label") in (0, 1)]
     if not rows:
         return None
-    stances = reader.predict([r["thought_process"] for r in rows])
-    scored = [(int(s), r) for s, r in zip(stances, rows) if str(r["id"]) in gold]
+    stances = [int(s) for s in reader.predict([r["thought_process"] for r in rows])]
+    scored = [(s, r) for s, r in zip(stances, rows) if r.get("label") in (0, 1)]
+
+    def share(hits) -> float | None:
+        hits = list(hits)
+        return round(sum(hits) / len(hits), 4) if hits else None
+
     return {
         "rows": len(rows),
-        "stance_agrees_with_label": round(
-            sum(int(s) == r["predicted_label"] for s, r in zip(stances, rows)) / len(rows), 4
-        ),
-        "stance_accuracy": round(sum(s == gold[str(r["id"])] for s, r in scored) / len(scored), 4) if scored else None,
-        "label_accuracy": round(sum(r["predicted_label"] == gold[str(r["id"])] for _, r in scored) / len(scored), 4)
-        if scored
-        else None,
-        "stance_share_1": round(float(stances.mean()), 4),
+        "stance_agrees_with_label": share(s == r["predicted_label"] for s, r in zip(stances, rows)),
+        "stance_accuracy": share(s == r["label"] for s, r in scored),
+        "label_accuracy": share(r["predicted_label"] == r["label"] for _, r in scored),
+        "stance_share_1": share(s == 1 for s in stances),
     }
 
 
 def main(argv: list[str] | None = None) -> None:
-    import pandas as pd
-
     from nli_cot_hub.store import read_records
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -82,15 +85,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", type=Path, default=DEFAULT_RESULTS / "explanation_agreement.json")
     args = parser.parse_args(argv)
 
+    if not args.results.is_dir():
+        raise SystemExit(f"error: {args.results}: no results folder")
     thoughts, labels = author_thoughts(args.work)
     reader, held_out = fit_stance_reader(thoughts, labels)
-    dev = pd.read_csv(args.work / DEV_EVAL)
-    gold = dict(zip(dev["id"].astype(str), dev["label"].astype(int)))
     runs = {}
     for folder in sorted(p for p in args.results.iterdir() if p.is_dir() and fnmatch.fnmatch(p.name, args.runs)):
         predictions = folder / "predictions_dev.jsonl"
         if predictions.exists():
-            found = agreement([r.model_dump() for r in read_records(predictions)], gold, reader)
+            found = agreement([r.model_dump() for r in read_records(predictions)], reader)
             if found is not None:
                 runs[folder.name] = found
     result = {

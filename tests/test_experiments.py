@@ -445,14 +445,18 @@ def test_the_stance_reader_reads_which_label_an_explanation_argues_for(work, tmp
     thoughts, labels = agreement.author_thoughts(folder)
     reader, held_out = agreement.fit_stance_reader(thoughts, labels)
     assert held_out > 0.85 and len(thoughts) > 1000  # a reader worth trusting, judged on unseen thoughts
-    dev = pd.read_csv(folder / common.DEV_EVAL).head(40)
-    gold = dict(zip(dev["id"].astype(str), dev["label"].astype(int)))
     stances = reader.predict(thoughts[:40]).tolist()
-    own = [{"id": str(i), "thought_process": t, "predicted_label": s} for i, t, s in zip(dev["id"], thoughts, stances)]
+    own = [
+        {"id": str(i), "thought_process": t, "predicted_label": s, "label": s}
+        for i, (t, s) in enumerate(zip(thoughts, stances))
+    ]
     flipped = [{**r, "predicted_label": 1 - r["predicted_label"]} for r in own]
-    assert agreement.agreement(own, gold, reader)["stance_agrees_with_label"] == 1.0
-    assert agreement.agreement(flipped, gold, reader)["stance_agrees_with_label"] == 0.0
-    assert agreement.agreement([{"id": "x", "thought_process": " ", "predicted_label": 1}], gold, reader) is None
+    assert agreement.agreement(own, reader)["stance_agrees_with_label"] == 1.0
+    found = agreement.agreement(flipped, reader)
+    assert found["stance_agrees_with_label"] == 0.0 and (found["stance_accuracy"], found["label_accuracy"]) == (1, 0)
+    assert agreement.agreement([{"id": "x", "thought_process": " ", "predicted_label": 1}], reader) is None
+    with pytest.raises(SystemExit, match="run `python -m experiments.prepare_data` first"):
+        agreement.author_thoughts(tmp_path / "nothing-prepared")
 
     results = tmp_path / "results"
     with RecordStore(results / "fmt-thought-first-s1" / "predictions_dev.jsonl") as store:
@@ -462,4 +466,6 @@ def test_the_stance_reader_reads_which_label_an_explanation_argues_for(work, tmp
     written = json.loads(output.read_text())
     row = written["runs"]["fmt-thought-first-s1"]
     assert row["rows"] == 30 and row["stance_agrees_with_label"] > 0.8  # the author's thoughts match their labels
+    author = read_records(folder / common.JD0G_ORIGINALS)[:30]
+    assert row["label_accuracy"] == round(sum(r.predicted_label == r.label for r in author) / 30, 4)
     assert written["reader_held_out_accuracy"] == pytest.approx(held_out, abs=1e-4)
