@@ -95,6 +95,10 @@ def test_plan_sends_the_prepared_archive_and_extra_paths(tmp_path):
     bundle.archive_prepared(prepared, archive)
     assert bundle.size_mib(archive) < bundle.size_mib(prepared) / 10  # repeated CSV lines compress well
 
+    with pytest.raises(
+        SystemExit, match=r"absent-bench missing: make them with .* `python -m maintainers.gpu.bundle pack`"
+    ):
+        bundle.plan(gguf, wheels, archive, extra=(tmp_path / "absent-bench",))
     transfers = bundle.plan(gguf, wheels, archive, extra=(bench,))
     sent = sorted(path for transfer in transfers for path in transfer["paths"])
     assert str(archive) in sent and str(prepared) not in sent and str(bench) in sent
@@ -115,6 +119,24 @@ def test_unpack_prepared_lays_out_the_folder_and_skips_a_missing_archive(tmp_pat
     assert "prepared data unpacked" in bundle.unpack_prepared(archive, there)
     assert (there / "prepared" / "eval" / "dev.csv").read_text() == "premise,hypothesis,label\na,b,1\n"
     assert (there / "prepared" / "manifest.json").read_text() == "{}"
+    (there / "prepared" / "manifest.json").write_text('{"runs": "wrote here"}')
+    assert bundle.unpack_prepared(archive, there) == ""  # the same archive again: the folder is left as it is
+    assert (there / "prepared" / "manifest.json").read_text() == '{"runs": "wrote here"}'
+    (prepared / "manifest.json").write_text('{"new": 1}')
+    bundle.archive_prepared(prepared, archive)  # a new archive arrives: unpacked again
+    assert "prepared data unpacked" in bundle.unpack_prepared(archive, there)
+    assert (there / "prepared" / "manifest.json").read_text() == '{"new": 1}'
+
+
+def test_wheel_pins_fix_the_gpu_versions_then_follow_this_machine():
+    from importlib.metadata import version
+
+    pins = bundle.wheel_pins(("transformers", "pandas", "no-such-package-here"))
+    assert pins == [
+        f"transformers=={bundle.GPU_PINS['transformers']}",
+        f"pandas=={version('pandas')}",
+        "no-such-package-here",
+    ]
 
 
 def test_plan_asks_for_pack_first(tmp_path):

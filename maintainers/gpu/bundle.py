@@ -97,7 +97,7 @@ BENCH_WHEELS = (
 )
 # Files the GPU machine never opens, left out of their wheels: bitsandbytes' builds for other CUDA and ROCm
 # versions (the image's torch is a CUDA 13 build), mistral-common's Tekken vocabularies (the benchmarks use the
-# v3 SentencePiece tokenizer), pycountry's translations. bitsandbytes alone goes from 43 MB to 4 MB.
+# v3 SentencePiece tokenizer), pycountry's translations. bitsandbytes alone goes from 43 MB to 7 MB.
 SLIM = {
     "bitsandbytes": re.compile(r"bitsandbytes/libbitsandbytes_(?!cuda13)\w+\.so$"),
     "mistral_common": re.compile(r"mistral_common/data/tekken_\w+\.json$"),
@@ -153,9 +153,8 @@ def split(source: Path, folder: Path, part_mib: int) -> dict:
     return manifest
 
 
-def download_wheels(folder: Path, names: tuple[str, ...] = WHEELS, python: str = "3.12") -> list[Path]:
-    """The wheels of ``names`` at GPU_PINS, else the versions installed here, else the newest, for the GPU
-    machine's Python."""
+def wheel_pins(names: tuple[str, ...]) -> list[str]:
+    """pip requirements for ``names``: GPU_PINS, else the version installed here, else the newest."""
     from importlib.metadata import PackageNotFoundError, version
 
     pins = []
@@ -167,6 +166,12 @@ def download_wheels(folder: Path, names: tuple[str, ...] = WHEELS, python: str =
             pins.append(f"{name}=={version(name)}")
         except PackageNotFoundError:
             pins.append(name)
+    return pins
+
+
+def download_wheels(folder: Path, names: tuple[str, ...] = WHEELS, python: str = "3.12") -> list[Path]:
+    """The wheels of ``names`` (at ``wheel_pins``) for the GPU machine's Python."""
+    pins = wheel_pins(names)
     folder.mkdir(parents=True, exist_ok=True)
     command = [
         sys.executable,
@@ -225,12 +230,19 @@ def archive_prepared(prepared: Path, archive: Path) -> None:
 
 
 def unpack_prepared(archive: Path, experiments_dir: Path) -> str:
-    """Lay out ``experiments/prepared`` from its archive when the archive came with this transfer."""
+    """Lay out ``experiments/prepared`` from its archive, once per archive: the archive stays on the machine
+    between commands, and a command that finds it already unpacked leaves the folder as the runs left it."""
     if not archive.exists():
+        return ""
+    target = experiments_dir / PREPARED_DIR.name
+    stamp = target / ".unpacked-from"
+    digest = sha256_file(archive)
+    if stamp.exists() and stamp.read_text() == digest:
         return ""
     with tarfile.open(archive) as tar:
         tar.extractall(experiments_dir, filter="data")
-    return f"prepared data unpacked into {experiments_dir / PREPARED_DIR.name}"
+    stamp.write_text(digest)
+    return f"prepared data unpacked into {target}"
 
 
 def size_mib(path: Path) -> float:
@@ -253,6 +265,12 @@ def plan(
     budget = TRANSFER_LIMIT_MIB - 6
     items = [str(wheels), str(prepared), str(gguf_dir / "manifest.json"), *map(str, extra)]
     items += [str(gguf_dir / part["name"]) for part in manifest["parts"]]
+    missing = [item for item in items if not (REPO / item).exists()]
+    if missing:
+        raise SystemExit(
+            f"error: {', '.join(missing)} missing: make them with `python -m experiments.prepare_data` and "
+            f"`{COMMAND} pack` (`--bench` for the benchmarks' wheels)"
+        )
     sized = sorted(((size_mib(REPO / item), item) for item in items), reverse=True)
     transfers: list[dict] = []
     for mib, item in sized:  # first fit, largest first
