@@ -18,6 +18,7 @@ Predictions written before the run (bench/README.md keeps them with the outcomes
   static_b1024   the static cache removes the per-step cache copies that slowed b1024: ~1.3x over bf16_b512,
                  if the compiled graphs fit the card.
 
+With BENCH_TINY=1 the script runs on the CPU with a 2-layer model (a check of the script, not a measurement).
 Every timed batch's new tokens/s is kept, so the result gives the median and the slowest and fastest batch
 beside the overall rate; the exact command is in the result file.
 """
@@ -34,7 +35,7 @@ import time
 
 import torch
 
-from bench.common import LORA_TARGETS, measured_length_pairs, random_mistral_dir, sync, write_result
+from bench.common import DEVICE, LORA_TARGETS, measured_length_pairs, random_mistral_dir, sync, write_result
 
 NEW_TOKENS = 160
 DEV_ROWS = 6737  # the coursework dev set
@@ -55,7 +56,7 @@ def left_pad(batch: list[list[int]], buckets: tuple[int, ...] = ()) -> tuple[tor
     for row, prompt in enumerate(batch):
         ids[row, width - len(prompt) :] = torch.tensor(prompt)
         mask[row, width - len(prompt) :] = 1
-    return ids.cuda(), mask.cuda()
+    return ids.to(DEVICE), mask.to(DEVICE)
 
 
 def run_generate(
@@ -107,7 +108,7 @@ def summarise(new_tokens: int, examples: int, seconds: float, batch_rates: list[
         "new_tokens_per_s": round(per_s),
         "examples_per_s": round(examples / seconds, 2),
         "minutes_for_dev_set": round(DEV_ROWS * NEW_TOKENS / per_s / 60, 1),
-        "peak_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+        "peak_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if DEVICE == "cuda" else None,
     }
     if batch_rates:
         result["batch_new_tokens_per_s_median"] = round(statistics.median(batch_rates))
@@ -119,7 +120,7 @@ def load_bf16(model_dir):
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(
-        model_dir, dtype=torch.bfloat16, device_map={"": 0}, attn_implementation="sdpa"
+        model_dir, dtype=torch.bfloat16, device_map={"": DEVICE}, attn_implementation="sdpa"
     )
     model.generation_config.eos_token_id = None
     model.generation_config.pad_token_id = 0
@@ -192,10 +193,12 @@ def main() -> None:
         if kind != loaded:
             del model
             gc.collect()
-            torch.cuda.empty_cache()
+            if DEVICE == "cuda":
+                torch.cuda.empty_cache()
             model = load_seed_like(model_dir) if kind == "seed" else load_bf16(model_dir)
             loaded = kind
-        torch.cuda.reset_peak_memory_stats()
+        if DEVICE == "cuda":
+            torch.cuda.reset_peak_memory_stats()
         print(f"=== {name}", flush=True)
         try:
             if "continuous" in options:
@@ -223,7 +226,7 @@ def main() -> None:
         speedup = row["new_tokens_per_s"] / base if base else float("nan")
         print(
             f"{name:18s} {row['new_tokens_per_s']:>9,} {row['examples_per_s']:>7} {row['minutes_for_dev_set']:>11} "
-            f"{row['peak_memory_gib']:>8} {speedup:>7.2f}"
+            f"{row['peak_memory_gib']!s:>8} {speedup:>7.2f}"
         )
     print(f"written {path}")
 

@@ -145,7 +145,7 @@ def run_config(name: str, overrides: dict, model_dir, steps: int) -> dict:
     dataset = Dataset.from_list(examples)
     step_times: list[float] = []
     step_real: list[int] = []  # real tokens of each optimizer step
-    counts = {"real": 0, "padded": 0, "step_real": 0}
+    counts = {"padded": 0, "step_real": 0}
 
     class StepClock(TrainerCallback):
         def on_step_begin(self, args, state, control, **kwargs):
@@ -166,7 +166,6 @@ def run_config(name: str, overrides: dict, model_dir, steps: int) -> dict:
             counts["step_real"] += real
             if len(step_times) >= WARMUP_STEPS:  # the warm-up steps are not counted
                 counts["padded"] += ids.numel()
-                counts["real"] += real
             return super().training_step(model, inputs, num_items_in_batch)
 
     config = SFTConfig(
@@ -204,8 +203,9 @@ def run_config(name: str, overrides: dict, model_dir, steps: int) -> dict:
     )
     trainer.train()
     timed = sum(step_times[WARMUP_STEPS:])
-    real_per_s = counts["real"] / timed
-    mean_real_len = counts["real"] / (EFFECTIVE_BATCH * steps)
+    real = sum(step_real[WARMUP_STEPS:])
+    real_per_s = real / timed
+    mean_real_len = real / (EFFECTIVE_BATCH * steps)
     per_step = sorted(r / t for r, t in zip(step_real[WARMUP_STEPS:], step_times[WARMUP_STEPS:]))
     result = {
         "config": overrides,
