@@ -66,7 +66,7 @@ def test_plan_groups_every_path_under_the_limit(tmp_path):
     (wheels / "a.whl").write_bytes(b"w" * (3 << 20))
     (prepared / "eval").mkdir(parents=True)
     (prepared / "eval" / "dev.csv").write_bytes(b"d" * (1 << 20))
-    transfers = bundle.plan(gguf, wheels, prepared)
+    transfers = bundle.plan(gguf, wheels, prepared, tree_mib=6)
     sent = [path for transfer in transfers for path in transfer["paths"]]
     expected = [str(wheels), str(prepared), str(gguf / "manifest.json")]
     expected += [str(gguf / part["name"]) for part in manifest["parts"]]
@@ -74,9 +74,11 @@ def test_plan_groups_every_path_under_the_limit(tmp_path):
     assert len(transfers) == 1 and transfers[0]["paths"][0] == str(wheels)  # 9 MiB fit one, largest first
     assert all(transfer["mib"] <= bundle.TRANSFER_LIMIT_MIB - 6 for transfer in transfers)
 
-    (wheels / "big.whl").write_bytes(b"w" * (60 << 20))  # the wheel folder alone is over one transfer
-    with pytest.raises(SystemExit, match=r"wheels is 63.0 MiB, over one transfer's budget of 58 MiB"):
-        bundle.plan(gguf, wheels, prepared)
+    (wheels / "big.whl").write_bytes(b"w" * (55 << 20))  # wheels 58 MiB: over the 57.5 MiB left by a 6 MiB tree
+    over = r"wheels is 58.0 MiB, over one transfer's budget of 57.5 MiB \(64 MiB less 6.0"
+    with pytest.raises(SystemExit, match=over):
+        bundle.plan(gguf, wheels, prepared, tree_mib=6)
+    assert len(bundle.plan(gguf, wheels, prepared, tree_mib=2)) == 2  # a smaller tree leaves room for it
 
 
 def test_plan_sends_the_prepared_archive_and_extra_paths(tmp_path):
@@ -98,12 +100,24 @@ def test_plan_sends_the_prepared_archive_and_extra_paths(tmp_path):
     with pytest.raises(
         SystemExit, match=r"absent-bench missing: make them with .* `python -m maintainers.gpu.bundle pack`"
     ):
-        bundle.plan(gguf, wheels, archive, extra=(tmp_path / "absent-bench",))
-    transfers = bundle.plan(gguf, wheels, archive, extra=(bench,))
+        bundle.plan(gguf, wheels, archive, extra=(tmp_path / "absent-bench",), tree_mib=6)
+    transfers = bundle.plan(gguf, wheels, archive, extra=(bench,), tree_mib=6)
     sent = sorted(path for transfer in transfers for path in transfer["paths"])
     assert str(archive) in sent and str(prepared) not in sent and str(bench) in sent
     assert len(transfers) == 2  # 40 + 30 MiB cannot share one transfer
     assert all(transfer["mib"] <= bundle.TRANSFER_LIMIT_MIB - 6 for transfer in transfers)
+
+
+def test_working_tree_size_counts_tracked_and_unignored_files_only(tmp_path):
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / ".gitignore").write_text("ignored/\n")
+    (tmp_path / "tracked.bin").write_bytes(b"t" * (1 << 20))
+    subprocess.run(["git", "-C", str(tmp_path), "add", "tracked.bin"], check=True)
+    (tmp_path / "untracked.bin").write_bytes(b"u" * (2 << 20))
+    (tmp_path / "ignored").mkdir()
+    (tmp_path / "ignored" / "big.bin").write_bytes(b"i" * (8 << 20))
+    size = bundle.working_tree_mib(tmp_path)
+    assert 3 <= size < 3.01  # 1 + 2 MiB and the .gitignore; the ignored 8 MiB stay out
 
 
 def test_unpack_prepared_lays_out_the_folder_and_skips_a_missing_archive(tmp_path):

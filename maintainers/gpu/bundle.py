@@ -251,18 +251,36 @@ def size_mib(path: Path) -> float:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**20
 
 
+def working_tree_mib(repo: Path = REPO) -> float:
+    """What travels with every transfer: the tracked files and the untracked ones git does not ignore."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=repo,
+        capture_output=True,
+        check=True,
+    ).stdout.split(b"\0")
+    files = (repo / name.decode() for name in listed if name)
+    return sum(path.stat().st_size for path in files if path.is_file()) / 2**20
+
+
 def plan(
-    gguf_dir: Path = GGUF_DIR, wheels: Path = WHEEL_DIR, prepared: Path | None = None, extra: tuple[Path, ...] = ()
+    gguf_dir: Path = GGUF_DIR,
+    wheels: Path = WHEEL_DIR,
+    prepared: Path | None = None,
+    extra: tuple[Path, ...] = (),
+    tree_mib: float | None = None,
 ) -> list[dict]:
-    """Group every path the experiments need (and ``extra`` ones) into transfers, each under the size limit (the
-    working tree travels with every transfer, so a few MiB are kept free), largest first. The prepared data go as
-    their archive when ``pack`` wrote one."""
+    """Group every path the experiments need (and ``extra`` ones) into transfers, largest first, each under the
+    size limit less the working tree (``tree_mib``; measured with git when not given), which travels with every
+    transfer. The prepared data go as their archive when ``pack`` wrote one."""
     if not (REPO / gguf_dir / "manifest.json").exists():
         raise SystemExit(f"error: {gguf_dir / 'manifest.json'} missing: run `{COMMAND} pack` first")
     if prepared is None:
         prepared = PREPARED_ARCHIVE if (REPO / PREPARED_ARCHIVE).exists() else PREPARED_DIR
     manifest = read_manifest(REPO / gguf_dir / "manifest.json")
-    budget = TRANSFER_LIMIT_MIB - 6
+    if tree_mib is None:
+        tree_mib = working_tree_mib()
+    budget = round(TRANSFER_LIMIT_MIB - tree_mib - 0.5, 1)  # half a MiB spare: the tree may grow a little
     items = [str(wheels), str(prepared), str(gguf_dir / "manifest.json"), *map(str, extra)]
     items += [str(gguf_dir / part["name"]) for part in manifest["parts"]]
     missing = [item for item in items if not (REPO / item).exists()]
@@ -275,7 +293,10 @@ def plan(
     transfers: list[dict] = []
     for mib, item in sized:  # first fit, largest first
         if mib > budget:
-            raise SystemExit(f"error: {item} is {mib:.1f} MiB, over one transfer's budget of {budget} MiB")
+            raise SystemExit(
+                f"error: {item} is {mib:.1f} MiB, over one transfer's budget of {budget} MiB "
+                f"({TRANSFER_LIMIT_MIB} MiB less {tree_mib:.1f} MiB of working tree)"
+            )
         transfer = next((t for t in transfers if t["mib"] + mib <= budget and len(t["paths"]) < MAX_PATHS), None)
         if transfer is None:
             transfer = {"paths": [], "mib": 0.0}
