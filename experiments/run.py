@@ -376,22 +376,12 @@ def predict(args, log: Log, spec: RunSpec, folder: Path, adapter: Path | None, s
             options["thoughts_from"] = str(generated)
         if spec.samples > 1:
             options.update(num_samples=args.samples, temperature=args.temperature, gen_seed=args.seed)
-        stats = Path(options["stats"]) if "stats" in options else None
-        earlier = read_json(stats) if stats is not None and stats.exists() else None
         log.run(
             f"predict {name}{suffix}",
             predict_config(args, spec, args.work / EVAL_SETS[name], output, adapter, **options),
         )
-        if earlier is not None and stats.exists():
-            write_json(stats, larger_measurement(earlier, read_json(stats)))
         files[f"{name}{suffix}"] = str(output)
     return files
-
-
-def larger_measurement(earlier: dict, latest: dict) -> dict:
-    """The speed of the call that predicted more rows: a resumed prediction that finds its file complete writes
-    nothing, and one that finishes a cut-off file times only its last rows; neither replaces a fuller timing."""
-    return earlier if earlier.get("written", 0) > latest.get("written", 0) else latest
 
 
 def evaluate(run: str, folder: Path, work: Path, log: Log | None = None, in_process: bool = False) -> dict[str, dict]:

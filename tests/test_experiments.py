@@ -236,19 +236,6 @@ def test_a_rerun_reuses_only_a_finished_adapter(tmp_path):
     assert trained(adapter)
 
 
-def test_a_resumed_prediction_keeps_the_timing_that_covered_more_rows():
-    from experiments.run import larger_measurement
-
-    def stats(written, done, rate):
-        return {"written": written, "already_done": done, "examples_per_second": rate}
-
-    cut_off, finishing, nothing_left = stats(3072, 0, 14.1), stats(402, 3072, 9.0), stats(0, 3474, None)
-    assert larger_measurement(cut_off, finishing) == cut_off
-    assert larger_measurement(cut_off, nothing_left) == cut_off
-    assert larger_measurement(stats(100, 0, 30.0), stats(3474, 0, 13.2))["examples_per_second"] == 13.2
-    assert larger_measurement({}, nothing_left) == nothing_left  # a file from before `written` was recorded
-
-
 def test_a_name_suffix_makes_a_second_run_beside_the_first(work, tmp_path):
     from experiments import run
 

@@ -109,15 +109,19 @@ def test_plan_sends_the_prepared_archive_and_extra_paths(tmp_path):
 
 
 def test_working_tree_size_counts_tracked_and_unignored_files_only(tmp_path):
-    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
-    (tmp_path / ".gitignore").write_text("ignored/\n")
-    (tmp_path / "tracked.bin").write_bytes(b"t" * (1 << 20))
-    subprocess.run(["git", "-C", str(tmp_path), "add", "tracked.bin"], check=True)
-    (tmp_path / "untracked.bin").write_bytes(b"u" * (2 << 20))
-    (tmp_path / "ignored").mkdir()
-    (tmp_path / "ignored" / "big.bin").write_bytes(b"i" * (8 << 20))
-    size = bundle.working_tree_mib(tmp_path)
+    repo, plain = tmp_path / "repo", tmp_path / "plain"
+    plain.mkdir()
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / ".gitignore").write_text("ignored/\n")
+    (repo / "tracked.bin").write_bytes(b"t" * (1 << 20))
+    subprocess.run(["git", "-C", str(repo), "add", "tracked.bin"], check=True)
+    (repo / "untracked.bin").write_bytes(b"u" * (2 << 20))
+    (repo / "ignored").mkdir()
+    (repo / "ignored" / "big.bin").write_bytes(b"i" * (8 << 20))
+    size = bundle.working_tree_mib(repo)
     assert 3 <= size < 3.01  # 1 + 2 MiB and the .gitignore; the ignored 8 MiB stay out
+    with pytest.raises(SystemExit, match="cannot list the working tree of .*plain .*plan from a git checkout"):
+        bundle.working_tree_mib(plain)
 
 
 def test_unpack_prepared_lays_out_the_folder_and_skips_a_missing_archive(tmp_path):

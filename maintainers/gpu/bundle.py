@@ -253,12 +253,16 @@ def size_mib(path: Path) -> float:
 
 def working_tree_mib(repo: Path = REPO) -> float:
     """What travels with every transfer: the tracked files and the untracked ones git does not ignore."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=repo,
-        capture_output=True,
-        check=True,
-    ).stdout.split(b"\0")
+    try:
+        listed = subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=repo,
+            capture_output=True,
+            check=True,
+        ).stdout.split(b"\0")
+    except (OSError, subprocess.CalledProcessError) as error:
+        message = f"error: cannot list the working tree of {repo} with git ({error}); plan from a git checkout"
+        raise SystemExit(message) from None
     files = (repo / name.decode() for name in listed if name)
     return sum(path.stat().st_size for path in files if path.is_file()) / 2**20
 
