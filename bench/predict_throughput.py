@@ -158,8 +158,9 @@ def run_continuous(model, prompts, max_batch: int, compile_level: int = 0) -> di
     config = GenerationConfig(
         max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, do_sample=False, eos_token_id=None, pad_token_id=0
     )
-    # Level 0 leaves the forward uncompiled and lets transformers decide on CUDA graphs of the paged decode step;
-    # level 1 compiles it (dynamic shapes), which recompiled once per decoder layer in an earlier run.
+    # Level 0 is what the local engine's continuous mode uses on a GPU (nli_cot_hub/local_engine.py): forward
+    # uncompiled, CUDA graphs of the paged decode step where transformers chooses them; here requests are capped
+    # at 512 a batch to compare with bf16_b512. Level 1 compiles it (dynamic shapes); it once recompiled per layer.
     batching = ContinuousBatchingConfig(max_requests_per_batch=max_batch, default_compile_level=compile_level)
     model.generate_batch(prompts[:max_batch], generation_config=config, continuous_batching_config=batching)
     sync()
