@@ -20,6 +20,10 @@ Predictions written before the run (bench/README.md keeps them with the outcomes
   continuous_b512  paged cache, requests scheduled token by token, CUDA graphs of the decode step where
                  transformers chooses them, no compile: no padded cache to copy, ~1.3x over bf16_b512.
   continuous_b512_compile  the same compiled (level 1); if it no longer recompiles per layer: ~1.5x.
+  logprob_b512   the log-probability read-out of an answer-first format (nli_cot_hub.readout.score_labels):
+                 one forward pass over prompt + answer prefix, no decoding. Prefill is compute-bound at 7B:
+                 ~115 tokens x 14.5 GFLOP each per example -> ~200-300 examples/s, ~4x CoT generation at b512
+                 (~60 examples/s), not the ~50x it gives on the 135M model, whose decoding is launch-bound.
 
 With BENCH_TINY=1 the script runs on the CPU with a 2-layer model (a check of the script, not a measurement).
 Every timed batch's new tokens/s is kept, so the result gives the median and the slowest and fastest batch
@@ -171,6 +175,38 @@ def run_continuous(model, prompts, max_batch: int, compile_level: int = 0) -> di
     return summarise(new_tokens, len(prompts), time.perf_counter() - started)
 
 
+def run_readout(model, prompts, batch_size: int) -> dict:
+    """Examples/s of the shipped log-probability read-out: each prompt plus a few answer-prefix tokens, the two
+    label tokens' log-probabilities at the end."""
+    from types import SimpleNamespace
+
+    from nli_cot_hub.readout import score_labels
+
+    answer_prefix = [29477, 29485, 29515, 29473, 29508, 29491]  # stands in for '{"predicted_label": ' and the like
+    splits = [(prompt + answer_prefix, 29502, 29508) for prompt in prompts]
+    tokenizer = SimpleNamespace(pad_token_id=0, eos_token_id=2)
+    score_labels(model, tokenizer, splits[:batch_size], batch_size, DEVICE)  # warm-up at the widest shape
+    sync()
+    started = time.perf_counter()
+    batch_rates = []
+    for start in range(0, len(splits), batch_size):
+        batch_started = time.perf_counter()
+        chunk = splits[start : start + batch_size]
+        score_labels(model, tokenizer, chunk, batch_size, DEVICE)
+        sync()
+        batch_rates.append(len(chunk) / (time.perf_counter() - batch_started))
+    seconds = time.perf_counter() - started
+    return {
+        "examples": len(prompts),
+        "seconds": round(seconds, 2),
+        "examples_per_s": round(len(prompts) / seconds, 2),
+        "minutes_for_dev_set": round(DEV_ROWS / (len(prompts) / seconds) / 60, 2),
+        "peak_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if DEVICE == "cuda" else None,
+        "batch_examples_per_s_median": round(statistics.median(batch_rates), 1),
+        "batch_examples_per_s_min_max": [round(min(batch_rates), 1), round(max(batch_rates), 1)],
+    }
+
+
 ENGINES = {
     "seed_like": ("seed", dict(batch_size=16, sort=False)),
     "bf16_b256": ("bf16", dict(batch_size=256, sort=True)),
@@ -181,6 +217,7 @@ ENGINES = {
     "static_b1024": ("bf16", dict(batch_size=1024, sort=True, buckets=(128, 384), cache_implementation="static")),
     "continuous_b512": ("bf16", dict(continuous=512)),
     "continuous_b512_compile": ("bf16", dict(continuous=512, compile_level=1)),
+    "logprob_b512": ("bf16", dict(readout=512)),
 }
 
 
@@ -208,7 +245,9 @@ def main() -> None:
             torch.cuda.reset_peak_memory_stats()
         print(f"=== {name}", flush=True)
         try:
-            if "continuous" in options:
+            if "readout" in options:
+                results[name] = run_readout(model, prompts, options["readout"])
+            elif "continuous" in options:
                 results[name] = run_continuous(model, prompts, options["continuous"], options.get("compile_level", 0))
             else:
                 subset = prompts[: args.seed_prompts] if kind == "seed" else prompts
@@ -230,9 +269,9 @@ def main() -> None:
         if "error" in row:
             print(f"{name:18s} ERROR {row['error'][:90]}")
             continue
-        speedup = row["new_tokens_per_s"] / base if base else float("nan")
+        speedup = row.get("new_tokens_per_s", 0) / base if base else float("nan")
         print(
-            f"{name:18s} {row['new_tokens_per_s']:>9,} {row['examples_per_s']:>7} {row['minutes_for_dev_set']:>11} "
+            f"{name:18s} {row.get('new_tokens_per_s', 0):>9,} {row['examples_per_s']:>7} {row['minutes_for_dev_set']:>11} "
             f"{row['peak_memory_gib']!s:>8} {speedup:>7.2f}"
         )
     print(f"written {path}")
