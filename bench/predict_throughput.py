@@ -269,9 +269,10 @@ def main() -> None:
         if "error" in row:
             print(f"{name:18s} ERROR {row['error'][:90]}")
             continue
-        speedup = row.get("new_tokens_per_s", 0) / base if base else float("nan")
+        new_per_s = row.get("new_tokens_per_s", 0)  # the read-out decodes nothing
+        speedup = new_per_s / base if base else float("nan")
         print(
-            f"{name:18s} {row.get('new_tokens_per_s', 0):>9,} {row['examples_per_s']:>7} {row['minutes_for_dev_set']:>11} "
+            f"{name:18s} {new_per_s:>9,} {row['examples_per_s']:>7} {row['minutes_for_dev_set']:>11} "
             f"{row['peak_memory_gib']!s:>8} {speedup:>7.2f}"
         )
     print(f"written {path}")
