@@ -7,8 +7,8 @@ Results come back in input order with token counts.
 
 ``mode="padded"`` (default) is ``model.generate`` on padded batches; ``cache="static"`` asks it for a
 static KV cache (GPU, with ``torch.compile``). ``mode="continuous"`` hands all prompts to
-transformers' continuous batching (``generate_batch``, paged attention), the faster choice on a GPU
-for many prompts of mixed lengths.
+transformers' continuous batching (``generate_batch``, paged attention); on a 7B model and an H100 it
+decoded at a fifth of the padded batches' rate (bench/README.md), so padded stays the default.
 
 ``generate(..., json_schema=...)`` constrains every answer to a JSON schema (one for all prompts or
 one per prompt) in padded mode, through :mod:`nli_cot_hub.constrained`; continuous mode refuses a schema.
