@@ -7,8 +7,8 @@ Results come back in input order with token counts.
 
 ``mode="padded"`` (default) is ``model.generate`` on padded batches; ``cache="static"`` asks it for a
 static KV cache (GPU, with ``torch.compile``). ``mode="continuous"`` hands all prompts to
-transformers' continuous batching (``generate_batch``, paged attention); on a 7B model and an H100 it
-decoded at a fifth of the padded batches' rate (bench/README.md), so padded stays the default.
+transformers' continuous batching (``generate_batch``, paged attention); without flash-attention (its fast
+decode path needs it) a 7B model on an H100 decoded at a fifth of the padded batches' rate (bench/README.md).
 
 ``generate(..., json_schema=...)`` constrains every answer to a JSON schema (one for all prompts or
 one per prompt) in padded mode, through :mod:`nli_cot_hub.constrained`; continuous mode refuses a schema.
