@@ -34,23 +34,29 @@ def sync() -> None:
         torch.cuda.synchronize()
 
 
-def mistral_7b_v03_config():
+def tiny_mistral_config(**overrides):
+    """Mistral's layer types and vocabulary at 2 layers of width 64: for checks of the scripts on a CPU."""
     from transformers import MistralConfig
 
+    return MistralConfig(
+        vocab_size=32768,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        sliding_window=None,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+        **overrides,
+    )
+
+
+def mistral_7b_v03_config():
     if TINY:
-        return MistralConfig(
-            vocab_size=32768,
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            head_dim=16,
-            sliding_window=None,
-            bos_token_id=1,
-            eos_token_id=2,
-            pad_token_id=0,
-        )
+        return tiny_mistral_config()
     from nli_cot_hub.train.model import model_config
 
     # Mistral-7B-v0.3's published shape (32 layers, d=4096, GQA 32/8 heads, SwiGLU 14336, vocab 32768), known

@@ -1,9 +1,9 @@
 """How often transformers' FlexAttention path compiles as padding-free batches change their packed length.
 
-A 2-layer Mistral with ``attn_implementation="flex_attention"`` runs forward passes over packed rows (several
-documents in one row, told apart by restarting position ids, as TRL's padding-free collator builds them) of
-changing total length; each pass reports its time and dynamo's count of distinct compiled graphs. CPU only
-checks the forward pass (FlexAttention has no CPU backward).
+A 2-layer Mistral (``bench.common.tiny_mistral_config``) with FlexAttention runs forward passes over packed rows
+(several documents in one row, told apart by restarting position ids, as TRL's padding-free collator builds
+them) of changing total length; each pass reports its time and dynamo's count of distinct compiled graphs.
+CPU only checks the forward pass (FlexAttention has no CPU backward).
 
     python -m bench.flex_attention_compiles [--lengths 700,700,913,1211,1500,1500,2048]
 """
@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from bench.common import write_result
+from bench.common import tiny_mistral_config, write_result
 
 
 def packed_row(total: int, rng: random.Random) -> tuple[torch.Tensor, torch.Tensor]:
@@ -33,21 +33,13 @@ def packed_row(total: int, rng: random.Random) -> tuple[torch.Tensor, torch.Tens
 
 def main() -> None:
     from torch._dynamo.utils import counters
-    from transformers import MistralConfig, MistralForCausalLM
+    from transformers import MistralForCausalLM
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lengths", default="700,700,913,1211,1500,1500,2048")
     parser.add_argument("--tag", default="_cpu")
     args = parser.parse_args()
-    config = MistralConfig(
-        vocab_size=1000,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        attn_implementation="flex_attention",
-    )
+    config = tiny_mistral_config(attn_implementation="flex_attention")
     model = MistralForCausalLM(config).eval()
     rng = random.Random(0)
     passes = []
