@@ -12,6 +12,7 @@ from nli_cot_hub.local_engine import (
     cpu_cache_config,
     gpu_batch_size,
     kv_bytes_per_token,
+    slow_continuous_note,
 )
 from nli_cot_hub.prompts import COT_SCHEMA
 
@@ -128,6 +129,12 @@ def test_cpu_cache_is_sized_from_the_prompts_not_from_memory():
     huge = cpu_cache_config([[1] * 5000] * 100, max_new_tokens=256)
     assert huge.num_blocks == local_engine.CPU_MAX_CACHE_BLOCKS
     assert huge.max_batch_tokens == 5000  # never below the longest prompt
+
+
+def test_continuous_batching_warns_only_where_its_fast_path_is_missing():
+    assert "flash-attn" in slow_continuous_note("sdpa", flash_installed=False)
+    assert slow_continuous_note("sdpa", flash_installed=True) is None  # transformers switches to it
+    assert slow_continuous_note("flash_attention_2", flash_installed=False) is None
 
 
 def test_continuous_batching_failure_raises_instead_of_empty_answers(engine, monkeypatch):
