@@ -157,6 +157,26 @@ def test_wheel_pins_fix_the_gpu_versions_then_follow_this_machine():
     ]
 
 
+def test_plan_sends_wheels_and_data_first_when_that_costs_no_transfer(tmp_path):
+    gguf, wheels, bench, prepared = (tmp_path / name for name in ("gguf", "wheels", "bench-wheels", "prepared"))
+    source = tmp_path / bundle.GGUF_NAME
+    source.write_bytes(os.urandom(13 << 20))
+    bundle.split(source, gguf, part_mib=6)  # 6 + 6 + 1 MiB
+    for folder, mib in ((wheels, 5), (bench, 4)):
+        folder.mkdir()
+        (folder / "a.whl").write_bytes(b"w" * (mib << 20))
+    (prepared / "eval").mkdir(parents=True)
+    (prepared / "eval" / "dev.csv").write_bytes(b"d" * (1 << 20))
+    transfers = bundle.plan(gguf, wheels, prepared, extra=(bench,), tree_mib=50)  # 13.5 MiB a transfer
+    # Largest first would send both 6 MiB parts first and need two transfers as well.
+    assert len(transfers) == 2
+    assert {str(wheels), str(bench), str(prepared), str(gguf / "manifest.json")} <= set(transfers[0]["paths"])
+    assert sorted(path for transfer in transfers for path in transfer["paths"]) == sorted(
+        [str(wheels), str(bench), str(prepared), str(gguf / "manifest.json")]
+        + [str(gguf / f"part-{index:02d}") for index in range(3)]
+    )
+
+
 def test_plan_asks_for_pack_first(tmp_path):
     with pytest.raises(SystemExit, match=r"manifest.json missing: run `python -m maintainers.gpu.bundle pack`"):
         bundle.plan(tmp_path / "no-parts-yet")

@@ -274,9 +274,10 @@ def plan(
     extra: tuple[Path, ...] = (),
     tree_mib: float | None = None,
 ) -> list[dict]:
-    """Group every path the experiments need (and ``extra`` ones) into transfers, largest first, each under the
-    size limit less the working tree (``tree_mib``; measured with git when not given), which travels with every
-    transfer. The prepared data go as their archive when ``pack`` wrote one."""
+    """Group every path the experiments need (and ``extra`` ones) into transfers, each under the size limit less
+    the working tree (``tree_mib``; measured with git when not given), which travels with every transfer. The
+    prepared data go as their archive when ``pack`` wrote one. Transfer 1 holds the wheels, the data and the
+    manifest when that costs no extra transfer, so a first command can already run a benchmark with them."""
     if not (REPO / gguf_dir / "manifest.json").exists():
         raise SystemExit(f"error: {gguf_dir / 'manifest.json'} missing: run `{COMMAND} pack` first")
     if prepared is None:
@@ -285,17 +286,31 @@ def plan(
     if tree_mib is None:
         tree_mib = working_tree_mib()
     budget = round(TRANSFER_LIMIT_MIB - tree_mib - 0.5, 1)  # half a MiB spare: the tree may grow a little
-    items = [str(wheels), str(prepared), str(gguf_dir / "manifest.json"), *map(str, extra)]
-    items += [str(gguf_dir / part["name"]) for part in manifest["parts"]]
+    set_up = [str(wheels), str(prepared), str(gguf_dir / "manifest.json"), *map(str, extra)]
+    parts = [str(gguf_dir / part["name"]) for part in manifest["parts"]]
+    items = set_up + parts
     missing = [item for item in items if not (REPO / item).exists()]
     if missing:
         raise SystemExit(
             f"error: {', '.join(missing)} missing: make them with `python -m experiments.prepare_data` and "
             f"`{COMMAND} pack` (`--bench` for the benchmarks' wheels)"
         )
-    sized = sorted(((size_mib(REPO / item), item) for item in items), reverse=True)
+    sizes = {item: size_mib(REPO / item) for item in items}
+    largest_first = first_fit(sorted(items, key=sizes.get, reverse=True), sizes, budget, tree_mib)
+    set_up_first = first_fit(
+        sorted(set_up, key=sizes.get, reverse=True) + sorted(parts, key=sizes.get, reverse=True),
+        sizes,
+        budget,
+        tree_mib,
+    )
+    return set_up_first if len(set_up_first) <= len(largest_first) else largest_first
+
+
+def first_fit(items: list[str], sizes: dict[str, float], budget: float, tree_mib: float) -> list[dict]:
+    """Each item, in order, into the first transfer with room for it (``MAX_PATHS`` paths, ``budget`` MiB)."""
     transfers: list[dict] = []
-    for mib, item in sized:  # first fit, largest first
+    for item in items:
+        mib = sizes[item]
         if mib > budget:
             raise SystemExit(
                 f"error: {item} is {mib:.1f} MiB, over one transfer's budget of {budget} MiB "
