@@ -24,6 +24,7 @@ Predictions written before the run (bench/README.md keeps them with the outcomes
                  one forward pass over prompt + answer prefix, no decoding. Prefill is compute-bound at 7B:
                  ~115 tokens x 14.5 GFLOP each per example -> ~200-300 examples/s, ~4x CoT generation at b512
                  (~60 examples/s), not the ~50x it gives on the 135M model, whose decoding is launch-bound.
+                 (Measured on 2026-12-06 with batches in input order: 161; rows are now sorted as shipped.)
 
 With BENCH_TINY=1 the script runs on the CPU with a 2-layer model (a check of the script, not a measurement).
 Every timed batch's new tokens/s is kept, so the result gives the median and the slowest and fastest batch
@@ -183,7 +184,8 @@ def run_readout(model, prompts, batch_size: int) -> dict:
     from nli_cot_hub.readout import score_labels
 
     answer_prefix = [29477, 29485, 29515, 29473, 29508, 29491]  # stands in for '{"predicted_label": ' and the like
-    splits = [(prompt + answer_prefix, 29502, 29508) for prompt in prompts]
+    # Longest first, as score_labels orders all the rows `nli-cot predict` hands it; chunked here to time each batch.
+    splits = sorted(((prompt + answer_prefix, 29502, 29508) for prompt in prompts), key=lambda split: -len(split[0]))
     tokenizer = SimpleNamespace(pad_token_id=0, eos_token_id=2)
     score_labels(model, tokenizer, splits[:batch_size], batch_size, DEVICE)  # warm-up at the widest shape
     sync()

@@ -437,9 +437,10 @@ class LocalEngine:
 
 
 def flash_attention_installed() -> bool:
-    from importlib.util import find_spec
+    """The check transformers' continuous batching makes before it switches to flash-attention."""
+    from transformers.utils import is_flash_attn_2_available, is_flash_attn_3_available
 
-    return find_spec("flash_attn") is not None or find_spec("flash_attn_interface") is not None
+    return is_flash_attn_3_available(kernels_fallback_ok=True) or is_flash_attn_2_available(kernels_fallback_ok=True)
 
 
 def slow_continuous_note(attention: str, flash_installed: bool) -> str | None:
