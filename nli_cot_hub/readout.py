@@ -63,32 +63,78 @@ def label_split(
     return with_zero[:shared], with_zero[shared], with_one[shared]
 
 
+def cache_keyword() -> str:
+    """The name models take their key/value cache under: transformers 5.25 renamed ``past_key_values`` to
+    ``cache`` (the old name still works there, with a warning)."""
+    import transformers
+    from packaging.version import Version
+
+    return "cache" if Version(transformers.__version__) >= Version("5.25") else "past_key_values"
+
+
+def shared_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
+    """How many leading tokens all ``sequences`` share, leaving each at least one token of its own."""
+    first = sequences[0]
+    limit = min(len(sequence) for sequence in sequences) - 1
+    length = 0
+    while length < limit and all(sequence[length] == first[length] for sequence in sequences):
+        length += 1
+    return length
+
+
 def score_labels(
-    model, tokenizer, splits: Sequence[tuple[list[int], int, int]], batch_size: int = 8, device: str = "cpu"
+    model,
+    tokenizer,
+    splits: Sequence[tuple[list[int], int, int]],
+    batch_size: int = 8,
+    device: str = "cpu",
+    share_prefix: bool = True,
 ) -> list[LabelScore]:
-    """Log-probabilities of the two label tokens after each prefix: one forward pass per batch (left padded)."""
+    """Log-probabilities of the two label tokens after each prefix: one forward pass per batch (left padded).
+
+    With ``share_prefix`` the tokens every row starts with (the system prompt, for one) are computed once and
+    their keys and values reused by every batch, so each batch computes only the rows' own tokens."""
+    import copy
+
     import torch
 
     scores: list[LabelScore | None] = [None] * len(splits)
     order = sorted(range(len(splits)), key=lambda i: len(splits[i][0]), reverse=True)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    shared = shared_prefix_length([split[0] for split in splits]) if share_prefix and splits else 0
+    prefix_cache = None
+    if shared:
+        from transformers import DynamicCache
+
+        prefix_cache = DynamicCache(config=model.config)
+        with torch.inference_mode():
+            prefix = torch.tensor([splits[0][0][:shared]], device=device)
+            model(input_ids=prefix, use_cache=True, **{cache_keyword(): prefix_cache})
     for start in range(0, len(order), batch_size):
         indices = order[start : start + batch_size]
-        width = max(len(splits[i][0]) for i in indices)
+        width = max(len(splits[i][0]) for i in indices) - shared
         ids = torch.full((len(indices), width), pad, dtype=torch.long)
         mask = torch.zeros((len(indices), width), dtype=torch.long)
         for row, index in enumerate(indices):
-            prefix = splits[index][0]
-            ids[row, width - len(prefix) :] = torch.tensor(prefix)
-            mask[row, width - len(prefix) :] = 1
-        # Left padding: positions count from each row's first real token, as in generate.
-        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+            own = splits[index][0][shared:]
+            ids[row, width - len(own) :] = torch.tensor(own)
+            mask[row, width - len(own) :] = 1
+        # Left padding: positions count from each row's first real token, as in generate; with a shared
+        # prefix the padding sits between it and the row's own tokens, which go on from its last position.
+        positions = shared + (mask.cumsum(dim=1) - 1).clamp(min=0)
+        extra = {}
+        if prefix_cache is not None:
+            cache = copy.deepcopy(prefix_cache)
+            cache.batch_repeat_interleave(len(indices))
+            extra[cache_keyword()] = cache
+            mask = torch.cat([torch.ones((len(indices), shared), dtype=torch.long), mask], dim=1)
         with torch.inference_mode():
             logits = model(
                 input_ids=ids.to(device),
                 attention_mask=mask.to(device),
                 position_ids=positions.to(device),
                 logits_to_keep=1,
+                **extra,
             ).logits[:, -1, :]
         logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()
         for row, index in enumerate(indices):

@@ -9,7 +9,7 @@ import math
 import pandas as pd
 import pytest
 
-from nli_cot_hub.readout import LabelScore, label_from_token_alternatives, probability_of_one
+from nli_cot_hub.readout import LabelScore, label_from_token_alternatives, probability_of_one, shared_prefix_length
 from tests.conftest import shared
 
 TRIAL = "comp34812_nli/trial_jd0g.csv"
@@ -43,8 +43,16 @@ def test_endpoint_tokens_give_the_label_position():
         label_from_token_alternatives(["I think", " yes"], [{}, {}])
 
 
+def test_shared_prefix_leaves_every_row_a_token_of_its_own():
+    assert shared_prefix_length([[1, 2, 3, 4], [1, 2, 3, 5, 6], [1, 2, 7]]) == 2
+    assert shared_prefix_length([[1, 2, 3], [1, 2, 3, 4]]) == 2
+    assert shared_prefix_length([[1, 2, 3]]) == 2
+    assert shared_prefix_length([[5, 2], [1, 2]]) == 0
+
+
 @pytest.mark.slow
-def test_batched_left_padded_scores_equal_one_forward_per_sequence(embedded_model_path):
+@pytest.mark.parametrize("same_format", [False, True])
+def test_batched_left_padded_scores_equal_one_forward_per_sequence(embedded_model_path, same_format):
     import torch
 
     from nli_cot_hub.formats import prompt_messages
@@ -55,16 +63,19 @@ def test_batched_left_padded_scores_equal_one_forward_per_sequence(embedded_mode
     engine = LocalEngine("embedded", progress=False, threads=1)
     pairs = trial_pairs(3)
     splits = []
-    for completion_format, thought in (
+    formats = (
         ("label_first", None),
         ("label_only", None),
         ("thought_first", "A long thought: the premise says so, 1 or 0?"),
-    ):
+    )
+    for completion_format, thought in formats[:1] if same_format else formats:
         for premise, hypothesis in zip(pairs["premise"], pairs["hypothesis"]):
             context = engine.prompt_text(prompt_messages(premise, hypothesis, completion_format))
             splits.append(label_split(engine.tokenizer, context, completion_format, thought))
     assert {engine.tokenizer.decode([zero]) for _, zero, _ in splits} == {"0"}
-    batched = score_labels(engine.model, engine.tokenizer, splits, batch_size=4)
+    # One format's rows share their system prompt, computed once; the three formats' rows share little.
+    assert (shared_prefix_length([prefix for prefix, _, _ in splits]) > 20) == same_format
+    batched = score_labels(engine.model, engine.tokenizer, splits, batch_size=2 if same_format else 4)
     for (prefix, zero, one), score in zip(splits, batched):
         with torch.inference_mode():
             alone = torch.log_softmax(engine.model(input_ids=torch.tensor([prefix])).logits[0, -1].float(), dim=-1)
