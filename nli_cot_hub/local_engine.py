@@ -159,6 +159,8 @@ class LocalEngine:
     batch_size: prompts per batch; None: 8 on a CPU, on a GPU what its free memory holds (up to 512).
     cache: ``generate``'s ``cache_implementation`` (e.g. ``static``); pad_multiple: pad prompt widths
         to a multiple, so a static cache / compiled graph sees few distinct shapes.
+    share_prefix: compute the tokens every prompt of a call starts with (template, system prompt) once and
+        reuse their keys and values in each batch (``nli_cot_hub.shared_prefix``); dynamic cache only.
     threads: CPU threads for torch (process-wide). On a busy machine 1 thread is often much faster
         than several competing for the same cores.
     """
@@ -175,6 +177,7 @@ class LocalEngine:
         mode: str = "padded",
         cache: str | None = None,
         pad_multiple: int | None = None,
+        share_prefix: bool = True,
         progress: bool = True,
         threads: int | None = None,
     ):
@@ -199,7 +202,7 @@ class LocalEngine:
         self.model_name = model
         self.adapter = adapter
         self.batch_size, self.mode, self.cache, self.progress = batch_size, mode, cache, progress
-        self.pad_multiple = pad_multiple
+        self.pad_multiple, self.share_prefix = pad_multiple, share_prefix
         self.device = device
         if threads:
             torch.set_num_threads(threads)
@@ -354,18 +357,29 @@ class LocalEngine:
         from tqdm.auto import tqdm
         from transformers import LogitsProcessorList
 
+        from nli_cot_hub.shared_prefix import (
+            cache_for_rows,
+            cache_keyword,
+            pad_after_prefix,
+            prefix_cache,
+            shared_prefix_length,
+        )
+
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]), reverse=True)
         results: list[list[Generation] | None] = [None] * len(encoded)
+        # A static cache is allocated by generate itself, so the shared prefix is computed per batch then.
+        shared = shared_prefix_length(encoded) if self.share_prefix and self.cache is None else 0
+        cache = prefix_cache(self.model, encoded[0][:shared], self.device) if shared else None
         with tqdm(total=len(encoded), desc="generating", unit="prompt", disable=not self.progress) as bar:
             for start in range(0, len(order), self.batch_size):
                 indices = order[start : start + self.batch_size]
-                batch = self.tokenizer.pad(
-                    {"input_ids": [encoded[i] for i in indices]},
-                    return_tensors="pt",
-                    pad_to_multiple_of=self.pad_multiple,
+                ids, mask, _ = pad_after_prefix(
+                    [encoded[i] for i in indices], shared, self.tokenizer.pad_token_id, self.pad_multiple
                 )
-                batch = {key: value.to(self.device) for key, value in batch.items()}
+                batch = {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}
                 extra = {}
+                if cache is not None:  # generate repeats each row num_samples times; the cache must match
+                    extra[cache_keyword()] = cache_for_rows(cache, len(indices) * num_samples)
                 if schemas is not None:
                     from nli_cot_hub.constrained import SchemaLogitsProcessor
 

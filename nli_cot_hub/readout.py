@@ -63,25 +63,6 @@ def label_split(
     return with_zero[:shared], with_zero[shared], with_one[shared]
 
 
-def cache_keyword() -> str:
-    """The name models take their key/value cache under: transformers 5.25 renamed ``past_key_values`` to
-    ``cache`` (the old name still works there, with a warning)."""
-    import transformers
-    from packaging.version import Version
-
-    return "cache" if Version(transformers.__version__) >= Version("5.25") else "past_key_values"
-
-
-def shared_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
-    """How many leading tokens all ``sequences`` share, leaving each at least one token of its own."""
-    first = sequences[0]
-    limit = min(len(sequence) for sequence in sequences) - 1
-    length = 0
-    while length < limit and all(sequence[length] == first[length] for sequence in sequences):
-        length += 1
-    return length
-
-
 def score_labels(
     model,
     tokenizer,
@@ -94,45 +75,30 @@ def score_labels(
 
     With ``share_prefix`` the tokens every row starts with (the system prompt, for one) are computed once and
     their keys and values reused by every batch, so each batch computes only the rows' own tokens."""
-    import copy
-
     import torch
+
+    from nli_cot_hub.shared_prefix import (
+        cache_for_rows,
+        cache_keyword,
+        pad_after_prefix,
+        prefix_cache,
+        shared_prefix_length,
+    )
 
     scores: list[LabelScore | None] = [None] * len(splits)
     order = sorted(range(len(splits)), key=lambda i: len(splits[i][0]), reverse=True)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    shared = shared_prefix_length([split[0] for split in splits]) if share_prefix and splits else 0
-    prefix_cache = None
-    if shared:
-        from transformers import DynamicCache
-
-        prefix_cache = DynamicCache(config=model.config)
-        with torch.inference_mode():
-            prefix = torch.tensor([splits[0][0][:shared]], device=device)
-            model(input_ids=prefix, use_cache=True, **{cache_keyword(): prefix_cache})
+    shared = shared_prefix_length([split[0] for split in splits]) if share_prefix else 0
+    cache = prefix_cache(model, splits[0][0][:shared], device) if shared else None
     for start in range(0, len(order), batch_size):
         indices = order[start : start + batch_size]
-        width = max(len(splits[i][0]) for i in indices) - shared
-        ids = torch.full((len(indices), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(indices), width), dtype=torch.long)
-        for row, index in enumerate(indices):
-            own = splits[index][0][shared:]
-            ids[row, width - len(own) :] = torch.tensor(own)
-            mask[row, width - len(own) :] = 1
-        # Left padding: positions count from each row's first real token, as in generate; with a shared
-        # prefix the padding sits between it and the row's own tokens, which go on from its last position.
-        positions = shared + (mask.cumsum(dim=1) - 1).clamp(min=0)
-        extra = {}
-        if prefix_cache is not None:
-            cache = copy.deepcopy(prefix_cache)
-            cache.batch_repeat_interleave(len(indices))
-            extra[cache_keyword()] = cache
-            mask = torch.cat([torch.ones((len(indices), shared), dtype=torch.long), mask], dim=1)
+        ids, mask, positions = pad_after_prefix([splits[i][0] for i in indices], shared, pad)
+        extra = {cache_keyword(): cache_for_rows(cache, len(indices))} if cache is not None else {}
         with torch.inference_mode():
             logits = model(
-                input_ids=ids.to(device),
+                input_ids=ids[:, shared:].to(device),
                 attention_mask=mask.to(device),
-                position_ids=positions.to(device),
+                position_ids=positions[:, shared:].to(device),
                 logits_to_keep=1,
                 **extra,
             ).logits[:, -1, :]

@@ -15,6 +15,7 @@ from nli_cot_hub.local_engine import (
     slow_continuous_note,
 )
 from nli_cot_hub.prompts import COT_SCHEMA
+from nli_cot_hub.shared_prefix import shared_prefix_length
 
 pytestmark = pytest.mark.slow
 
@@ -108,6 +109,19 @@ def test_peft_adapter_loaded_merged_or_as_model(engine, embedded_model_path, tmp
     plain = engine.generate(conversations, max_new_tokens=6)[0][0].text
     assert texts[0] == texts[1] == texts[2]
     assert texts[0] != plain
+
+
+def test_shared_prompt_start_is_computed_once_with_the_same_answers(engine):
+    conversations = _conversations()
+    assert shared_prefix_length(engine.encode(conversations)) > 10  # the template and the system prompt
+    shared = engine.generate(conversations, max_new_tokens=24)
+    engine.share_prefix = False
+    try:
+        whole = engine.generate(conversations, max_new_tokens=24)
+    finally:
+        engine.share_prefix = True
+    assert [g[0].text for g in shared] == [g[0].text for g in whole]
+    assert [g[0].prompt_tokens for g in shared] == [g[0].prompt_tokens for g in whole]
 
 
 def test_continuous_batching_matches_padded_greedy(engine):

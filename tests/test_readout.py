@@ -9,7 +9,8 @@ import math
 import pandas as pd
 import pytest
 
-from nli_cot_hub.readout import LabelScore, label_from_token_alternatives, probability_of_one, shared_prefix_length
+from nli_cot_hub.readout import LabelScore, label_from_token_alternatives, probability_of_one
+from nli_cot_hub.shared_prefix import shared_prefix_length
 from tests.conftest import shared
 
 TRIAL = "comp34812_nli/trial_jd0g.csv"
@@ -41,13 +42,6 @@ def test_endpoint_tokens_give_the_label_position():
     assert only_one.p_label_1 == 1.0
     with pytest.raises(ValueError, match="no predicted_label value"):
         label_from_token_alternatives(["I think", " yes"], [{}, {}])
-
-
-def test_shared_prefix_leaves_every_row_a_token_of_its_own():
-    assert shared_prefix_length([[1, 2, 3, 4], [1, 2, 3, 5, 6], [1, 2, 7]]) == 2
-    assert shared_prefix_length([[1, 2, 3], [1, 2, 3, 4]]) == 2
-    assert shared_prefix_length([[1, 2, 3]]) == 2
-    assert shared_prefix_length([[5, 2], [1, 2]]) == 0
 
 
 @pytest.mark.slow
