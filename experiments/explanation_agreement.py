@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import json
 from pathlib import Path
 
 from experiments.common import BUILD_JD0G, DEFAULT_RESULTS, DEFAULT_WORK, write_json
@@ -89,13 +90,15 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"error: {args.results}: no results folder")
     thoughts, labels = author_thoughts(args.work)
     reader, held_out = fit_stance_reader(thoughts, labels)
-    runs = {}
+    # Git keeps no prediction files: a run read before whose predictions are not here keeps its entry.
+    runs = json.loads(args.output.read_text()).get("runs", {}) if args.output.exists() else {}
     for folder in sorted(p for p in args.results.iterdir() if p.is_dir() and fnmatch.fnmatch(p.name, args.runs)):
         predictions = folder / "predictions_dev.jsonl"
         if predictions.exists():
             found = agreement([r.model_dump() for r in read_records(predictions)], reader)
             if found is not None:
                 runs[folder.name] = found
+    runs = dict(sorted(runs.items()))
     result = {
         "reader": "TF-IDF (1-2 grams) + logistic regression on the author's thoughts -> its model's label",
         "reader_training_thoughts": len(thoughts),

@@ -10,6 +10,10 @@ interval, macro F1, parse rate, and
 McNemar's test against the classic baseline on the rows both predicted
 (``nli_cot_hub.report.compare``). Only the part of RESULTS.md between the ``results:begin`` and
 ``results:end`` markers is rewritten; the rest (the reading of the numbers) is left to a person.
+
+Git keeps each run's metrics but not its prediction files, so what is computed from them (McNemar tests,
+thought-length buckets) is also written to ``experiments/results/summary_kept.json`` and read from there
+where the files are gone.
 """
 
 from __future__ import annotations
@@ -24,6 +28,39 @@ from experiments.run import RUNS, SCORED_VIEWS, evaluate, write_report
 
 DEFAULT_OUTPUT = REPO / "docs" / "RESULTS.md"
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+KEPT_FILE = "summary_kept.json"  # in the results folder
+
+
+class Kept:
+    """What was computed from prediction files, kept in git beside the runs' metrics: git does not keep the
+    prediction files, so a McNemar comparison or a run's thought-length buckets made where they were is read
+    from here, not lost, where they are gone."""
+
+    def __init__(self, results: Path):
+        self.path = results / KEPT_FILE
+        self.data = read_json(self.path) if self.path.exists() else {}
+        self.data.setdefault("comparisons", {})
+        self.data.setdefault("length_buckets", {})
+
+    def comparison(self, key: str, made: dict | None = None) -> dict | None:
+        """``made`` (a ``compare`` result) is kept under ``key``; without it, what was kept before (or None)."""
+        if made is not None:
+            kept = {name: made[name] for name in ("rows", "accuracy_a", "accuracy_b", "p_value")}
+            self.data["comparisons"][key] = kept
+        return self.data["comparisons"].get(key)
+
+    def buckets(self, run: str, made: list[dict] | None = None) -> list[dict] | None:
+        if made is not None:
+            self.data["length_buckets"][run] = made
+        return self.data["length_buckets"].get(run)
+
+    def save(self) -> None:
+        self.data = {name: dict(sorted(part.items())) for name, part in sorted(self.data.items())}
+        write_json(self.path, self.data)
+
+
+def comparison_key(view: str, run: str, reference: str) -> str:
+    return f"{view}: {run} vs {reference}"
 
 
 def markers(block: str = "results") -> tuple[str, str]:
@@ -99,7 +136,7 @@ def view_models(view: str, runs: dict[str, dict], results: Path) -> dict:
 
 
 def table_rows(
-    view: str, runs: dict[str, dict], models: dict, gold: dict[str, int] | None, baseline: str
+    view: str, runs: dict[str, dict], models: dict, gold: dict[str, int] | None, baseline: str, kept: Kept
 ) -> list[dict]:
     """One row per run scored on ``view``: from its predictions where they are here, else from its committed
     metrics (McNemar's test needs the predictions of both runs)."""
@@ -129,8 +166,11 @@ def table_rows(
             "mcnemar_p": None,
             "mcnemar_rows": None,
         }
+        key = comparison_key(view, run, baseline)
         if model is not None and baseline in models and run != baseline:
-            comparison = compare(model, models[baseline], gold)
+            kept.comparison(key, compare(model, models[baseline], gold))
+        comparison = kept.comparison(key) if run != baseline else None
+        if comparison is not None:
             row["mcnemar_p"], row["mcnemar_rows"] = comparison["p_value"], comparison["rows"]
         if (record.get("options") or {}).get("smoke"):
             row["run"] += " (smoke, not a result)"
@@ -145,9 +185,10 @@ def _bucket_start(label: str) -> int:
     return int(label.split("-")[0].rstrip("+"))
 
 
-def plot_lengths(runs: dict[str, dict], results: Path, path: Path) -> Path | None:
+def plot_lengths(runs: dict[str, dict], results: Path, path: Path, kept: Kept) -> Path | None:
     """Dev accuracy per thought-length bucket (words), one line per run that writes thoughts; buckets with
-    fewer than MIN_BUCKET_ROWS rows are left out."""
+    fewer than MIN_BUCKET_ROWS rows are left out. A run whose predictions are gone is drawn from its kept
+    buckets; where a run has neither, the plot already there is left as it is."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -155,17 +196,20 @@ def plot_lengths(runs: dict[str, dict], results: Path, path: Path) -> Path | Non
 
     from nli_cot_hub.report import length_buckets, load_models
 
-    lines = {}
-    for run in runs:
+    lines, missing = {}, []
+    for run, record in runs.items():
         predictions = results / run / "predictions_dev.jsonl"
-        if not predictions.exists():
-            continue
-        records = list(load_models([str(predictions)], [run])[0].records.values())
-        buckets = [
-            b for b in length_buckets(records, None) if b["bucket"] != "no thought" and b["rows"] >= MIN_BUCKET_ROWS
-        ]
+        if predictions.exists():
+            records = list(load_models([str(predictions)], [run])[0].records.values())
+            kept.buckets(run, [b for b in length_buckets(records, None) if b["bucket"] != "no thought"])
+        elif kept.buckets(run) is None and "dev" in (record.get("sets") or {}):
+            missing.append(run)
+        buckets = [b for b in kept.buckets(run) or [] if b["rows"] >= MIN_BUCKET_ROWS]
         if buckets:
             lines[run] = buckets
+    if missing and path.exists():
+        print(f"kept {path}: no dev predictions here for {', '.join(missing)}")
+        return path
     if not lines:
         return None
     order = sorted({b["bucket"] for buckets in lines.values() for b in buckets}, key=_bucket_start)
@@ -191,14 +235,23 @@ def plot_lengths(runs: dict[str, dict], results: Path, path: Path) -> Path | Non
     return path
 
 
-def pairwise(models: dict, gold: dict[str, int] | None) -> dict[tuple[str, str], float]:
-    """McNemar p for every pair of runs on one view."""
+def pairwise(
+    names: list[str], models: dict, gold: dict[str, int] | None, kept: Kept, view: str = "dev"
+) -> dict[tuple[str, str], float]:
+    """McNemar p for every pair of runs on one view: computed where both runs' predictions are here, else as
+    kept from before."""
     from nli_cot_hub.report import compare
 
-    names = list(models)
-    return {
-        (a, b): compare(models[a], models[b], gold)["p_value"] for i, a in enumerate(names) for b in names[i + 1 :]
-    }
+    pairs = {}
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            key = comparison_key(view, a, b)
+            if a in models and b in models:
+                kept.comparison(key, compare(models[a], models[b], gold))
+            comparison = kept.comparison(key)
+            if comparison is not None:
+                pairs[(a, b)] = comparison["p_value"]
+    return pairs
 
 
 FORMAT_VIEWS = ("dev", "mnli_hard")
@@ -232,7 +285,7 @@ def examples_per_second(record: dict, name: str, readout: str) -> float | None:
     return rate(name + READOUT_SUFFIX[readout])
 
 
-def format_rows(view: str, runs: dict[str, dict], results: Path, work: Path) -> list[dict]:
+def format_rows(view: str, runs: dict[str, dict], results: Path, work: Path, kept: Kept) -> list[dict]:
     """One row per (format recipe, read-out): mean ± sd over the seeds of accuracy, macro F1, parse rate,
     calibration and speed, and the per-seed comparison with label-only (generation) on the same rows."""
     from nli_cot_hub.report import compare, load_models
@@ -267,20 +320,22 @@ def format_rows(view: str, runs: dict[str, dict], results: Path, work: Path) -> 
                 continue
             mine = results / run / f"predictions_{name}{suffix}.jsonl"
             theirs = results / base / f"predictions_{name}.jsonl"
-            if not (mine.exists() and theirs.exists()):
-                # Both runs scored every row of the set: the difference of their accuracies is on the same
-                # rows; McNemar's test needs the predictions themselves.
-                accuracy = (runs[run]["sets"].get(view + suffix) or {}).get("accuracy")
-                reference_accuracy = (runs[base]["sets"].get(view) or {}).get("accuracy")
-                if accuracy is not None and reference_accuracy is not None:
-                    differences.append(accuracy - reference_accuracy)
-                continue
-            model = load_models([str(mine)], [run])[0]
-            reference = load_models([str(theirs)], [base])[0]
-            comparison = compare(model, reference, gold)
-            if comparison["rows"]:
+            key = comparison_key(view + suffix, run, base)
+            if mine.exists() and theirs.exists():
+                model = load_models([str(mine)], [run])[0]
+                reference = load_models([str(theirs)], [base])[0]
+                kept.comparison(key, compare(model, reference, gold))
+            comparison = kept.comparison(key)
+            if comparison is not None and comparison["rows"]:
                 differences.append(comparison["accuracy_a"] - comparison["accuracy_b"])
                 p_values.append((seed, comparison["p_value"]))
+                continue
+            # Both runs scored every row of the set: the difference of their accuracies is on the same rows;
+            # McNemar's test needs the predictions themselves.
+            accuracy = (runs[run]["sets"].get(view + suffix) or {}).get("accuracy")
+            reference_accuracy = (runs[base]["sets"].get(view) or {}).get("accuracy")
+            if accuracy is not None and reference_accuracy is not None:
+                differences.append(accuracy - reference_accuracy)
         rows.append(
             {
                 "format": runs[members[0][1]]["completion_format"],
@@ -383,7 +438,8 @@ def render(
         lines.append("")
     lines += render_formats(formats or {})
     if pairs:
-        names = list(dict.fromkeys([a for a, _ in pairs] + [b for _, b in pairs]))
+        involved = {run for pair in pairs for run in pair}
+        names = [run for run in runs if run in involved]
         lines += [
             "### Coursework dev: McNemar p between runs",
             "",
@@ -391,7 +447,11 @@ def render(
             "|---" * len(names) + "|",
         ]
         for i, a in enumerate(names[:-1]):
-            cells = ["" if j <= i else _p(pairs[(a, b)]) for j, b in enumerate(names) if j > 0]
+            cells = [
+                "" if j <= i else ("–" if (a, b) not in pairs else _p(pairs[(a, b)]))
+                for j, b in enumerate(names)
+                if j > 0
+            ]
             lines.append(f"| {a} | " + " | ".join(cells) + " |")
         lines.append("")
     # Runs trained again from one reflection store share its summary: one line for all of them.
@@ -458,14 +518,16 @@ def summarise(
         raise SystemExit(
             f"error: no runs with predictions under {results} (--smoke runs count only with --include-smoke)"
         )
+    kept = Kept(results)
     tables, pairs = {}, None
     for view in SCORED_VIEWS:
         models, gold = view_models(view, runs, results), gold_labels(view, work)
-        tables[view] = table_rows(view, runs, models, gold, baseline)
+        tables[view] = table_rows(view, runs, models, gold, baseline, kept)
         if view == "dev":
-            pairs = pairwise(models, gold)
-    formats = {view: format_rows(view, runs, results, work) for view in FORMAT_VIEWS}
-    plot = plot_lengths(runs, results, output.parent / f"{block}_thought_length.png")
+            pairs = pairwise(list(runs), models, gold, kept)
+    formats = {view: format_rows(view, runs, results, work, kept) for view in FORMAT_VIEWS}
+    plot = plot_lengths(runs, results, output.parent / f"{block}_thought_length.png", kept)
+    kept.save()
     write_results(output, render(runs, tables, plot, output, baseline, pairs, formats, block), block)
     return {
         "runs": list(runs),

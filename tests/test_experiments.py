@@ -372,7 +372,8 @@ def test_summarise_tables_the_formats_over_seeds_against_label_only(work, tmp_pa
     assert (
         "### Completion formats: Coursework dev" in text and "| thought_first | fmt-thought-first | logprob |" in text
     )
-    # git keeps metrics, not predictions: once seed 42's are gone its numbers still count, its McNemar test not
+    # git keeps metrics, not predictions: once seed 42's are gone its numbers still count, and the McNemar tests
+    # and thought-length buckets made from them are read from the kept summary; a new comparison cannot be made
     for run in ("fmt-label-only-s42", "fmt-thought-first-s42"):
         for predictions in (results / run).glob("predictions_*.jsonl"):
             predictions.unlink()
@@ -381,7 +382,9 @@ def test_summarise_tables_the_formats_over_seeds_against_label_only(work, tmp_pa
     generation = rows[("fmt-thought-first", "generate")]
     assert generation["seeds"] == [42, 43] and generation["accuracy"] == f"{sum(right_author) / 60:.4f} ± 0.0000"
     assert generation["difference"] == f"{(sum(right_author) - sum(right_tfidf)) / 60:.4f} ± 0.0000"
-    assert generation["p_values"] == [(43, pytest.approx(p_value))]
+    assert generation["p_values"] == [(42, pytest.approx(p_value)), (43, pytest.approx(p_value))]
+    kept = json.loads((results / summarise.KEPT_FILE).read_text())
+    assert kept["length_buckets"]["fmt-thought-first-s42"] == kept["length_buckets"]["fmt-thought-first-s43"] != []
     dev_rows = {row["run"]: row for row in later["tables"]["dev"]}
     assert dev_rows["fmt-thought-first-s42"]["accuracy"] == pytest.approx(sum(right_author) / 60)
     assert dev_rows["fmt-thought-first-s42"]["mcnemar_p"] is None
@@ -469,3 +472,11 @@ def test_the_stance_reader_reads_which_label_an_explanation_argues_for(work, tmp
     author = read_records(folder / common.JD0G_ORIGINALS)[:30]
     assert row["label_accuracy"] == round(sum(r.predicted_label == r.label for r in author) / 30, 4)
     assert written["reader_held_out_accuracy"] == pytest.approx(held_out, abs=1e-4)
+    # A later reading where those predictions are gone keeps the run's entry beside the new one.
+    (results / "fmt-thought-first-s1" / "predictions_dev.jsonl").rename(results / "gone.jsonl")
+    with RecordStore(results / "fmt-label-first-s2" / "predictions_dev.jsonl") as store:
+        store.append_many(read_records(folder / common.JD0G_ORIGINALS)[30:50])
+    agreement.main(["--work", str(folder), "--results", str(results), "--output", str(output)])
+    again = json.loads(output.read_text())["runs"]
+    assert list(again) == ["fmt-label-first-s2", "fmt-thought-first-s1"] and again["fmt-thought-first-s1"] == row
+    assert again["fmt-label-first-s2"]["rows"] == 20
