@@ -117,36 +117,45 @@ def continue_texts(
     eos_ids: Sequence[int],
     batch_size: int = 8,
     device: str = "cpu",
+    share_prefix: bool = True,
 ) -> list[str]:
-    """Greedy continuations of raw texts (a prompt with the start of the answer already written)."""
+    """Greedy continuations of raw texts (a prompt with the start of the answer already written); the tokens all
+    texts start with are computed once, as in :func:`score_labels`."""
     import torch
+
+    from nli_cot_hub.shared_prefix import (
+        cache_for_rows,
+        cache_keyword,
+        pad_after_prefix,
+        prefix_cache,
+        shared_prefix_length,
+    )
 
     results: list[str] = [""] * len(texts)
     encoded = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
     order = sorted(range(len(texts)), key=lambda i: len(encoded[i]), reverse=True)
-    padding_side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    try:
-        for start in range(0, len(order), batch_size):
-            indices = order[start : start + batch_size]
-            batch = tokenizer.pad({"input_ids": [encoded[i] for i in indices]}, return_tensors="pt")
-            batch = {key: value.to(device) for key, value in batch.items()}
-            with torch.inference_mode():
-                output = model.generate(
-                    **batch,
-                    max_new_tokens=max_new_tokens,
-                    do_sample=False,
-                    temperature=None,
-                    top_p=None,
-                    top_k=None,
-                    eos_token_id=list(eos_ids),
-                    pad_token_id=tokenizer.pad_token_id,
-                )
-            for row, index in enumerate(indices):
-                new = output[row, batch["input_ids"].shape[1] :].tolist()
-                results[index] = tokenizer.decode(new, skip_special_tokens=True)
-    finally:
-        tokenizer.padding_side = padding_side
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    shared = shared_prefix_length(encoded) if share_prefix else 0
+    cache = prefix_cache(model, encoded[0][:shared], device) if shared else None
+    for start in range(0, len(order), batch_size):
+        indices = order[start : start + batch_size]
+        ids, mask, _ = pad_after_prefix([encoded[i] for i in indices], shared, pad)
+        extra = {cache_keyword(): cache_for_rows(cache, len(indices))} if cache is not None else {}
+        with torch.inference_mode():
+            output = model.generate(
+                input_ids=ids.to(device),
+                attention_mask=mask.to(device),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                temperature=None,
+                top_p=None,
+                top_k=None,
+                eos_token_id=list(eos_ids),
+                pad_token_id=pad,
+                **extra,
+            )
+        for row, index in enumerate(indices):
+            results[index] = tokenizer.decode(output[row, ids.shape[1] :].tolist(), skip_special_tokens=True)
     return results
 
 

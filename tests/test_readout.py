@@ -131,6 +131,12 @@ def test_readout_on_an_answer_first_adapter_agrees_with_greedy_generation(answer
         for p, h in zip(pairs["premise"], pairs["hypothesis"])
     ]
     greedy = continue_texts(engine.model, engine.tokenizer, texts, 2, engine.eos_ids)
+    # The prompt start the texts share is computed once; the continuations are those of the whole texts.
+    longer = [
+        continue_texts(engine.model, engine.tokenizer, texts, 10, engine.eos_ids, 4, share_prefix=share)
+        for share in (True, False)
+    ]
+    assert longer[0] == longer[1] and any(text.strip() for text in longer[0])
     digits = {str(row_id): text.strip()[:1] for row_id, text in zip(pairs["id"], greedy)}
     compared = [row_id for row_id, digit in digits.items() if digit in ("0", "1")]
     assert len(compared) >= 3
