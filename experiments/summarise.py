@@ -369,8 +369,9 @@ def render_formats(tables: dict[str, list[dict]]) -> list[str]:
             "Mean ± sd over the seeds (examples/s per seed: the seeds' cards differ); calibration only for the "
             "log-probability read-out; the difference "
             f"and McNemar's p (per seed) are against `{FORMAT_BASELINE}` with generation, on the same rows. "
-            "McNemar's test needs both runs' prediction files, which git does not keep: a seed missing from "
-            "the last column was compared where its predictions were.",
+            "McNemar's test needs both runs' prediction files, which git does not keep; the tests made where "
+            f"they were are kept in `experiments/results/{KEPT_FILE}`, and a seed missing from the last column "
+            "never had both files in one place.",
             "",
             "| format | run | read-out | seeds | accuracy | macro F1 | parse rate | ECE | Brier | ROC-AUC | "
             "examples/s | accuracy − label-only | McNemar p per seed |",
