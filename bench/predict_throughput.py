@@ -85,33 +85,26 @@ def left_pad(batch: list[list[int]], buckets: tuple[int, ...] = ()) -> tuple[tor
 def run_generate(
     model, prompts, batch_size: int, sort: bool, buckets: tuple[int, ...] = (), share_prefix: bool = False, **kwargs
 ) -> dict:
-    from nli_cot_hub.shared_prefix import (
-        cache_for_rows,
-        cache_keyword,
-        pad_after_prefix,
-        prefix_cache,
-        shared_prefix_length,
-    )
+    from nli_cot_hub.shared_prefix import SharedPrefix
 
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i])) if sort else list(range(len(prompts)))
     batches = [[prompts[i] for i in order[start : start + batch_size]] for start in range(0, len(order), batch_size)]
     # As the local engine does: the tokens all prompts start with computed once, their cache copied per batch.
-    shared = shared_prefix_length(prompts) if share_prefix else 0
-    cache = prefix_cache(model, prompts[0][:shared], DEVICE) if shared else None
+    prefix = SharedPrefix(model, prompts, DEVICE, share_prefix)
 
     def generate(batch):
-        if shared:
-            ids, mask, _ = pad_after_prefix(batch, shared, 0)
+        if prefix.length:
+            ids, mask, _, cache = prefix.batch(batch, 0)
             ids, mask = ids.to(DEVICE), mask.to(DEVICE)
-            kwargs[cache_keyword()] = cache_for_rows(cache, len(batch))
         else:
-            ids, mask = left_pad(batch, buckets)
+            (ids, mask), cache = left_pad(batch, buckets), {}
         out = model.generate(
             input_ids=ids,
             attention_mask=mask,
             max_new_tokens=NEW_TOKENS,
             min_new_tokens=NEW_TOKENS,
             do_sample=False,
+            **cache,
             **kwargs,
         )
         return (out.shape[1] - ids.shape[1]) * out.shape[0]

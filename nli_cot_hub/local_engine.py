@@ -357,29 +357,20 @@ class LocalEngine:
         from tqdm.auto import tqdm
         from transformers import LogitsProcessorList
 
-        from nli_cot_hub.shared_prefix import (
-            cache_for_rows,
-            cache_keyword,
-            pad_after_prefix,
-            prefix_cache,
-            shared_prefix_length,
-        )
+        from nli_cot_hub.shared_prefix import SharedPrefix
 
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]), reverse=True)
         results: list[list[Generation] | None] = [None] * len(encoded)
         # A static cache is allocated by generate itself, so the shared prefix is computed per batch then.
-        shared = shared_prefix_length(encoded) if self.share_prefix and self.cache is None else 0
-        cache = prefix_cache(self.model, encoded[0][:shared], self.device) if shared else None
+        prefix = SharedPrefix(self.model, encoded, self.device, self.share_prefix and self.cache is None)
         with tqdm(total=len(encoded), desc="generating", unit="prompt", disable=not self.progress) as bar:
             for start in range(0, len(order), self.batch_size):
                 indices = order[start : start + self.batch_size]
-                ids, mask, _ = pad_after_prefix(
-                    [encoded[i] for i in indices], shared, self.tokenizer.pad_token_id, self.pad_multiple
+                # generate repeats each row num_samples times; the prefix's cache must have as many rows.
+                ids, mask, _, extra = prefix.batch(
+                    [encoded[i] for i in indices], self.tokenizer.pad_token_id, self.pad_multiple, num_samples
                 )
                 batch = {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}
-                extra = {}
-                if cache is not None:  # generate repeats each row num_samples times; the cache must match
-                    extra[cache_keyword()] = cache_for_rows(cache, len(indices) * num_samples)
                 if schemas is not None:
                     from nli_cot_hub.constrained import SchemaLogitsProcessor
 

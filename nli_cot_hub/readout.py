@@ -77,23 +77,16 @@ def score_labels(
     their keys and values reused by every batch, so each batch computes only the rows' own tokens."""
     import torch
 
-    from nli_cot_hub.shared_prefix import (
-        cache_for_rows,
-        cache_keyword,
-        pad_after_prefix,
-        prefix_cache,
-        shared_prefix_length,
-    )
+    from nli_cot_hub.shared_prefix import SharedPrefix
 
     scores: list[LabelScore | None] = [None] * len(splits)
     order = sorted(range(len(splits)), key=lambda i: len(splits[i][0]), reverse=True)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    shared = shared_prefix_length([split[0] for split in splits]) if share_prefix else 0
-    cache = prefix_cache(model, splits[0][0][:shared], device) if shared else None
+    prefix = SharedPrefix(model, [split[0] for split in splits], device, share_prefix)
+    shared = prefix.length
     for start in range(0, len(order), batch_size):
         indices = order[start : start + batch_size]
-        ids, mask, positions = pad_after_prefix([splits[i][0] for i in indices], shared, pad)
-        extra = {cache_keyword(): cache_for_rows(cache, len(indices))} if cache is not None else {}
+        ids, mask, positions, extra = prefix.batch([splits[i][0] for i in indices], pad)
         with torch.inference_mode():
             logits = model(
                 input_ids=ids[:, shared:].to(device),
@@ -123,24 +116,16 @@ def continue_texts(
     texts start with are computed once, as in :func:`score_labels`."""
     import torch
 
-    from nli_cot_hub.shared_prefix import (
-        cache_for_rows,
-        cache_keyword,
-        pad_after_prefix,
-        prefix_cache,
-        shared_prefix_length,
-    )
+    from nli_cot_hub.shared_prefix import SharedPrefix
 
     results: list[str] = [""] * len(texts)
     encoded = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
     order = sorted(range(len(texts)), key=lambda i: len(encoded[i]), reverse=True)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    shared = shared_prefix_length(encoded) if share_prefix else 0
-    cache = prefix_cache(model, encoded[0][:shared], device) if shared else None
+    prefix = SharedPrefix(model, encoded, device, share_prefix)
     for start in range(0, len(order), batch_size):
         indices = order[start : start + batch_size]
-        ids, mask, _ = pad_after_prefix([encoded[i] for i in indices], shared, pad)
-        extra = {cache_keyword(): cache_for_rows(cache, len(indices))} if cache is not None else {}
+        ids, mask, _, extra = prefix.batch([encoded[i] for i in indices], pad)
         with torch.inference_mode():
             output = model.generate(
                 input_ids=ids.to(device),

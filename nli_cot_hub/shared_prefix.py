@@ -68,3 +68,19 @@ def pad_after_prefix(sequences: Sequence[Sequence[int]], shared: int, pad_id: in
         mask[row, width - len(own) :] = 1
     positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
     return ids, mask, positions
+
+
+class SharedPrefix:
+    """The tokens all ``sequences`` of a run start with, their cache computed once (none when not ``enabled``)."""
+
+    def __init__(self, model, sequences: Sequence[Sequence[int]], device: str, enabled: bool = True):
+        self.length = shared_prefix_length(sequences) if enabled else 0
+        self.cache = prefix_cache(model, sequences[0][: self.length], device) if self.length else None
+
+    def batch(self, sequences: Sequence[Sequence[int]], pad_id: int, multiple: int | None = None, copies: int = 1):
+        """Ids, mask and positions of a batch (:func:`pad_after_prefix`) and the keyword arguments that give the
+        model the prefix's cache, one row for each of ``copies`` samples per sequence ({} without a prefix)."""
+        ids, mask, positions = pad_after_prefix(sequences, self.length, pad_id, multiple)
+        if self.cache is None:
+            return ids, mask, positions, {}
+        return ids, mask, positions, {cache_keyword(): cache_for_rows(self.cache, len(sequences) * copies)}

@@ -10,26 +10,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-TINY_SIZES = dict(
-    hidden_size=64,
-    intermediate_size=128,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    head_dim=16,
-)
+from bench.common import tiny_mistral_config
 
 
 def build_tiny_mistral(folder: str | Path, chat_template: str | None = None, seed: int = 0) -> str:
     """Save the model and tokenizer to ``folder``; ``chat_template`` replaces the tokenizer's own
     (``None`` keeps none at all, as the base Mistral-7B-v0.3 ships)."""
     import torch
-    from transformers import CONFIG_MAPPING, AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM
 
-    from nli_cot_hub.train.model import KNOWN_CONFIGS, mistral_common_tokenizer
+    from nli_cot_hub.train.model import mistral_common_tokenizer
 
-    values = {**KNOWN_CONFIGS["mistralai/Mistral-7B-v0.3"], **TINY_SIZES}
-    config = CONFIG_MAPPING[values.pop("model_type")](**values)
+    config = tiny_mistral_config(pad_token_id=None)  # the tokenizer's pad is set below
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     tokenizer = mistral_common_tokenizer("v3")
