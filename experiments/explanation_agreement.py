@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
-import json
 from pathlib import Path
 
-from experiments.common import BUILD_JD0G, DEFAULT_RESULTS, DEFAULT_WORK, write_json
+from experiments.common import BUILD_JD0G, DEFAULT_RESULTS, DEFAULT_WORK, read_json, write_json
 
 HELD_OUT_SHARE = 0.2
 
@@ -91,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     thoughts, labels = author_thoughts(args.work)
     reader, held_out = fit_stance_reader(thoughts, labels)
     # Git keeps no prediction files: a run read before whose predictions are not here keeps its entry.
-    runs = json.loads(args.output.read_text()).get("runs", {}) if args.output.exists() else {}
+    runs = read_json(args.output).get("runs", {}) if args.output.exists() else {}
     for folder in sorted(p for p in args.results.iterdir() if p.is_dir() and fnmatch.fnmatch(p.name, args.runs)):
         predictions = folder / "predictions_dev.jsonl"
         if predictions.exists():
