@@ -133,13 +133,27 @@ def load_qlora_model(
     return get_peft_model(model, lora)
 
 
-def run_config(name: str, overrides: dict, model_dir, steps: int) -> dict:
+def profile_summary(prof, rows: int = 15) -> dict:
+    """Kernel time against wall time of what ``prof`` recorded, and the operators that took the most device time."""
+    from torch.autograd import DeviceType
+
+    # Kernels only: an operator's device time repeats that of the kernels it launched.
+    kernel_us = sum(event.device_time_total for event in prof.events() if event.device_type != DeviceType.CPU)
+    sort_by = "self_device_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
+    return {
+        "kernel_s": round(kernel_us / 1e6, 3),
+        "top_operators": prof.key_averages().table(sort_by=sort_by, row_limit=rows),
+    }
+
+
+def run_config(name: str, overrides: dict, model_dir, steps: int, profile: bool = False) -> dict:
     from datasets import Dataset
     from transformers import TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
     micro = overrides["per_device_train_batch_size"]
-    examples = synthetic_examples(EFFECTIVE_BATCH * (steps + WARMUP_STEPS), seed=1)
+    total_steps = steps + WARMUP_STEPS + int(profile)  # a profiled step comes after the timed ones, untimed
+    examples = synthetic_examples(EFFECTIVE_BATCH * total_steps, seed=1)
     if overrides.get("padding_free"):  # TRL leaves truncation to us in padding-free mode
         examples = [{key: value[:512] for key, value in example.items()} for example in examples]
     dataset = Dataset.from_list(examples)
@@ -147,16 +161,29 @@ def run_config(name: str, overrides: dict, model_dir, steps: int) -> dict:
     step_real: list[int] = []  # real tokens of each optimizer step
     counts = {"padded": 0, "step_real": 0}
 
+    profiled = {}
+
     class StepClock(TrainerCallback):
         def on_step_begin(self, args, state, control, **kwargs):
             sync()
             counts["step_real"] = 0
+            if profile and state.global_step == total_steps - 1:
+                from torch.profiler import ProfilerActivity
+
+                activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+                self.profiler = torch.profiler.profile(activities=activities)
+                self.profiler.start()
             self.started = time.perf_counter()
 
         def on_step_end(self, args, state, control, **kwargs):
             sync()
             step_times.append(time.perf_counter() - self.started)
             step_real.append(counts["step_real"])
+            if getattr(self, "profiler", None) is not None:
+                self.profiler.stop()
+                profiled.update(profile_summary(self.profiler), wall_s=round(step_times[-1], 3))
+                profiled["device_busy_percent"] = round(100 * profiled["kernel_s"] / step_times[-1], 1)
+                self.profiler = None
 
     class CountingTrainer(SFTTrainer):
         def training_step(self, model, inputs, num_items_in_batch=None):
@@ -164,13 +191,13 @@ def run_config(name: str, overrides: dict, model_dir, steps: int) -> dict:
             mask = inputs.get("attention_mask")
             real = int(mask.sum()) if mask is not None else ids.numel()
             counts["step_real"] += real
-            if len(step_times) >= WARMUP_STEPS:  # the warm-up steps are not counted
+            if WARMUP_STEPS <= len(step_times) < WARMUP_STEPS + steps:  # only the timed steps are counted
                 counts["padded"] += ids.numel()
             return super().training_step(model, inputs, num_items_in_batch)
 
     config = SFTConfig(
         output_dir=f"/tmp/bench-train/{name}",
-        max_steps=steps + WARMUP_STEPS,
+        max_steps=total_steps,
         learning_rate=2e-4,
         gradient_accumulation_steps=EFFECTIVE_BATCH // micro,
         warmup_steps=150,
@@ -202,11 +229,12 @@ def run_config(name: str, overrides: dict, model_dir, steps: int) -> dict:
         model=model, args=config, train_dataset=dataset, processing_class=stub_tokenizer(), callbacks=[StepClock()]
     )
     trainer.train()
-    timed = sum(step_times[WARMUP_STEPS:])
-    real = sum(step_real[WARMUP_STEPS:])
+    timed_steps = slice(WARMUP_STEPS, WARMUP_STEPS + steps)
+    timed = sum(step_times[timed_steps])
+    real = sum(step_real[timed_steps])
     real_per_s = real / timed
     mean_real_len = real / (EFFECTIVE_BATCH * steps)
-    per_step = sorted(r / t for r, t in zip(step_real[WARMUP_STEPS:], step_times[WARMUP_STEPS:]))
+    per_step = sorted(r / t for r, t in zip(step_real[timed_steps], step_times[timed_steps]))
     result = {
         "config": overrides,
         "step_seconds": [round(t, 2) for t in step_times],
@@ -220,6 +248,8 @@ def run_config(name: str, overrides: dict, model_dir, steps: int) -> dict:
         "minutes_per_epoch_25k": round(EPOCH_EXAMPLES * mean_real_len / real_per_s / 60, 1),
         "final_loss": trainer.state.log_history[-2].get("loss") if len(trainer.state.log_history) > 1 else None,
     }
+    if profiled:
+        result["profile"] = profiled
     del trainer, model
     gc.collect()
     if torch.cuda.is_available():
@@ -234,6 +264,9 @@ def main() -> None:
         "--steps", type=int, default=8, help=f"timed optimizer steps per config (after {WARMUP_STEPS})"
     )
     parser.add_argument("--tag", default="", help="result file suffix")
+    parser.add_argument(
+        "--profile", action="store_true", help="profile one more optimizer step after the timed ones (kernel table)"
+    )
     args = parser.parse_args()
     command = shlex.join(["python", "-m", "bench.train_throughput", *sys.argv[1:]])
     model_dir = random_mistral_dir()
@@ -241,11 +274,14 @@ def main() -> None:
     for name in args.configs.split(","):
         print(f"=== {name}", flush=True)
         try:
-            results[name] = run_config(name, CONFIGS[name], model_dir, args.steps)
+            results[name] = run_config(name, CONFIGS[name], model_dir, args.steps, args.profile)
         except Exception as error:  # one failing lever must not cost the others' numbers
             results[name] = {"config": CONFIGS[name], "error": f"{type(error).__name__}: {error}"[:500]}
             gc.collect()
-        print(name, {k: v for k, v in results[name].items() if k != "config"}, flush=True)
+        print(name, {k: v for k, v in results[name].items() if k not in ("config", "profile")}, flush=True)
+        if "profile" in results[name]:
+            profiled = results[name]["profile"]
+            print(f"device busy {profiled['device_busy_percent']}%\n{profiled['top_operators']}", flush=True)
         write_result(f"train_throughput{args.tag}", {"command": command, "partial": True, "results": results})
     path = write_result(
         f"train_throughput{args.tag}",
