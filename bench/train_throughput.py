@@ -20,6 +20,11 @@ Written before the H200 run of the second set:
                      call; the fused norms and elementwise ops between them: +0-10%, if it compiles at all.
   bf16_lora_group_b32_liger     no NF4 dequantisation (3 per weight per step): ~1.3x, peak ~25 GiB.
   bf16_lora_group_b16_liger_nockpt  and no recompute (a third of the forward work): ~1.5x, peak ~60 GiB.
+Written after the 2026-12-07 runs, where a configuration's first steps in a fresh process ran up to 2.5x slower
+than the same batches later in the process:
+  group_b32_liger_bf16_nocudnn  SDPA without its cuDNN backend, which builds an execution plan for every new
+                     (batch, width) shape that length-grouped batches bring: steadier first steps, and if cuDNN's
+                     attention kernel was the faster one, 0-5% slower once warm.
 """
 
 from __future__ import annotations
@@ -87,11 +92,12 @@ CONFIGS = {
         attn_implementation="flex_attention",
     ),
     "group_b32_liger_bf16_compile": grouped_bf16(32, torch_compile=True),
+    "group_b32_liger_bf16_nocudnn": grouped_bf16(32, cudnn_attention=False),
     # bf16 LoRA without quantization (cards with >= 40 GB): no NF4 dequantisation in any matmul.
     "bf16_lora_group_b32_liger": grouped_bf16(32, quantize=False),
     "bf16_lora_group_b16_liger_nockpt": grouped_bf16(16, gradient_checkpointing=False, quantize=False),
 }
-MODEL_KEYS = ("per_device_train_batch_size", "keep_bf16", "quantize", "attn_implementation")
+MODEL_KEYS = ("per_device_train_batch_size", "keep_bf16", "quantize", "attn_implementation", "cudnn_attention")
 
 
 def load_qlora_model(
@@ -146,13 +152,15 @@ def profile_summary(prof, rows: int = 15) -> dict:
     }
 
 
-def run_config(name: str, overrides: dict, model_dir, steps: int, profile: bool = False) -> dict:
+def run_config(
+    name: str, overrides: dict, model_dir, steps: int, profile: bool = False, warmup: int = WARMUP_STEPS
+) -> dict:
     from datasets import Dataset
     from transformers import TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
     micro = overrides["per_device_train_batch_size"]
-    total_steps = steps + WARMUP_STEPS + int(profile)  # a profiled step comes after the timed ones, untimed
+    total_steps = steps + warmup + int(profile)  # a profiled step comes after the timed ones, untimed
     examples = synthetic_examples(EFFECTIVE_BATCH * total_steps, seed=1)
     if overrides.get("padding_free"):  # TRL leaves truncation to us in padding-free mode
         examples = [{key: value[:512] for key, value in example.items()} for example in examples]
@@ -191,7 +199,7 @@ def run_config(name: str, overrides: dict, model_dir, steps: int, profile: bool 
             mask = inputs.get("attention_mask")
             real = int(mask.sum()) if mask is not None else ids.numel()
             counts["step_real"] += real
-            if WARMUP_STEPS <= len(step_times) < WARMUP_STEPS + steps:  # only the timed steps are counted
+            if warmup <= len(step_times) < warmup + steps:  # only the timed steps are counted
                 counts["padded"] += ids.numel()
             return super().training_step(model, inputs, num_items_in_batch)
 
@@ -228,8 +236,13 @@ def run_config(name: str, overrides: dict, model_dir, steps: int, profile: bool 
     trainer = CountingTrainer(
         model=model, args=config, train_dataset=dataset, processing_class=stub_tokenizer(), callbacks=[StepClock()]
     )
-    trainer.train()
-    timed_steps = slice(WARMUP_STEPS, WARMUP_STEPS + steps)
+    # SDPA's cuDNN backend plans each new shape it meets; without it masked attention takes the memory-efficient one.
+    torch.backends.cuda.enable_cudnn_sdp(overrides.get("cudnn_attention", True))
+    try:
+        trainer.train()
+    finally:
+        torch.backends.cuda.enable_cudnn_sdp(True)
+    timed_steps = slice(warmup, warmup + steps)
     timed = sum(step_times[timed_steps])
     real = sum(step_real[timed_steps])
     real_per_s = real / timed
@@ -261,8 +274,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="QLoRA training throughput (GPU).")
     parser.add_argument("--configs", default=",".join(CONFIGS))
     parser.add_argument(
-        "--steps", type=int, default=8, help=f"timed optimizer steps per config (after {WARMUP_STEPS})"
+        "--steps", type=int, default=8, help="timed optimizer steps per config (after the warm-up steps)"
     )
+    parser.add_argument("--warmup-steps", type=int, default=WARMUP_STEPS, help="untimed optimizer steps first")
     parser.add_argument("--tag", default="", help="result file suffix")
     parser.add_argument(
         "--profile", action="store_true", help="profile one more optimizer step after the timed ones (kernel table)"
@@ -274,7 +288,7 @@ def main() -> None:
     for name in args.configs.split(","):
         print(f"=== {name}", flush=True)
         try:
-            results[name] = run_config(name, CONFIGS[name], model_dir, args.steps, args.profile)
+            results[name] = run_config(name, CONFIGS[name], model_dir, args.steps, args.profile, args.warmup_steps)
         except Exception as error:  # one failing lever must not cost the others' numbers
             results[name] = {"config": CONFIGS[name], "error": f"{type(error).__name__}: {error}"[:500]}
             gc.collect()
@@ -287,7 +301,7 @@ def main() -> None:
         f"train_throughput{args.tag}",
         {
             "command": command,
-            "warmup_steps": WARMUP_STEPS,
+            "warmup_steps": args.warmup_steps,
             "timed_steps": args.steps,
             "effective_batch": EFFECTIVE_BATCH,
             "max_length": 512,
