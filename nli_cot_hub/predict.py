@@ -213,7 +213,7 @@ def predict(
     ``backend``: ``local`` (``model`` + ``adapter`` in this process; no model: the base the adapter names,
     else the embedded model) or a backends spec.
     ``settings``: prompt, sampling and request settings (default: :class:`PredictSettings`'s).
-    ``engine_options``: extra :class:`LocalEngine` keyword arguments (dtype, mode, cache, threads).
+    ``engine_options``: extra :class:`LocalEngine` keyword arguments (dtype, mode, cache, threads, share_prefix).
     """
     import time
 
@@ -400,7 +400,9 @@ def _predict_local_logprob(rows, store, result, *, model, adapter, merge, config
                 label_split(engine.tokenizer, context, completion_format, thought)
                 for context, thought in zip(contexts, thoughts)
             ]
-            scores = score_labels(engine.model, engine.tokenizer, splits, engine.batch_size, engine.device)
+            scores = score_labels(
+                engine.model, engine.tokenizer, splits, engine.batch_size, engine.device, engine.share_prefix
+            )
             if config.explain and completion_format == "label_first":
                 texts = [context + explanation_prefix(score.label) for context, score in zip(contexts, scores)]
                 continued = continue_texts(
@@ -411,6 +413,7 @@ def _predict_local_logprob(rows, store, result, *, model, adapter, merge, config
                     engine.eos_ids,
                     engine.batch_size,
                     engine.device,
+                    engine.share_prefix,
                 )
                 thoughts = [
                     extract_answer(explanation_prefix(score.label) + text).thought
@@ -799,6 +802,11 @@ class PredictConfig(PairOptions, BaseRequestOptions):
         choices=ENGINE_MODES,
     )
     cache: str | None = option(None, "Local engine: generate's cache_implementation, e.g. static (GPU).")
+    share_prefix: bool = option(
+        True,
+        "Local engine: compute the tokens every prompt starts with (template, system prompt) once and reuse their "
+        "keys/values in each batch; the same answers, faster (dynamic cache only).",
+    )
     threads: int | None = option(None, "Local engine: CPU threads for torch.", min=1)
     max_reasks: int = option(
         0, "Remote backends: re-asks after an unusable answer (0: score the first answer).", min=0
@@ -865,7 +873,13 @@ class PredictConfig(PairOptions, BaseRequestOptions):
             raise DataError(str(error)) from None
 
     def engine_options(self) -> dict:
-        return {"dtype": self.dtype, "mode": self.engine_mode, "cache": self.cache, "threads": self.threads}
+        return {
+            "dtype": self.dtype,
+            "mode": self.engine_mode,
+            "cache": self.cache,
+            "threads": self.threads,
+            "share_prefix": self.share_prefix,
+        }
 
 
 def run_predict(config: PredictConfig) -> PredictResult:

@@ -100,3 +100,21 @@ def test_renamed_flags_and_short_options():
     assert result.exit_code == 0, result.output
     assert (config.include_correct, config.output, config.backend) == (True, "r.jsonl", "local:embedded")
     assert to_argv(config) == ["cot.jsonl", "--output", "r.jsonl", "--backend", "local:embedded", "--all"]
+
+
+def test_predict_engine_options_follow_the_flags(tmp_path):
+    from nli_cot_hub.predict import PredictConfig
+
+    invoke = derived_app(PredictConfig)
+    data = tmp_path / "pairs.csv"
+    _, default = invoke(data, "-o", tmp_path / "p.jsonl")
+    result, whole_rows = invoke(data, "-o", tmp_path / "p.jsonl", "--no-share-prefix", "--cache", "static")
+    assert result.exit_code == 0, result.output
+    assert default.engine_options()["share_prefix"] is True
+    assert whole_rows.engine_options() == {
+        "dtype": "auto",
+        "mode": "padded",
+        "cache": "static",
+        "threads": None,
+        "share_prefix": False,
+    }

@@ -120,6 +120,19 @@ def test_readout_on_an_answer_first_adapter_agrees_with_greedy_generation(answer
     )
     records = {r.id: r for r in read_records(output)}
     assert len(records) == 6
+    # Every row computed whole (--no-share-prefix) gives the same labels and probabilities.
+    whole = tmp_path / "whole_rows.jsonl"
+    predict(
+        pairs,
+        whole,
+        model=str(answer_first_adapter),
+        progress=False,
+        engine_options={**options, "share_prefix": False},
+        settings=PredictSettings(readout="logprob", max_new_tokens=8, batch_size=3),
+    )
+    for record in read_records(whole):
+        assert record.predicted_label == records[record.id].predicted_label
+        assert record.p_label_1 == pytest.approx(records[record.id].p_label_1, abs=1e-4)
     for record in records.values():  # every row has a label and its probability, no parse failure
         assert record.predicted_label == int(record.p_label_1 > 0.5) and 0 <= record.p_label_1 <= 1
         assert record.prompt_version == "ft-v1/label_first"  # the format came from the adapter folder
