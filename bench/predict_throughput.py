@@ -102,7 +102,10 @@ def run_generate(
         graphs_only = CompileConfig(backend="cudagraphs", mode="default")
         kwargs.update(cache_implementation="static", compile_config=graphs_only)
 
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i])) if sort else list(range(len(prompts)))
+    # Longest first, as the local engine orders them. With a static cache this matters: generate sizes each new cache
+    # to the longest seen so far, so the first batch fixes one cache length (one CUDA graph) for all; shortest first,
+    # every wider batch brought a new length and graph beside the old ones (out of memory at b512 on 80 GB).
+    order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i])) if sort else list(range(len(prompts)))
     batches = [[prompts[i] for i in order[start : start + batch_size]] for start in range(0, len(order), batch_size)]
     # As the local engine does: the tokens all prompts start with computed once, their cache copied per batch.
     prefix = SharedPrefix(model, prompts, DEVICE, share_prefix)
