@@ -27,8 +27,8 @@ Predictions written before the run (bench/README.md keeps them with the outcomes
   continuous_b512_compile  the same compiled (level 1); if it no longer recompiles per layer: ~1.5x.
   bf16_b512_shared_liger  the same with Liger's fused RMSNorm, SwiGLU and rotary kernels (the training recipe's, here
                  in the forward pass only): multiplies and additions are ~16% of the profiled kernel time (prefill
-                 and decode, 2026-12-07) and these fuse about half of them: ~1.05x over bf16_b512_shared. Run it last: its rotary patch is
-                 module-wide.
+                 and decode, 2026-12-07) and these fuse about half of them: ~1.05x over bf16_b512_shared.
+                 Run it last: its rotary patch is module-wide.
   logprob_b512   the log-probability read-out of an answer-first format (nli_cot_hub.readout.score_labels):
                  one forward pass over prompt + answer prefix, no decoding. Prefill is compute-bound at 7B:
                  ~115 tokens x 14.5 GFLOP each per example -> ~200-300 examples/s, ~4x CoT generation at b512
