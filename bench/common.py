@@ -8,6 +8,7 @@ token ids at random with the (prompt, completion) lengths measured on real recor
 
 from __future__ import annotations
 
+import argparse
 import importlib.metadata
 import json
 import os
@@ -27,6 +28,33 @@ LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 
 TINY = os.environ.get("BENCH_TINY") == "1"  # CPU smoke test of the scripts with a 2-layer model
 DEVICE = "cpu" if TINY else "cuda"
+
+
+def at_least(minimum: int):
+    """An argparse type: an integer no smaller than ``minimum``."""
+
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is below {minimum}")
+        return value
+
+    return parse
+
+
+def names_from(known):
+    """An argparse type: a comma-separated list of names, each one of ``known``."""
+
+    def parse(text: str) -> list[str]:
+        chosen = [name for name in text.split(",") if name]
+        unknown = [name for name in chosen if name not in known]
+        if unknown or not chosen:
+            raise argparse.ArgumentTypeError(
+                f"unknown {', '.join(unknown) or '(none given)'}; known: {', '.join(known)}"
+            )
+        return chosen
+
+    return parse
 
 
 def sync() -> None:

@@ -55,7 +55,16 @@ import time
 
 import torch
 
-from bench.common import DEVICE, LORA_TARGETS, measured_length_pairs, random_mistral_dir, sync, write_result
+from bench.common import (
+    DEVICE,
+    LORA_TARGETS,
+    at_least,
+    measured_length_pairs,
+    names_from,
+    random_mistral_dir,
+    sync,
+    write_result,
+)
 
 NEW_TOKENS = 160
 DEV_ROWS = 6737  # the coursework dev set
@@ -278,16 +287,16 @@ ENGINES = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="CoT prediction throughput (GPU).")
-    parser.add_argument("--engines", default=",".join(ENGINES))
-    parser.add_argument("--prompts", type=int, default=1024)
-    parser.add_argument("--seed-prompts", type=int, default=64, help="prompts for the slow seed-like path")
+    parser.add_argument("--engines", type=names_from(ENGINES), default=list(ENGINES))
+    parser.add_argument("--prompts", type=at_least(1), default=1024)
+    parser.add_argument("--seed-prompts", type=at_least(1), default=64, help="prompts for the slow seed-like path")
     parser.add_argument("--tag", default="", help="suffix of the result file name")
     args = parser.parse_args()
     command = shlex.join(["python", "-m", "bench.predict_throughput", *sys.argv[1:]])
     model_dir = random_mistral_dir()
     prompts = synthetic_prompts(args.prompts)
     results, loaded, model = {}, None, None
-    for name in args.engines.split(","):
+    for name in args.engines:
         kind, options = ENGINES[name]
         if kind != loaded:
             del model

@@ -26,7 +26,7 @@ import shlex
 import sys
 import time
 
-from bench.common import DEVICE, random_mistral_dir, sync, write_result
+from bench.common import DEVICE, at_least, names_from, random_mistral_dir, sync, write_result
 from bench.predict_throughput import left_pad, load_bf16, synthetic_prompts
 
 CACHES = {
@@ -76,10 +76,10 @@ def kernel_profile(model, ids, mask, steps: int, cache: str, rows: int = 15) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Prefill, decode-step and kernel profile of one generation batch.")
-    parser.add_argument("--batch", type=int, default=512)
-    parser.add_argument("--steps", type=int, default=32, help="decode steps timed after the prefill")
-    parser.add_argument("--profile-steps", type=int, default=8, help="decode steps under the profiler")
-    parser.add_argument("--caches", default="dynamic,static")
+    parser.add_argument("--batch", type=at_least(1), default=512)
+    parser.add_argument("--steps", type=at_least(1), default=32, help="decode steps timed after the prefill")
+    parser.add_argument("--profile-steps", type=at_least(1), default=8, help="decode steps under the profiler")
+    parser.add_argument("--caches", type=names_from(CACHES), default=["dynamic", "static"])
     parser.add_argument("--tag", default="")
     args = parser.parse_args()
     command = shlex.join(["python", "-m", "bench.profile_decode", *sys.argv[1:]])
@@ -87,7 +87,7 @@ def main() -> None:
     prompts = sorted(synthetic_prompts(2 * args.batch), key=len)[args.batch // 2 : args.batch // 2 + args.batch]
     ids, mask = left_pad(prompts)
     results = {"batch": args.batch, "width": ids.shape[1], "real_prompt_tokens": int(mask.sum())}
-    for cache in args.caches.split(","):
+    for cache in args.caches:
         timed_generate(model, ids, mask, 1 + args.steps, cache)  # warm-up at both shapes
         prefill = min(timed_generate(model, ids, mask, 1, cache) for _ in range(2))
         whole = min(timed_generate(model, ids, mask, 1 + args.steps, cache) for _ in range(2))

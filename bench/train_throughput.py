@@ -40,7 +40,17 @@ import time
 
 import torch
 
-from bench.common import LORA_TARGETS, TINY, random_mistral_dir, stub_tokenizer, sync, synthetic_examples, write_result
+from bench.common import (
+    LORA_TARGETS,
+    TINY,
+    at_least,
+    names_from,
+    random_mistral_dir,
+    stub_tokenizer,
+    sync,
+    synthetic_examples,
+    write_result,
+)
 
 EFFECTIVE_BATCH = 64
 EPOCH_EXAMPLES = 25_000
@@ -290,11 +300,11 @@ def run_config(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="QLoRA training throughput (GPU).")
-    parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument("--configs", type=names_from(CONFIGS), default=list(CONFIGS))
     parser.add_argument(
-        "--steps", type=int, default=8, help="timed optimizer steps per config (after the warm-up steps)"
+        "--steps", type=at_least(1), default=8, help="timed optimizer steps per config (after the warm-up steps)"
     )
-    parser.add_argument("--warmup-steps", type=int, default=WARMUP_STEPS, help="untimed optimizer steps first")
+    parser.add_argument("--warmup-steps", type=at_least(0), default=WARMUP_STEPS, help="untimed optimizer steps first")
     parser.add_argument("--tag", default="", help="result file suffix")
     parser.add_argument(
         "--profile", action="store_true", help="profile one more optimizer step after the timed ones (kernel table)"
@@ -303,7 +313,7 @@ def main() -> None:
     command = shlex.join(["python", "-m", "bench.train_throughput", *sys.argv[1:]])
     model_dir = random_mistral_dir()
     results = {}
-    for name in args.configs.split(","):
+    for name in args.configs:
         print(f"=== {name}", flush=True)
         try:
             results[name] = run_config(name, CONFIGS[name], model_dir, args.steps, args.profile, args.warmup_steps)

@@ -62,3 +62,18 @@ def test_decode_profile_reports_each_cache_with_its_kernel_table(tmp_path):
     for cache in ("dynamic", "static"):
         assert rows[cache]["prefill_s"] > 0 and rows[cache]["decode_ms_per_step"] > 0
         assert "aten::mm" in rows[cache]["profile"]["top_operators"]
+
+
+@pytest.mark.parametrize(
+    ("module", "args", "named"),
+    [
+        ("bench.predict_throughput", ["--engines", "bf16_b512,bf16_b513"], "unknown bf16_b513"),
+        ("bench.train_throughput", ["--steps", "0"], "--steps: 0 is below 1"),
+        ("bench.profile_decode", ["--caches", "paged"], "unknown paged"),
+    ],
+)
+def test_bad_arguments_stop_before_any_model_is_built(module, args, named, tmp_path):
+    env = {**os.environ, "BENCH_TINY": "1", "OUT": str(tmp_path), "BENCH_CACHE": str(tmp_path / "cache")}
+    done = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode == 2 and named in done.stderr
+    assert not list(tmp_path.iterdir())  # no model built, no result written
