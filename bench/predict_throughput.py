@@ -25,6 +25,9 @@ Predictions written before the run (bench/README.md keeps them with the outcomes
   continuous_b512  paged cache, requests scheduled token by token, CUDA graphs of the decode step where
                  transformers chooses them, no compile: no padded cache to copy, ~1.3x over bf16_b512.
   continuous_b512_compile  the same compiled (level 1); if it no longer recompiles per layer: ~1.5x.
+  bf16_b512_shared_nocudnn  the same without SDPA's cuDNN backend (memory-efficient kernel instead): decode attention
+                 is ~28% of a step's kernel time in the H100 profile, the packed 4-query-row shape suits neither
+                 kernel well: 0.95-1.05x over bf16_b512_shared.
   bf16_b512_shared_liger  the same with Liger's fused RMSNorm, SwiGLU and rotary kernels (the training recipe's, here
                  in the forward pass only): multiplies and additions are ~16% of the profiled kernel time (prefill
                  and decode, 2026-12-07) and these fuse about half of them: ~1.05x over bf16_b512_shared.
@@ -105,6 +108,7 @@ def run_generate(
     buckets: tuple[int, ...] = (),
     share_prefix: bool = False,
     cudagraphs_only: bool = False,
+    cudnn_attention: bool = True,
     **kwargs,
 ) -> dict:
     from transformers import CompileConfig
@@ -140,6 +144,17 @@ def run_generate(
         )
         return (out.shape[1] - ids.shape[1]) * out.shape[0]
 
+    # Without SDPA's cuDNN backend, masked attention takes the memory-efficient kernel (decoding: 4 query heads
+    # per key/value head as 4 query rows, transformers' packed GQA).
+    torch.backends.cuda.enable_cudnn_sdp(cudnn_attention)
+    try:
+        return timed_batches(generate, batches, buckets)
+    finally:
+        torch.backends.cuda.enable_cudnn_sdp(True)
+
+
+def timed_batches(generate, batches, buckets) -> dict:
+    """New tokens per second over ``batches``, each shape generated once untimed first."""
     # Warm-up at every timed shape: the first call of a compiled static-cache path at a shape pays for it.
     warmed = set()
     for batch in batches:
@@ -156,7 +171,7 @@ def run_generate(
         sync()
         batch_rates.append(batch_tokens / (time.perf_counter() - batch_started))
         new_tokens += batch_tokens
-    return summarise(new_tokens, len(prompts), time.perf_counter() - started, batch_rates)
+    return summarise(new_tokens, sum(map(len, batches)), time.perf_counter() - started, batch_rates)
 
 
 def summarise(new_tokens: int, examples: int, seconds: float, batch_rates: list[float] = ()) -> dict:
@@ -279,6 +294,7 @@ ENGINES = {
     "static_b1024": ("bf16", dict(batch_size=1024, sort=True, buckets=(128, 384), cache_implementation="static")),
     "continuous_b512": ("bf16", dict(continuous=512)),
     "continuous_b512_compile": ("bf16", dict(continuous=512, compile_level=1)),
+    "bf16_b512_shared_nocudnn": ("bf16", dict(batch_size=512, sort=True, share_prefix=True, cudnn_attention=False)),
     "bf16_b512_shared_liger": ("bf16_liger", dict(batch_size=512, sort=True, share_prefix=True)),
     "logprob_b512": ("bf16", dict(readout=512)),
     "logprob_b512_unshared": ("bf16", dict(readout=512, share_prefix=False)),
