@@ -25,6 +25,9 @@ Predictions written before the run (bench/README.md keeps them with the outcomes
   continuous_b512  paged cache, requests scheduled token by token, CUDA graphs of the decode step where
                  transformers chooses them, no compile: no padded cache to copy, ~1.3x over bf16_b512.
   continuous_b512_compile  the same compiled (level 1); if it no longer recompiles per layer: ~1.5x.
+  static_b512_shared  static_b512's compiled decode step over a static cache that holds the shared prefix
+                 (nli_cot_hub.shared_prefix), one cache refilled for every batch; the prompts' own widths unbucketed
+                 (the longest batch sizes the cache): static_b512's gain times ~1.08.
   bf16_b512_shared_nocudnn  the same without SDPA's cuDNN backend (memory-efficient kernel instead): decode attention
                  is ~28% of a step's kernel time in the H100 profile, the packed 4-query-row shape suits neither
                  kernel well: 0.95-1.05x over bf16_b512_shared.
@@ -107,6 +110,7 @@ def run_generate(
     sort: bool,
     buckets: tuple[int, ...] = (),
     share_prefix: bool = False,
+    static_shared: bool = False,
     cudagraphs_only: bool = False,
     cudnn_attention: bool = True,
     **kwargs,
@@ -125,10 +129,10 @@ def run_generate(
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i])) if sort else list(range(len(prompts)))
     batches = [[prompts[i] for i in order[start : start + batch_size]] for start in range(0, len(order), batch_size)]
     # As the local engine does: the tokens all prompts start with computed once, their cache copied per batch.
-    prefix = SharedPrefix(model, prompts, DEVICE, share_prefix)
+    prefix = SharedPrefix(model, prompts, DEVICE, share_prefix, NEW_TOKENS if static_shared else None)
 
     def generate(batch):
-        if prefix.length:
+        if prefix.length or static_shared:
             ids, mask, _, cache = prefix.batch(batch, 0)
             ids, mask = ids.to(DEVICE), mask.to(DEVICE)
         else:
@@ -294,6 +298,7 @@ ENGINES = {
     "static_b1024": ("bf16", dict(batch_size=1024, sort=True, buckets=(128, 384), cache_implementation="static")),
     "continuous_b512": ("bf16", dict(continuous=512)),
     "continuous_b512_compile": ("bf16", dict(continuous=512, compile_level=1)),
+    "static_b512_shared": ("bf16", dict(batch_size=512, sort=True, share_prefix=True, static_shared=True)),
     "bf16_b512_shared_nocudnn": ("bf16", dict(batch_size=512, sort=True, share_prefix=True, cudnn_attention=False)),
     "bf16_b512_shared_liger": ("bf16_liger", dict(batch_size=512, sort=True, share_prefix=True)),
     "logprob_b512": ("bf16", dict(readout=512)),

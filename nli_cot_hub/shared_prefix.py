@@ -71,16 +71,54 @@ def pad_after_prefix(sequences: Sequence[Sequence[int]], shared: int, pad_id: in
 
 
 class SharedPrefix:
-    """The tokens all ``sequences`` of a run start with, their cache computed once (none when not ``enabled``)."""
+    """The tokens all ``sequences`` of a run start with, their cache computed once (none when not ``enabled``).
 
-    def __init__(self, model, sequences: Sequence[Sequence[int]], device: str, enabled: bool = True):
+    With ``static_new_tokens`` set, each batch gets a static cache (preallocated for the batch's width plus that
+    many new tokens, as ``generate`` compiles its decode step for) holding the prefix: one cache is kept and
+    refilled while the batches fit it, so the compiled step sees the same tensors every batch.
+    """
+
+    def __init__(
+        self,
+        model,
+        sequences: Sequence[Sequence[int]],
+        device: str,
+        enabled: bool = True,
+        static_new_tokens: int | None = None,
+    ):
+        self.config = model.config
+        self.static_new_tokens = static_new_tokens
         self.length = shared_prefix_length(sequences) if enabled else 0
         self.cache = prefix_cache(model, sequences[0][: self.length], device) if self.length else None
+        self._static = None
+        self._static_shape = (0, 0)
 
     def batch(self, sequences: Sequence[Sequence[int]], pad_id: int, multiple: int | None = None, copies: int = 1):
         """Ids, mask and positions of a batch (:func:`pad_after_prefix`) and the keyword arguments that give the
-        model the prefix's cache, one row for each of ``copies`` samples per sequence ({} without a prefix)."""
+        model the prefix's cache, one row for each of ``copies`` samples per sequence ({} without a prefix and
+        without a static cache)."""
         ids, mask, positions = pad_after_prefix(sequences, self.length, pad_id, multiple)
+        rows = len(sequences) * copies
+        if self.static_new_tokens is not None:
+            return ids, mask, positions, {cache_keyword(): self.static_cache(rows, ids.shape[1])}
         if self.cache is None:
             return ids, mask, positions, {}
-        return ids, mask, positions, {cache_keyword(): cache_for_rows(self.cache, len(sequences) * copies)}
+        return ids, mask, positions, {cache_keyword(): cache_for_rows(self.cache, rows)}
+
+    def static_cache(self, rows: int, width: int):
+        """A static cache for ``rows`` rows of up to ``width`` prompt tokens, holding the prefix's keys and values."""
+        from transformers import StaticCache
+
+        length = width + self.static_new_tokens
+        kept_rows, kept_length = self._static_shape
+        if self._static is None or rows != kept_rows or length > kept_length:
+            self._static = None  # the old cache's memory is free before the new one is allocated
+            self._static = StaticCache(config=self.config, max_cache_len=length)
+            self._static_shape = (rows, length)
+        else:
+            self._static.reset()
+        if self.cache is not None:
+            for index, layer in enumerate(self.cache.layers):
+                shape = (rows, -1, -1, -1)
+                self._static.update(layer.keys.expand(shape), layer.values.expand(shape), index)
+        return self._static

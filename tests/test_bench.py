@@ -29,14 +29,14 @@ def test_prediction_bench_runs_generation_shared_prefix_and_readout(tmp_path):
     result = run_bench(
         "bench.predict_throughput",
         "--engines",
-        "bf16_b512,bf16_b512_shared,logprob_b512",
+        "bf16_b512,bf16_b512_shared,static_b512_shared,logprob_b512",
         "--prompts",
         "12",
         out=tmp_path,
     )
     rows = result["results"]
     assert not [name for name, row in rows.items() if "error" in row]
-    for name in ("bf16_b512", "bf16_b512_shared"):
+    for name in ("bf16_b512", "bf16_b512_shared", "static_b512_shared"):
         assert rows[name]["new_tokens"] == 12 * 160 and rows[name]["new_tokens_per_s"] > 0
     assert rows["logprob_b512"]["examples"] == 12 and rows["logprob_b512"]["examples_per_s"] > 0
     assert result["command"].startswith("python -m bench.predict_throughput --engines")
