@@ -204,6 +204,7 @@ def run_config(
     step_times: list[float] = []
     step_real: list[int] = []  # real tokens of each optimizer step
     counts = {"padded": 0, "step_real": 0}
+    step_widths: list[list[int]] = []  # padded width of each micro-batch, per optimizer step
 
     profiled = {}
 
@@ -211,6 +212,7 @@ def run_config(
         def on_step_begin(self, args, state, control, **kwargs):
             sync()
             counts["step_real"] = 0
+            step_widths.append([])
             if profile and state.global_step == total_steps - 1:
                 from torch.profiler import ProfilerActivity
 
@@ -235,6 +237,7 @@ def run_config(
             mask = inputs.get("attention_mask")
             real = int(mask.sum()) if mask is not None else ids.numel()
             counts["step_real"] += real
+            step_widths[-1].append(ids.shape[1])
             if warmup <= len(step_times) < warmup + steps:  # only the timed steps are counted
                 counts["padded"] += ids.numel()
             return super().training_step(model, inputs, num_items_in_batch)
@@ -289,6 +292,7 @@ def run_config(
         "config": overrides,
         "step_seconds": [round(t, 2) for t in step_times],
         "step_real_tokens": step_real,
+        "step_widths": step_widths,
         "real_tokens_per_s": round(real_per_s),
         "real_tokens_per_s_median": round(statistics.median(per_step)),
         "real_tokens_per_s_min_max": [round(per_step[0]), round(per_step[-1])],
