@@ -5,8 +5,8 @@ a pad token distinct from EOS, grouped into batches of similar length (longest f
 out-of-memory error shows up at once), and generated greedily unless a temperature is given.
 Results come back in input order with token counts.
 
-``mode="padded"`` (default) is ``model.generate`` on padded batches; ``cache="static"`` asks it for a
-static KV cache (GPU, with ``torch.compile``). ``mode="continuous"`` hands all prompts to
+``mode="padded"`` (default) is ``model.generate`` on padded batches; ``cache="static"`` gives it one
+preallocated KV cache for all batches (GPU: a compiled decode step). ``mode="continuous"`` hands all prompts to
 transformers' continuous batching (``generate_batch``, paged attention); without flash-attention (its fast
 decode path needs it) a 7B model on an H100 decoded at a fifth of the padded batches' rate (bench/README.md).
 
@@ -157,10 +157,11 @@ class LocalEngine:
         weights (faster generation, no way back). Its own tokenizer (saved with it by training, carrying
         the chat template training used) is preferred to the base model's.
     batch_size: prompts per batch; None: 8 on a CPU, on a GPU what its free memory holds (up to 512).
-    cache: ``generate``'s ``cache_implementation`` (e.g. ``static``); pad_multiple: pad prompt widths
-        to a multiple, so a static cache / compiled graph sees few distinct shapes.
+    cache: ``static``: one preallocated KV cache, sized by the first (widest) batch and reused by the
+        others, so on a GPU ``generate`` compiles the decode step once; any other value goes to
+        ``generate``'s ``cache_implementation``. pad_multiple: pad prompt widths to a multiple.
     share_prefix: compute the tokens every prompt of a call starts with (template, system prompt) once and
-        reuse their keys and values in each batch (``nli_cot_hub.shared_prefix``); dynamic cache only.
+        reuse their keys and values in each batch (``nli_cot_hub.shared_prefix``), static cache or not.
     threads: CPU threads for torch (process-wide). On a busy machine 1 thread is often much faster
         than several competing for the same cores.
     """
@@ -349,7 +350,7 @@ class LocalEngine:
             top_k=None,
             eos_token_id=self.eos_ids,
             pad_token_id=self.tokenizer.pad_token_id,
-            cache_implementation=self.cache,
+            cache_implementation=None if self.cache == "static" else self.cache,
         )
 
     def _generate_padded(self, encoded, config, num_samples, on_batch, schemas=None) -> list[list[Generation]]:
@@ -361,8 +362,11 @@ class LocalEngine:
 
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]), reverse=True)
         results: list[list[Generation] | None] = [None] * len(encoded)
-        # A static cache is allocated by generate itself, so the shared prefix is computed per batch then.
-        prefix = SharedPrefix(self.model, encoded, self.device, self.share_prefix and self.cache is None)
+        # A static cache comes from the prefix helper (holding the prefix's keys and values), not from generate.
+        static = self.cache == "static"
+        prefix = SharedPrefix(
+            self.model, encoded, self.device, self.share_prefix, config.max_new_tokens if static else None
+        )
         with tqdm(total=len(encoded), desc="generating", unit="prompt", disable=not self.progress) as bar:
             for start in range(0, len(order), self.batch_size):
                 indices = order[start : start + self.batch_size]

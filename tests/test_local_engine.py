@@ -486,3 +486,14 @@ def test_schema_errors_are_clear(engine):
             engine.generate(_conversations()[:1], max_new_tokens=30, json_schema=COT_SCHEMA)
     finally:
         engine.mode = "padded"
+
+
+def test_static_cache_holds_the_shared_prefix_with_the_same_answers(engine):
+    conversations = _conversations()
+    dynamic = engine.generate(conversations, max_new_tokens=12)
+    engine.cache = "static"
+    try:
+        static = engine.generate(conversations, max_new_tokens=12)
+    finally:
+        engine.cache = None
+    assert [g[0].text for g in static] == [g[0].text for g in dynamic]
