@@ -29,8 +29,8 @@ Predictions written before the run (bench/README.md keeps them with the outcomes
                  (nli_cot_hub.shared_prefix), one cache refilled for every batch; the prompts' own widths unbucketed
                  (the longest batch sizes the cache): static_b512's gain times ~1.08.
   bf16_b512_shared_nocudnn  the same without SDPA's cuDNN backend (memory-efficient kernel instead): decode attention
-                 is roughly a quarter of a step's kernel time in the H100 profile, the packed 4-query-row shape suits neither
-                 kernel well: 0.95-1.05x over bf16_b512_shared.
+                 is roughly a quarter of a step's kernel time in the H100 profile, and the packed 4-query-row
+                 shape suits neither kernel well: 0.95-1.05x over bf16_b512_shared.
   bf16_b512_shared_liger  the same with Liger's fused RMSNorm, SwiGLU and rotary kernels (the training recipe's, here
                  in the forward pass only): multiplies and additions are ~16% of the profiled kernel time (prefill
                  and decode, 2026-12-07) and these fuse about half of them: ~1.05x over bf16_b512_shared.
