@@ -801,11 +801,15 @@ class PredictConfig(PairOptions, BaseRequestOptions):
         "Local engine: padded (generate on padded batches) or continuous (continuous batching).",
         choices=ENGINE_MODES,
     )
-    cache: str | None = option(None, "Local engine: generate's cache_implementation, e.g. static (GPU).")
+    cache: str | None = option(
+        None,
+        "Local engine: static (one preallocated KV cache reused by every batch; on a GPU the decode step is "
+        "compiled) or another generate cache_implementation.",
+    )
     share_prefix: bool = option(
         True,
         "Local engine: compute the tokens every prompt starts with (template, system prompt) once and reuse their "
-        "keys/values in each batch; the same answers, faster (dynamic cache only).",
+        "keys/values in each batch; the same answers, faster.",
     )
     threads: int | None = option(None, "Local engine: CPU threads for torch.", min=1)
     max_reasks: int = option(
