@@ -112,7 +112,7 @@ class SharedPrefix:
         length = width + self.static_new_tokens
         kept_rows, kept_length = self._static_shape
         if self._static is None or rows != kept_rows or length > kept_length:
-            self._static = None  # the old cache's memory is free before the new one is allocated
+            self._static = None  # this object's reference dropped before the new cache is allocated
             self._static = StaticCache(config=self.config, max_cache_len=length)
             self._static_shape = (rows, length)
         else:

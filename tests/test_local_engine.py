@@ -490,10 +490,24 @@ def test_schema_errors_are_clear(engine):
 
 def test_static_cache_holds_the_shared_prefix_with_the_same_answers(engine):
     conversations = _conversations()
-    dynamic = engine.generate(conversations, max_new_tokens=12)
-    engine.cache = "static"
+    full_width = max(len(ids) for ids in engine.encode(conversations[: engine.batch_size]))
+    prefill_widths = {}  # the first forward of each generate call: the prompt tokens it computed
+    embeddings = engine.model.get_input_embeddings()
+
+    def record(module, args):
+        if prefill_widths.setdefault(key, None) is None:
+            prefill_widths[key] = args[0].shape[1]
+
+    hook = embeddings.register_forward_pre_hook(record)
     try:
+        key = "dynamic"
+        dynamic = engine.generate(conversations, max_new_tokens=12)
+        engine.cache = "static"
+        key = "static"
         static = engine.generate(conversations, max_new_tokens=12)
     finally:
         engine.cache = None
+        hook.remove()
     assert [g[0].text for g in static] == [g[0].text for g in dynamic]
+    # The widest batch's prefill skipped the shared prefix with the static cache too.
+    assert prefill_widths["static"] == prefill_widths["dynamic"] < full_width
