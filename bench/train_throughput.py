@@ -34,6 +34,11 @@ widths an earlier one already met):
   group_b32_liger_bf16_nodropout_pad64  widths rounded up to a multiple of 64: ~8 shapes instead of one per
                      micro-batch, so the warm-up meets nearly all of them, at ~10% more padded tokens: steadier
                      steps; faster than the unrounded one only where first use of a width is what costs.
+Added after those results (dropout 0 and SDPA without cuDNN had won), measured without a prediction written first:
+  group_b{32,16}_liger_bf16_nodropout_nocudnn  both winners together, at micro-batch 32 and 16.
+  group_b{8,16,32}_liger_bf16_nodropout_nocudnn_ckpt2  transformers' `every_n_layers=2`: half the decoder layers
+                     recompute their forward in the backward pass, the other half keep their activations.
+  group_b8_liger_bf16_nodropout_nocudnn_nockpt  no recompute at all, at the micro-batch whose activations fit 24 GiB.
 """
 
 from __future__ import annotations
@@ -115,6 +120,20 @@ CONFIGS = {
     "group_b32_liger_bf16_nodropout": grouped_bf16(32, lora_dropout=0.0),
     "group_b64_liger_bf16_nodropout": grouped_bf16(64, lora_dropout=0.0),
     "group_b32_liger_bf16_nodropout_pad64": grouped_bf16(32, lora_dropout=0.0, pad_to_multiple_of=64),
+    "group_b32_liger_bf16_nodropout_nocudnn": grouped_bf16(32, lora_dropout=0.0, cudnn_attention=False),
+    "group_b16_liger_bf16_nodropout_nocudnn": grouped_bf16(16, lora_dropout=0.0, cudnn_attention=False),
+    "group_b16_liger_bf16_nodropout_nocudnn_ckpt2": grouped_bf16(
+        16, lora_dropout=0.0, cudnn_attention=False, checkpoint_every=2
+    ),
+    "group_b8_liger_bf16_nodropout_nocudnn_ckpt2": grouped_bf16(
+        8, lora_dropout=0.0, cudnn_attention=False, checkpoint_every=2
+    ),
+    "group_b8_liger_bf16_nodropout_nocudnn_nockpt": grouped_bf16(
+        8, gradient_checkpointing=False, lora_dropout=0.0, cudnn_attention=False
+    ),
+    "group_b32_liger_bf16_nodropout_nocudnn_ckpt2": grouped_bf16(
+        32, lora_dropout=0.0, cudnn_attention=False, checkpoint_every=2
+    ),
     # bf16 LoRA without quantization (cards with >= 40 GB): no NF4 dequantisation in any matmul.
     "bf16_lora_group_b32_liger": grouped_bf16(32, quantize=False),
     "bf16_lora_group_b16_liger_nockpt": grouped_bf16(16, gradient_checkpointing=False, quantize=False),
@@ -126,6 +145,7 @@ MODEL_KEYS = (
     "attn_implementation",
     "cudnn_attention",
     "lora_dropout",
+    "checkpoint_every",
 )
 
 
@@ -259,7 +279,8 @@ def run_config(
         report_to="none",
         dataloader_num_workers=2,
         seed=0,
-        gradient_checkpointing_kwargs={"use_reentrant": False},
+        # every_n_layers > 1: only every n-th decoder layer recomputes its forward; the others keep their activations
+        gradient_checkpointing_kwargs={"use_reentrant": False, "every_n_layers": overrides.get("checkpoint_every", 1)},
         **{k: v for k, v in overrides.items() if k not in MODEL_KEYS},
         per_device_train_batch_size=micro,
     )
