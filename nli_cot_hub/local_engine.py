@@ -5,10 +5,11 @@ a pad token distinct from EOS, grouped into batches of similar length (longest f
 out-of-memory error shows up at once), and generated greedily unless a temperature is given.
 Results come back in input order with token counts.
 
-``mode="padded"`` (default) is ``model.generate`` on padded batches; ``cache="static"`` gives it one
-preallocated KV cache for all batches (GPU: a compiled decode step). ``mode="continuous"`` hands all prompts to
-transformers' continuous batching (``generate_batch``, paged attention); without flash-attention (its fast
-decode path needs it) a 7B model on an H100 decoded at a fifth of the padded batches' rate (bench/README.md).
+``mode="padded"`` (default) is ``model.generate`` on padded batches, on a GPU over one preallocated (static)
+KV cache that every batch reuses, uncompiled: 1.26x the dynamic cache's new tokens/s at 7B on an H100, where
+``generate``'s own compile of the static decode step halved it (bench/README.md). ``mode="continuous"`` hands
+all prompts to transformers' continuous batching (``generate_batch``, paged attention); without flash-attention
+(its fast decode path needs it) a 7B model on an H100 decoded at a fifth of the padded batches' rate (bench/README.md).
 
 ``generate(..., json_schema=...)`` constrains every answer to a JSON schema (one for all prompts or
 one per prompt) in padded mode, through :mod:`nli_cot_hub.constrained`; continuous mode refuses a schema.
@@ -130,6 +131,12 @@ def gpu_batch_size(
     return max(1, min(cap, int(spare // (kv_bytes_per_token * tokens_per_sequence))))
 
 
+def default_cache(on_gpu: bool) -> str:
+    """The KV cache when none is asked for: static on a GPU (1.26x the dynamic cache's new tokens/s at 7B on an
+    H100, bench/README.md), dynamic on a CPU, where a static cache attends over its whole preallocated length."""
+    return "static" if on_gpu else "dynamic"
+
+
 def pick_dtype(dtype: str, device: str):
     import torch
 
@@ -158,8 +165,9 @@ class LocalEngine:
         the chat template training used) is preferred to the base model's.
     batch_size: prompts per batch; None: 8 on a CPU, on a GPU what its free memory holds (up to 512).
     cache: ``static``: one preallocated KV cache, sized by the first (widest) batch and reused by the
-        others, so on a GPU ``generate`` compiles the decode step once; any other value goes to
-        ``generate``'s ``cache_implementation``. pad_multiple: pad prompt widths to a multiple.
+        others, its keys and values written in place (no compile); ``dynamic``: a cache that grows each step;
+        None: static on a GPU, dynamic on a CPU; any other value goes to ``generate``'s ``cache_implementation``.
+        pad_multiple: pad prompt widths to a multiple.
     share_prefix: compute the tokens every prompt of a call starts with (template, system prompt) once and
         reuse their keys and values in each batch (``nli_cot_hub.shared_prefix``), static cache or not.
     threads: CPU threads for torch (process-wide). On a busy machine 1 thread is often much faster
@@ -202,7 +210,8 @@ class LocalEngine:
         model, adapter = model_and_adapter(model, adapter)
         self.model_name = model
         self.adapter = adapter
-        self.batch_size, self.mode, self.cache, self.progress = batch_size, mode, cache, progress
+        self.batch_size, self.mode, self.progress = batch_size, mode, progress
+        self.cache = default_cache(on_gpu) if cache is None else cache
         self.pad_multiple, self.share_prefix = pad_multiple, share_prefix
         self.device = device
         if threads:
@@ -350,7 +359,10 @@ class LocalEngine:
             top_k=None,
             eos_token_id=self.eos_ids,
             pad_token_id=self.tokenizer.pad_token_id,
-            cache_implementation=None if self.cache == "static" else self.cache,
+            cache_implementation=None if self.cache in ("static", "dynamic") else self.cache,
+            # On a GPU generate would compile the decode step over a static cache; at 7B on an H100 that ran at
+            # half the uncompiled rate (bench/README.md), so the cache is used uncompiled.
+            disable_compile=self.cache == "static",
         )
 
     def _generate_padded(self, encoded, config, num_samples, on_batch, schemas=None) -> list[list[Generation]]:

@@ -803,8 +803,8 @@ class PredictConfig(PairOptions, BaseRequestOptions):
     )
     cache: str | None = option(
         None,
-        "Local engine: static (one preallocated KV cache reused by every batch; on a GPU the decode step is "
-        "compiled) or another generate cache_implementation.",
+        "Local engine: static (one preallocated KV cache reused by every batch; the GPU default), dynamic (grows "
+        "each step; the CPU default) or another generate cache_implementation.",
     )
     share_prefix: bool = option(
         True,

@@ -10,6 +10,7 @@ from nli_cot_hub.local_engine import (
     LocalEngine,
     adapter_base,
     cpu_cache_config,
+    default_cache,
     gpu_batch_size,
     kv_bytes_per_token,
     slow_continuous_note,
@@ -488,6 +489,11 @@ def test_schema_errors_are_clear(engine):
         engine.mode = "padded"
 
 
+def test_default_cache_is_static_on_a_gpu_and_dynamic_on_a_cpu():
+    assert default_cache(on_gpu=True) == "static"
+    assert default_cache(on_gpu=False) == "dynamic"
+
+
 def test_static_cache_holds_the_shared_prefix_with_the_same_answers(engine):
     conversations = _conversations()
     full_width = max(len(ids) for ids in engine.encode(conversations[: engine.batch_size]))
@@ -498,6 +504,7 @@ def test_static_cache_holds_the_shared_prefix_with_the_same_answers(engine):
         if prefill_widths.setdefault(key, None) is None:
             prefill_widths[key] = args[0].shape[1]
 
+    assert engine.cache == "dynamic"  # the CPU default; a GPU's is static
     hook = embeddings.register_forward_pre_hook(record)
     try:
         key = "dynamic"
@@ -505,9 +512,12 @@ def test_static_cache_holds_the_shared_prefix_with_the_same_answers(engine):
         engine.cache = "static"
         key = "static"
         static = engine.generate(conversations, max_new_tokens=12)
+        # generate must not compile the static decode step (at 7B on a GPU that halved the rate).
+        assert engine._generation_config(12, 0.0, 1, 1.0).disable_compile
     finally:
-        engine.cache = None
+        engine.cache = "dynamic"
         hook.remove()
+    assert not engine._generation_config(12, 0.0, 1, 1.0).disable_compile
     assert [g[0].text for g in static] == [g[0].text for g in dynamic]
     # The widest batch's prefill skipped the shared prefix with the static cache too.
     assert prefill_widths["static"] == prefill_widths["dynamic"] < full_width
