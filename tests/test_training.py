@@ -302,6 +302,12 @@ def test_recipes_parse_with_their_documented_values():
     assert bf16.load_in_4bit is False and bf16.dtype == "bfloat16"  # the same LoRA on the unquantized base
     assert (bf16.lora_r, bf16.lora_alpha, bf16.lora_target_modules) == (32, 64, model.lora_target_modules)
     assert bf16_training.per_device_train_batch_size == training.per_device_train_batch_size
+    fast_script, fast_training, fast = parse("--use_cpu", "true", recipe="recipes/mistral7b_qlora_fast.yaml")
+    assert fast_training.gradient_checkpointing_kwargs["every_n_layers"] == 2
+    assert (fast.lora_dropout, fast_script.cudnn_attention) == (0, False)
+    assert fast_training.per_device_train_batch_size == 16
+    assert (fast.load_in_4bit, fast.lora_r, fast.lora_target_modules) == (True, 32, model.lora_target_modules)
+    assert fast_script.effective_batch_size == script.effective_batch_size and script.cudnn_attention
     script, training, model = parse("--max_steps", "7")  # CLI flags override the recipe
     assert training.max_steps == 7 and model.model_name_or_path == "embedded"
 
@@ -637,6 +643,41 @@ def test_qlora_recipe_path_trains_through_train_py(tiny_model, tmp_path):
     assert any("lora_B" in name and tensor.abs().sum() > 0 for name, tensor in adapter.items())
 
 
+def test_qlora_checkpoints_every_other_layer_when_asked(tiny_model, tmp_path):
+    """mistral7b_qlora_fast.yaml's settings through train.py: transformers' every_n_layers=2 reaches the decoder
+    layers through TRL's 4-bit preparation (the even layers recompute, the odd keep their activations), and
+    cudnn_attention false switches SDPA's cuDNN backend off for the run."""
+    import torch
+    from transformers import TrainerCallback
+
+    from nli_cot_hub.train.sft import main
+
+    seen = {}
+
+    class Record(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            seen["layers"] = [layer.gradient_checkpointing for layer in model.get_decoder().layers]
+            seen["cudnn"] = torch.backends.cuda.cudnn_sdp_enabled()
+
+    args = parse(
+        *tiny_run_args(
+            tiny_model,
+            tmp_path / "q",
+            *("--max_steps", "1", "--warmup_steps", "0", "--max_train_samples", "2", "--no_model_card"),
+            *("--load_in_4bit", "true", "--lora_dropout", "0", "--cudnn_attention", "false"),
+            *("--gradient_checkpointing", "true", "--gradient_checkpointing_kwargs", '{"every_n_layers": 2}'),
+        )
+    )
+    try:
+        outcome = main(*args, callbacks=[Record()])
+    finally:
+        torch.backends.cuda.enable_cudnn_sdp(True)
+    assert outcome["status"] == "completed"
+    assert seen == {"layers": [True, False], "cudnn": False}
+    adapter = read_adapter(tmp_path / "q")
+    assert any("lora_B" in name and tensor.abs().sum() > 0 for name, tensor in adapter.items())
+
+
 # ---------------------------------------------------------------------------------------------
 # The schedule, planned before the model loads
 # ---------------------------------------------------------------------------------------------
@@ -716,7 +757,13 @@ def built_cot(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.mark.parametrize(
-    "recipe", ["recipes/mistral7b_qlora.yaml", "recipes/mistral7b_qlora_r16.yaml", "recipes/mistral7b_lora_bf16.yaml"]
+    "recipe",
+    [
+        "recipes/mistral7b_qlora.yaml",
+        "recipes/mistral7b_qlora_r16.yaml",
+        "recipes/mistral7b_lora_bf16.yaml",
+        "recipes/mistral7b_qlora_fast.yaml",
+    ],
 )
 def test_mistral_recipes_warm_up_peak_and_decay_on_the_built_data(built_cot, recipe):
     from nli_cot_hub.train import data as train_data

@@ -71,6 +71,13 @@ class NliScriptArguments(ScriptArguments):
             "label_only; written to the adapter folder so prediction uses the same one."
         },
     )
+    cudnn_attention: bool = field(
+        default=True,
+        metadata={
+            "help": "Let SDPA use its cuDNN backend (process-wide). False leaves attention to the flash / "
+            "memory-efficient kernels: 1.05x the real tokens/s of 7B QLoRA on an H100 (bench/README.md)."
+        },
+    )
     label_loss_weight: float = field(
         default=1.0,
         metadata={

@@ -71,6 +71,10 @@ def main(script_args, training_args, model_args, callbacks: list | None = None) 
 
     console_logging()
     set_seed(training_args.seed)
+    if not script_args.cudnn_attention:
+        import torch
+
+        torch.backends.cuda.enable_cudnn_sdp(False)
     # Reading world_size sets up the process group (accelerate's PartialState) the rank-aware logger needs.
     processes = training_args.world_size
     if script_args.effective_batch_size:
