@@ -35,10 +35,11 @@ Predictions written before the run (bench/README.md keeps them with the outcomes
                  in the forward pass only): multiplies and additions are ~16% of the profiled kernel time (prefill
                  and decode, 2026-12-07) and these fuse about half of them: ~1.05x over bf16_b512_shared.
                  Run it last: its rotary patch is module-wide.
+Added after those ran (the compiled static cache had measured at half the dynamic cache's rate), no prediction
+written first:
   static_b512_shared_eager  static_b512_shared without the compile generate applies to a static cache on CUDA
-                 (`disable_compile=True`; added after the compiled one measured at half the dynamic cache's rate):
-                 the profile's uncompiled static decode step, 44.5 ms against 47.1: ~1.06x over bf16_b512_shared.
-  static_b512_shared_liger_eager  the same with Liger's kernels: the two gains together, ~1.1-1.2x.
+                 (`disable_compile=True`); the profile's uncompiled static decode step took 44.5 ms against 47.1.
+  static_b512_shared_liger_eager  the same with Liger's kernels.
   logprob_b512   the log-probability read-out of an answer-first format (nli_cot_hub.readout.score_labels):
                  one forward pass over prompt + answer prefix, no decoding. Prefill is compute-bound at 7B:
                  ~115 tokens x 14.5 GFLOP each per example -> ~200-300 examples/s, ~4x CoT generation at b512

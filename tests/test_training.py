@@ -307,7 +307,7 @@ def test_recipes_parse_with_their_documented_values():
     assert (fast.lora_dropout, fast_script.cudnn_attention) == (0, False)
     assert fast_training.per_device_train_batch_size == 16
     assert (fast.load_in_4bit, fast.lora_r, fast.lora_target_modules) == (True, 32, model.lora_target_modules)
-    assert fast_script.effective_batch_size == script.effective_batch_size and script.cudnn_attention
+    assert fast_script.effective_batch_size == script.effective_batch_size and not script.cudnn_attention
     script, training, model = parse("--max_steps", "7")  # CLI flags override the recipe
     assert training.max_steps == 7 and model.model_name_or_path == "embedded"
 
