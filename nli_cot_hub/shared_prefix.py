@@ -74,8 +74,8 @@ class SharedPrefix:
     """The tokens all ``sequences`` of a run start with, their cache computed once (none when not ``enabled``).
 
     With ``static_new_tokens`` set, each batch gets a static cache (preallocated for the batch's width plus that
-    many new tokens, as ``generate`` compiles its decode step for) holding the prefix: one cache is kept and
-    refilled while the batches fit it, so the compiled step sees the same tensors every batch.
+    many new tokens) holding the prefix: one cache is kept and refilled while the batches fit it, so no batch
+    allocates one, and a compiled decode step would see the same tensors every batch.
     """
 
     def __init__(
