@@ -191,10 +191,12 @@ class LocalEngine:
         threads: int | None = None,
     ):
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
         if mode not in MODES:
             raise ValueError(f"unknown engine mode {mode!r}; choose one of {MODES}")
+        if cache is not None:  # transformers' own check of the name, before a model is loaded for nothing
+            GenerationConfig(cache_implementation=cache)
         from nli_cot_hub.chat_template import apply_chat_rule
 
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")

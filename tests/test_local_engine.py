@@ -489,6 +489,17 @@ def test_schema_errors_are_clear(engine):
         engine.mode = "padded"
 
 
+def test_unknown_cache_is_refused_before_the_model_loads(embedded_model_path, monkeypatch):
+    from transformers import AutoModelForCausalLM
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", no_load)
+    with pytest.raises(ValueError, match="Invalid `cache_implementation` \\(stattic\\)"):
+        LocalEngine(embedded_model_path, cache="stattic", progress=False)
+
+
 def test_default_cache_is_static_on_a_gpu_and_dynamic_on_a_cpu():
     assert default_cache(on_gpu=True) == "static"
     assert default_cache(on_gpu=False) == "dynamic"

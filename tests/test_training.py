@@ -646,7 +646,7 @@ def test_qlora_recipe_path_trains_through_train_py(tiny_model, tmp_path):
 def test_qlora_checkpoints_every_other_layer_when_asked(tiny_model, tmp_path):
     """mistral7b_qlora_fast.yaml's settings through train.py: transformers' every_n_layers=2 reaches the decoder
     layers through TRL's 4-bit preparation (the even layers recompute, the odd keep their activations), and
-    cudnn_attention false switches SDPA's cuDNN backend off for the run."""
+    cudnn_attention false switches SDPA's cuDNN backend off for the run only."""
     import torch
     from transformers import TrainerCallback
 
@@ -668,12 +668,10 @@ def test_qlora_checkpoints_every_other_layer_when_asked(tiny_model, tmp_path):
             *("--gradient_checkpointing", "true", "--gradient_checkpointing_kwargs", '{"every_n_layers": 2}'),
         )
     )
-    try:
-        outcome = main(*args, callbacks=[Record()])
-    finally:
-        torch.backends.cuda.enable_cudnn_sdp(True)
+    outcome = main(*args, callbacks=[Record()])
     assert outcome["status"] == "completed"
     assert seen == {"layers": [True, False], "cudnn": False}
+    assert torch.backends.cuda.cudnn_sdp_enabled()  # the switch is the run's, not the process's
     adapter = read_adapter(tmp_path / "q")
     assert any("lora_B" in name and tensor.abs().sum() > 0 for name, tensor in adapter.items())
 

@@ -74,7 +74,7 @@ class NliScriptArguments(ScriptArguments):
     cudnn_attention: bool = field(
         default=True,
         metadata={
-            "help": "Let SDPA use its cuDNN backend (process-wide). False leaves attention to the flash / "
+            "help": "Let SDPA use its cuDNN backend while training. False leaves attention to the flash / "
             "memory-efficient kernels: 1.05x the real tokens/s of 7B QLoRA on an H100 (bench/README.md)."
         },
     )

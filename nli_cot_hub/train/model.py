@@ -4,6 +4,7 @@ the recipe's 4-bit quantization, random-weight checkpoints for benchmarks, and w
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -205,6 +206,19 @@ def check_launch(training_args) -> None:
             "FSDP needs GPUs: accelerate turns CPU processes into plain data parallel (gloo), "
             "so nothing would be sharded; use accelerate_configs/multi_cpu.yaml on CPU"
         )
+
+
+@contextlib.contextmanager
+def cudnn_attention(enabled: bool):
+    """SDPA's cuDNN backend on or off while the block runs (a process-wide switch), as it was afterwards."""
+    import torch
+
+    before = torch.backends.cuda.cudnn_sdp_enabled()
+    torch.backends.cuda.enable_cudnn_sdp(enabled)
+    try:
+        yield
+    finally:
+        torch.backends.cuda.enable_cudnn_sdp(before)
 
 
 # SFTConfig switches that need a package outside the base install, and the extra that provides it.

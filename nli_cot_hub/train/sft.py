@@ -71,10 +71,6 @@ def main(script_args, training_args, model_args, callbacks: list | None = None) 
 
     console_logging()
     set_seed(training_args.seed)
-    if not script_args.cudnn_attention:
-        import torch
-
-        torch.backends.cuda.enable_cudnn_sdp(False)
     # Reading world_size sets up the process group (accelerate's PartialState) the rank-aware logger needs.
     processes = training_args.world_size
     if script_args.effective_batch_size:
@@ -148,7 +144,8 @@ def main(script_args, training_args, model_args, callbacks: list | None = None) 
     resume = checkpoint.resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
     if resume:
         logger.info(f"resuming from {resume}")
-    trainer.train(resume_from_checkpoint=resume)
+    with model.cudnn_attention(script_args.cudnn_attention):
+        trainer.train(resume_from_checkpoint=resume)
 
     if signal_callback.received is not None:
         saved = checkpoint.resolve_resume("latest", training_args.output_dir)
