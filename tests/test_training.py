@@ -302,6 +302,7 @@ def test_recipes_parse_with_their_documented_values():
     assert bf16.load_in_4bit is False and bf16.dtype == "bfloat16"  # the same LoRA on the unquantized base
     assert (bf16.lora_r, bf16.lora_alpha, bf16.lora_target_modules) == (32, 64, model.lora_target_modules)
     assert bf16_training.per_device_train_batch_size == training.per_device_train_batch_size
+    assert parse("--use_cpu", "true", recipe="recipes/mistral7b_lora_bf16.yaml")[0].cudnn_attention is False
     fast_script, fast_training, fast = parse("--use_cpu", "true", recipe="recipes/mistral7b_qlora_fast.yaml")
     assert fast_training.gradient_checkpointing_kwargs["every_n_layers"] == 2
     assert (fast.lora_dropout, fast_script.cudnn_attention) == (0, False)
