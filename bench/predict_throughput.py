@@ -40,6 +40,16 @@ written first:
   static_b512_shared_eager  static_b512_shared without the compile generate applies to a static cache on CUDA
                  (`disable_compile=True`); the profile's uncompiled static decode step took 44.5 ms against 47.1.
   static_b512_shared_liger_eager  the same with Liger's kernels.
+Written before the run of 2026-12-07 that followed (uncompiled static 13,610; compiled by generate 5,778):
+  static_b512_shared_compiled_fixed  generate's compile with `dynamic=False`: its default (`dynamic=None`) turns a
+                     dimension symbolic once a second value of it appears (the last, shorter batch; a later cache
+                     width), after which every new value records more CUDA graphs. If that is what halved it: ~1.5x
+                     the uncompiled rate (a decode step is ~85% busy with kernels, and inductor fuses the ~25% that
+                     are elementwise); if not, still ~0.5x, and the recorded recompile counters say where.
+  static_b512_shared_compiled_nographs  inductor's fused kernels without CUDA graphs (mode `default`): the fusion
+                     alone, ~1.15x the uncompiled rate, as Liger's hand-fused kernels gave.
+  static_b768_shared_eager  1.5x the rows over the same weight reads; a b512 decode step's matmuls already run
+                     near the compute bound (M=512), so ~1.05x, at ~55 GiB.
   logprob_b512   the log-probability read-out of an answer-first format (nli_cot_hub.readout.score_labels):
                  one forward pass over prompt + answer prefix, no decoding. Prefill is compute-bound at 7B:
                  ~115 tokens x 14.5 GFLOP each per example -> ~200-300 examples/s, ~4x CoT generation at b512
@@ -118,6 +128,7 @@ def run_generate(
     static_shared: bool = False,
     cudagraphs_only: bool = False,
     cudnn_attention: bool = True,
+    compile_mode: str | None = None,
     **kwargs,
 ) -> dict:
     from transformers import CompileConfig
@@ -127,6 +138,8 @@ def run_generate(
     if cudagraphs_only:  # the static cache's decode step captured in CUDA graphs as traced, without inductor's kernels
         graphs_only = CompileConfig(backend="cudagraphs", mode="default")
         kwargs.update(cache_implementation="static", compile_config=graphs_only)
+    if compile_mode:  # generate's compile of the static decode step with fixed shapes, in the given inductor mode
+        kwargs.update(compile_config=CompileConfig(dynamic=False, mode=compile_mode))
 
     # Longest first, as the local engine orders them. With a static cache this matters: generate sizes each new cache
     # to the longest seen so far, so the first batch fixes one cache length (one CUDA graph) for all; shortest first,
@@ -309,6 +322,18 @@ ENGINES = {
         "bf16",
         dict(batch_size=512, sort=True, share_prefix=True, static_shared=True, disable_compile=True),
     ),
+    "static_b512_shared_compiled_fixed": (
+        "bf16",
+        dict(batch_size=512, sort=True, share_prefix=True, static_shared=True, compile_mode="reduce-overhead"),
+    ),
+    "static_b512_shared_compiled_nographs": (
+        "bf16",
+        dict(batch_size=512, sort=True, share_prefix=True, static_shared=True, compile_mode="default"),
+    ),
+    "static_b768_shared_eager": (
+        "bf16",
+        dict(batch_size=768, sort=True, share_prefix=True, static_shared=True, disable_compile=True),
+    ),
     "bf16_b512_shared_liger": ("bf16_liger", dict(batch_size=512, sort=True, share_prefix=True)),
     "static_b512_shared_liger_eager": (
         "bf16_liger",
@@ -342,6 +367,7 @@ def main() -> None:
         if DEVICE == "cuda":
             torch.cuda.reset_peak_memory_stats()
         print(f"=== {name}", flush=True)
+        torch._dynamo.utils.counters.clear()
         try:
             if "readout" in options:
                 results[name] = run_readout(model, prompts, options["readout"], options.get("share_prefix", True))
@@ -353,6 +379,9 @@ def main() -> None:
         except Exception as error:  # one failing engine must not cost the others' numbers
             results[name] = {"error": f"{type(error).__name__}: {error}"[:500]}
         results[name]["options"] = dict(options)
+        compiled = {key: dict(value) for key, value in torch._dynamo.utils.counters.items() if value}
+        if compiled:  # graphs, recompiles, graph breaks and CUDA-graph skips of a compiled engine
+            results[name]["compile_counters"] = {key: dict(list(value.items())[:20]) for key, value in compiled.items()}
         print(name, results[name], flush=True)
         write_result(
             "predict_throughput" + args.tag,
