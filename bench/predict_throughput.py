@@ -381,7 +381,9 @@ def main() -> None:
         results[name]["options"] = dict(options)
         compiled = {key: dict(value) for key, value in torch._dynamo.utils.counters.items() if value}
         if compiled:  # graphs, recompiles, graph breaks and CUDA-graph skips of a compiled engine
-            results[name]["compile_counters"] = {key: dict(list(value.items())[:20]) for key, value in compiled.items()}
+            results[name]["compile_counters"] = {
+                key: dict(list(value.items())[:20]) for key, value in compiled.items()
+            }
         print(name, results[name], flush=True)
         write_result(
             "predict_throughput" + args.tag,
