@@ -137,22 +137,6 @@ def default_cache(on_gpu: bool) -> str:
     return "static" if on_gpu else "dynamic"
 
 
-def apply_liger_kernels(model) -> None:
-    """Liger's fused RMSNorm, SwiGLU and rotary kernels in ``model``'s forward pass (no loss kernels: nothing is
-    trained); a clear error where they cannot apply."""
-    try:
-        from liger_kernel.transformers import _apply_liger_kernel_to_instance
-        from liger_kernel.transformers.monkey_patch import MODEL_TYPE_TO_APPLY_LIGER_FN
-    except ImportError:
-        raise ValueError("liger_kernel needs the liger-kernel package: pip install -e '.[gpu]'") from None
-    model_type = model.config.model_type
-    if model_type not in MODEL_TYPE_TO_APPLY_LIGER_FN:
-        raise ValueError(f"liger_kernel: Liger has no kernels for model type {model_type!r}")
-    _apply_liger_kernel_to_instance(
-        model=model, rope=True, rms_norm=True, swiglu=True, cross_entropy=False, fused_linear_cross_entropy=False
-    )
-
-
 def pick_dtype(dtype: str, device: str):
     import torch
 
@@ -188,10 +172,6 @@ class LocalEngine:
         reuse their keys and values in each batch (``nli_cot_hub.shared_prefix``), static cache or not.
     threads: CPU threads for torch (process-wide). On a busy machine 1 thread is often much faster
         than several competing for the same cores.
-    liger_kernel: Liger's fused RMSNorm, SwiGLU and rotary kernels (GPU, ``pip install -e '.[gpu]'``), as
-        training's ``use_liger_kernel`` applies them: 1.13-1.16x new tokens/s at 7B on an H100 with the dynamic
-        cache (bench/README.md). Its rotary kernel replaces the architecture's rotary function for the whole
-        process, every model of that architecture included.
     """
 
     def __init__(
@@ -209,7 +189,6 @@ class LocalEngine:
         share_prefix: bool = True,
         progress: bool = True,
         threads: int | None = None,
-        liger_kernel: bool = False,
     ):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
@@ -222,8 +201,6 @@ class LocalEngine:
 
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         on_gpu = device.startswith("cuda")
-        if liger_kernel and not on_gpu:
-            raise ValueError("liger_kernel needs a CUDA device (its kernels are Triton GPU kernels)")
         # Defaults measured on an H100 (bench/README.md): a merged bf16 model in length-sorted batches of
         # 512 generates ~26x the seed's 4-bit + unmerged-LoRA batches of 16; smaller GPUs get what fits
         # (sized in generate, once the prompt lengths are known). On a CPU small batches win.
@@ -255,8 +232,6 @@ class LocalEngine:
             if merge:
                 self.model = self.model.merge_and_unload()
         self.model.to(self.device).eval()
-        if liger_kernel:
-            apply_liger_kernels(self.model)
         self.eos_ids = self._eos_ids()
         self._grammars = None
 

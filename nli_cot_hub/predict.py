@@ -812,11 +812,6 @@ class PredictConfig(PairOptions, BaseRequestOptions):
         "keys/values in each batch; the same answers, faster.",
     )
     threads: int | None = option(None, "Local engine: CPU threads for torch.", min=1)
-    liger_kernel: bool = option(
-        False,
-        "Local engine on a GPU: Liger's fused RMSNorm, SwiGLU and rotary kernels (pip install -e '.[gpu]'); the "
-        "rotary one applies to every model of the architecture in the process.",
-    )
     max_reasks: int = option(
         0, "Remote backends: re-asks after an unusable answer (0: score the first answer).", min=0
     )
@@ -888,7 +883,6 @@ class PredictConfig(PairOptions, BaseRequestOptions):
             "cache": self.cache,
             "threads": self.threads,
             "share_prefix": self.share_prefix,
-            "liger_kernel": self.liger_kernel,
         }
 
 

@@ -500,17 +500,6 @@ def test_unknown_cache_is_refused_before_the_model_loads(embedded_model_path, mo
         LocalEngine(embedded_model_path, cache="stattic", progress=False)
 
 
-def test_liger_kernels_on_a_cpu_are_refused_before_the_model_loads(embedded_model_path, monkeypatch):
-    from transformers import AutoModelForCausalLM
-
-    def no_load(*args, **kwargs):
-        raise AssertionError("the model was loaded")
-
-    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", no_load)
-    with pytest.raises(ValueError, match="liger_kernel needs a CUDA device"):
-        LocalEngine(embedded_model_path, device="cpu", liger_kernel=True, progress=False)
-
-
 def test_default_cache_is_static_on_a_gpu_and_dynamic_on_a_cpu():
     assert default_cache(on_gpu=True) == "static"
     assert default_cache(on_gpu=False) == "dynamic"
