@@ -40,14 +40,21 @@ written first:
   static_b512_shared_eager  static_b512_shared without the compile generate applies to a static cache on CUDA
                  (`disable_compile=True`); the profile's uncompiled static decode step took 44.5 ms against 47.1.
   static_b512_shared_liger_eager  the same with Liger's kernels.
-Written before the run of 2026-12-07 that followed (uncompiled static 13,610; compiled by generate 5,778):
-  static_b512_shared_compiled_fixed  generate's compile with `dynamic=False`: its default (`dynamic=None`) turns a
-                     dimension symbolic once a second value of it appears (the last, shorter batch; a later cache
-                     width), after which every new value records more CUDA graphs. If that is what halved it: ~1.5x
-                     the uncompiled rate (a decode step is ~85% busy with kernels, and inductor fuses the ~25% that
-                     are elementwise); if not, still ~0.5x, and the recorded recompile counters say where.
-  static_b512_shared_compiled_nographs  inductor's fused kernels without CUDA graphs (mode `default`): the fusion
-                     alone, ~1.15x the uncompiled rate, as Liger's hand-fused kernels gave.
+Written after the uncompiled static cache (13,610) and generate's compile of it (5,778), not yet run. A trace on the
+CPU (tests/test_bench.py) showed why the compiled step is slow: transformers' SDPA path folds a one-token query's heads
+onto the key/value heads only when not compiling; traced, it repeats keys and values to all 32 query heads, i.e.
+writes the whole static cache 4 times over in every layer of every step (~2.4 GB a layer at batch 512, ~80 GB a step).
+The same trace showed one graph and no recompile across three batch widths, so shapes are not the cause.
+  static_b512_shared_compiled_packed  generate's compile (CUDA graphs, `dynamic=False`) with `packed_gqa_sdpa`, which
+                     folds the heads compiled or not: no repeat, CUDA graphs remove the ~15% of a step the GPU waits
+                     for launches, inductor fuses the elementwise work Liger's kernels fused (1.13-1.16x): ~1.3x the
+                     uncompiled static rate, ~17,000 new tok/s on an H100.
+  static_b512_shared_compiled_packed_nographs  the same without CUDA graphs (mode `default`): fusion alone, ~1.1x.
+  static_b512_shared_packed_eager  the packed attention uncompiled: the same path as transformers' eager one, 1.00x
+                     (a check that the attention function itself costs nothing).
+  static_b512_shared_compiled_fixed  transformers' SDPA compiled with `dynamic=False` instead of generate's
+                     `dynamic=None`: still ~0.5x, since the repeat, not the shapes, is the cost.
+  static_b512_shared_compiled_nographs  transformers' SDPA, inductor without CUDA graphs: below 1x, same reason.
   static_b768_shared_eager  1.5x the rows over the same weight reads; a b512 decode step's matmuls already run
                      near the compute bound (M=512), so ~1.05x, at ~55 GiB.
   logprob_b512   the log-probability read-out of an answer-first format (nli_cot_hub.readout.score_labels):
@@ -213,11 +220,49 @@ def summarise(new_tokens: int, examples: int, seconds: float, batch_rates: list[
     return result
 
 
-def load_bf16(model_dir, liger: bool = False):
+PACKED_GQA = "sdpa_packed_gqa"
+
+
+def packed_gqa_sdpa(module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None, **kwargs):
+    """SDPA that decodes grouped-query attention on the key/value heads, compiled or not.
+
+    transformers' SDPA path folds a one-token query's heads onto the key/value heads only outside torch.compile;
+    traced, it repeats the keys and values to every query head instead: at 7B, batch 512, a copy of the whole static
+    cache 4 times over in every layer of every step. Here the fold happens in both (query (b, h, 1, d) -> (b, h_kv,
+    h / h_kv, d), the mask broadcast over the folded rows); everything else is transformers' own path.
+    """
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    groups = getattr(module, "num_key_value_groups", 1)
+    mask_per_head = attention_mask is not None and attention_mask.shape[1] != 1
+    if query.shape[2] != 1 or groups == 1 or mask_per_head or kwargs.get("position_bias") is not None:
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, is_causal=is_causal, **kwargs
+        )
+    batch, heads, _, dim = query.shape
+    folded = query.reshape(batch, heads // groups, groups, dim)
+    output = torch.nn.functional.scaled_dot_product_attention(
+        folded, key, value, attn_mask=attention_mask, dropout_p=dropout, scale=scaling
+    )
+    return output.reshape(batch, heads, 1, value.shape[-1]).transpose(1, 2).contiguous(), None
+
+
+def register_packed_gqa() -> str:
+    """Register :func:`packed_gqa_sdpa` (and SDPA's mask) under ``PACKED_GQA`` for ``attn_implementation``."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    AttentionInterface.register(PACKED_GQA, packed_gqa_sdpa)
+    AttentionMaskInterface.register(PACKED_GQA, sdpa_mask)
+    return PACKED_GQA
+
+
+def load_bf16(model_dir, liger: bool = False, packed_gqa: bool = False):
     from transformers import AutoModelForCausalLM
 
+    attention = register_packed_gqa() if packed_gqa else "sdpa"
     model = AutoModelForCausalLM.from_pretrained(
-        model_dir, dtype=torch.bfloat16, device_map={"": DEVICE}, attn_implementation="sdpa"
+        model_dir, dtype=torch.bfloat16, device_map={"": DEVICE}, attn_implementation=attention
     )
     if liger:  # fused RMSNorm, SwiGLU and rotary kernels; the rotary patch is module-wide, so this engine runs last
         from liger_kernel.transformers import apply_liger_kernel_to_mistral
@@ -330,6 +375,18 @@ ENGINES = {
         "bf16",
         dict(batch_size=512, sort=True, share_prefix=True, static_shared=True, compile_mode="default"),
     ),
+    "static_b512_shared_compiled_packed": (
+        "bf16_packed_gqa",
+        dict(batch_size=512, sort=True, share_prefix=True, static_shared=True, compile_mode="reduce-overhead"),
+    ),
+    "static_b512_shared_compiled_packed_nographs": (
+        "bf16_packed_gqa",
+        dict(batch_size=512, sort=True, share_prefix=True, static_shared=True, compile_mode="default"),
+    ),
+    "static_b512_shared_packed_eager": (
+        "bf16_packed_gqa",
+        dict(batch_size=512, sort=True, share_prefix=True, static_shared=True, disable_compile=True),
+    ),
     "static_b768_shared_eager": (
         "bf16",
         dict(batch_size=768, sort=True, share_prefix=True, static_shared=True, disable_compile=True),
@@ -362,7 +419,10 @@ def main() -> None:
             gc.collect()
             if DEVICE == "cuda":
                 torch.cuda.empty_cache()
-            model = load_seed_like(model_dir) if kind == "seed" else load_bf16(model_dir, liger=kind == "bf16_liger")
+            if kind == "seed":
+                model = load_seed_like(model_dir)
+            else:
+                model = load_bf16(model_dir, liger=kind == "bf16_liger", packed_gqa=kind == "bf16_packed_gqa")
             loaded = kind
         if DEVICE == "cuda":
             torch.cuda.reset_peak_memory_stats()
