@@ -349,6 +349,11 @@ def run_readout(model, prompts, batch_size: int, share_prefix: bool = True) -> d
     }
 
 
+def static_shared(kind: str = "bf16", batch: int = 512, **options) -> tuple[str, dict]:
+    """An engine of length-sorted batches over one static cache holding the shared prefix."""
+    return kind, dict(batch_size=batch, sort=True, share_prefix=True, static_shared=True, **options)
+
+
 ENGINES = {
     "seed_like": ("seed", dict(batch_size=16, sort=False)),
     "bf16_b256": ("bf16", dict(batch_size=256, sort=True)),
@@ -361,41 +366,17 @@ ENGINES = {
     "static_b1024": ("bf16", dict(batch_size=1024, sort=True, buckets=(128, 384), cache_implementation="static")),
     "continuous_b512": ("bf16", dict(continuous=512)),
     "continuous_b512_compile": ("bf16", dict(continuous=512, compile_level=1)),
-    "static_b512_shared": ("bf16", dict(batch_size=512, sort=True, share_prefix=True, static_shared=True)),
+    "static_b512_shared": static_shared(),
     "bf16_b512_shared_nocudnn": ("bf16", dict(batch_size=512, sort=True, share_prefix=True, cudnn_attention=False)),
-    "static_b512_shared_eager": (
-        "bf16",
-        dict(batch_size=512, sort=True, share_prefix=True, static_shared=True, disable_compile=True),
-    ),
-    "static_b512_shared_compiled_fixed": (
-        "bf16",
-        dict(batch_size=512, sort=True, share_prefix=True, static_shared=True, compile_mode="reduce-overhead"),
-    ),
-    "static_b512_shared_compiled_nographs": (
-        "bf16",
-        dict(batch_size=512, sort=True, share_prefix=True, static_shared=True, compile_mode="default"),
-    ),
-    "static_b512_shared_compiled_packed": (
-        "bf16_packed_gqa",
-        dict(batch_size=512, sort=True, share_prefix=True, static_shared=True, compile_mode="reduce-overhead"),
-    ),
-    "static_b512_shared_compiled_packed_nographs": (
-        "bf16_packed_gqa",
-        dict(batch_size=512, sort=True, share_prefix=True, static_shared=True, compile_mode="default"),
-    ),
-    "static_b512_shared_packed_eager": (
-        "bf16_packed_gqa",
-        dict(batch_size=512, sort=True, share_prefix=True, static_shared=True, disable_compile=True),
-    ),
-    "static_b768_shared_eager": (
-        "bf16",
-        dict(batch_size=768, sort=True, share_prefix=True, static_shared=True, disable_compile=True),
-    ),
+    "static_b512_shared_eager": static_shared(disable_compile=True),
+    "static_b512_shared_compiled_fixed": static_shared(compile_mode="reduce-overhead"),
+    "static_b512_shared_compiled_nographs": static_shared(compile_mode="default"),
+    "static_b512_shared_compiled_packed": static_shared("bf16_packed_gqa", compile_mode="reduce-overhead"),
+    "static_b512_shared_compiled_packed_nographs": static_shared("bf16_packed_gqa", compile_mode="default"),
+    "static_b512_shared_packed_eager": static_shared("bf16_packed_gqa", disable_compile=True),
+    "static_b768_shared_eager": static_shared(batch=768, disable_compile=True),
     "bf16_b512_shared_liger": ("bf16_liger", dict(batch_size=512, sort=True, share_prefix=True)),
-    "static_b512_shared_liger_eager": (
-        "bf16_liger",
-        dict(batch_size=512, sort=True, share_prefix=True, static_shared=True, disable_compile=True),
-    ),
+    "static_b512_shared_liger_eager": static_shared("bf16_liger", disable_compile=True),
     "logprob_b512": ("bf16", dict(readout=512)),
     "logprob_b512_unshared": ("bf16", dict(readout=512, share_prefix=False)),
 }
