@@ -43,7 +43,7 @@ written first:
 Written after the uncompiled static cache (13,610) and generate's compile of it (5,778), not yet run. A trace on the
 CPU (tests/test_bench.py) showed why the compiled step is slow: transformers' SDPA path folds a one-token query's heads
 onto the key/value heads only when not compiling; traced, it repeats keys and values to all 32 query heads, i.e.
-writes the whole static cache 4 times over in every layer of every step (~2.4 GB a layer at batch 512, ~80 GB a step).
+writes the whole static cache 4 times over in every layer of every step (~2.4 GB a layer at batch 512, ~75 GB a step).
 The same trace showed one graph and no recompile across three batch widths, so shapes are not the cause.
   static_b512_shared_compiled_packed  generate's compile (CUDA graphs, `dynamic=False`) with `packed_gqa_sdpa`, which
                      folds the heads compiled or not: no repeat, CUDA graphs remove the ~15% of a step the GPU waits
