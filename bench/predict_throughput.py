@@ -231,20 +231,23 @@ def packed_gqa_sdpa(module, query, key, value, attention_mask, dropout=0.0, scal
     cache 4 times over in every layer of every step. Here the fold happens in both (query (b, h, 1, d) -> (b, h_kv,
     h / h_kv, d), the mask broadcast over the folded rows); everything else is transformers' own path.
     """
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+    from transformers.integrations.sdpa_attention import pack_gqa, sdpa_attention_forward
 
     groups = getattr(module, "num_key_value_groups", 1)
-    mask_per_head = attention_mask is not None and attention_mask.shape[1] != 1
-    if query.shape[2] != 1 or groups == 1 or mask_per_head or kwargs.get("position_bias") is not None:
+    if query.shape[2] != 1 or groups == 1 or kwargs.get("position_bias") is not None:
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, is_causal=is_causal, **kwargs
         )
-    batch, heads, _, dim = query.shape
-    folded = query.reshape(batch, heads // groups, groups, dim)
+    # transformers' own fold, as its uncompiled path applies it (a mask shared by all heads is left as it is)
     output = torch.nn.functional.scaled_dot_product_attention(
-        folded, key, value, attn_mask=attention_mask, dropout_p=dropout, scale=scaling
+        pack_gqa(query, groups),
+        key,
+        value,
+        attn_mask=pack_gqa(attention_mask, groups),
+        dropout_p=dropout,
+        scale=scaling,
     )
-    return output.reshape(batch, heads, 1, value.shape[-1]).transpose(1, 2).contiguous(), None
+    return output.reshape(query.shape[0], -1, 1, value.shape[-1]).transpose(1, 2).contiguous(), None
 
 
 def register_packed_gqa() -> str:
