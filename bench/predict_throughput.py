@@ -57,6 +57,13 @@ The same trace showed one graph and no recompile across three batch widths, so s
   static_b512_shared_compiled_nographs  transformers' SDPA, inductor without CUDA graphs: below 1x, same reason.
   static_b768_shared_eager  1.5x the rows over the same weight reads; a b512 decode step's matmuls already run
                      near the compute bound (M=512), so ~1.05x, at ~55 GiB.
+Written after static_b512_shared_compiled_packed measured 15,511 against 12,650 uncompiled (1.23x, H100, 2026-12-07),
+not yet run:
+  static_b768_shared_compiled_packed  with the decode step no longer launch-bound, 1.5x the rows per weight read
+                     (a b512 step took ~33 ms where weights, cache and FLOPs bound it at ~15-20 ms): ~1.1x b512's
+                     compiled rate, at ~55 GiB; its 768 + 256 rows compile two graphs.
+  static_b1024_shared_compiled_packed  the same at 1,024 rows: ~1.15x b512's compiled rate if cache and graphs fit
+                     (~68 GiB on 80 GB); with 1,024 prompts a single timed batch.
   logprob_b512   the log-probability read-out of an answer-first format (nli_cot_hub.readout.score_labels):
                  one forward pass over prompt + answer prefix, no decoding. Prefill is compute-bound at 7B:
                  ~115 tokens x 14.5 GFLOP each per example -> ~200-300 examples/s, ~4x CoT generation at b512
@@ -140,13 +147,16 @@ def run_generate(
 ) -> dict:
     from transformers import CompileConfig
 
+    from nli_cot_hub.attention import decode_compile_config
     from nli_cot_hub.shared_prefix import SharedPrefix
 
     if cudagraphs_only:  # the static cache's decode step captured in CUDA graphs as traced, without inductor's kernels
         graphs_only = CompileConfig(backend="cudagraphs", mode="default")
         kwargs.update(cache_implementation="static", compile_config=graphs_only)
-    if compile_mode:  # generate's compile of the static decode step with fixed shapes, in the given inductor mode
-        kwargs.update(compile_config=CompileConfig(dynamic=False, mode=compile_mode))
+    if compile_mode:  # the local engine's compile of the static decode step (fixed shapes), in this inductor mode
+        compile_config = decode_compile_config(on_accelerator=DEVICE == "cuda")
+        compile_config.mode = compile_mode
+        kwargs.update(compile_config=compile_config)
 
     # Longest first, as the local engine orders them. With a static cache this matters: generate sizes each new cache
     # to the longest seen so far, so the first batch fixes one cache length (one CUDA graph) for all; shortest first,
@@ -186,12 +196,14 @@ def timed_batches(generate, batches, buckets) -> dict:
     """New tokens per second over ``batches``, each shape generated once untimed first."""
     # Warm-up at every timed shape: the first call of a compiled static-cache path at a shape pays for it.
     warmed = set()
+    started = time.perf_counter()
     for batch in batches:
         shape = (len(batch), left_pad(batch, buckets)[0].shape[1])
         if shape not in warmed:
             warmed.add(shape)
             generate(batch)
     sync()
+    warmup_seconds = time.perf_counter() - started
     started = time.perf_counter()
     new_tokens, batch_rates = 0, []
     for batch in batches:
@@ -200,7 +212,9 @@ def timed_batches(generate, batches, buckets) -> dict:
         sync()
         batch_rates.append(batch_tokens / (time.perf_counter() - batch_started))
         new_tokens += batch_tokens
-    return summarise(new_tokens, sum(map(len, batches)), time.perf_counter() - started, batch_rates)
+    result = summarise(new_tokens, sum(map(len, batches)), time.perf_counter() - started, batch_rates)
+    # one untimed batch per shape: for a compiled engine, mostly the compile and the CUDA graph capture
+    return {**result, "warmup_seconds": round(warmup_seconds, 1), "warmup_shapes": len(warmed)}
 
 
 def summarise(new_tokens: int, examples: int, seconds: float, batch_rates: list[float] = ()) -> dict:
@@ -220,50 +234,12 @@ def summarise(new_tokens: int, examples: int, seconds: float, batch_rates: list[
     return result
 
 
-PACKED_GQA = "sdpa_packed_gqa"
-
-
-def packed_gqa_sdpa(module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None, **kwargs):
-    """SDPA that decodes grouped-query attention on the key/value heads, compiled or not.
-
-    transformers' SDPA path folds a one-token query's heads onto the key/value heads only outside torch.compile;
-    traced, it repeats the keys and values to every query head instead: at 7B, batch 512, a copy of the whole static
-    cache 4 times over in every layer of every step. Here the fold happens in both (query (b, h, 1, d) -> (b, h_kv,
-    h / h_kv, d), the mask broadcast over the folded rows); everything else is transformers' own path.
-    """
-    from transformers.integrations.sdpa_attention import pack_gqa, sdpa_attention_forward
-
-    groups = getattr(module, "num_key_value_groups", 1)
-    if query.shape[2] != 1 or groups == 1 or kwargs.get("position_bias") is not None:
-        return sdpa_attention_forward(
-            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, is_causal=is_causal, **kwargs
-        )
-    # transformers' own fold, as its uncompiled path applies it (a mask shared by all heads is left as it is)
-    output = torch.nn.functional.scaled_dot_product_attention(
-        pack_gqa(query, groups),
-        key,
-        value,
-        attn_mask=pack_gqa(attention_mask, groups),
-        dropout_p=dropout,
-        scale=scaling,
-    )
-    return output.reshape(query.shape[0], -1, 1, value.shape[-1]).transpose(1, 2).contiguous(), None
-
-
-def register_packed_gqa() -> str:
-    """Register :func:`packed_gqa_sdpa` (and SDPA's mask) under ``PACKED_GQA`` for ``attn_implementation``."""
-    from transformers import AttentionInterface
-    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
-
-    AttentionInterface.register(PACKED_GQA, packed_gqa_sdpa)
-    AttentionMaskInterface.register(PACKED_GQA, sdpa_mask)
-    return PACKED_GQA
-
-
 def load_bf16(model_dir, liger: bool = False, packed_gqa: bool = False):
     from transformers import AutoModelForCausalLM
 
-    attention = register_packed_gqa() if packed_gqa else "sdpa"
+    from nli_cot_hub.attention import register_packed_gqa
+
+    attention = register_packed_gqa() if packed_gqa else "sdpa"  # the local engine's attention when compiling
     model = AutoModelForCausalLM.from_pretrained(
         model_dir, dtype=torch.bfloat16, device_map={"": DEVICE}, attn_implementation=attention
     )
@@ -377,6 +353,8 @@ ENGINES = {
     "static_b512_shared_compiled_packed": static_shared("bf16_packed_gqa", compile_mode="reduce-overhead"),
     "static_b512_shared_compiled_packed_nographs": static_shared("bf16_packed_gqa", compile_mode="default"),
     "static_b512_shared_packed_eager": static_shared("bf16_packed_gqa", disable_compile=True),
+    "static_b768_shared_compiled_packed": static_shared("bf16_packed_gqa", 768, compile_mode="reduce-overhead"),
+    "static_b1024_shared_compiled_packed": static_shared("bf16_packed_gqa", 1024, compile_mode="reduce-overhead"),
     "static_b768_shared_eager": static_shared(batch=768, disable_compile=True),
     "bf16_b512_shared_liger": ("bf16_liger", dict(batch_size=512, sort=True, share_prefix=True)),
     "static_b512_shared_liger_eager": static_shared("bf16_liger", disable_compile=True),

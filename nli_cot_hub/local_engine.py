@@ -6,8 +6,9 @@ out-of-memory error shows up at once), and generated greedily unless a temperatu
 Results come back in input order with token counts.
 
 ``mode="padded"`` (default) is ``model.generate`` on padded batches, on a GPU over one preallocated (static)
-KV cache that every batch reuses, uncompiled: 1.26x the dynamic cache's new tokens/s at 7B on an H100, where
-``generate``'s own compile of the static decode step halved it (bench/README.md). ``mode="continuous"`` hands
+KV cache that every batch reuses, its decode step compiled with CUDA graphs and attention that reads each key/value
+head once (:mod:`nli_cot_hub.attention`): at 7B on an H100, 1.23x the uncompiled static cache's new tokens/s, which
+is 1.26x the dynamic cache's (bench/README.md). ``mode="continuous"`` hands
 all prompts to transformers' continuous batching (``generate_batch``, paged attention); without flash-attention
 (its fast decode path needs it) a 7B model on an H100 decoded at a fifth of the padded batches' rate (bench/README.md).
 
@@ -23,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from nli_cot_hub.attention import decode_compile_config, use_packed_gqa
 from nli_cot_hub.models import resolve_model
 
 log = logging.getLogger(__name__)
@@ -165,8 +167,11 @@ class LocalEngine:
         the chat template training used) is preferred to the base model's.
     batch_size: prompts per batch; None: 8 on a CPU, on a GPU what its free memory holds (up to 512).
     cache: ``static``: one preallocated KV cache, sized by the first (widest) batch and reused by the
-        others, its keys and values written in place (no compile); ``dynamic``: a cache that grows each step;
+        others, its keys and values written in place; ``dynamic``: a cache that grows each step;
         None: static on a GPU, dynamic on a CPU; any other value goes to ``generate``'s ``cache_implementation``.
+    compile_decode: compile the static cache's decode step (``torch.compile`` with fixed shapes, CUDA graphs on a GPU)
+        and switch SDPA attention to :func:`nli_cot_hub.attention.packed_gqa_sdpa`; the first batch of each
+        shape pays for the compile. None: on a GPU with the static cache in padded mode. Needs the static cache.
         pad_multiple: pad prompt widths to a multiple.
     share_prefix: compute the tokens every prompt of a call starts with (template, system prompt) once and
         reuse their keys and values in each batch (``nli_cot_hub.shared_prefix``), static cache or not.
@@ -185,6 +190,7 @@ class LocalEngine:
         device: str | None = None,
         mode: str = "padded",
         cache: str | None = None,
+        compile_decode: bool | None = None,
         pad_multiple: int | None = None,
         share_prefix: bool = True,
         progress: bool = True,
@@ -214,6 +220,11 @@ class LocalEngine:
         self.adapter = adapter
         self.batch_size, self.mode, self.progress = batch_size, mode, progress
         self.cache = default_cache(on_gpu) if cache is None else cache
+        self.compile_decode = (
+            (on_gpu and mode == "padded" and self.cache == "static") if compile_decode is None else compile_decode
+        )
+        if self.compile_decode and (mode != "padded" or self.cache != "static"):
+            raise ValueError("compile_decode needs the padded engine mode and the static cache (cache='static')")
         self.pad_multiple, self.share_prefix = pad_multiple, share_prefix
         self.device = device
         if threads:
@@ -225,6 +236,8 @@ class LocalEngine:
         self._ensure_pad_token()
         self.free_bytes_before_load = torch.cuda.mem_get_info(torch.device(device))[0] if on_gpu else None
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype=pick_dtype(dtype, self.device))
+        if self.compile_decode:
+            use_packed_gqa(self.model)
         if adapter:
             from peft import PeftModel
 
@@ -362,9 +375,10 @@ class LocalEngine:
             eos_token_id=self.eos_ids,
             pad_token_id=self.tokenizer.pad_token_id,
             cache_implementation=None if self.cache in ("static", "dynamic") else self.cache,
-            # On a GPU generate would compile the decode step over a static cache; at 7B on an H100 that ran at
-            # half the uncompiled rate (bench/README.md), so the cache is used uncompiled.
-            disable_compile=self.cache == "static",
+            # generate compiles a static cache's decode step on a GPU unless told not to; its own compile config
+            # (shapes marked dynamic) is not the one measured, so the engine passes its own or none.
+            disable_compile=self.cache == "static" and not self.compile_decode,
+            compile_config=decode_compile_config(self.device.startswith("cuda")) if self.compile_decode else None,
         )
 
     def _generate_padded(self, encoded, config, num_samples, on_batch, schemas=None) -> list[list[Generation]]:

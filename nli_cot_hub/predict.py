@@ -806,6 +806,12 @@ class PredictConfig(PairOptions, BaseRequestOptions):
         "Local engine: static (one preallocated KV cache reused by every batch; the GPU default), dynamic (grows "
         "each step; the CPU default) or another generate cache_implementation.",
     )
+    compile_decode: bool | None = option(
+        None,
+        "Local engine: compile the static cache's decode step with CUDA graphs (default: on a GPU with the static "
+        "cache; the first batch of each shape pays for the compile).",
+        negatable=True,
+    )
     share_prefix: bool = option(
         True,
         "Local engine: compute the tokens every prompt starts with (template, system prompt) once and reuse their "
@@ -881,6 +887,7 @@ class PredictConfig(PairOptions, BaseRequestOptions):
             "dtype": self.dtype,
             "mode": self.engine_mode,
             "cache": self.cache,
+            "compile_decode": self.compile_decode,
             "threads": self.threads,
             "share_prefix": self.share_prefix,
         }

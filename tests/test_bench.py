@@ -29,15 +29,18 @@ def test_prediction_bench_runs_generation_shared_prefix_and_readout(tmp_path):
     result = run_bench(
         "bench.predict_throughput",
         "--engines",
-        "bf16_b512,bf16_b512_shared,static_b512_shared,logprob_b512",
+        "bf16_b512,bf16_b512_shared,static_b512_shared,static_b512_shared_compiled_packed,logprob_b512",
         "--prompts",
         "12",
         out=tmp_path,
     )
     rows = result["results"]
     assert not [name for name, row in rows.items() if "error" in row]
-    for name in ("bf16_b512", "bf16_b512_shared", "static_b512_shared"):
+    for name in ("bf16_b512", "bf16_b512_shared", "static_b512_shared", "static_b512_shared_compiled_packed"):
         assert rows[name]["new_tokens"] == 12 * 160 and rows[name]["new_tokens_per_s"] > 0
+    # the local engine's compiled decode, forced on the CPU: one graph for the warm-up and the timed batch
+    assert rows["static_b512_shared_compiled_packed"]["compile_counters"]["stats"]["unique_graphs"] == 1
+    assert rows["static_b512_shared_compiled_packed"]["warmup_shapes"] == 1
     assert rows["logprob_b512"]["examples"] == 12 and rows["logprob_b512"]["examples_per_s"] > 0
     assert result["command"].startswith("python -m bench.predict_throughput --engines")
     assert "partial" not in result
@@ -77,53 +80,3 @@ def test_bad_arguments_stop_before_any_model_is_built(module, args, named, tmp_p
     done = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=env, capture_output=True, text=True)
     assert done.returncode == 2 and named in done.stderr
     assert not list(tmp_path.iterdir())  # no model built, no result written
-
-
-@pytest.mark.slow
-def test_packed_gqa_attention_decodes_on_the_key_value_heads_even_compiled(monkeypatch):
-    import torch
-    from transformers import AutoModelForCausalLM, CompileConfig
-    from transformers.integrations import sdpa_attention
-
-    from bench.common import tiny_mistral_config
-    from bench.predict_throughput import register_packed_gqa
-
-    repeated_while_compiling = []
-    repeat_kv = sdpa_attention.repeat_kv
-
-    def recording_repeat_kv(hidden_states, groups):
-        repeated_while_compiling.append(torch.compiler.is_compiling())
-        return repeat_kv(hidden_states, groups)
-
-    monkeypatch.setattr(sdpa_attention, "repeat_kv", recording_repeat_kv)
-    ids = torch.randint(3, 32768, (3, 9), generator=torch.Generator().manual_seed(0))
-    mask = torch.ones_like(ids)
-    mask[0, :4] = 0  # left padding: a mask reaches the attention, as in every batched decode
-
-    def decode(attention: str, compiled: bool):
-        torch.manual_seed(0)
-        model = AutoModelForCausalLM.from_config(tiny_mistral_config(), attn_implementation=attention).eval()
-        assert model.config.num_attention_heads > model.config.num_key_value_heads
-        compile_config = CompileConfig(dynamic=False)
-        compile_config._compile_all_devices = True  # generate compiles only on accelerators otherwise
-        repeated_while_compiling.clear()
-        out = model.generate(
-            input_ids=ids,
-            attention_mask=mask,
-            max_new_tokens=6,
-            do_sample=False,
-            cache_implementation="static",
-            compile_config=compile_config,
-            disable_compile=not compiled,
-            output_scores=True,
-            return_dict_in_generate=True,
-        )
-        torch._dynamo.reset()
-        return torch.stack(out.scores), any(repeated_while_compiling)
-
-    reference, _ = decode("sdpa", compiled=False)
-    # transformers' own SDPA path repeats the keys and values once traced; this one never does.
-    assert decode("sdpa", compiled=True)[1]
-    packed, repeated = decode(register_packed_gqa(), compiled=True)
-    assert not repeated
-    torch.testing.assert_close(packed, reference, rtol=1e-5, atol=1e-5)

@@ -500,6 +500,20 @@ def test_unknown_cache_is_refused_before_the_model_loads(embedded_model_path, mo
         LocalEngine(embedded_model_path, cache="stattic", progress=False)
 
 
+def test_compiled_decode_without_a_static_padded_cache_is_refused_before_the_model_loads(
+    embedded_model_path, monkeypatch
+):
+    from transformers import AutoModelForCausalLM
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", no_load)
+    for options in ({"cache": "dynamic"}, {}, {"cache": "static", "mode": "continuous"}):  # {}: a CPU's dynamic
+        with pytest.raises(ValueError, match="compile_decode needs the padded engine mode and the static cache"):
+            LocalEngine(embedded_model_path, compile_decode=True, progress=False, **options)
+
+
 def test_default_cache_is_static_on_a_gpu_and_dynamic_on_a_cpu():
     assert default_cache(on_gpu=True) == "static"
     assert default_cache(on_gpu=False) == "dynamic"
@@ -532,3 +546,38 @@ def test_static_cache_holds_the_shared_prefix_with_the_same_answers(engine):
     assert [g[0].text for g in static] == [g[0].text for g in dynamic]
     # The widest batch's prefill skipped the shared prefix with the static cache too.
     assert prefill_widths["static"] == prefill_widths["dynamic"] < full_width
+
+
+def test_compiled_decode_attends_per_key_value_head_with_the_same_answers(tiny_mistral_path, monkeypatch):
+    """What a GPU does by default (compiled static decode), forced on the CPU: one graph serves every batch, keys
+    and values are never repeated per query head inside it, and the answers are the uncompiled engine's."""
+    import torch
+    from transformers.integrations import sdpa_attention
+
+    from nli_cot_hub.attention import PACKED_GQA
+
+    repeated_while_compiling = []
+    repeat_kv = sdpa_attention.repeat_kv
+
+    def recording_repeat_kv(hidden_states, groups):
+        repeated_while_compiling.append(torch.compiler.is_compiling())
+        return repeat_kv(hidden_states, groups)
+
+    monkeypatch.setattr(sdpa_attention, "repeat_kv", recording_repeat_kv)
+    conversations = _conversations() + [prompt_messages("A dog runs across the yard.", "An animal moves.")]
+    plain = LocalEngine(tiny_mistral_path, batch_size=2, cache="static", progress=False)
+    assert not plain.compile_decode  # the CPU default
+    expected = plain.generate(conversations, max_new_tokens=8)
+    engine = LocalEngine(tiny_mistral_path, batch_size=2, cache="static", compile_decode=True, progress=False)
+    assert engine.model.config._attn_implementation == PACKED_GQA
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    try:
+        answers = engine.generate(conversations, max_new_tokens=8)
+        graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    finally:
+        torch._dynamo.reset()
+    assert graphs == 1  # two batches, one static cache, one compiled decode step
+    assert repeated_while_compiling and not any(repeated_while_compiling)  # the prefill alone repeats, uncompiled
+    assert [[g.text for g in row] for row in answers] == [[g.text for g in row] for row in expected]
+    assert all(row[0].completion_tokens > 0 for row in answers)

@@ -1,0 +1,56 @@
+"""The local engine's GPU defaults on a tiny Mistral-7B-v0.3-shaped model: the static cache, its decode step compiled
+with CUDA graphs over the packed grouped-query attention. Skipped without a CUDA device; on a GPU machine:
+
+    python -m pytest -q tests/test_local_engine_gpu.py
+"""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+PAIRS = [
+    ("A man is sleeping on a bench in the park.", "A person rests."),
+    ("Two kids play football.", "Children are outside."),
+    ("The committee postponed the vote until next spring because several members were abroad.", "No vote was held."),
+    ("A dog runs across the yard.", "An animal moves."),
+    ("She sold the car last week.", "She still owns the car."),
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_mistral(tmp_path_factory) -> str:
+    from tests.tiny_mistral import build_tiny_mistral
+
+    return build_tiny_mistral(tmp_path_factory.mktemp("tiny-mistral"))
+
+
+def test_gpu_default_compiles_the_static_decode_with_the_same_answers(tiny_mistral):
+    from nli_cot_hub.attention import PACKED_GQA
+    from nli_cot_hub.chat_format import prompt_messages
+    from nli_cot_hub.local_engine import LocalEngine
+
+    conversations = [prompt_messages(premise, hypothesis) for premise, hypothesis in PAIRS]
+    options = dict(batch_size=2, dtype="float32", progress=False)
+    plain = LocalEngine(tiny_mistral, compile_decode=False, **options)
+    assert plain.device.startswith("cuda") and plain.cache == "static"
+    expected = plain.generate(conversations, max_new_tokens=12)
+    engine = LocalEngine(tiny_mistral, **options)
+    assert engine.compile_decode and engine.model.config._attn_implementation == PACKED_GQA
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    try:
+        answers = engine.generate(conversations, max_new_tokens=12)
+        again = engine.generate(conversations, max_new_tokens=12)  # replayed graphs, nothing compiled
+        stats = dict(torch._dynamo.utils.counters["stats"])
+        skipped = dict(torch._dynamo.utils.counters["inductor"])
+    finally:
+        torch._dynamo.reset()
+    # batches of 2, 2 and 1 rows: one static cache and one graph for the two full batches, a second for the last
+    assert stats["unique_graphs"] == 2, stats
+    assert not any(key.startswith("cudagraph_skips") for key in skipped), skipped
+    texts = [[g.text for g in row] for row in expected]
+    assert [[g.text for g in row] for row in answers] == texts == [[g.text for g in row] for row in again]
+    assert all(row[0].completion_tokens > 0 for row in answers)
