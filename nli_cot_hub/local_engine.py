@@ -170,8 +170,8 @@ class LocalEngine:
         others, its keys and values written in place; ``dynamic``: a cache that grows each step;
         None: static on a GPU, dynamic on a CPU; any other value goes to ``generate``'s ``cache_implementation``.
     compile_decode: compile the static cache's decode step (``torch.compile`` with fixed shapes, CUDA graphs on a GPU)
-        and switch SDPA attention to :func:`nli_cot_hub.attention.packed_gqa_sdpa`; the first batch of each
-        shape pays for the compile. None: on a GPU with the static cache in padded mode. Needs the static cache.
+        and switch SDPA attention to :func:`nli_cot_hub.attention.packed_gqa_sdpa`; the first batch pays for the
+        compile, a last smaller batch runs uncompiled. None: on a GPU with the static cache in padded mode.
         pad_multiple: pad prompt widths to a multiple.
     share_prefix: compute the tokens every prompt of a call starts with (template, system prompt) once and
         reuse their keys and values in each batch (``nli_cot_hub.shared_prefix``), static cache or not.
@@ -403,6 +403,9 @@ class LocalEngine:
                     [encoded[i] for i in indices], self.tokenizer.pad_token_id, self.pad_multiple, num_samples
                 )
                 batch = {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}
+                if self.compile_decode and len(indices) != min(self.batch_size, len(order)):
+                    # the last, smaller batch: a compile of its own shape would cost more than its eager decode
+                    extra["disable_compile"] = True
                 if schemas is not None:
                     from nli_cot_hub.constrained import SchemaLogitsProcessor
 

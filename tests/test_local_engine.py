@@ -564,7 +564,8 @@ def test_compiled_decode_attends_per_key_value_head_with_the_same_answers(tiny_m
         return repeat_kv(hidden_states, groups)
 
     monkeypatch.setattr(sdpa_attention, "repeat_kv", recording_repeat_kv)
-    conversations = _conversations() + [prompt_messages("A dog runs across the yard.", "An animal moves.")]
+    more = [("A dog runs across the yard.", "An animal moves."), ("She sold the car last week.", "She owns it.")]
+    conversations = _conversations() + [prompt_messages(p, h) for p, h in more]  # batches of 2, 2 and 1
     plain = LocalEngine(tiny_mistral_path, batch_size=2, cache="static", progress=False)
     assert not plain.compile_decode  # the CPU default
     expected = plain.generate(conversations, max_new_tokens=8)
@@ -577,7 +578,7 @@ def test_compiled_decode_attends_per_key_value_head_with_the_same_answers(tiny_m
         graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
     finally:
         torch._dynamo.reset()
-    assert graphs == 1  # two batches, one static cache, one compiled decode step
+    assert graphs == 1  # the full batches share one cache and one compiled step; the last one runs uncompiled
     assert repeated_while_compiling and not any(repeated_while_compiling)  # the prefill alone repeats, uncompiled
     assert [[g.text for g in row] for row in answers] == [[g.text for g in row] for row in expected]
     assert all(row[0].completion_tokens > 0 for row in answers)

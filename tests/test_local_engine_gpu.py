@@ -48,8 +48,8 @@ def test_gpu_default_compiles_the_static_decode_with_the_same_answers(tiny_mistr
         skipped = dict(torch._dynamo.utils.counters["inductor"])
     finally:
         torch._dynamo.reset()
-    # batches of 2, 2 and 1 rows: one static cache and one graph for the two full batches, a second for the last
-    assert stats["unique_graphs"] == 2, stats
+    # batches of 2, 2 and 1 rows: one static cache and one graph for the full batches; the last runs uncompiled
+    assert stats["unique_graphs"] == 1, stats
     assert not any(key.startswith("cudagraph_skips") for key in skipped), skipped
     texts = [[g.text for g in row] for row in expected]
     assert [[g.text for g in row] for row in answers] == texts == [[g.text for g in row] for row in again]
