@@ -108,13 +108,17 @@ def test_predict_engine_options_follow_the_flags(tmp_path):
     invoke = derived_app(PredictConfig)
     data = tmp_path / "pairs.csv"
     _, default = invoke(data, "-o", tmp_path / "p.jsonl")
-    result, whole_rows = invoke(data, "-o", tmp_path / "p.jsonl", "--no-share-prefix", "--cache", "static")
+    result, whole_rows = invoke(
+        data, "-o", tmp_path / "p.jsonl", "--no-share-prefix", "--cache", "static", "--no-compile-decode"
+    )
     assert result.exit_code == 0, result.output
     assert default.engine_options()["share_prefix"] is True
+    assert default.engine_options()["compile_decode"] is None  # the engine decides: compiled on a GPU
     assert whole_rows.engine_options() == {
         "dtype": "auto",
         "mode": "padded",
         "cache": "static",
+        "compile_decode": False,
         "threads": None,
         "share_prefix": False,
     }
