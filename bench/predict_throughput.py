@@ -40,7 +40,7 @@ written first:
   static_b512_shared_eager  static_b512_shared without the compile generate applies to a static cache on CUDA
                  (`disable_compile=True`); the profile's uncompiled static decode step took 44.5 ms against 47.1.
   static_b512_shared_liger_eager  the same with Liger's kernels.
-Written after the uncompiled static cache (13,610) and generate's compile of it (5,778), not yet run. A trace on the
+Written after the uncompiled static cache (13,610) and generate's compile of it (5,778), run on 2026-12-07 (outcomes in bench/README.md). A trace on the
 CPU (tests/test_bench.py) showed why the compiled step is slow: transformers' SDPA path folds a one-token query's heads
 onto the key/value heads only when not compiling; traced, it repeats keys and values to all 32 query heads, i.e.
 writes the whole static cache 4 times over in every layer of every step (~2.4 GB a layer at batch 512, ~75 GB a step).
@@ -58,7 +58,7 @@ The same trace showed one graph and no recompile across three batch widths, so s
   static_b768_shared_eager  1.5x the rows over the same weight reads; a b512 decode step's matmuls already run
                      near the compute bound (M=512), so ~1.05x, at ~55 GiB.
 Written after static_b512_shared_compiled_packed measured 15,511 against 12,650 uncompiled (1.23x, H100, 2026-12-07),
-not yet run:
+run on 2026-12-07 (outcomes in bench/README.md):
   static_b768_shared_compiled_packed  with the decode step no longer launch-bound, 1.5x the rows per weight read
                      (a b512 step took ~33 ms where weights, cache and FLOPs bound it at ~15-20 ms): ~1.1x b512's
                      compiled rate, at ~55 GiB; its 768 + 256 rows compile two graphs.

@@ -4,7 +4,7 @@ transformers' SDPA path folds a one-token query's heads onto the key/value heads
 ``torch.compile``; traced with a padding mask it repeats the keys and values to every query head instead. At 7B
 (32 query heads, 8 key/value heads) and batch 512 that copies the whole static cache four times over in every layer
 of every step, and generate's compiled decode ran at 0.45x the uncompiled rate on an H100 (bench/README.md).
-:func:`packed_gqa_sdpa` folds in both cases; compiled with CUDA graphs it decoded at 1.23x the uncompiled rate.
+:func:`packed_gqa_sdpa` folds in both cases; compiled with CUDA graphs it decoded at 1.16-1.23x the uncompiled rate.
 Everything other than a one-token grouped query goes to transformers' own SDPA function unchanged.
 """
 

@@ -7,8 +7,8 @@ Results come back in input order with token counts.
 
 ``mode="padded"`` (default) is ``model.generate`` on padded batches, on a GPU over one preallocated (static)
 KV cache that every batch reuses, its decode step compiled with CUDA graphs and attention that reads each key/value
-head once (:mod:`nli_cot_hub.attention`): at 7B on an H100, 1.23x the uncompiled static cache's new tokens/s, which
-is 1.26x the dynamic cache's (bench/README.md). ``mode="continuous"`` hands
+head once (:mod:`nli_cot_hub.attention`): at 7B on an H100, 1.16-1.23x the uncompiled static cache's new tokens/s,
+which is 1.26x the dynamic cache's (bench/README.md). ``mode="continuous"`` hands
 all prompts to transformers' continuous batching (``generate_batch``, paged attention); without flash-attention
 (its fast decode path needs it) a 7B model on an H100 decoded at a fifth of the padded batches' rate (bench/README.md).
 
