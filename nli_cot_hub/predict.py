@@ -213,7 +213,8 @@ def predict(
     ``backend``: ``local`` (``model`` + ``adapter`` in this process; no model: the base the adapter names,
     else the embedded model) or a backends spec.
     ``settings``: prompt, sampling and request settings (default: :class:`PredictSettings`'s).
-    ``engine_options``: extra :class:`LocalEngine` keyword arguments (dtype, mode, cache, compile_decode, threads, share_prefix).
+    ``engine_options``: extra :class:`LocalEngine` keyword arguments (dtype, mode, cache, compile_decode, threads,
+    share_prefix).
     """
     import time
 
