@@ -41,9 +41,10 @@ written first:
                  (`disable_compile=True`); the profile's uncompiled static decode step took 44.5 ms against 47.1.
   static_b512_shared_liger_eager  the same with Liger's kernels.
 Written after the uncompiled static cache (13,610) and generate's compile of it (5,778), run on 2026-12-07 (outcomes
-in bench/README.md). A trace on the CPU (now tests/test_attention.py) showed why the compiled step is slow: transformers' SDPA path folds a one-token query's heads
-onto the key/value heads only when not compiling; traced, it repeats keys and values to all 32 query heads, i.e.
-writes the whole static cache 4 times over in every layer of every step (~2.4 GB a layer at batch 512, ~75 GB a step).
+in bench/README.md). A trace on the CPU (now tests/test_attention.py) showed why the compiled step is slow:
+transformers' SDPA path folds a one-token query's heads onto the key/value heads only when not compiling; traced, it
+repeats keys and values to all 32 query heads, i.e. writes the whole static cache 4 times over in every layer of
+every step (~2.4 GB a layer at batch 512, ~75 GB a step).
 The same trace showed one graph and no recompile across three batch widths, so shapes are not the cause.
   static_b512_shared_compiled_packed  generate's compile (CUDA graphs, `dynamic=False`) with `packed_gqa_sdpa`, which
                      folds the heads compiled or not: no repeat, CUDA graphs remove the ~15% of a step the GPU waits
