@@ -18,6 +18,7 @@ one per prompt) in padded mode, through :mod:`nli_cot_hub.constrained`; continuo
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -403,9 +404,11 @@ class LocalEngine:
                     [encoded[i] for i in indices], self.tokenizer.pad_token_id, self.pad_multiple, num_samples
                 )
                 batch = {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}
+                batch_config = config
                 if self.compile_decode and len(indices) != min(self.batch_size, len(order)):
                     # the last, smaller batch: a compile of its own shape would cost more than its eager decode
-                    extra["disable_compile"] = True
+                    batch_config = copy.deepcopy(config)
+                    batch_config.disable_compile = True
                 if schemas is not None:
                     from nli_cot_hub.constrained import SchemaLogitsProcessor
 
@@ -415,7 +418,7 @@ class LocalEngine:
                         [SchemaLogitsProcessor(rows, config.max_new_tokens)]
                     )
                 with torch.inference_mode():
-                    output = self.model.generate(**batch, generation_config=config, **extra)
+                    output = self.model.generate(**batch, generation_config=batch_config, **extra)
                 new_tokens = output[:, batch["input_ids"].shape[1] :].tolist()
                 generations = []
                 for row, index in enumerate(indices):

@@ -54,3 +54,27 @@ def test_gpu_default_compiles_the_static_decode_with_the_same_answers(tiny_mistr
     texts = [[g.text for g in row] for row in expected]
     assert [[g.text for g in row] for row in answers] == texts == [[g.text for g in row] for row in again]
     assert all(row[0].completion_tokens > 0 for row in answers)
+
+
+def test_constrained_answers_under_the_compiled_decode_match_the_uncompiled_ones(tiny_mistral):
+    """The schema's logits processor reads each step's logits after the CUDA graph has written them: the compiled
+    engine's constrained answers are valid JSON of the schema and the uncompiled engine's, token for token."""
+    import json
+
+    from nli_cot_hub.chat_format import prompt_messages
+    from nli_cot_hub.local_engine import LocalEngine
+    from nli_cot_hub.prompts import COT_SCHEMA
+
+    conversations = [prompt_messages(premise, hypothesis) for premise, hypothesis in PAIRS]
+    options = dict(batch_size=2, dtype="float32", progress=False)
+    runs = []
+    for compile_decode in (False, True):
+        engine = LocalEngine(tiny_mistral, compile_decode=compile_decode, **options)
+        try:
+            runs.append(engine.generate(conversations, max_new_tokens=48, json_schema=COT_SCHEMA))
+        finally:
+            torch._dynamo.reset()
+    plain, compiled = ([g[0] for g in run] for run in runs)
+    assert [g.text for g in compiled] == [g.text for g in plain]
+    for generation in compiled:
+        assert generation.constrained and json.loads(generation.text)["predicted_label"] in (0, 1)
