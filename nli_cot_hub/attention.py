@@ -14,13 +14,19 @@ PACKED_GQA = "sdpa_packed_gqa"
 
 
 def packed_gqa_sdpa(module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None, **kwargs):
-    """transformers' SDPA attention, with a one-token query of grouped heads always folded onto the key/value heads
-    (query (b, h, 1, d) -> (b, h_kv, h / h_kv, d), the mask broadcast over the folded rows)."""
+    """transformers' SDPA attention, with a one-token query of grouped heads folded onto the key/value heads while
+    compiling too (query (b, h, 1, d) -> (b, h_kv, h / h_kv, d), the mask broadcast over the folded rows); not
+    compiling, transformers' function as it is (it folds there itself)."""
     import torch
     from transformers.integrations.sdpa_attention import pack_gqa, sdpa_attention_forward
 
     groups = getattr(module, "num_key_value_groups", 1)
-    if query.shape[2] != 1 or groups == 1 or kwargs.get("position_bias") is not None:
+    if (
+        not torch.compiler.is_compiling()
+        or query.shape[2] != 1
+        or groups == 1
+        or kwargs.get("position_bias") is not None
+    ):
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, is_causal=is_causal, **kwargs
         )
@@ -46,8 +52,8 @@ def register_packed_gqa() -> str:
 
 
 def use_packed_gqa(model) -> bool:
-    """Switch a model that attends with SDPA to :func:`packed_gqa_sdpa`; False (nothing changed) for any other
-    attention (eager, flash, flex), whose compiled decode this does not concern."""
+    """Switch a model that attends with SDPA to :func:`packed_gqa_sdpa` (uncompiled, the same computation); False
+    (nothing changed) for any other attention (eager, flash, flex), whose compiled decode this does not concern."""
     if getattr(model.config, "_attn_implementation", None) != "sdpa":
         return False
     model.set_attn_implementation(register_packed_gqa())

@@ -6,9 +6,10 @@ out-of-memory error shows up at once), and generated greedily unless a temperatu
 Results come back in input order with token counts.
 
 ``mode="padded"`` (default) is ``model.generate`` on padded batches, on a GPU over one preallocated (static)
-KV cache that every batch reuses, its decode step compiled with CUDA graphs and attention that reads each key/value
-head once (:mod:`nli_cot_hub.attention`): at 7B on an H100, 1.16-1.23x the uncompiled static cache's new tokens/s,
-which is 1.26x the dynamic cache's (bench/README.md). ``mode="continuous"`` hands
+KV cache that every batch reuses (1.26x the dynamic cache's new tokens/s at 7B on an H100); a run long enough to
+pay for it has the decode step of its full batches compiled with CUDA graphs and attention that reads each
+key/value head once (:mod:`nli_cot_hub.attention`): 1.16-1.23x the uncompiled rate after a 24-28 s compile
+(bench/README.md). ``mode="continuous"`` hands
 all prompts to transformers' continuous batching (``generate_batch``, paged attention); without flash-attention
 (its fast decode path needs it) a 7B model on an H100 decoded at a fifth of the padded batches' rate (bench/README.md).
 
@@ -43,6 +44,9 @@ KV_MEMORY_SHARE = 0.7
 CPU_PAGE_SIZE = 64
 CPU_MAX_CACHE_BLOCKS = 128
 CPU_MAX_BATCH_TOKENS = 2048
+# At 7B on an H100 the compile and CUDA-graph capture of the decode step took 24-28 s, after which each full batch
+# of 512 prompts x 160 new tokens took 0.85-1.2 s less (bench/README.md): the compile pays from ~20-28 full batches.
+COMPILE_MIN_FULL_BATCHES = 24
 
 
 @dataclass
@@ -170,9 +174,10 @@ class LocalEngine:
     cache: ``static``: one preallocated KV cache, sized by the first (widest) batch and reused by the
         others, its keys and values written in place; ``dynamic``: a cache that grows each step;
         None: static on a GPU, dynamic on a CPU; any other value goes to ``generate``'s ``cache_implementation``.
-    compile_decode: compile the static cache's decode step (``torch.compile`` with fixed shapes, CUDA graphs on a GPU)
-        and switch SDPA attention to :func:`nli_cot_hub.attention.packed_gqa_sdpa`; the first batch pays for the
-        compile, a last smaller batch runs uncompiled. None: on a GPU with the static cache in padded mode.
+    compile_decode: compile the decode step of full batches over the static cache (``torch.compile`` with fixed
+        shapes, CUDA graphs on a GPU) with :func:`nli_cot_hub.attention.packed_gqa_sdpa` as the SDPA attention; the
+        first full batch pays for the compile, smaller batches decode uncompiled. None: on a GPU with the static
+        cache in padded mode, for a call of at least ``COMPILE_MIN_FULL_BATCHES`` full batches.
         pad_multiple: pad prompt widths to a multiple.
     share_prefix: compute the tokens every prompt of a call starts with (template, system prompt) once and
         reuse their keys and values in each batch (``nli_cot_hub.shared_prefix``), static cache or not.
@@ -221,11 +226,10 @@ class LocalEngine:
         self.adapter = adapter
         self.batch_size, self.mode, self.progress = batch_size, mode, progress
         self.cache = default_cache(on_gpu) if cache is None else cache
-        self.compile_decode = (
-            (on_gpu and mode == "padded" and self.cache == "static") if compile_decode is None else compile_decode
-        )
-        if self.compile_decode and (mode != "padded" or self.cache != "static"):
+        if compile_decode and (mode != "padded" or self.cache != "static"):
             raise ValueError("compile_decode needs the padded engine mode and the static cache (cache='static')")
+        may_compile = on_gpu and mode == "padded" and self.cache == "static"
+        self.compile_decode = compile_decode if compile_decode is not None or may_compile else False
         self.pad_multiple, self.share_prefix = pad_multiple, share_prefix
         self.device = device
         if threads:
@@ -237,8 +241,8 @@ class LocalEngine:
         self._ensure_pad_token()
         self.free_bytes_before_load = torch.cuda.mem_get_info(torch.device(device))[0] if on_gpu else None
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype=pick_dtype(dtype, self.device))
-        if self.compile_decode:
-            use_packed_gqa(self.model)
+        if self.compile_decode is not False:
+            use_packed_gqa(self.model)  # the same computation as transformers' SDPA when not compiling
         if adapter:
             from peft import PeftModel
 
@@ -376,11 +380,23 @@ class LocalEngine:
             eos_token_id=self.eos_ids,
             pad_token_id=self.tokenizer.pad_token_id,
             cache_implementation=None if self.cache in ("static", "dynamic") else self.cache,
-            # generate compiles a static cache's decode step on a GPU unless told not to; its own compile config
-            # (shapes marked dynamic) is not the one measured, so the engine passes its own or none.
-            disable_compile=self.cache == "static" and not self.compile_decode,
-            compile_config=decode_compile_config(self.device.startswith("cuda")) if self.compile_decode else None,
+            # generate compiles a static cache's decode step on a GPU unless told not to; the engine decides per
+            # batch (:meth:`_compiled`) and passes its own compile config, not generate's (shapes marked dynamic).
+            disable_compile=self.cache == "static",
         )
+
+    def compiles(self, prompts: int) -> bool:
+        """Whether a call with ``prompts`` prompts compiles the decode step of its full batches."""
+        if self.compile_decode is None:
+            return prompts >= COMPILE_MIN_FULL_BATCHES * self.batch_size
+        return self.compile_decode
+
+    def _compiled(self, config):
+        """``config`` with generate's compile of the decode step switched on, in the engine's compile config."""
+        compiled = copy.deepcopy(config)
+        compiled.disable_compile = False
+        compiled.compile_config = decode_compile_config(self.device.startswith("cuda"))
+        return compiled
 
     def _generate_padded(self, encoded, config, num_samples, on_batch, schemas=None) -> list[list[Generation]]:
         import torch
@@ -396,6 +412,7 @@ class LocalEngine:
         prefix = SharedPrefix(
             self.model, encoded, self.device, self.share_prefix, config.max_new_tokens if static else None
         )
+        compiled_config = self._compiled(config) if self.compiles(len(encoded)) else None
         with tqdm(total=len(encoded), desc="generating", unit="prompt", disable=not self.progress) as bar:
             for start in range(0, len(order), self.batch_size):
                 indices = order[start : start + self.batch_size]
@@ -404,11 +421,10 @@ class LocalEngine:
                     [encoded[i] for i in indices], self.tokenizer.pad_token_id, self.pad_multiple, num_samples
                 )
                 batch = {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}
-                batch_config = config
-                if self.compile_decode and len(indices) != min(self.batch_size, len(order)):
-                    # the last, smaller batch: a compile of its own shape would cost more than its eager decode
-                    batch_config = copy.deepcopy(config)
-                    batch_config.disable_compile = True
+                # Only full batches compile (one shape, one graph): a compile of a smaller batch's own shape would
+                # cost more than its uncompiled decode.
+                full = len(indices) == self.batch_size
+                batch_config = compiled_config if compiled_config is not None and full else config
                 if schemas is not None:
                     from nli_cot_hub.constrained import SchemaLogitsProcessor
 

@@ -582,3 +582,16 @@ def test_compiled_decode_attends_per_key_value_head_with_the_same_answers(tiny_m
     assert repeated_while_compiling and not any(repeated_while_compiling)  # the prefill alone repeats, uncompiled
     assert [[g.text for g in row] for row in answers] == [[g.text for g in row] for row in expected]
     assert all(row[0].completion_tokens > 0 for row in answers)
+
+    # A GPU's default: compile only a call with enough full batches to pay for the compile.
+    engine.compile_decode = None
+    for min_full_batches, compiled_graphs in ((local_engine.COMPILE_MIN_FULL_BATCHES, 0), (2, 1)):
+        monkeypatch.setattr(local_engine, "COMPILE_MIN_FULL_BATCHES", min_full_batches)
+        torch._dynamo.reset()
+        torch._dynamo.utils.counters.clear()
+        try:
+            answers = engine.generate(conversations, max_new_tokens=8)
+            assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == compiled_graphs
+        finally:
+            torch._dynamo.reset()
+        assert [[g.text for g in row] for row in answers] == [[g.text for g in row] for row in expected]

@@ -1,5 +1,6 @@
-"""The local engine's GPU defaults on a tiny Mistral-7B-v0.3-shaped model: the static cache, its decode step compiled
-with CUDA graphs over the packed grouped-query attention. Skipped without a CUDA device; on a GPU machine:
+"""The local engine's compiled decode on a GPU, on a tiny Mistral-7B-v0.3-shaped model: the static cache, the decode
+step of full batches compiled with CUDA graphs over the packed grouped-query attention. Skipped without a CUDA device;
+on a GPU machine:
 
     python -m pytest -q tests/test_local_engine_gpu.py
 """
@@ -27,7 +28,7 @@ def tiny_mistral(tmp_path_factory) -> str:
     return build_tiny_mistral(tmp_path_factory.mktemp("tiny-mistral"))
 
 
-def test_gpu_default_compiles_the_static_decode_with_the_same_answers(tiny_mistral):
+def test_compiled_static_decode_gives_the_same_answers(tiny_mistral):
     from nli_cot_hub.attention import PACKED_GQA
     from nli_cot_hub.chat_format import prompt_messages
     from nli_cot_hub.local_engine import LocalEngine
@@ -37,8 +38,8 @@ def test_gpu_default_compiles_the_static_decode_with_the_same_answers(tiny_mistr
     plain = LocalEngine(tiny_mistral, compile_decode=False, **options)
     assert plain.device.startswith("cuda") and plain.cache == "static"
     expected = plain.generate(conversations, max_new_tokens=12)
-    engine = LocalEngine(tiny_mistral, **options)
-    assert engine.compile_decode and engine.model.config._attn_implementation == PACKED_GQA
+    engine = LocalEngine(tiny_mistral, compile_decode=True, **options)
+    assert engine.model.config._attn_implementation == PACKED_GQA
     torch._dynamo.reset()
     torch._dynamo.utils.counters.clear()
     try:
