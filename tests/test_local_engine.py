@@ -549,8 +549,8 @@ def test_static_cache_holds_the_shared_prefix_with_the_same_answers(engine):
 
 
 def test_compiled_decode_attends_per_key_value_head_with_the_same_answers(tiny_mistral_path, monkeypatch):
-    """What a GPU does by default (compiled static decode), forced on the CPU: one graph serves every batch, keys
-    and values are never repeated per query head inside it, and the answers are the uncompiled engine's."""
+    """What a GPU does for a long run (compiled static decode), forced on the CPU: one graph serves every full batch,
+    keys and values are never repeated per query head inside it, and the answers are the uncompiled engine's."""
     import torch
     from transformers.integrations import sdpa_attention
 
