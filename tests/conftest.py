@@ -36,3 +36,21 @@ def tiny_mistral_path(tmp_path_factory) -> str:
     from tests.tiny_mistral import build_tiny_mistral
 
     return build_tiny_mistral(tmp_path_factory.mktemp("tiny-mistral"))
+
+
+@pytest.fixture
+def repeated_while_compiling(monkeypatch) -> list[bool]:
+    """transformers' ``repeat_kv`` (keys and values copied to every query head) patched to record, for each call,
+    whether torch.compile was tracing it."""
+    import torch
+    from transformers.integrations import sdpa_attention
+
+    calls: list[bool] = []
+    repeat_kv = sdpa_attention.repeat_kv
+
+    def recording_repeat_kv(hidden_states, groups):
+        calls.append(torch.compiler.is_compiling())
+        return repeat_kv(hidden_states, groups)
+
+    monkeypatch.setattr(sdpa_attention, "repeat_kv", recording_repeat_kv)
+    return calls

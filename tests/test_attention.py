@@ -21,18 +21,9 @@ def tiny_mistral(attention: str):
     return model
 
 
-def test_packed_attention_decodes_on_the_key_value_heads_even_compiled(monkeypatch):
+def test_packed_attention_decodes_on_the_key_value_heads_even_compiled(repeated_while_compiling):
     import torch
-    from transformers.integrations import sdpa_attention
 
-    repeated_while_compiling = []
-    repeat_kv = sdpa_attention.repeat_kv
-
-    def recording_repeat_kv(hidden_states, groups):
-        repeated_while_compiling.append(torch.compiler.is_compiling())
-        return repeat_kv(hidden_states, groups)
-
-    monkeypatch.setattr(sdpa_attention, "repeat_kv", recording_repeat_kv)
     ids = torch.randint(3, 32768, (3, 9), generator=torch.Generator().manual_seed(0))
     mask = torch.ones_like(ids)
     mask[0, :4] = 0  # left padding: a mask reaches the attention, as in every batched decode

@@ -548,22 +548,15 @@ def test_static_cache_holds_the_shared_prefix_with_the_same_answers(engine):
     assert prefill_widths["static"] == prefill_widths["dynamic"] < full_width
 
 
-def test_compiled_decode_attends_per_key_value_head_with_the_same_answers(tiny_mistral_path, monkeypatch):
+def test_compiled_decode_attends_per_key_value_head_with_the_same_answers(
+    tiny_mistral_path, repeated_while_compiling, monkeypatch
+):
     """What a GPU does for a long run (compiled static decode), forced on the CPU: one graph serves every full batch,
     keys and values are never repeated per query head inside it, and the answers are the uncompiled engine's."""
     import torch
-    from transformers.integrations import sdpa_attention
 
     from nli_cot_hub.attention import PACKED_GQA
 
-    repeated_while_compiling = []
-    repeat_kv = sdpa_attention.repeat_kv
-
-    def recording_repeat_kv(hidden_states, groups):
-        repeated_while_compiling.append(torch.compiler.is_compiling())
-        return repeat_kv(hidden_states, groups)
-
-    monkeypatch.setattr(sdpa_attention, "repeat_kv", recording_repeat_kv)
     more = [("A dog runs across the yard.", "An animal moves."), ("She sold the car last week.", "She owns it.")]
     conversations = _conversations() + [prompt_messages(p, h) for p, h in more]  # batches of 2, 2 and 1
     plain = LocalEngine(tiny_mistral_path, batch_size=2, cache="static", progress=False)
