@@ -227,7 +227,9 @@ class LocalEngine:
         self.batch_size, self.mode, self.progress = batch_size, mode, progress
         self.cache = default_cache(on_gpu) if cache is None else cache
         if compile_decode and (mode != "padded" or self.cache != "static"):
-            raise ValueError("compile_decode needs the padded engine mode and the static cache (cache='static')")
+            raise ValueError(
+                "compile_decode (--compile-decode) needs the padded engine mode and the static cache (--cache static)"
+            )
         may_compile = on_gpu and mode == "padded" and self.cache == "static"
         self.compile_decode = compile_decode if compile_decode is not None or may_compile else False
         self.pad_multiple, self.share_prefix = pad_multiple, share_prefix

@@ -28,6 +28,7 @@ from nli_cot_hub.data import DataError, PairOptions, pair_rows
 from nli_cot_hub.engine import BaseRequestOptions
 from nli_cot_hub.extract import Extraction, extract_answer
 from nli_cot_hub.formats import FORMATS
+from nli_cot_hub.local_engine import COMPILE_MIN_FULL_BATCHES
 from nli_cot_hub.local_engine import MODES as ENGINE_MODES
 from nli_cot_hub.records import CoTRecord, TokenUsage
 
@@ -810,7 +811,7 @@ class PredictConfig(PairOptions, BaseRequestOptions):
     compile_decode: bool | None = option(
         None,
         "Local engine: compile the decode step of full batches over the static cache with CUDA graphs (default: on "
-        "a GPU, for a run of at least 24 full batches, where the ~25 s compile at 7B pays).",
+        f"a GPU, for a run of at least {COMPILE_MIN_FULL_BATCHES} full batches, where the ~25 s compile at 7B pays).",
         negatable=True,
     )
     share_prefix: bool = option(

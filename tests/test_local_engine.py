@@ -510,7 +510,7 @@ def test_compiled_decode_without_a_static_padded_cache_is_refused_before_the_mod
 
     monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", no_load)
     for options in ({"cache": "dynamic"}, {}, {"cache": "static", "mode": "continuous"}):  # {}: a CPU's dynamic
-        with pytest.raises(ValueError, match="compile_decode needs the padded engine mode and the static cache"):
+        with pytest.raises(ValueError, match="needs the padded engine mode and the static cache"):
             LocalEngine(embedded_model_path, compile_decode=True, progress=False, **options)
 
 
