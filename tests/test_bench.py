@@ -80,3 +80,40 @@ def test_bad_arguments_stop_before_any_model_is_built(module, args, named, tmp_p
     done = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=env, capture_output=True, text=True)
     assert done.returncode == 2 and named in done.stderr
     assert not list(tmp_path.iterdir())  # no model built, no result written
+
+
+@pytest.mark.parametrize(("kept", "layers"), [(3, 8), (0, 4), (4, 4)])
+def test_kept_layers_run_once_and_the_others_again_in_the_backward_pass(kept, layers):
+    from transformers import MistralConfig, MistralForCausalLM
+
+    from bench.train_throughput import keep_activations
+
+    config = MistralConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+    )
+    model = MistralForCausalLM(config).train()
+    model.activation_checkpointing_enable()
+    chosen = keep_activations(model, kept)
+    assert len(chosen) == kept
+    calls = [0] * layers
+    for index, layer in enumerate(model.model.layers):
+        # on the layer's first module: the checkpoint wraps forward (the layer's own hooks stay outside it), and the
+        # recompute may stop once it has what the backward needs
+        layer.input_layernorm.register_forward_pre_hook(
+            lambda *_, index=index: calls.__setitem__(index, calls[index] + 1)
+        )
+    model(input_ids=torch_ids(), labels=torch_ids()).loss.backward()
+    assert calls == [1 if index in chosen else 2 for index in range(layers)]
+    with pytest.raises(ValueError, match="decoder layers"):
+        keep_activations(model, layers + 1)
+
+
+def torch_ids():
+    import torch
+
+    return torch.arange(12).reshape(2, 6) % 64
