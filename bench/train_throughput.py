@@ -240,24 +240,6 @@ def load_qlora_model(
     return model
 
 
-def keep_activations(model, kept: int) -> list[int]:
-    """Let ``kept`` decoder layers, spread evenly and the last among them, keep their activations and checkpoint
-    all the others; return the kept layers' indices. Called after the Trainer has turned checkpointing on.
-
-    The last layer is kept because the backward pass starts there: a checkpointed layer's recompute holds about
-    what a kept layer does, on top of every kept layer below it, so a checkpointed last layer would bring the peak
-    back to that of one more kept layer."""
-    from transformers.modeling_layers import GradientCheckpointingLayer
-
-    layers = [module for module in model.modules() if isinstance(module, GradientCheckpointingLayer)]
-    if not 0 <= kept <= len(layers):
-        raise ValueError(f"kept_layers={kept}: the model has {len(layers)} decoder layers")
-    chosen = {round((i + 1) * len(layers) / kept) - 1 for i in range(kept)} if kept else set()
-    for index, layer in enumerate(layers):
-        layer.gradient_checkpointing = index not in chosen
-    return sorted(chosen)
-
-
 def profile_summary(prof, rows: int = 15) -> dict:
     """Kernel time against wall time of what ``prof`` recorded, and the operators that took the most device time."""
     from torch.autograd import DeviceType
@@ -296,6 +278,8 @@ def run_config(
     class StepClock(TrainerCallback):
         def on_train_begin(self, args, state, control, model=None, **kwargs):
             if "kept_layers" in overrides:
+                from nli_cot_hub.train.model import keep_activations
+
                 kept_layers.extend(keep_activations(model, overrides["kept_layers"]))
 
         def on_step_begin(self, args, state, control, **kwargs):

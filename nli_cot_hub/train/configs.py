@@ -78,6 +78,15 @@ class NliScriptArguments(ScriptArguments):
             "memory-efficient kernels: 1.05x the real tokens/s of 7B QLoRA on an H100 (bench/README.md)."
         },
     )
+    kept_layers: int | None = field(
+        default=None,
+        metadata={
+            "help": "With gradient checkpointing: how many decoder layers keep their activations instead of "
+            "recomputing them in the backward pass (spread evenly, the last one among them). Each kept layer "
+            "costs memory and saves a third of its work; None leaves the choice to "
+            "gradient_checkpointing_kwargs (every_n_layers)."
+        },
+    )
     label_loss_weight: float = field(
         default=1.0,
         metadata={
