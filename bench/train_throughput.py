@@ -45,12 +45,16 @@ Written before the run of 2026-12-07 that followed (the b16 every_n_layers=2 set
                      step is a few ms of a ~2 s step: same speed within the spread.
   group_b16_liger_bf16_nocudnn_ckpt2_adam8  the same with the 24 GiB recipe's LoRA dropout 0.05: the kept layers
                      also hold each adapter input's dropped copy: ~0.85x the dropout-0 rate, peak over 24 GiB.
-Written before the run of 2026-12-08. The configurations above train the LoRA weights in fp32 (PEFT's default), while
-TRL's SFTTrainer, which the recipes go through, casts a quantized model's adapters to bf16 as the QLoRA paper did; and
-the step widths show the peak belongs to the first micro-batch of a length group (512 wide), whichever step it is in:
+Written before the run of 2026-12-08, which showed the first paragraph wrong: the peak belongs to the first micro-batch
+of a length group (512 wide), whichever step it is in; and the configurations above were thought to train fp32 LoRA
+weights (PEFT's default), while TRL's SFTTrainer casts a quantized model's adapters to bf16 as the QLoRA paper did:
   fast_recipe        the fast recipe's settings with bf16 adapters, as train.py trains them: no fp32 master weights
                      and no bf16 copy of them made by autocast at each adapter call (7 projections x 32 layers,
                      three passes a step): 1.00-1.03x the fp32-adapter setting, a peak ~0.3 GiB lower, ~24.0 GiB.
+                     Outcome: the same peak to the hundredth (24.31 GiB), because SFTTrainer casts the adapters of any
+                     4-bit model it is handed, a PeftModel included: every QLoRA configuration here already trained
+                     bf16 adapters, and fast_recipe is group_b16_liger_bf16_nodropout_nocudnn_ckpt2 under a new name
+                     (the result files now record the adapters' dtype).
   fast_recipe_keep15  the same with 15 of the 32 decoder layers keeping their activations instead of 16 (one
                      kept layer holds ~1.0 GiB at 16 x 512 tokens): ~23 GiB peak, 0.98-0.99x fast_recipe
                      (one more layer recomputed of 32: 81 forward passes' worth of work instead of 80).
@@ -148,8 +152,8 @@ CONFIGS = {
     "group_b8_liger_bf16_nodropout_nocudnn_ckpt2": grouped_bf16(
         8, lora_dropout=0.0, cudnn_attention=False, checkpoint_every=2
     ),
-    # The fast recipe's settings with 8-bit AdamW (bitsandbytes): the fp32 LoRA weights' two moments in 8 bits,
-    # ~0.5 GiB less at r=32 on the 7 projections.
+    # The fast recipe's settings with 8-bit AdamW (bitsandbytes): the LoRA weights' two moments in 8 bits,
+    # expected ~0.5 GiB less at r=32 on the 7 projections (bf16 moments, as SFTTrainer casts the adapters: ~0.16).
     "group_b16_liger_bf16_nodropout_nocudnn_ckpt2_adam8": grouped_bf16(
         16, lora_dropout=0.0, cudnn_attention=False, checkpoint_every=2, optim="adamw_bnb_8bit"
     ),
@@ -162,14 +166,14 @@ CONFIGS = {
     "group_b32_liger_bf16_nodropout_nocudnn_ckpt2": grouped_bf16(
         32, lora_dropout=0.0, cudnn_attention=False, checkpoint_every=2
     ),
-    # The fast recipe as train.py runs it (TRL casts a quantized model's LoRA weights to bf16), and with one layer
-    # fewer keeping its activations so that the peak fits 24 GiB.
-    "fast_recipe": grouped_bf16(16, lora_dropout=0.0, cudnn_attention=False, checkpoint_every=2, bf16_adapters=True),
+    # The fast recipe's settings, and the same with fewer layers keeping their activations so that the peak fits
+    # 24 GiB (the last layer always among the kept ones).
+    "fast_recipe": grouped_bf16(16, lora_dropout=0.0, cudnn_attention=False, checkpoint_every=2),
     "fast_recipe_keep15": grouped_bf16(
-        16, lora_dropout=0.0, cudnn_attention=False, checkpoint_every=2, bf16_adapters=True, kept_layers=15
+        16, lora_dropout=0.0, cudnn_attention=False, checkpoint_every=2, kept_layers=15
     ),
     "fast_recipe_keep14": grouped_bf16(
-        16, lora_dropout=0.0, cudnn_attention=False, checkpoint_every=2, bf16_adapters=True, kept_layers=14
+        16, lora_dropout=0.0, cudnn_attention=False, checkpoint_every=2, kept_layers=14
     ),
     # bf16 LoRA without quantization (cards with >= 40 GB): no NF4 dequantisation in any matmul.
     "bf16_lora_group_b32_liger": grouped_bf16(32, quantize=False),
@@ -183,7 +187,6 @@ MODEL_KEYS = (
     "cudnn_attention",
     "lora_dropout",
     "checkpoint_every",
-    "bf16_adapters",
     "kept_layers",
 )
 
@@ -195,7 +198,6 @@ def load_qlora_model(
     quantize: bool = True,
     attention: str = "sdpa",
     lora_dropout: float = 0.05,
-    bf16_adapters: bool = False,
 ):
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
@@ -232,12 +234,8 @@ def load_qlora_model(
     lora = LoraConfig(
         r=32, lora_alpha=64, lora_dropout=lora_dropout, target_modules=LORA_TARGETS, task_type="CAUSAL_LM"
     )
-    model = get_peft_model(model, lora)
-    if bf16_adapters:  # what TRL's SFTTrainer does to the trainable weights of a quantized model
-        for parameter in model.parameters():
-            if parameter.requires_grad:
-                parameter.data = parameter.data.to(torch.bfloat16)
-    return model
+    # SFTTrainer then casts the LoRA weights of a 4-bit model to bf16, as for the recipes (result: adapter_dtype)
+    return get_peft_model(model, lora)
 
 
 def profile_summary(prof, rows: int = 15) -> dict:
@@ -350,7 +348,6 @@ def run_config(
         overrides.get("quantize", True),
         overrides.get("attn_implementation", "sdpa"),
         overrides.get("lora_dropout", 0.05),
-        overrides.get("bf16_adapters", False),
     )
     model_gib = round(torch.cuda.memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None
     trainer = CountingTrainer(
