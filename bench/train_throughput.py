@@ -63,6 +63,11 @@ weights (PEFT's default), while TRL's SFTTrainer casts a quantized model's adapt
                      Now the last layer is always kept: ~23.1 GiB predicted.
   fast_recipe_keep14  14 kept: ~22 GiB, leaving room for the allocator's reserve (~0.7 GiB above the peak) and the
                      CUDA context on a 24 GiB card; 0.97-0.98x fast_recipe.
+  fast_recipe_budget14  a budget of 14 x 16 x 512 kept layer-tokens (`kept_layer_tokens`): each micro-batch keeps as
+                     many layers as fit, 14 at the widest (16 x 512) and all 32 at 16 x 224 or narrower. Counting
+                     forward passes over the widths of the 2026-12-08 run (a kept layer 2, a recomputed one 3; that
+                     count gave 1.20x for every_n_layers 2, measured 1.21x): 1.09x fast_recipe, at keep14's ~22 GiB.
+  fast_recipe_budget15  the same with 15 at the widest: 1.12x fast_recipe, ~23.1 GiB.
 """
 
 from __future__ import annotations
@@ -175,6 +180,13 @@ CONFIGS = {
     "fast_recipe_keep14": grouped_bf16(
         16, lora_dropout=0.0, cudnn_attention=False, checkpoint_every=2, kept_layers=14
     ),
+    # A budget of kept layer-tokens instead of a fixed count: 14 or 15 layers at the widest micro-batch (16 x 512)
+    "fast_recipe_budget14": grouped_bf16(
+        16, lora_dropout=0.0, cudnn_attention=False, checkpoint_every=2, kept_layer_tokens=14 * 16 * 512
+    ),
+    "fast_recipe_budget15": grouped_bf16(
+        16, lora_dropout=0.0, cudnn_attention=False, checkpoint_every=2, kept_layer_tokens=15 * 16 * 512
+    ),
     # bf16 LoRA without quantization (cards with >= 40 GB): no NF4 dequantisation in any matmul.
     "bf16_lora_group_b32_liger": grouped_bf16(32, quantize=False),
     "bf16_lora_group_b16_liger_nockpt": grouped_bf16(16, gradient_checkpointing=False, quantize=False),
@@ -188,6 +200,7 @@ MODEL_KEYS = (
     "lora_dropout",
     "checkpoint_every",
     "kept_layers",
+    "kept_layer_tokens",
 )
 
 
@@ -270,15 +283,20 @@ def run_config(
     step_widths: list[list[int]] = []  # padded width of each micro-batch, per optimizer step
     step_peaks: list[float] = []  # peak allocated GiB within each optimizer step
     kept_layers: list[int] = []
+    step_kept: list[list[int]] = [[]]  # layers kept in each micro-batch, per optimizer step (a token budget)
 
     profiled = {}
 
     class StepClock(TrainerCallback):
         def on_train_begin(self, args, state, control, model=None, **kwargs):
-            if "kept_layers" in overrides:
-                from nli_cot_hub.train.model import keep_activations
+            from nli_cot_hub.train import activations
 
-                kept_layers.extend(keep_activations(model, overrides["kept_layers"]))
+            if "kept_layers" in overrides:
+                kept_layers.extend(activations.keep_activations(model, overrides["kept_layers"]))
+            if "kept_layer_tokens" in overrides:
+                activations.keep_within_budget(
+                    model, overrides["kept_layer_tokens"], lambda tokens, kept: step_kept[-1].append(kept)
+                )
 
         def on_step_begin(self, args, state, control, **kwargs):
             sync()
@@ -286,6 +304,8 @@ def run_config(
                 torch.cuda.reset_peak_memory_stats()
             counts["step_real"] = 0
             step_widths.append([])
+            if step_kept[-1]:
+                step_kept.append([])
             if profile and state.global_step == total_steps - 1:
                 from torch.profiler import ProfilerActivity
 
@@ -383,6 +403,8 @@ def run_config(
     }
     if kept_layers:
         result["kept_layers"] = kept_layers
+    if step_kept[0]:
+        result["step_kept_layers"] = step_kept
     result["adapter_dtype"] = str(next(p.dtype for p in model.parameters() if p.requires_grad))
     result["model_gib"] = model_gib
     if profiled:

@@ -703,41 +703,34 @@ def test_kept_layers_override_every_n_layers_and_need_checkpointing(tiny_model, 
     args[0].kept_layers = 1
     with pytest.raises(RecipeError, match="kept_layers needs gradient_checkpointing"):
         main(*args)
+    args = parse(*tiny_run_args(tiny_model, tmp_path / "r", *common, "--gradient_checkpointing", "true"))
+    args[0].kept_layers, args[0].kept_layer_tokens = 1, 4096
+    with pytest.raises(RecipeError, match="give one of them"):
+        main(*args)
     assert not (tmp_path / "r").exists()
 
 
-@pytest.mark.parametrize(("kept", "layers"), [(3, 8), (0, 4), (4, 4)])
-def test_kept_layers_run_once_and_the_others_again_in_the_backward_pass(kept, layers):
-    import torch
-    from transformers import MistralConfig, MistralForCausalLM
+@pytest.mark.parametrize(("budget", "expected"), [(10**9, [False, False]), (0, [True, True])])
+def test_a_token_budget_sets_the_kept_layers_of_each_micro_batch_through_train_py(
+    tiny_model, tmp_path, budget, expected
+):
+    from transformers import TrainerCallback
 
-    from nli_cot_hub.train.configs import RecipeError
-    from nli_cot_hub.train.model import keep_activations
+    from nli_cot_hub.train.sft import main
 
-    config = MistralConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+    seen = {}
+
+    class Record(TrainerCallback):  # after the step's last forward, which the budget's hook saw
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            seen["layers"] = [layer.gradient_checkpointing for layer in model.get_decoder().layers]
+
+    common = ("--max_steps", "1", "--warmup_steps", "0", "--max_train_samples", "2", "--no_model_card")
+    args = parse(
+        *tiny_run_args(tiny_model, tmp_path / "b", *common, "--gradient_checkpointing", "true"),
+        *("--kept_layer_tokens", str(budget)),
     )
-    model = MistralForCausalLM(config).train()
-    model.activation_checkpointing_enable()
-    chosen = keep_activations(model, kept)
-    assert len(chosen) == kept and (not kept or chosen[-1] == layers - 1)  # the backward pass starts at a kept layer
-    calls = [0] * layers
-    for index, layer in enumerate(model.model.layers):
-        # on the layer's first module: the checkpoint wraps forward (the layer's own hooks stay outside it), and the
-        # recompute may stop once it has what the backward needs
-        layer.input_layernorm.register_forward_pre_hook(
-            lambda *_, index=index: calls.__setitem__(index, calls[index] + 1)
-        )
-    ids = torch.arange(12).reshape(2, 6) % 64
-    model(input_ids=ids, labels=ids).loss.backward()
-    assert calls == [1 if index in chosen else 2 for index in range(layers)]
-    with pytest.raises(RecipeError, match="decoder layers"):
-        keep_activations(model, layers + 1)
+    assert main(*args, callbacks=[Record()])["status"] == "completed"
+    assert seen == {"layers": expected}
 
 
 # ---------------------------------------------------------------------------------------------

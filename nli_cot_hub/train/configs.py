@@ -87,6 +87,15 @@ class NliScriptArguments(ScriptArguments):
             "gradient_checkpointing_kwargs (every_n_layers)."
         },
     )
+    kept_layer_tokens: int | None = field(
+        default=None,
+        metadata={
+            "help": "With gradient checkpointing: a budget of layer-tokens for kept activations, instead of "
+            "kept_layers. Each micro-batch of T padded tokens lets min(layers, budget // T) decoder layers keep "
+            "their activations, so narrow micro-batches recompute less and the widest stays within the budget "
+            "(e.g. 114688 = 14 layers x 16 rows x 512 tokens)."
+        },
+    )
     label_loss_weight: float = field(
         default=1.0,
         metadata={

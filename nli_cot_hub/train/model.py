@@ -221,45 +221,6 @@ def cudnn_attention(enabled: bool):
         torch.backends.cuda.enable_cudnn_sdp(before)
 
 
-def keep_activations(model, kept: int) -> list[int]:
-    """Let ``kept`` decoder layers keep their activations and the others recompute theirs in the backward pass;
-    return the kept layers' indices. They are spread evenly and include the last layer: the backward pass starts
-    there, and recomputing the last layer would hold about what keeping it does, on top of every kept layer below
-    it, so the peak would be that of one more kept layer."""
-    from transformers.modeling_layers import GradientCheckpointingLayer
-
-    layers = [module for module in model.modules() if isinstance(module, GradientCheckpointingLayer)]
-    if not 0 <= kept <= len(layers):
-        raise RecipeError(f"kept_layers={kept}: the model has {len(layers)} decoder layers")
-    chosen = {round((i + 1) * len(layers) / kept) - 1 for i in range(kept)} if kept else set()
-    for index, layer in enumerate(layers):
-        layer.gradient_checkpointing = index not in chosen
-    return sorted(chosen)
-
-
-def check_kept_layers(script_args, training_args) -> None:
-    """kept_layers picks which layers skip gradient checkpointing, so it needs checkpointing on."""
-    if script_args.kept_layers is None:
-        return
-    if not training_args.gradient_checkpointing:
-        raise RecipeError("kept_layers needs gradient_checkpointing: true (it picks the layers that skip it)")
-    if script_args.kept_layers < 0:
-        raise RecipeError(f"kept_layers must be 0 or more, got {script_args.kept_layers}")
-
-
-def kept_layers_callback(kept: int, report):
-    """A TrainerCallback that sets the kept layers once the Trainer has turned checkpointing on (in ``train``,
-    before the first step) and reports them through ``report``."""
-    from transformers import TrainerCallback
-
-    class KeptLayers(TrainerCallback):
-        def on_train_begin(self, args, state, control, model=None, **kwargs):
-            chosen = keep_activations(model, kept)
-            report(f"{len(chosen)} decoder layers keep their activations ({chosen}); the others recompute them")
-
-    return KeptLayers()
-
-
 # SFTConfig switches that need a package outside the base install, and the extra that provides it.
 OPTIONAL_FEATURES = {"use_liger_kernel": ("liger_kernel", "gpu")}
 

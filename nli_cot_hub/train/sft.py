@@ -67,7 +67,7 @@ def main(script_args, training_args, model_args, callbacks: list | None = None) 
     from trl import SFTTrainer, get_peft_config
 
     from nli_cot_hub.formats import write_format
-    from nli_cot_hub.train import checkpoint, data, loss, model, outputs, schedule
+    from nli_cot_hub.train import activations, checkpoint, data, loss, model, outputs, schedule
 
     console_logging()
     set_seed(training_args.seed)
@@ -82,7 +82,7 @@ def main(script_args, training_args, model_args, callbacks: list | None = None) 
     schedule.apply_warmup_ratio(script_args, training_args)
     model.check_launch(training_args)
     model.check_optional_features(training_args)
-    model.check_kept_layers(script_args, training_args)
+    activations.check(script_args, training_args)
     train_data, eval_data = data.prepare_splits(  # first: bad data fails before any model loads
         script_args, training_args.seed, want_eval=training_args.eval_strategy != "no", report=logger.info
     )
@@ -107,8 +107,9 @@ def main(script_args, training_args, model_args, callbacks: list | None = None) 
 
     base = model.load_model(model_args, training_args, script_args.random_init, training_args.seed)
     signal_callback = checkpoint.make_signal_callback()
-    if script_args.kept_layers is not None:
-        callbacks = [*(callbacks or []), model.kept_layers_callback(script_args.kept_layers, logger.info)]
+    kept_layers = activations.callback(script_args, logger.info)
+    if kept_layers is not None:
+        callbacks = [*(callbacks or []), kept_layers]
 
     class NliSFTTrainer(loss.label_weighted(SFTTrainer)):
         def create_model_card(self, *args, **kwargs):  # our card instead of TRL's generic one
