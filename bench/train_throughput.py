@@ -45,9 +45,9 @@ Written before the run of 2026-12-07 that followed (the b16 every_n_layers=2 set
                      step is a few ms of a ~2 s step: same speed within the spread.
   group_b16_liger_bf16_nocudnn_ckpt2_adam8  the same with the 24 GiB recipe's LoRA dropout 0.05: the kept layers
                      also hold each adapter input's dropped copy: ~0.85x the dropout-0 rate, peak over 24 GiB.
-Written before the run of 2026-12-08, which showed the first paragraph wrong: the peak belongs to the first micro-batch
-of a length group (512 wide), whichever step it is in; and the configurations above were thought to train fp32 LoRA
-weights (PEFT's default), while TRL's SFTTrainer casts a quantized model's adapters to bf16 as the QLoRA paper did:
+Written before the run of 2026-12-08 (its outcomes added after it). The configurations above were thought to
+train fp32 LoRA weights (PEFT's default), while TRL's SFTTrainer casts a quantized model's adapters to bf16 as the
+QLoRA paper did:
   fast_recipe        the fast recipe's settings with bf16 adapters, as train.py trains them: no fp32 master weights
                      and no bf16 copy of them made by autocast at each adapter call (7 projections x 32 layers,
                      three passes a step): 1.00-1.03x the fp32-adapter setting, a peak ~0.3 GiB lower, ~24.0 GiB.
@@ -61,6 +61,8 @@ weights (PEFT's default), while TRL's SFTTrainer casts a quantized model's adapt
                      Run once with layer 31 among the recomputed ones: the same 24.31 GiB peak to the hundredth, as
                      the recompute of the last layer, first in the backward pass, holds what keeping it would have.
                      Now the last layer is always kept: ~23.1 GiB predicted.
+Written after that run, whose per-step peaks showed that the first micro-batch of each length group, the widest,
+sets the peak, and most micro-batches are far narrower:
   fast_recipe_keep14  14 kept: ~22 GiB, leaving room for the allocator's reserve (~0.7 GiB above the peak) and the
                      CUDA context on a 24 GiB card; 0.97-0.98x fast_recipe.
   fast_recipe_budget14  a budget of 14 x 16 x 512 kept layer-tokens (`kept_layer_tokens`): each micro-batch keeps as
