@@ -285,7 +285,7 @@ def run_config(
     step_widths: list[list[int]] = []  # padded width of each micro-batch, per optimizer step
     step_peaks: list[float] = []  # peak allocated GiB within each optimizer step
     kept_layers: list[int] = []
-    step_kept: list[list[int]] = [[]]  # layers kept in each micro-batch, per optimizer step (a token budget)
+    step_kept: list[list[int]] = []  # layers kept in each micro-batch, per optimizer step (with a token budget)
 
     profiled = {}
 
@@ -306,8 +306,7 @@ def run_config(
                 torch.cuda.reset_peak_memory_stats()
             counts["step_real"] = 0
             step_widths.append([])
-            if step_kept[-1]:
-                step_kept.append([])
+            step_kept.append([])
             if profile and state.global_step == total_steps - 1:
                 from torch.profiler import ProfilerActivity
 
@@ -405,7 +404,7 @@ def run_config(
     }
     if kept_layers:
         result["kept_layers"] = kept_layers
-    if step_kept[0]:
+    if any(step_kept):
         result["step_kept_layers"] = step_kept
     result["adapter_dtype"] = str(next(p.dtype for p in model.parameters() if p.requires_grad))
     result["model_gib"] = model_gib

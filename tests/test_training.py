@@ -678,8 +678,9 @@ def test_qlora_checkpoints_every_other_layer_when_asked(tiny_model, tmp_path):
 
 
 def test_kept_layers_override_every_n_layers_and_need_checkpointing(tiny_model, tmp_path):
-    """kept_layers sets which layers skip checkpointing after the Trainer has applied every_n_layers, and without
-    gradient checkpointing it is refused before any model loads."""
+    """kept_layers sets which layers skip checkpointing after the Trainer has applied every_n_layers; without
+    gradient checkpointing, together with kept_layer_tokens, or above the model's layer count it is refused
+    before any weights load."""
     from transformers import TrainerCallback
 
     from nli_cot_hub.train.configs import RecipeError
@@ -707,6 +708,9 @@ def test_kept_layers_override_every_n_layers_and_need_checkpointing(tiny_model, 
     args[0].kept_layers, args[0].kept_layer_tokens = 1, 4096
     with pytest.raises(RecipeError, match="give one of them"):
         main(*args)
+    args[0].kept_layers, args[0].kept_layer_tokens = 3, None
+    with pytest.raises(RecipeError, match="kept_layers=3: the model has 2 decoder layers"):
+        main(*args)  # read from the model's config, before its weights load
     assert not (tmp_path / "r").exists()
 
 

@@ -82,6 +82,17 @@ def check(script_args, training_args) -> None:
         raise RecipeError("kept_layers and kept_layer_tokens both pick the kept layers: give one of them")
 
 
+def check_layer_count(script_args, model_name: str) -> None:
+    """Before the weights load: kept_layers no larger than the model's number of decoder layers (from its config)."""
+    if script_args.kept_layers is None:
+        return
+    from nli_cot_hub.train.model import model_config
+
+    layers = getattr(model_config(model_name), "num_hidden_layers", None)
+    if layers is not None and script_args.kept_layers > layers:
+        raise RecipeError(f"kept_layers={script_args.kept_layers}: the model has {layers} decoder layers")
+
+
 def callback(script_args, report):
     """A TrainerCallback that applies the recipe's choice once the Trainer has turned checkpointing on (in
     ``train``, before the first step), or None when the recipe leaves it to ``every_n_layers``."""
@@ -98,7 +109,8 @@ def callback(script_args, report):
                 return
             budget, layers = script_args.kept_layer_tokens, len(decoder_layers(model))
             keep_within_budget(model, budget)
-            widest = args.per_device_train_batch_size * args.max_length if args.max_length else None
+            max_length = getattr(args, "max_length", None)
+            widest = args.per_device_train_batch_size * max_length if max_length else None
             example = (
                 f"; a full micro-batch of {widest} tokens keeps {kept_for_tokens(budget, widest, layers)}"
                 if widest

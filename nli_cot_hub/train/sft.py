@@ -105,6 +105,7 @@ def main(script_args, training_args, model_args, callbacks: list | None = None) 
             f"{len(pattern.anchors)} contexts)"
         )
 
+    activations.check_layer_count(script_args, model_args.model_name_or_path)
     base = model.load_model(model_args, training_args, script_args.random_init, training_args.seed)
     signal_callback = checkpoint.make_signal_callback()
     kept_layers = activations.callback(script_args, logger.info)
